@@ -1,0 +1,3 @@
+from llmspec.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""Hardware catalog: vendor datasheet figures, one source comment per entry.
+
+Peaks are dense (no 2:4 sparsity). Link figures are per GPU, per direction,
+in GB/s (1e9 bytes/s). See ../shared/PLANNER-REFERENCES.md section 3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    memory_bytes: int
+    peak_tflops: float  # dense BF16/FP16 tensor-core peak
+    fp8_tflops: float  # dense FP8 peak; 0 = not supported
+    hbm_gbps: float
+    intra_node_gbps: float  # per direction, per GPU
+    inter_node_gbps: float  # per direction, per GPU
+    source: str
+
+    @property
+    def has_fp8(self) -> bool:
+        return self.fp8_tflops > 0
+
+
+CATALOG: dict[str, Gpu] = {
+    # NVIDIA A100 Tensor Core GPU datasheet (2021): 40 GB HBM2, 1,555 GB/s, BF16 312 TFLOPS dense,
+    # NVLink 3 600 GB/s total (300 GB/s per direction). Network: one 200 Gb/s HDR HCA per GPU (Selene).
+    "a100-40gb": Gpu(
+        "a100-40gb",
+        40 * 10**9,
+        312.0,
+        0.0,
+        1555.0,
+        300.0,
+        25.0,
+        "NVIDIA A100 datasheet; HDR IB per GPU as on Selene (Narayanan et al. 2021 §5)",
+    ),
+    # Same datasheet, 80 GB HBM2e SXM: 2,039 GB/s.
+    "a100-80gb": Gpu(
+        "a100-80gb",
+        80 * 10**9,
+        312.0,
+        0.0,
+        2039.0,
+        300.0,
+        25.0,
+        "NVIDIA A100 datasheet; HDR IB per GPU as on Selene (Narayanan et al. 2021 §5)",
+    ),
+    # NVIDIA H100 datasheet, SXM5: 80 GB HBM3, 3.35 TB/s, BF16 989.5 dense (1,979 with sparsity),
+    # FP8 1,979 dense, NVLink 4 900 GB/s total. Network: 400 Gb/s NDR per GPU.
+    "h100-sxm": Gpu(
+        "h100-sxm",
+        80 * 10**9,
+        989.5,
+        1979.0,
+        3350.0,
+        450.0,
+        50.0,
+        "NVIDIA H100 datasheet (SXM5); 400G NDR per GPU (Llama 3 paper §3.3)",
+    ),
+    # NVIDIA H200 datasheet: 141 GB HBM3e, 4.8 TB/s, same GH100 compute as H100 SXM, NVLink 900 GB/s.
+    "h200": Gpu(
+        "h200",
+        141 * 10**9,
+        989.5,
+        1979.0,
+        4800.0,
+        450.0,
+        50.0,
+        "NVIDIA H200 datasheet; 400G NDR per GPU",
+    ),
+    # AMD Instinct MI250X datasheet: 128 GB HBM2e, 3.2 TB/s, 383 TFLOPS FP16/BF16 (package of 2 GCDs).
+    # Infinity Fabric links 8 × 100 GB/s total; modelled as 200 GB/s per direction.
+    "mi250x": Gpu(
+        "mi250x",
+        128 * 10**9,
+        383.0,
+        0.0,
+        3276.8,
+        200.0,
+        25.0,
+        "AMD Instinct MI250X datasheet; Slingshot-11 200 Gb/s per node-GPU (Frontier)",
+    ),
+    # AMD Instinct MI300X datasheet: 192 GB HBM3, 5.3 TB/s, 1,307.4 TFLOPS BF16 dense, FP8 2,614.9,
+    # 7 Infinity Fabric links × 64 GB/s per direction (448 GB/s).
+    "mi300x": Gpu(
+        "mi300x",
+        192 * 10**9,
+        1307.4,
+        2614.9,
+        5300.0,
+        448.0,
+        50.0,
+        "AMD Instinct MI300X datasheet; 400G network per GPU",
+    ),
+    # Google Cloud TPU v4 documentation: 32 GiB HBM2, 1,200 GB/s, 275 TFLOPS bf16 per chip;
+    # ICI 3D torus, 6 links × 50 GB/s per direction (modelled as 300 GB/s intra-slice).
+    "tpu-v4": Gpu(
+        "tpu-v4",
+        32 * GIB,
+        275.0,
+        0.0,
+        1200.0,
+        300.0,
+        300.0,
+        "cloud.google.com/tpu/docs/v4 (system architecture)",
+    ),
+    # A CPU "device" for running generated projects here: memory and peak are nominal placeholders
+    # sized for the tiny specs (one process per core), not datasheet figures for any processor.
+    "cpu": Gpu(
+        "cpu",
+        8 * GIB,
+        0.1,
+        0.0,
+        20.0,
+        10.0,
+        1.0,
+        "nominal: one CPU process per 'GPU' for local runs; not a datasheet figure",
+    ),
+}
+
+
+def get_gpu(gpu) -> Gpu:
+    """Catalog entry for a name or a `GpuOverride` (overridden figures replace the datasheet's)."""
+    if isinstance(gpu, str):
+        return CATALOG[gpu]
+    base = CATALOG[gpu.name]
+    changes = {}
+    if gpu.memory_gib is not None:
+        changes["memory_bytes"] = int(gpu.memory_gib * GIB)
+    for field in ("peak_tflops", "fp8_tflops", "hbm_gbps", "intra_node_gbps", "inter_node_gbps"):
+        value = getattr(gpu, field)
+        if value is not None:
+            changes[field] = float(value)
+    return (
+        replace(base, **changes, source=base.source + " (overridden in spec)") if changes else base
+    )

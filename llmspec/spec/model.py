@@ -1,0 +1,453 @@
+"""The typed spec (contract 1 of DESIGN.md).
+
+Field names here are the public interface: examples, docs, tests and the
+generated projects use them. Fields may be added; none may be renamed.
+Every field has a default and a one-line description (units and special
+values included); unknown keys are rejected.
+
+Cross-field rules that need more than one section (tensor divides heads,
+batch arithmetic, fp8 needs a GPU that has it, ...) live in `checks.py`,
+so that they can report every problem with its location at once.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SLUG_RE = r"^[a-z0-9][a-z0-9._-]*$"
+AUTO = "auto"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+PosInt = Annotated[int, Field(gt=0)]
+AutoInt = PosInt | Literal["auto"]
+
+
+# ----------------------------------------------------------------------------- model
+class ModelSpec(_Section):
+    """Transformer architecture. `preset` fills these in; explicit fields override it."""
+
+    preset: str | None = Field(
+        None,
+        description="Named architecture from `llmspec presets`; fields given here override it.",
+    )
+    arch: Literal["gpt", "llama", "bert"] = Field(
+        "gpt",
+        description="Model family: gpt (causal, learned positions), llama (rope, rmsnorm, swiglu), bert (bidirectional encoder).",
+    )
+    vocab_size: PosInt = Field(50257, description="Rows of the token embedding (tokens).")
+    max_seq_len: PosInt = Field(
+        1024,
+        description="Longest sequence the model supports (tokens); sizes learned position tables.",
+    )
+    d_model: PosInt = Field(768, description="Hidden size h.")
+    n_layers: PosInt = Field(12, description="Number of transformer blocks L.")
+    n_heads: PosInt = Field(
+        12, description="Attention (query) heads a; d_model must be divisible by it."
+    )
+    n_kv_heads: PosInt | None = Field(
+        None,
+        description="Key/value heads; fewer than n_heads = grouped-query attention. null = n_heads.",
+    )
+    d_ff: PosInt | None = Field(None, description="MLP inner size. null = 4 × d_model.")
+    position: Literal["learned", "sinusoidal", "rope"] = Field(
+        "learned", description="Position encoding."
+    )
+    rope_theta: float = Field(
+        10000.0, gt=0, description="RoPE base frequency (only with position: rope)."
+    )
+    norm: Literal["layernorm", "rmsnorm"] = Field("layernorm", description="Normalisation layer.")
+    norm_eps: float = Field(1e-5, gt=0, description="Epsilon of every norm layer.")
+    norm_position: Literal["pre", "post"] = Field(
+        "pre", description="Norm before (pre) or after (post) each residual branch."
+    )
+    activation: Literal["gelu", "relu", "swiglu"] = Field(
+        "gelu", description="MLP activation; swiglu uses three d_ff projections."
+    )
+    bias: bool = Field(True, description="Biases in linear layers and norms.")
+    tie_embeddings: bool = Field(
+        True, description="Share the token embedding with the output (LM head) weight."
+    )
+    type_vocab_size: int = Field(
+        0, ge=0, description="Token-type (segment) embeddings; 0 = none (BERT uses 2)."
+    )
+    dropout: float = Field(
+        0.1, ge=0, lt=1, description="Dropout on embeddings and residual branches (probability)."
+    )
+    attention_dropout: float = Field(
+        0.1, ge=0, lt=1, description="Dropout on attention probabilities (probability)."
+    )
+    drop_path: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Stochastic depth: probability of skipping a residual branch, scaled linearly to the last layer.",
+    )
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def ff_dim(self) -> int:
+        return self.d_ff or 4 * self.d_model
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+# ----------------------------------------------------------------------------- data
+class SourceSpec(_Section):
+    path: str = Field(
+        ...,
+        description="Glob relative to the spec file (** recurses). ${VAR} and ${VAR:-default} expand at data-preparation time; ${PYTHON_STDLIB} is always defined.",
+    )
+    format: Literal["auto", "text", "jsonl"] = Field(
+        "auto",
+        description="text = one document per file; jsonl = one document per line; auto = by extension (.jsonl/.json → jsonl).",
+    )
+    text_field: str = Field("text", description="Key of the text in each JSON-lines record.")
+
+
+class TokenizerSpec(_Section):
+    kind: Literal["bpe", "unigram", "wordpiece"] = Field(
+        "bpe", description="Tokenizer model trained with `tokenizers` on the kept documents."
+    )
+    vocab_size: PosInt = Field(
+        8192, description="Vocabulary size to train (tokens, special tokens included)."
+    )
+    path: str | None = Field(
+        None, description="Load this tokenizer.json instead of training one (relative to the spec)."
+    )
+    lowercase: bool = Field(False, description="Lower-case text before tokenizing.")
+
+
+class NearDedupSpec(_Section):
+    threshold: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Estimated Jaccard similarity at or above which a document is a near-duplicate.",
+    )
+    num_perm: PosInt = Field(128, description="MinHash permutations.")
+    shingle_size: PosInt = Field(5, description="Word n-gram size of the shingles.")
+
+
+class DedupSpec(_Section):
+    exact: bool = Field(
+        True, description="Drop documents whose normalised text hashes equal an earlier one."
+    )
+    near: NearDedupSpec | None = Field(
+        default_factory=NearDedupSpec,
+        description="MinHash-LSH near-duplicate removal; null disables it.",
+    )
+
+
+class FilterSpec(_Section):
+    min_chars: int = Field(
+        1, ge=0, description="Drop documents shorter than this after normalisation (characters)."
+    )
+    max_chars: int | None = Field(
+        None, gt=0, description="Drop documents longer than this (characters); null = no limit."
+    )
+    max_repeated_line_fraction: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Drop documents whose duplicated non-empty lines exceed this fraction of all lines.",
+    )
+    blocklist: str | None = Field(
+        None,
+        description="File of words (one per line, relative to the spec); documents containing any are dropped.",
+    )
+
+
+class NormalizeSpec(_Section):
+    unicode: Literal["NFC", "NFKC", "none"] = Field(
+        "NFC", description="Unicode normalisation form."
+    )
+    whitespace: bool = Field(
+        True, description="Strip trailing spaces, unify line endings, collapse runs of blank lines."
+    )
+
+
+class DataSpec(_Section):
+    sources: list[SourceSpec] = Field(
+        default_factory=lambda: [SourceSpec(path="corpus/**/*.txt")],
+        min_length=1,
+        description="Where the documents come from.",
+    )
+    tokenizer: TokenizerSpec = Field(
+        default_factory=TokenizerSpec, description="Tokenizer to train or load."
+    )
+    dedup: DedupSpec = Field(
+        default_factory=DedupSpec, description="Exact and near-duplicate removal."
+    )
+    filters: FilterSpec = Field(default_factory=FilterSpec, description="Quality filters.")
+    normalize: NormalizeSpec = Field(
+        default_factory=NormalizeSpec, description="Text normalisation before dedup and tokenizing."
+    )
+    shard_size: int | str = Field(
+        "1GB",
+        description='Target bytes per token shard: an integer or "512MB", "1GB", ... (powers of 1024).',
+    )
+    validation_fraction: float = Field(
+        0.01,
+        ge=0,
+        lt=1,
+        description="Fraction of documents held out for validation (split by document).",
+    )
+    packing: bool = Field(
+        True,
+        description="Join documents with EOS and pack into seq_len sequences; false = one document per sequence, length-bucketed and padded.",
+    )
+    workers: AutoInt = Field("auto", description="Processes for tokenizing; auto = all cores.")
+
+    @field_validator("shard_size")
+    @classmethod
+    def _size(cls, v: int | str) -> int | str:
+        parse_bytes(v)
+        return v
+
+    @property
+    def shard_size_bytes(self) -> int:
+        return parse_bytes(self.shard_size)
+
+
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 1024,
+    "MB": 1024**2,
+    "GB": 1024**3,
+    "TB": 1024**4,
+    "KIB": 1024,
+    "MIB": 1024**2,
+    "GIB": 1024**3,
+    "TIB": 1024**4,
+}
+
+
+def parse_bytes(v: int | str) -> int:
+    """'1GB' -> 1073741824. Raises ValueError with a hint for anything else."""
+    if isinstance(v, bool):
+        raise ValueError("expected a size such as 1GB or 268435456")
+    if isinstance(v, int):
+        if v <= 0:
+            raise ValueError("size must be positive")
+        return v
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(v))
+    if not m or m.group(2).upper() not in _UNITS:
+        raise ValueError(f"cannot read size {v!r}; write e.g. 512MB or 1GB")
+    n = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+    if n <= 0:
+        raise ValueError("size must be positive")
+    return n
+
+
+# ----------------------------------------------------------------------------- train
+class OptimizerSpec(_Section):
+    name: Literal["adamw"] = Field(
+        "adamw", description="Optimizer (AdamW, decoupled weight decay)."
+    )
+    lr: float = Field(6.0e-4, gt=0, description="Peak learning rate.")
+    betas: tuple[float, float] = Field((0.9, 0.95), description="Adam β1, β2, each in [0, 1).")
+    eps: float = Field(1.0e-8, gt=0, description="Adam ε.")
+    weight_decay: float = Field(
+        0.1, ge=0, description="Decoupled weight decay (not applied to biases and norms)."
+    )
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError("each beta must be in [0, 1), e.g. [0.9, 0.95]")
+        return v
+
+
+class ScheduleSpec(_Section):
+    name: Literal["cosine", "linear", "constant"] = Field(
+        "cosine", description="Decay after warm-up."
+    )
+    warmup_steps: int = Field(
+        2000, ge=0, description="Linear warm-up from 0 to lr (optimizer steps)."
+    )
+    min_lr: float = Field(6.0e-5, ge=0, description="Learning rate at the last step.")
+
+
+class TrainSpec(_Section):
+    objective: Literal["causal_lm", "masked_lm"] = Field(
+        "causal_lm", description="Next-token prediction, or BERT-style masked tokens."
+    )
+    mask_prob: float = Field(
+        0.15,
+        gt=0,
+        lt=1,
+        description="masked_lm: fraction of tokens selected (80% [MASK], 10% random, 10% kept).",
+    )
+    seq_len: PosInt = Field(
+        1024, description="Tokens per training sequence; at most model.max_seq_len."
+    )
+    global_batch_size: PosInt = Field(
+        512, description="Sequences per optimizer step (= micro × accumulation × data parallel)."
+    )
+    micro_batch_size: AutoInt = Field(
+        "auto", description="Sequences per GPU per forward; auto = the planner chooses."
+    )
+    steps: PosInt | None = Field(
+        None,
+        description="Optimizer steps; null = derived from tokens (default 300000 when both are null).",
+    )
+    tokens: float | None = Field(
+        None,
+        gt=0,
+        description="Tokens to train on; sets steps = tokens / (global_batch_size × seq_len).",
+    )
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="Optimizer.")
+    schedule: ScheduleSpec = Field(
+        default_factory=ScheduleSpec, description="Learning-rate schedule."
+    )
+    grad_clip: float = Field(
+        1.0, ge=0, description="Clip the global gradient norm to this; 0 disables."
+    )
+    precision: Literal["fp32", "fp16", "bf16", "fp8"] = Field(
+        "bf16", description="Training precision (fp16 uses dynamic loss scaling)."
+    )
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")
+    seed: int = Field(1234, ge=0, description="Seed for initialisation, data order and masking.")
+    log_interval: PosInt = Field(10, description="Steps between metric lines in out/metrics.jsonl.")
+    eval_interval: PosInt = Field(1000, description="Steps between validation passes.")
+    eval_batches: PosInt = Field(20, description="Micro-batches per validation pass.")
+    checkpoint_interval: PosInt = Field(
+        1000, description="Steps between checkpoints (and at the last step)."
+    )
+
+    @model_validator(mode="after")
+    def _steps_or_tokens(self) -> TrainSpec:
+        if self.steps is not None and self.tokens is not None:
+            raise ValueError("give either steps or tokens, not both")
+        return self
+
+    @property
+    def total_steps(self) -> int:
+        if self.steps is not None:
+            return self.steps
+        if self.tokens is not None:
+            return max(1, round(self.tokens / (self.global_batch_size * self.seq_len)))
+        return 300000
+
+
+# ----------------------------------------------------------------------------- parallel
+class ParallelSpec(_Section):
+    """Every field is a value, or auto: the planner chooses."""
+
+    data: AutoInt = Field("auto", description="Data-parallel replicas.")
+    tensor: AutoInt = Field(
+        "auto",
+        description="Tensor-parallel degree (inside one node; divides heads, kv heads and d_ff).",
+    )
+    pipeline: AutoInt = Field("auto", description="Pipeline stages (at most n_layers).")
+    zero_stage: Literal[0, 1, 2, 3, "auto"] = Field(
+        "auto",
+        description="DeepSpeed ZeRO stage: 1 shards optimizer state, 2 also gradients, 3 also parameters.",
+    )
+    sequence_parallel: bool | Literal["auto"] = Field(
+        "auto", description="Megatron sequence parallelism (needs tensor > 1)."
+    )
+    activation_checkpointing: Literal["none", "selective", "full", "auto"] = Field(
+        "auto", description="Recompute: none; selective (attention core); full (whole block)."
+    )
+    offload_optimizer: Literal["none", "cpu", "nvme"] = Field(
+        "none", description="ZeRO-Offload of optimizer state (and its step) to host memory or NVMe."
+    )
+    offload_params: Literal["none", "cpu", "nvme"] = Field(
+        "none", description="ZeRO-3 parameter offload."
+    )
+
+
+# ----------------------------------------------------------------------------- cluster
+class GpuOverride(_Section):
+    """A catalog GPU with some figures replaced (e.g. a cut-down SKU or a measured link)."""
+
+    name: str = Field(..., description="Catalog entry to start from (`llmspec hardware`).")
+    memory_gib: float | None = Field(None, gt=0, description="Usable device memory (GiB).")
+    peak_tflops: float | None = Field(None, gt=0, description="Dense 16-bit peak (TFLOP/s).")
+    fp8_tflops: float | None = Field(
+        None, ge=0, description="Dense FP8 peak (TFLOP/s); 0 = no FP8."
+    )
+    hbm_gbps: float | None = Field(None, gt=0, description="Memory bandwidth (GB/s).")
+    intra_node_gbps: float | None = Field(
+        None, gt=0, description="Per-GPU, per-direction bandwidth inside a node (GB/s)."
+    )
+    inter_node_gbps: float | None = Field(
+        None, gt=0, description="Per-GPU, per-direction network bandwidth between nodes (GB/s)."
+    )
+
+
+class ClusterSpec(_Section):
+    gpu: str | GpuOverride = Field(
+        "a100-80gb",
+        description="Catalog name (`llmspec hardware`), or a mapping {name: ..., figure: value} overriding it.",
+    )
+    nodes: PosInt = Field(1, description="Machines.")
+    gpus_per_node: PosInt = Field(
+        8, description="Accelerators per machine (processes per node on CPU)."
+    )
+    host_memory_gib: float = Field(
+        1024.0, gt=0, description="Host RAM per node available for offload (GiB)."
+    )
+
+    @property
+    def gpu_name(self) -> str:
+        return self.gpu if isinstance(self.gpu, str) else self.gpu.name
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+
+# ----------------------------------------------------------------------------- tracking
+class TrackingSpec(_Section):
+    tensorboard: bool = Field(
+        True, description="Write TensorBoard event files under out/tensorboard."
+    )
+    mlflow: bool = Field(
+        False,
+        description="Log to MLflow (file store under out/mlruns unless MLFLOW_TRACKING_URI is set).",
+    )
+    wandb: bool = Field(
+        False, description="Log to Weights & Biases (offline mode unless WANDB_MODE is set)."
+    )
+    project: str = Field("llmspec", description="Experiment / project name for MLflow and W&B.")
+
+
+# ----------------------------------------------------------------------------- top level
+class Spec(_Section):
+    """One LLM training run. Sections reserved for later versions: finetune, eval."""
+
+    name: str = Field(
+        "run", pattern=SLUG_RE, description="Slug [a-z0-9][a-z0-9._-]*; names the output folder."
+    )
+    extends: str | list[str] | None = Field(
+        None, description="Spec(s) this one deep-merges over, paths relative to this file."
+    )
+    model: ModelSpec = Field(default_factory=ModelSpec, description="Architecture.")
+    data: DataSpec = Field(
+        default_factory=DataSpec, description="Corpus → dedup/filter → tokenizer → packed shards."
+    )
+    train: TrainSpec = Field(
+        default_factory=TrainSpec, description="Objective, batch, optimizer and schedule."
+    )
+    parallel: ParallelSpec = Field(
+        default_factory=ParallelSpec,
+        description="Parallel layout; auto fields are chosen by the planner.",
+    )
+    cluster: ClusterSpec = Field(default_factory=ClusterSpec, description="Hardware.")
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="Experiment tracking.")
