@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# README command 1, the main job: plan a real model, then build the tiny CPU spec into a
+# training project and train it on this machine's CPU (2 processes, 300 steps, a few minutes)
+# on Python's own standard-library sources. Safe to run again: the prepared data is kept,
+# training starts over. DEMO_RESUME=1 keeps the checkpoints instead (the run resumes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+RUN=runs/tiny-cpu
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "set-up (torch CPU build, deepspeed, llmspec)"
+bash scripts/setup.sh
+# shellcheck source=scripts/env.sh
+source scripts/env.sh
+
+step "plan a real model: llmspec plan specs/llama2-7b.yaml"
+"$PY" -m llmspec plan specs/llama2-7b.yaml
+
+step "build the tiny CPU spec: llmspec build specs/tiny-cpu.yaml -o $RUN"
+"$PY" -m llmspec build specs/tiny-cpu.yaml -o "$RUN"
+
+if [[ "${DEMO_RESUME:-0}" != 1 && -d "$RUN/out" ]]; then
+  # Everything but the prepared data: the demo shows a whole run each time.
+  find "$RUN/out" -mindepth 1 -maxdepth 1 ! -name data -exec rm -rf {} +
+fi
+
+step "train: bash $RUN/launch.sh (prepares the data on first use)"
+PYTHON="$PY" bash "$RUN/launch.sh"
+
+step "summary"
+"$PY" - "$RUN" <<'EOF'
+import json
+import sys
+from pathlib import Path
+
+run = Path(sys.argv[1])
+records = [json.loads(line) for line in (run / "out/metrics.jsonl").read_text().splitlines()]
+losses = [(r["step"], r["loss"]) for r in records if "loss" in r]
+evals = [(r["step"], r["val_loss"], r["val_perplexity"]) for r in records if "val_loss" in r]
+(first_step, first), (last_step, last) = losses[0], losses[-1]
+print(f"training loss: {first:.3f} at step {first_step} -> {last:.3f} at step {last_step}")
+if evals:
+    step, val_loss, ppl = evals[-1]
+    print(f"validation at step {step}: loss {val_loss:.3f}, perplexity {ppl:.1f}")
+speeds = [r["tokens_per_s"] for r in records if "tokens_per_s" in r]
+if speeds:
+    print(f"throughput: {sorted(speeds)[len(speeds) // 2]:,.0f} tokens/s (median of logged steps)")
+print(f"outputs: {run}/out/ (metrics.jsonl, checkpoints/, data/); project: {run}/")
+if not last < first:
+    sys.exit("error: the loss did not fall")
+EOF
