@@ -1,0 +1,194 @@
+"""Bytes a layer keeps for backward, per token, for the code the templates generate.
+
+Each figure is what autograd saves for the exact ops of the generated model
+(``F.scaled_dot_product_attention``, tanh GELU, ``silu(gate) * up``,
+``nn.Dropout``, ``nn.LayerNorm`` / ``nn.RMSNorm``, fp32 log-softmax loss),
+checked op by op under ``FakeTensorMode`` + ``MemTracker``
+(``llmspec.plan.measure``). The Korthikanti et al. 2022 Table 2 constants
+(34 sbh + 5as²b) assume 16-bit activations, 1-byte dropout masks and
+materialised attention scores; with SDPA/flash attention the s² term is gone
+and what is left depends on the kernels, hence this table.
+
+``kernels`` selects the few ops whose saved tensors differ between CUDA and the
+CPU that measures them here:
+
+* dropout mask: CUDA ``native_dropout`` keeps a 1-byte bool mask; the CPU
+  fallback multiplies by a noise tensor of the activation dtype;
+* LayerNorm mean / rstd: fp32 on CUDA, the activation dtype on CPU;
+* attention with dropout: CUDA flash / memory-efficient kernels keep only an
+  RNG state; CPU has no fused kernel with dropout and falls back to the math
+  path, which saves the s×s probabilities, the dropout noise and its product.
+
+All functions return bytes per token of one micro-batch (multiply by
+``micro_batch × seq_len``) unless they say otherwise.
+"""
+
+from __future__ import annotations
+
+from llmspec.plan.types import ModelDims
+
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 2}  # fp8: activations stay 16-bit
+
+
+def act_bytes(precision: str) -> int:
+    """Bytes of one activation element in the training dtype."""
+    return DTYPE_BYTES[precision]
+
+
+def _mask_bytes(e: int, kernels: str) -> int:
+    return 1 if kernels == "cuda" else e
+
+
+def norm_saved(dims: ModelDims, e: int, kernels: str = "cuda") -> float:
+    """One norm: its input and output (the next GEMM saves it), plus statistics.
+
+    LayerNorm saves input, mean and rstd. ``nn.RMSNorm`` is a composite on the
+    PyTorch versions we pin: it upcasts 16-bit inputs to fp32 and keeps the fp32
+    input and the fp32 normalised product; in fp32 it keeps the input and the
+    normalised product.
+    """
+    h = dims.d_model
+    if dims.norm == "layernorm":
+        stats = 8 if kernels == "cuda" else 2 * e
+        return 2 * e * h + stats
+    if e == 4:
+        return 3 * 4 * h + 4
+    return 4 * h + 4 * h + e * h + 4
+
+
+def attention_saved(dims: ModelDims, e: int, recompute: str, kernels: str = "cuda") -> float:
+    """Self-attention: Q, K, V (GQA: K and V are kv_heads wide), the core's output
+    and its fp32 log-sum-exp (one per head and token). With RoPE the rotated Q is
+    laid out (b, heads, s, d) so the output is copied once more before the output
+    projection. Selective recompute drops the log-sum-exp (and that copy): the
+    region saves its inputs and the out-projection its output."""
+    h, kv, a, s = dims.d_model, dims.n_kv_heads * dims.head_dim, dims.n_heads, dims.seq_len
+    qkv_out = e * (2 * h + 2 * kv)
+    rope_copy = e * h if dims.position == "rope" else 0
+    if recompute == "selective":
+        return qkv_out
+    saved = qkv_out + rope_copy
+    if dims.attention_dropout > 0 and kernels == "cpu":
+        # math path: scores→softmax (saved), noise (saved), dropped probs (saved by
+        # the PV matmul); K/V expanded to all heads when grouped.
+        saved += a * s * (3 * e)
+        if dims.n_kv_heads < dims.n_heads:
+            saved += 2 * e * (h - kv)
+        return saved
+    return saved + 4 * a
+
+
+def mlp_saved(dims: ModelDims, e: int, recompute: str) -> float:
+    """MLP inner activations: GELU keeps its input and output (the down GEMM's
+    input); ReLU only its output; SwiGLU gate, up, silu(gate) and the product —
+    under selective recompute the activation region keeps gate and up and the
+    down GEMM the product."""
+    ff = dims.d_ff
+    if dims.activation == "swiglu":
+        return e * ff * (3 if recompute == "selective" else 4)
+    if dims.activation == "relu":
+        return e * ff * (2 if recompute == "selective" else 1)
+    return 2 * e * ff
+
+
+def block_saved(dims: ModelDims, e: int, recompute: str = "none", kernels: str = "cuda") -> float:
+    """One transformer block, unsharded. ``full`` recompute keeps only the block input."""
+    if recompute == "full":
+        return e * dims.d_model
+    dropout = 2 * dims.d_model * _mask_bytes(e, kernels) if dims.dropout > 0 else 0
+    return (
+        2 * norm_saved(dims, e, kernels)
+        + attention_saved(dims, e, recompute, kernels)
+        + mlp_saved(dims, e, recompute)
+        + dropout
+    )
+
+
+def block_sharded_fraction(
+    dims: ModelDims, e: int, recompute: str, tensor: int, sequence_parallel: bool
+) -> tuple[float, float]:
+    """Split ``block_saved`` into (replicated, sharded over tensor) bytes per token.
+
+    Under Megatron tensor parallelism the attention and MLP interiors are split
+    over ``tensor`` ranks; norms, their outputs and the dropout masks are
+    replicated unless sequence parallelism shards them along the sequence
+    (Korthikanti et al. 2022, Table 2).
+    """
+    total = block_saved(dims, e, recompute)
+    if tensor == 1 or sequence_parallel:
+        return 0.0, total
+    if recompute == "full":
+        return total, 0.0
+    inner = attention_saved(dims, e, recompute) + mlp_saved(dims, e, recompute)
+    return total - inner, inner
+
+
+def embedding_saved(dims: ModelDims, e: int, kernels: str = "cuda") -> float:
+    """Token ids kept by the embedding backward (int64), the embedding dropout mask,
+    and for post-norm models the embedding norm."""
+    saved = 8.0  # token ids
+    if dims.type_vocab_size:
+        saved += 8.0
+    if dims.dropout > 0:
+        saved += dims.d_model * _mask_bytes(e, kernels)
+    if dims.arch == "bert":
+        saved += norm_saved(dims, e, kernels)
+    return saved
+
+
+def head_saved(dims: ModelDims, e: int, kernels: str = "cuda") -> float:
+    """Final norm (pre-norm), the LM-head input, the MLM transform, and the loss's
+    fp32 log-softmax (vocab-wide) and labels. Log-softmax is the big one."""
+    h, v = dims.d_model, dims.vocab_size
+    saved = 0.0
+    if dims.arch != "bert":
+        saved += norm_saved(dims, e, kernels)  # its output is the LM-head input
+    if dims.objective == "masked_lm":
+        # transform GEMM input, GELU input, GELU output (= norm input), norm, head input
+        saved += e * h + e * h + norm_saved(dims, e, kernels)
+    saved += 4 * v + 8 + 8  # fp32 log-softmax output; labels and their shifted copy
+    return saved
+
+
+def loss_backward_transient(dims: ModelDims, e: int) -> float:
+    """Extra bytes while the loss backward runs: the gradient arriving at the fp32
+    log-softmax and the one it produces (both fp32, vocab-wide)."""
+    return 8.0 * dims.vocab_size
+
+
+def output_bytes(
+    dims: ModelDims,
+    kind: str,
+    micro_batch: int,
+    precision: str,
+    tensor: int = 1,
+    sequence_parallel: bool = False,
+) -> int:
+    """Bytes of a node's output tensor for one micro-batch on one rank."""
+    e, tokens = act_bytes(precision), micro_batch * dims.seq_len
+    if kind in ("lm_head", "mlm_head"):
+        return tokens * -(-dims.vocab_size // tensor) * e
+    width = dims.d_model // tensor if sequence_parallel else dims.d_model
+    return tokens * width * e
+
+
+def saved_bytes(
+    dims: ModelDims,
+    kind: str,
+    micro_batch: int,
+    precision: str,
+    recompute: str = "none",
+    tensor: int = 1,
+    sequence_parallel: bool = False,
+    kernels: str = "cuda",
+) -> int:
+    """Bytes a node keeps for backward for one micro-batch on one rank."""
+    e, tokens = act_bytes(precision), micro_batch * dims.seq_len
+    if kind == "block":
+        replicated, sharded = block_sharded_fraction(dims, e, recompute, tensor, sequence_parallel)
+        return int(tokens * (replicated + sharded / tensor))
+    if kind == "embedding":
+        return int(tokens * embedding_saved(dims, e, kernels))
+    if kind in ("lm_head", "mlm_head"):
+        return int(tokens * head_saved(dims, e, kernels) / tensor)
+    return 0

@@ -1,0 +1,194 @@
+"""Measure one training step of the generated model without allocating it.
+
+``measure_step(spec, layout)`` renders the ``model.py`` that ``llmspec build``
+would write (``llmspec.codegen.model_code.render_model_py``; a built-in
+reference of the same conventions is used until that exists), builds it under
+``torch._subclasses.fake_tensor.FakeTensorMode`` (shapes and dtypes only, no
+storage) and records one steady-state step with PyTorch's ``MemTracker``:
+
+1. warm-up step: creates the gradient buffers and the AdamW state;
+2. measured step: forward, backward and the optimizer update, with the model,
+   its gradients and the optimizer tracked (``track_external``), so the peak
+   includes every persistent state, as ``torch.cuda.max_memory_allocated``
+   would on a GPU.
+
+How the harness stands in for DeepSpeed (single device, ZeRO-0):
+
+* fp32: fp32 weights; gradients in persistent fp32 buffers (zeroed, not freed:
+  DeepSpeed keeps a contiguous gradient buffer); fused AdamW (one kernel,
+  no scratch, like DeepSpeed's FusedAdam).
+* bf16 / fp16: what DeepSpeed's mixed-precision optimizers hold — the module
+  in 16-bit (weights and the gradients autograd produces), an fp32 master copy
+  of every weight with its own persistent fp32 gradient buffer and the AdamW
+  moments. A post-accumulate-grad hook adds each 16-bit gradient into the fp32
+  buffer and frees it at once (DeepSpeed's ``immediate_grad_update``); the
+  update runs on the fp32 master copy, which is then copied back into the
+  16-bit weights.
+
+Torch is imported only here: the planner itself never needs it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from llmspec.plan.types import Layout
+
+CATEGORIES = ("params", "grads", "optimizer", "activations", "temporary")
+
+
+@dataclass(frozen=True)
+class MeasuredMemory:
+    """Bytes at the measured step's peak, by category, and the peak itself."""
+
+    params: int
+    grads: int
+    optimizer: int
+    activations: int
+    temporary: int
+    total: int  # the peak (sum of the categories at the peak moment)
+    seconds: float  # wall time of the measurement
+    model_source: str  # "template" (generated model.py) or "reference"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _model_source(spec, plan_dict: dict) -> tuple[str, str]:
+    try:
+        from llmspec.codegen.model_code import render_model_py
+    except ImportError:
+        from llmspec.plan import measure_reference as reference_model
+
+        return reference_model.source(spec), "reference"
+    return render_model_py(spec, plan_dict), "template"
+
+
+def _import_source(source: str, name: str):
+    folder = Path(tempfile.mkdtemp(prefix="llmspec-measure-"))
+    path = folder / f"{name}.py"
+    path.write_text(source)
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def _plan_dict(spec, layout: Layout) -> dict:
+    """A contract-2-shaped dict for the template (only the layout is read)."""
+    try:
+        from llmspec.plan import make_plan
+
+        plan = make_plan(spec).to_dict()
+        plan["layout"] = layout.to_dict()
+        return plan
+    except Exception:  # the planner entry point may not exist yet, or refuse the layout
+        return {"layout": layout.to_dict()}
+
+
+def measure_step(spec, layout: Layout) -> MeasuredMemory:
+    """Peak bytes of one steady-state training step of the generated model.
+
+    Single device only: ``layout`` must have data = tensor = pipeline = 1 and
+    ZeRO stage 0 (sharded states are measured on real DeepSpeed runs, see
+    ``benchmarks/memory_accuracy.py``); precision, recompute and micro-batch
+    size are taken from ``layout`` and the spec.
+    """
+    import time
+
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    if layout.world_size != 1 or layout.zero_stage != 0:
+        raise ValueError("measure_step measures one device: data = tensor = pipeline = 1, ZeRO 0")
+    started = time.perf_counter()
+    precision = spec.train.precision
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"cannot measure precision {precision!r} on CPU")
+    source, origin = _model_source(spec, _plan_dict(spec, layout))
+    module = _import_source(source, f"llmspec_measured_model_{abs(hash(source)) % 10**12}")
+    low = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    b, s = layout.micro_batch_size, spec.train.seq_len
+    vocab = spec.model.vocab_size
+
+    with FakeTensorMode(allow_non_fake_inputs=False):
+        torch.manual_seed(0)
+        # DeepSpeed builds in fp32 and casts; building straight in the 16-bit dtype
+        # reaches the same steady state (module.to() cannot swap fake parameters).
+        default_dtype = torch.get_default_dtype()
+        torch.set_default_dtype(low)
+        try:
+            model = module.build_model()
+        finally:
+            torch.set_default_dtype(default_dtype)
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        if low == torch.float32:
+            masters = params
+        else:
+            masters = [torch.nn.Parameter(p.detach().float()) for p in params]
+            for p, m in zip(params, masters, strict=True):
+                p.register_post_accumulate_grad_hook(_accumulate_into(m))
+        for m in masters:
+            m.grad = torch.zeros_like(m)
+        optimizer = torch.optim.AdamW(masters, lr=1e-4, fused=True)
+
+        def step() -> None:
+            ids = torch.randint(0, vocab, (b, s))
+            if spec.train.objective == "masked_lm":
+                inputs, labels = module.mask_tokens(ids, 3, None)
+            else:
+                inputs, labels = ids, ids
+            loss = model(inputs, labels)
+            loss.backward()
+            del loss
+            optimizer.step()
+            if masters is not params:
+                with torch.no_grad():
+                    for p, m in zip(params, masters, strict=True):
+                        p.copy_(m)
+            for m in masters:
+                m.grad.zero_()
+
+        step()  # warm-up: creates the AdamW moments
+        tracker = MemTracker()
+        tracker.track_external(model, optimizer, *masters, *(m.grad for m in masters))
+        with tracker:
+            step()
+        snapshot = tracker.get_tracker_snapshot("peak")
+    peak = next(iter(snapshot.values()))
+    by_kind = {str(k.value) if hasattr(k, "value") else str(k): v for k, v in peak.items()}
+    params_b = by_kind.get("Parameter", 0) + by_kind.get("Buffer", 0)
+    opt_b = by_kind.get("Optstate", 0)
+    grads_b = by_kind.get("Gradient", 0)
+    other = by_kind.get("Other", 0)  # fp32 masters and their gradient buffers (tracked by hand)
+    if masters is not params:
+        n_master = sum(m.numel() for m in masters) * 4
+        opt_b += min(other, n_master)
+        grads_b += max(0, other - n_master)
+    else:
+        grads_b += other
+    return MeasuredMemory(
+        params=params_b,
+        grads=grads_b,
+        optimizer=opt_b,
+        activations=by_kind.get("Activation", 0),
+        temporary=by_kind.get("Temp", 0),
+        total=by_kind.get("Total", sum(peak.values())),
+        seconds=time.perf_counter() - started,
+        model_source=origin,
+    )
+
+
+def _accumulate_into(master):
+    def hook(param) -> None:
+        master.grad.add_(param.grad)  # mixed dtypes: the 16-bit gradient is upcast on the fly
+        param.grad = None
+
+    return hook

@@ -1,0 +1,256 @@
+"""Peak memory per rank of one training step (contract 2 ``memory``).
+
+``total`` is what ``torch.cuda.max_memory_allocated`` would report on the worst
+rank of a steady-state step: the larger of the backward peak and the
+optimizer-step peak, not one sum of everything (MEMORY-NOTES "where it
+happens"). The pieces:
+
+* model states — weights in the training dtype; gradients in a persistent
+  buffer (fp32 in fp32 runs and in DeepSpeed's bf16/fp16 ZeRO-0 optimizer,
+  which accumulates into fp32); AdamW m and v in fp32, plus fp32 master
+  weights under 16-bit training (Rajbhandari et al. 2020, "ZeRO", Sec. 3:
+  16 bytes per parameter for mixed-precision Adam, the K = 12 optimizer term);
+  ZeRO 1/2/3 divide optimizer / +gradients / +weights by ``data``; offload
+  moves them to ``host_bytes``;
+* activations — what autograd saves, per the generated kernels
+  (``llmspec.graph.activations``), times the micro-batches a 1F1B pipeline
+  stage holds in flight (stage i: ``min(pipeline - i, micro-batches)``,
+  Narayanan et al. 2021 Sec. 2.2), divided by ``tensor`` where Megatron shards
+  them (Korthikanti et al. 2022 Table 2);
+* temporary — the largest transient of the step: the fp32 loss gradients
+  (vocab-wide), the recomputed block under full checkpointing, the gradient
+  flowing through a block, DeepSpeed's communication buckets and ZeRO-3's
+  gathered parameters.
+
+Runtime overheads that are not tensors (CUDA context, NCCL buffers, allocator
+fragmentation) go to ``overhead_bytes``, outside ``total``.
+
+Pure arithmetic: per-model constants are cached, so one call costs a few µs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from llmspec.graph import activations as act
+from llmspec.graph.layers import (
+    attention_params,
+    mlp_params,
+    norm_params,
+    padded_vocab,
+)
+from llmspec.plan.types import Layout, MemoryEstimate, ModelDims, StageMemory
+
+WEIGHT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 2}
+
+# DeepSpeed defaults (deepspeed/runtime/zero/config.py, v0.19): elements, not bytes.
+REDUCE_BUCKET_ELEMENTS = 500_000_000
+ALLGATHER_BUCKET_ELEMENTS = 500_000_000
+STAGE3_PREFETCH_ELEMENTS = 50_000_000
+STAGE3_MAX_LIVE_ELEMENTS = 1_000_000_000
+
+# Non-tensor overheads, reported beside the total. The CUDA context of a
+# PyTorch process (kernels of torch + cuBLAS/cuDNN images) takes roughly
+# 0.5-1 GiB depending on the GPU and library set; NCCL allocates
+# NCCL_BUFFSIZE (4 MiB default, NCCL environment-variable docs) per channel
+# and peer; the caching allocator's fragmentation is typically a few percent
+# of the peak. These are estimates, not measurements made here.
+CUDA_CONTEXT_BYTES = 768 * 2**20
+NCCL_BYTES_PER_COMMUNICATOR = 16 * 2 * 4 * 2**20  # 16 channels × send/recv × 4 MiB
+FRAGMENTATION_FRACTION = 0.05
+
+# Transient of a block's backward beyond what it saved: the incoming gradient
+# of the residual stream, the gradient of the GEMM inputs and of the widest
+# inner activation (MLP), all in the training dtype, per token.
+BLOCK_BACKWARD_TRANSIENT_WIDTHS = (3, 2)  # (×d_model, ×d_ff)
+
+
+@dataclass(frozen=True)
+class _ModelConstants:
+    """Per (dims, precision, recompute, tensor, sp, kernels) numbers, computed once."""
+
+    block_params: float  # per rank
+    embedding_params: float
+    head_params: float
+    tied_copy_params: float  # last stage's copy of a tied embedding when pipelined
+    block_act: float  # bytes per token per block per rank
+    embedding_act: float
+    head_act: float
+    loss_transient: float
+    block_transient: float
+    recompute_extra: float  # full recompute: one block's working set
+
+
+@lru_cache(maxsize=4096)
+def _constants(
+    dims: ModelDims, precision: str, recompute: str, tensor: int, sp: bool, kernels: str
+) -> _ModelConstants:
+    e = act.act_bytes(precision)
+    t = tensor
+    h = dims.d_model
+    block_params = (attention_params(dims) + mlp_params(dims)) / t + 2 * norm_params(dims)
+    vocab_rows = padded_vocab(dims.vocab_size, t) / t
+    embedding_params = vocab_rows * h + dims.type_vocab_size * h
+    if dims.position == "learned":
+        embedding_params += dims.max_seq_len * h
+    head_params = norm_params(dims)
+    if dims.objective == "masked_lm":
+        head_params += h * h + (h if dims.bias else 0) + norm_params(dims) + vocab_rows
+    untied_head = 0.0 if dims.tie_embeddings else vocab_rows * h
+    tied_copy = vocab_rows * h if dims.tie_embeddings else 0.0
+
+    replicated, sharded = act.block_sharded_fraction(dims, e, recompute, t, sp)
+    block_act = replicated + sharded / t
+    if recompute == "full":
+        full = act.block_sharded_fraction(dims, e, "none", t, sp)
+        working = full[0] + full[1] / t
+        recompute_extra = working
+    else:
+        recompute_extra = 0.0
+    # block backward transient (calibrated against the measurement harness)
+    wh, wf = BLOCK_BACKWARD_TRANSIENT_WIDTHS
+    block_transient = e * (wh * h + wf * dims.d_ff / t)
+    head_act = act.head_saved(dims, e, kernels)
+    return _ModelConstants(
+        block_params=block_params,
+        embedding_params=embedding_params,
+        head_params=head_params + untied_head,
+        tied_copy_params=tied_copy,
+        block_act=block_act,
+        embedding_act=act.embedding_saved(dims, e, kernels),
+        head_act=head_act - 4 * dims.vocab_size + 4 * dims.vocab_size / t,
+        loss_transient=act.loss_backward_transient(dims, e) / t,
+        block_transient=block_transient,
+        recompute_extra=recompute_extra,
+    )
+
+
+def even_stage_layers(n_layers: int, pipeline: int) -> list[int]:
+    """Blocks per stage: an even split, the remainder on the middle stages
+    (the first stage carries the embedding, the last the head and loss)."""
+    base, rest = divmod(n_layers, pipeline)
+    layers = [base] * pipeline
+    middle = list(range(1, pipeline - 1)) or list(range(pipeline))
+    middle.sort(key=lambda i: (abs(2 * i - (pipeline - 1)), i))
+    for i in middle[:rest]:
+        layers[i] += 1
+    return layers
+
+
+def _model_states(
+    n_params: float, precision: str, layout: Layout
+) -> tuple[float, float, float, float, float]:
+    """(weights, grads, optimizer, host, step_temporary) bytes on one rank."""
+    d, z = layout.data, layout.zero_stage
+    w = WEIGHT_BYTES[precision]
+    mixed = precision != "fp32"
+    weights = w * n_params / (d if z >= 3 else 1)
+    opt_state = (12 if mixed else 8) * n_params / (d if z >= 1 else 1)
+    if z == 0:
+        grads = 4 * n_params  # fp32 (or DeepSpeed's fp32 accumulation buffer)
+    elif z == 1:
+        grads = w * n_params + (4 * n_params / d if mixed else 0)
+    else:
+        grads = w * n_params / d + (4 * n_params / d if mixed else 0)
+    host = 0.0
+    if layout.offload_optimizer != "none":
+        host += opt_state + (4 * n_params / d if mixed else 0)
+        opt_state = 0.0
+        if mixed and z >= 1:
+            grads -= 4 * n_params / d
+    if layout.offload_params != "none" and z >= 3:
+        host += weights
+        weights = 0.0
+    step_temporary = 0.0
+    if z in (1, 2):
+        step_temporary = w * min(REDUCE_BUCKET_ELEMENTS, n_params)
+    return weights, grads, opt_state, host, step_temporary
+
+
+def estimate_memory(
+    dims: ModelDims,
+    layout: Layout,
+    precision: str,
+    *,
+    stage_layers: Sequence[int] | None = None,
+    kernels: str = "cuda",
+) -> MemoryEstimate:
+    """Peak bytes per rank of one steady-state step under ``layout``.
+
+    ``stage_layers``: transformer blocks per pipeline stage (len == pipeline);
+    None = even split, remainder on the middle stages. The first stage holds
+    the embedding, the last the head and loss. The top-level numbers are the
+    worst stage's; every stage is in ``stages``. ``kernels="cpu"`` predicts what
+    the CPU kernels save (for comparing with ``measure_step``); the default
+    models CUDA.
+    """
+    p = layout.pipeline
+    layers = list(stage_layers) if stage_layers is not None else even_stage_layers(dims.n_layers, p)
+    if len(layers) != p or sum(layers) != dims.n_layers:
+        raise ValueError(f"stage_layers {layers} must have {p} entries summing to {dims.n_layers}")
+    recompute = layout.activation_checkpointing
+    c = _constants(
+        dims, precision, recompute, layout.tensor, bool(layout.sequence_parallel), kernels
+    )
+    tokens = layout.micro_batch_size * dims.seq_len
+    micro_batches = max(1, layout.grad_accum_steps)
+    w = WEIGHT_BYTES[precision]
+
+    stages = []
+    for i, n_layers in enumerate(layers):
+        first, last = i == 0, i == p - 1
+        n_params = n_layers * c.block_params
+        if first:
+            n_params += c.embedding_params
+        if last:
+            n_params += c.head_params + (c.tied_copy_params if p > 1 else 0.0)
+        weights, grads, optimizer, host, step_tmp = _model_states(n_params, precision, layout)
+        in_flight = min(p - i, micro_batches)
+        per_mb = n_layers * c.block_act + (c.embedding_act if first else 0.0)
+        activations = in_flight * tokens * per_mb + (tokens * c.head_act if last else 0.0)
+        transient = tokens * c.block_transient if n_layers else 0.0
+        if recompute == "full" and n_layers:
+            transient += tokens * c.recompute_extra
+        if last:
+            transient = max(transient, tokens * c.loss_transient)
+        if layout.zero_stage >= 3:
+            largest = max(c.block_params, c.embedding_params if first else 0.0)
+            live = min(STAGE3_MAX_LIVE_ELEMENTS, STAGE3_PREFETCH_ELEMENTS + largest)
+            transient += w * min(live, n_params * layout.data)
+        states = weights + grads + optimizer
+        backward_peak = states + activations + transient
+        step_peak = states + step_tmp
+        total = max(backward_peak, step_peak)
+        temporary = transient if backward_peak >= step_peak else step_tmp
+        act_at_peak = activations if backward_peak >= step_peak else 0.0
+        stages.append(
+            StageMemory(
+                stage=i,
+                layers=n_layers,
+                params=int(weights),
+                grads=int(grads),
+                optimizer=int(optimizer),
+                activations=int(act_at_peak),
+                temporary=int(temporary),
+                total=int(total),
+                host_bytes=int(host),
+            )
+        )
+    worst = max(stages, key=lambda s: (s.total, -s.stage))
+    overhead = CUDA_CONTEXT_BYTES + int(FRAGMENTATION_FRACTION * worst.total)
+    if layout.world_size > 1:
+        groups = sum(1 for k in (layout.data, layout.tensor, layout.pipeline) if k > 1)
+        overhead += groups * NCCL_BYTES_PER_COMMUNICATOR
+    return MemoryEstimate(
+        params=worst.params,
+        grads=worst.grads,
+        optimizer=worst.optimizer,
+        activations=worst.activations,
+        temporary=worst.temporary,
+        total=worst.total,
+        stages=tuple(stages),
+        host_bytes=worst.host_bytes,
+        overhead_bytes=overhead,
+    )
