@@ -1,0 +1,164 @@
+"""The generated project's `ds_config.json`, built as plain data from the layout and train spec.
+
+Key names and defaults checked against DeepSpeed 0.19.8's own config models
+(`deepspeed/runtime/config.py`, `runtime/zero/config.py`,
+`runtime/zero/offload_config.py`, `runtime/precision_config.py`,
+`runtime/lr_schedules.py`); a test loads every generated file through
+`deepspeed.runtime.config.DeepSpeedConfig`.
+
+ZeRO bucket sizes are written out explicitly (they are DeepSpeed's defaults)
+so that the memory planner and the config agree on what the communication
+buffers cost; change them in `ZERO_BUCKETS` and in the planner together.
+"""
+
+from __future__ import annotations
+
+# DeepSpeed 0.19.8 defaults (runtime/zero/config.py), pinned here so a DeepSpeed
+# upgrade cannot silently change what the memory planner assumed.
+ZERO_BUCKETS = {
+    "reduce_bucket_size": 500_000_000,  # elements per gradient reduce bucket (stage 1-3)
+    "allgather_bucket_size": 500_000_000,  # elements per parameter all-gather bucket (stage 1-2)
+}
+ZERO3_BUCKETS = {
+    "stage3_prefetch_bucket_size": 50_000_000,  # elements prefetched ahead of use
+    "stage3_param_persistence_threshold": 100_000,  # params this small stay gathered
+    "stage3_max_live_parameters": 1_000_000_000,  # gathered elements kept alive at once
+    "stage3_max_reuse_distance": 1_000_000_000,
+}
+
+# fp16 dynamic loss scaling (Micikevicius et al. 2018, "Mixed Precision Training" §3.2):
+# start at 2^16, halve on overflow (after `hysteresis` overflows), double after
+# `loss_scale_window` clean steps. DeepSpeed's defaults, written out for review.
+FP16_LOSS_SCALING = {
+    "loss_scale": 0,  # 0 = dynamic
+    "initial_scale_power": 16,
+    "loss_scale_window": 1000,
+    "hysteresis": 2,
+    "min_loss_scale": 1,
+}
+
+# Where NVMe offload swaps to when the spec asks for it: DeepSpeed's documented example
+# path. The build warns that it must be edited to a fast local disk of the cluster.
+DEFAULT_NVME_PATH = "/local_nvme"
+
+STEPS_PER_PRINT = 1_000_000_000  # train.py prints its own metrics; keep DeepSpeed quiet
+
+
+def build_ds_config(*, layout: dict, train, on_cpu: bool) -> dict:
+    """The DeepSpeed config dict for one layout (contract-2 `layout`) and `Spec.train`.
+
+    `on_cpu` selects the CPU path: pinned host memory is meaningless without a GPU.
+    """
+    micro = int(layout["micro_batch_size"])
+    accum = int(layout["grad_accum_steps"])
+    data = int(layout["data"])
+    config: dict = {
+        "train_batch_size": micro * accum * data,
+        "train_micro_batch_size_per_gpu": micro,
+        "gradient_accumulation_steps": accum,
+        "steps_per_print": STEPS_PER_PRINT,
+        "gradient_clipping": float(train.grad_clip),
+        "zero_optimization": zero_section(layout, on_cpu=on_cpu),
+        "optimizer": optimizer_section(train.optimizer),
+        "scheduler": scheduler_section(
+            train.schedule, lr=train.optimizer.lr, total_steps=train.total_steps
+        ),
+        "wall_clock_breakdown": False,
+    }
+    config.update(precision_section(train.precision))
+    return config
+
+
+def zero_section(layout: dict, *, on_cpu: bool) -> dict:
+    stage = int(layout["zero_stage"])
+    zero: dict = {"stage": stage}
+    if stage == 0:
+        return zero
+    zero.update(ZERO_BUCKETS)
+    # Explicit rather than DeepSpeed's stage-dependent default: overlap buffers cost memory.
+    zero["overlap_comm"] = stage == 3
+    zero["contiguous_gradients"] = True
+    if stage == 3:
+        zero.update(ZERO3_BUCKETS)
+    if layout.get("offload_optimizer", "none") != "none":
+        zero["offload_optimizer"] = offload_section(layout["offload_optimizer"], on_cpu=on_cpu)
+    if layout.get("offload_params", "none") != "none":
+        zero["offload_param"] = offload_section(layout["offload_params"], on_cpu=on_cpu)
+    return zero
+
+
+def offload_section(device: str, *, on_cpu: bool) -> dict:
+    section: dict = {"device": device, "pin_memory": not on_cpu}
+    if device == "nvme":
+        section["nvme_path"] = DEFAULT_NVME_PATH
+    return section
+
+
+def optimizer_section(optimizer) -> dict:
+    # Weight decay here is the default of the decayed parameter group; train.py passes a
+    # second group (biases and norm weights) with weight_decay 0.
+    return {
+        "type": "AdamW",
+        "params": {
+            "lr": float(optimizer.lr),
+            "betas": [float(b) for b in optimizer.betas],
+            "eps": float(optimizer.eps),
+            "weight_decay": float(optimizer.weight_decay),
+        },
+    }
+
+
+def scheduler_section(schedule, *, lr: float, total_steps: int) -> dict:
+    """Linear warm-up, then cosine / linear decay to min_lr, or constant.
+
+    DeepSpeed clamps warm-up to at least 2 steps; with `warmup_steps: 0` the warm-up
+    starts at the peak so that no step runs at a lower rate.
+    """
+    warmup = max(1, int(schedule.warmup_steps))
+    no_warmup = schedule.warmup_steps == 0
+    if schedule.name == "cosine":
+        return {
+            "type": "WarmupCosineLR",
+            "params": {
+                "total_num_steps": int(total_steps),
+                "warmup_num_steps": warmup,
+                "warmup_type": "linear",
+                "warmup_min_ratio": 1.0 if no_warmup else 0.0,
+                "cos_min_ratio": float(schedule.min_lr) / float(lr),
+            },
+        }
+    # WarmupDecayLR computes lr = warmup_min_lr + (max - min) * gamma with gamma falling
+    # linearly to 0 at total_num_steps, so warmup_min_lr is also where the decay ends
+    # (and where the warm-up starts, rather than at 0).
+    start = float(lr) if no_warmup else 0.0
+    if schedule.name == "linear":
+        return {
+            "type": "WarmupDecayLR",
+            "params": {
+                "total_num_steps": int(total_steps),
+                "warmup_num_steps": warmup,
+                "warmup_type": "linear",
+                "warmup_min_lr": float(schedule.min_lr),
+                "warmup_max_lr": float(lr),
+            },
+        }
+    return {
+        "type": "WarmupLR",
+        "params": {
+            "warmup_num_steps": warmup,
+            "warmup_type": "linear",
+            "warmup_min_lr": start,
+            "warmup_max_lr": float(lr),
+        },
+    }
+
+
+def precision_section(precision: str) -> dict:
+    """bf16 / fp16 sections. fp8 trains through Transformer Engine on top of bf16:
+    DeepSpeed keeps bf16 weights and fp32 master state; FP8 GEMMs happen inside
+    `te.fp8_autocast` in train.py (GPU only)."""
+    if precision in ("bf16", "fp8"):
+        return {"bf16": {"enabled": True}}
+    if precision == "fp16":
+        return {"fp16": {"enabled": True, **FP16_LOSS_SCALING}}
+    return {}

@@ -1,0 +1,277 @@
+"""Build tiny generated projects and run them for real on CPU (2 processes, gloo).
+
+Shared by the training tests: a small spec written to a temporary folder, a
+corpus copied from Python's standard library, one prepared data folder that
+every variant trains on, and launchers (torchrun or the deepspeed launcher)
+with the CPU environment of scripts/env.sh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import yaml
+
+from llmspec.codegen.project import build_project
+
+HERE = Path(__file__).resolve().parent
+STANDIN = HERE / "standin"
+
+# Small, stable modules present in every CPython 3.11+: ~250 KB of text.
+CORPUS_FILES = (
+    "json/__init__.py",
+    "json/decoder.py",
+    "json/encoder.py",
+    "textwrap.py",
+    "string.py",
+    "shlex.py",
+    "fnmatch.py",
+    "glob.py",
+    "heapq.py",
+    "bisect.py",
+    "colorsys.py",
+    "calendar.py",
+    "csv.py",
+    "difflib.py",
+    "base64.py",
+    "quopri.py",
+)
+
+# 2 layers, d_model 64, seq 64, vocab 512: the smallest model whose loss falls clearly
+# within ~30 steps on this corpus.
+BASE_SPEC = {
+    "name": "train-test",
+    "model": {
+        "arch": "gpt",
+        "vocab_size": 512,
+        "max_seq_len": 64,
+        "d_model": 64,
+        "n_layers": 2,
+        "n_heads": 4,
+        "n_kv_heads": 4,
+        "d_ff": 256,
+        "position": "learned",
+        "norm": "layernorm",
+        "activation": "gelu",
+        "dropout": 0.0,
+        "attention_dropout": 0.0,
+    },
+    "data": {
+        "sources": [{"path": "corpus/**/*.py"}],
+        "tokenizer": {"kind": "bpe", "vocab_size": 512},
+        "dedup": {"exact": True, "near": None},
+        "shard_size": "1MB",
+        "validation_fraction": 0.15,
+    },
+    "train": {
+        "objective": "causal_lm",
+        "seq_len": 64,
+        "global_batch_size": 8,
+        "micro_batch_size": 4,
+        "steps": 30,
+        "optimizer": {"lr": 3.0e-3, "weight_decay": 0.1},
+        "schedule": {"name": "cosine", "warmup_steps": 3, "min_lr": 3.0e-4},
+        "precision": "fp32",
+        "seed": 1234,
+        "log_interval": 1,
+        "eval_interval": 30,
+        "eval_batches": 2,
+        "checkpoint_interval": 1000,
+    },
+    "parallel": {
+        "data": 2,
+        "tensor": 1,
+        "pipeline": 1,
+        "zero_stage": 0,
+        "sequence_parallel": False,
+        "activation_checkpointing": "none",
+    },
+    "cluster": {"gpu": "cpu", "nodes": 1, "gpus_per_node": 2},
+    "tracking": {"tensorboard": False},
+}
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def write_corpus(folder: Path) -> Path:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for rel in CORPUS_FILES:
+        target = folder / "corpus" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(stdlib / rel, target)
+    return folder / "corpus"
+
+
+def write_spec(folder: Path, name: str, **overrides) -> Path:
+    """A spec beside `folder/corpus` with `overrides` deep-merged over BASE_SPEC."""
+    spec = deep_merge(BASE_SPEC, {"name": name, **overrides})
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=True))
+    return path
+
+
+def build(spec_path: Path, out: Path) -> Path:
+    """Build the project; fill in stand-ins for templates that have not landed yet."""
+    build_project(spec_path, out)
+    have_data_pair = (out / "data.py").is_file() and (out / "prepare_data.py").is_file()
+    if not have_data_pair:
+        shutil.copyfile(STANDIN / "data.py", out / "data.py")
+    if not (out / "model.py").is_file():
+        shutil.copyfile(STANDIN / "model.py", out / "model.py")
+    return out
+
+
+def uses_standins(project: Path) -> dict:
+    return {
+        name: (project / name).read_text() == (STANDIN / name).read_text()
+        for name in ("model.py", "data.py")
+    }
+
+
+def cpu_env() -> dict:
+    """scripts/env.sh, for subprocesses."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["DS_ACCELERATOR"] = "cpu"
+    env.setdefault(
+        "TORCH_EXTENSIONS_DIR",
+        str(Path.home() / ".cache/llmspec/torch_extensions/torch2.13.0-ds0.19.8"),
+    )
+    env["PYTHONHASHSEED"] = "0"
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def prepare_data(project: Path, data_dir: Path) -> Path:
+    """Run the project's prepare_data.py, or (until it lands) tokenize the corpus here."""
+    if uses_standins(project)["data.py"]:
+        return _write_standin_data(project, data_dir)
+    out = project / "out"
+    subprocess.run(
+        [sys.executable, "prepare_data.py"],
+        cwd=project,
+        env=cpu_env(),
+        check=True,
+        timeout=300,
+    )
+    shutil.copytree(out / "data", data_dir)
+    return data_dir
+
+
+def _write_standin_data(project: Path, data_dir: Path) -> Path:
+    import numpy as np
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    spec = yaml.safe_load((project.parent / f"{project.name}.yaml").read_text())
+    corpus = sorted((project.parent / "corpus").rglob("*.py"))
+    texts = [p.read_text() for p in corpus]
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=spec["model"]["vocab_size"],
+        special_tokens=["<pad>", "<eos>", "<unk>", "<mask>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    n_val = max(1, round(len(texts) * spec["data"]["validation_fraction"]))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    splits = {}
+    for split, docs in (("train", texts[n_val:]), ("val", texts[:n_val])):
+        ids = []
+        for doc in docs:
+            ids.extend(tokenizer.encode(doc).ids + [1])
+        seq = spec["train"]["seq_len"]
+        n = len(ids) // seq
+        np.asarray(ids[: n * seq], dtype="<u2").tofile(data_dir / f"{split}_0000.bin")
+        splits[split] = {"files": [f"{split}_0000.bin"], "tokens": n * seq, "sequences": n}
+    tokenizer.save(str(data_dir / "tokenizer.json"))
+    manifest = {
+        "tokenizer": "tokenizer.json",
+        "vocab_size": spec["model"]["vocab_size"],
+        "seq_len": spec["train"]["seq_len"],
+        "dtype": "uint16",
+        "splits": splits,
+        "special_tokens": {"pad": 0, "eos": 1, "unk": 2, "mask": 3},
+    }
+    (data_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return data_dir
+
+
+def launch(
+    project: Path,
+    *args: str,
+    nproc: int = 2,
+    launcher: str = "torchrun",
+    port: int = 29511,
+    timeout: int = 240,
+) -> subprocess.CompletedProcess:
+    """Run train.py with `nproc` CPU processes; raises with the log on failure."""
+    if launcher == "torchrun":
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={nproc}",
+            f"--master_port={port}",
+            "train.py",
+        ]
+    else:
+        deepspeed = shutil.which("deepspeed") or str(Path(sys.executable).parent / "deepspeed")
+        command = [
+            deepspeed,
+            "--num_gpus",
+            str(nproc),
+            "--no_ssh_check",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(port),
+            "train.py",
+        ]
+    result = subprocess.run(
+        command + list(args),
+        cwd=project,
+        env=cpu_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(command + list(args))} exited {result.returncode}\n"
+            f"--- stdout ---\n{result.stdout[-6000:]}\n--- stderr ---\n{result.stderr[-6000:]}"
+        )
+    return result
+
+
+def read_metrics(out: Path) -> list[dict]:
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def losses_by_step(out: Path) -> dict[int, float]:
+    return {m["step"]: m["loss"] for m in read_metrics(out)}
+
+
+def assert_loss_falls(out: Path, window: int = 5, min_drop: float = 0.5) -> tuple[float, float]:
+    """Mean of the last `window` logged losses is at least `min_drop` nats below the first."""
+    losses = [m["loss"] for m in read_metrics(out)]
+    assert len(losses) >= 2 * window, f"only {len(losses)} logged steps"
+    first = sum(losses[:window]) / window
+    last = sum(losses[-window:]) / window
+    assert last < first - min_drop, f"loss did not fall: first {first:.3f}, last {last:.3f}"
+    return first, last
