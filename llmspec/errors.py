@@ -25,11 +25,14 @@ class Problem:
                 parts.append(str(self.col))
         return ":".join(parts)
 
+    def headline(self) -> str:
+        """`field: message`, without repeating the field when the message starts with it."""
+        if not self.field or self.message.startswith(self.field + " "):
+            return self.message
+        return f"{self.field}: {self.message}"
+
     def format(self) -> str:
-        head = f"{self.location()}: error: "
-        if self.field:
-            head += f"{self.field}: "
-        text = head + self.message
+        text = f"{self.location()}: error: {self.headline()}"
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text

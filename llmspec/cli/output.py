@@ -1,4 +1,9 @@
-"""Terminal output: people read stderr (rich, colour only on a terminal), machines read stdout."""
+"""Terminal output: people read stderr (rich, colour only on a terminal), machines read stdout.
+
+rich turns colour off by itself when the stream is not a terminal and when
+NO_COLOR is set; piped output gets a fixed width (COLUMNS, default 100) so
+tests and logs do not depend on the terminal that ran them.
+"""
 
 from __future__ import annotations
 
@@ -6,46 +11,82 @@ import os
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
-from llmspec.errors import UserError
+from llmspec.errors import Problem, UserError
+
+
+def _console(stream, stderr: bool) -> Console:
+    tty = stream.isatty()
+    return Console(
+        stderr=stderr,
+        file=stream,
+        highlight=False,
+        soft_wrap=not tty,
+        width=None if tty else _columns(),
+    )
+
+
+def _columns() -> int:
+    try:
+        return max(40, int(os.environ.get("COLUMNS", "100")))
+    except ValueError:
+        return 100
 
 
 def stderr_console() -> Console:
-    # rich already honours NO_COLOR; a fixed width keeps test output stable when piped.
-    tty = sys.stderr.isatty()
-    return Console(
-        stderr=True,
-        highlight=False,
-        soft_wrap=not tty,
-        width=None if tty else int(os.environ.get("COLUMNS", "100")),
-    )
+    return _console(sys.stderr, stderr=True)
 
 
 def stdout_console() -> Console:
-    tty = sys.stdout.isatty()
-    return Console(
-        highlight=False,
-        soft_wrap=not tty,
-        width=None if tty else int(os.environ.get("COLUMNS", "100")),
-    )
+    return _console(sys.stdout, stderr=False)
 
 
 def print_error(exc: UserError) -> None:
     console = stderr_console()
     if not exc.problems:
-        console.print(f"[bold red]error:[/] {exc}", markup=True)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         return
-    for p in exc.problems:
-        loc = p.location()
-        field = f"[bold]{p.field}[/]: " if p.field else ""
-        console.print(f"{_esc(loc)}: [bold red]error:[/] {field}{_esc(p.message)}", markup=True)
-        if p.hint:
-            console.print(f"  [cyan]hint:[/] {_esc(p.hint)}", markup=True)
+    for problem in exc.problems:
+        print_problem(console, problem)
     if len(exc.problems) > 1:
-        console.print(f"{len(exc.problems)} problems found", markup=False)
+        console.print(f"[bold red]{len(exc.problems)} problems[/] found", markup=True)
 
 
-def _esc(text: str) -> str:
-    from rich.markup import escape
+def print_problem(console: Console, p: Problem) -> None:
+    """`file:line:col: error: field: message`, the source line with a caret, then the hint."""
+    head = f"[bold]{escape(p.location())}[/]: [bold red]error:[/] "
+    if p.field and not p.message.startswith(p.field + " "):
+        head += f"[bold]{escape(p.field)}[/]: "
+    console.print(head + escape(p.message))
+    snippet = _source_line(p.file, p.line)
+    if snippet is not None:
+        gutter = f"{p.line:>5} | "
+        console.print(f"[dim]{gutter}[/]{escape(snippet)}")
+        if p.col:
+            caret = " " * (len(gutter) + _display_width(snippet[: p.col - 1])) + "^"
+            console.print(f"[bold red]{caret}[/]")
+    if p.hint:
+        console.print(f"  [cyan]hint:[/] {escape(p.hint)}")
 
-    return escape(text)
+
+def _display_width(text: str) -> int:
+    return len(text.expandtabs(1))
+
+
+def _source_line(file: str | None, line: int | None) -> str | None:
+    if not file or not line:
+        return None
+    lines = _read_lines(file)
+    if lines is None or line > len(lines):
+        return None
+    text = lines[line - 1].rstrip("\r\n")
+    return text if len(text) <= 200 and text.isprintable() else None
+
+
+def _read_lines(file: str) -> tuple[str, ...] | None:
+    try:
+        with open(file, encoding="utf-8") as fh:
+            return tuple(fh.read(1 << 20).splitlines())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None

@@ -1,14 +1,88 @@
-"""Load a spec file into a validated `Spec` (minimal version; see issue 2 for the full loader)."""
+"""Load a spec file into a validated `Spec`, or raise `SpecError` with every problem located.
+
+Steps: read YAML with positions (source.py) → follow `extends` and fill the
+preset (resolve.py) → pydantic validation (diagnostics.py turns its errors
+into located problems) → cross-field checks (checks.py). Problems from all
+steps are reported together; nothing else escapes for any input.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from pydantic import BaseModel, ValidationError
 
+from llmspec.errors import Problem, SpecError
+from llmspec.spec.checks import run_checks
+from llmspec.spec.diagnostics import validation_problems
 from llmspec.spec.model import Spec
+from llmspec.spec.resolve import Resolution, resolve_file, resolve_text
+from llmspec.spec.source import Located
+
+SECTIONS = ("model", "data", "train", "parallel", "cluster", "tracking")
 
 
-def load_spec(path: str | Path) -> Spec:
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    return Spec.model_validate(data)
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A valid spec with where each of its values came from."""
+
+    spec: Spec
+    source: Located  # merged data; positions name the file that supplied each value
+    files: tuple[str, ...]  # every file read (the spec, then what it extends)
+
+
+def load_spec(path: str | Path, *, env: Mapping[str, str] | None = None) -> Spec:
+    """The validated spec at `path`; raises SpecError listing every problem."""
+    return load_located(path, env=env).spec
+
+
+def load_located(path: str | Path, *, env: Mapping[str, str] | None = None) -> LoadedSpec:
+    return _finish(resolve_file(path, env))
+
+
+def load_spec_text(
+    text: str, name: str = "<spec>", *, env: Mapping[str, str] | None = None
+) -> Spec:
+    """As load_spec for YAML text in memory (`extends` is relative to the working directory)."""
+    return _finish(resolve_text(text, name, env)).spec
+
+
+def _finish(resolution: Resolution) -> LoadedSpec:
+    problems = list(resolution.problems)
+    located = resolution.located
+    if located is None:
+        raise SpecError(_ordered(problems))
+    spec = None
+    try:
+        spec = Spec.model_validate(located.data)
+    except ValidationError as exc:
+        problems += validation_problems(exc, located, Spec)
+    except (RecursionError, OverflowError, ValueError, TypeError) as exc:  # defensive: junk input
+        problems.append(Problem(f"cannot validate: {exc}", file=located.file, code="value"))
+    if resolution.complete:
+        problems += run_checks(_sections(spec, located.data), located.value_pos)
+    if problems:
+        raise SpecError(_ordered(problems))
+    return LoadedSpec(spec, located, tuple(resolution.files))
+
+
+def _sections(spec: Spec | None, data: dict) -> dict[str, BaseModel | None]:
+    """The validated sections: all of them, or those that validate alone when the spec fails."""
+    if spec is not None:
+        return {name: getattr(spec, name) for name in SECTIONS}
+    sections: dict[str, BaseModel | None] = {}
+    for name in SECTIONS:
+        field = Spec.model_fields[name]
+        value = data.get(name) if name in data else field.get_default(call_default_factory=True)
+        try:
+            sections[name] = field.annotation.model_validate(value)
+        except (ValidationError, ValueError, TypeError, RecursionError):
+            sections[name] = None
+    return sections
+
+
+def _ordered(problems: list[Problem]) -> list[Problem]:
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=lambda p: (p.file or "", p.line or 0, p.col or 0))

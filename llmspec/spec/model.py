@@ -22,7 +22,11 @@ AUTO = "auto"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # strict: YAML already gives real ints, floats and bools, so `n_layers: true` or
+    # `lr: "fast"` is a mistake to report, not a value to coerce; inf/nan are never meant.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False
+    )
 
 
 PosInt = Annotated[int, Field(gt=0)]
@@ -258,7 +262,9 @@ class OptimizerSpec(_Section):
         "adamw", description="Optimizer (AdamW, decoupled weight decay)."
     )
     lr: float = Field(6.0e-4, gt=0, description="Peak learning rate.")
-    betas: tuple[float, float] = Field((0.9, 0.95), description="Adam β1, β2, each in [0, 1).")
+    betas: tuple[float, float] = Field(
+        (0.9, 0.95), strict=False, description="Adam β1, β2, each in [0, 1)."
+    )
     eps: float = Field(1.0e-8, gt=0, description="Adam ε.")
     weight_decay: float = Field(
         0.1, ge=0, description="Decoupled weight decay (not applied to biases and norms)."
@@ -370,6 +376,13 @@ class ParallelSpec(_Section):
     offload_params: Literal["none", "cpu", "nvme"] = Field(
         "none", description="ZeRO-3 parameter offload."
     )
+
+    @field_validator("zero_stage", mode="before")
+    @classmethod
+    def _stage_not_bool(cls, v):
+        if isinstance(v, bool):  # Literal[0, 1] would otherwise accept false / true
+            raise ValueError(f"expected 0, 1, 2, 3 or auto, got {str(v).lower()}")
+        return v
 
 
 # ----------------------------------------------------------------------------- cluster

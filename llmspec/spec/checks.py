@@ -1,0 +1,338 @@
+"""Cross-field checks: what a user would otherwise discover as a crash on the cluster.
+
+Each check takes the validated sections it needs by name (`model`, `data`,
+`train`, `parallel`, `cluster`) and yields `Finding`s: the field to point
+at, the arithmetic that fails, and the fix. A check runs only when all its
+sections validated, so one broken section does not hide the others' problems.
+`parallel` fields set to `auto` are the planner's to choose and are checked
+there; here only fixed values are.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from llmspec.errors import Problem
+from llmspec.spec.hardware import CATALOG, get_gpu
+from llmspec.spec.interpolate import InterpolationError, check_syntax
+from llmspec.spec.model import ClusterSpec, DataSpec, ModelSpec, ParallelSpec, TrainSpec
+from llmspec.spec.source import Pos, dotted
+
+MAX_LISTED = 1024  # never enumerate more candidates than this (specs may hold huge numbers)
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: tuple
+    message: str
+    hint: str = ""
+    code: str = "cross-field"
+
+
+CHECKS: list[Callable[..., Iterator[Finding]]] = []
+
+
+def check(fn: Callable[..., Iterator[Finding]]) -> Callable[..., Iterator[Finding]]:
+    CHECKS.append(fn)
+    return fn
+
+
+def run_checks(sections: dict[str, object], where: Callable[[tuple], Pos]) -> list[Problem]:
+    """Every finding of every check whose sections are present in `sections`."""
+    problems = []
+    for fn in CHECKS:
+        wanted = inspect.signature(fn).parameters
+        if any(sections.get(name) is None for name in wanted):
+            continue
+        for f in fn(**{name: sections[name] for name in wanted}):
+            pos = where(f.path)
+            problems.append(
+                Problem(
+                    f.message,
+                    field=dotted(f.path),
+                    file=pos.file,
+                    line=pos.line,
+                    col=pos.col,
+                    hint=f.hint,
+                    code=f.code,
+                )
+            )
+    return problems
+
+
+def divisors(n: int, limit: int = MAX_LISTED) -> list[int]:
+    """Divisors of n that are at most `limit` (bounded work for any n)."""
+    return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
+
+
+def _near(values: list[int], target: int, k: int = 4) -> str:
+    picked = sorted(sorted(values, key=lambda v: (abs(v - target), v))[:k])
+    return ", ".join(map(str, picked))
+
+
+def _fixed(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# ----------------------------------------------------------------------------- model shape
+@check
+def heads_divide_width(model: ModelSpec) -> Iterator[Finding]:
+    if model.d_model % model.n_heads:
+        yield Finding(
+            ("model", "n_heads"),
+            f"model.d_model = {model.d_model} is not divisible by model.n_heads = "
+            f"{model.n_heads} ({model.d_model} / {model.n_heads} = "
+            f"{model.d_model / model.n_heads:.4g})",
+            f"n_heads values that divide d_model: {_near(divisors(model.d_model), model.n_heads)}",
+        )
+
+
+@check
+def kv_heads_divide_heads(model: ModelSpec) -> Iterator[Finding]:
+    kv = model.kv_heads
+    if model.n_heads % kv:
+        yield Finding(
+            ("model", "n_kv_heads"),
+            f"model.n_kv_heads = {kv} does not divide model.n_heads = {model.n_heads}: "
+            "each key/value head serves a whole group of query heads",
+            f"valid values: {_near(divisors(model.n_heads), kv, k=6)}",
+        )
+
+
+@check
+def rope_needs_even_head_dim(model: ModelSpec) -> Iterator[Finding]:
+    if model.position == "rope" and model.d_model % model.n_heads == 0 and model.head_dim % 2:
+        yield Finding(
+            ("model", "position"),
+            f"rope rotates pairs of channels, but head_dim = d_model / n_heads = "
+            f"{model.d_model} / {model.n_heads} = {model.head_dim} is odd",
+            "choose d_model and n_heads with an even quotient, or position: learned",
+        )
+
+
+@check
+def seq_len_fits_model(model: ModelSpec, train: TrainSpec) -> Iterator[Finding]:
+    if train.seq_len > model.max_seq_len:
+        yield Finding(
+            ("train", "seq_len"),
+            f"train.seq_len = {train.seq_len} exceeds model.max_seq_len = {model.max_seq_len}",
+            f"set train.seq_len <= {model.max_seq_len}, or raise model.max_seq_len",
+        )
+
+
+@check
+def objective_matches_arch(model: ModelSpec, train: TrainSpec) -> Iterator[Finding]:
+    if train.objective == "masked_lm" and model.arch != "bert":
+        yield Finding(
+            ("train", "objective"),
+            f"masked_lm trains a bidirectional encoder, but model.arch = {model.arch} is causal",
+            "use model.arch: bert (e.g. preset: bert-base), or objective: causal_lm",
+        )
+    if train.objective == "causal_lm" and model.arch == "bert":
+        yield Finding(
+            ("train", "objective"),
+            "model.arch = bert attends in both directions, so next-token prediction would "
+            "see the answer",
+            "use train.objective: masked_lm, or model.arch: gpt / llama",
+        )
+
+
+@check
+def tokenizer_fits_embedding(model: ModelSpec, data: DataSpec) -> Iterator[Finding]:
+    tok = data.tokenizer
+    if tok.path is None and tok.vocab_size > model.vocab_size:
+        yield Finding(
+            ("data", "tokenizer", "vocab_size"),
+            f"data.tokenizer.vocab_size = {tok.vocab_size} exceeds model.vocab_size = "
+            f"{model.vocab_size}: token ids would index past the embedding",
+            f"set data.tokenizer.vocab_size <= {model.vocab_size}, or raise model.vocab_size",
+        )
+
+
+@check
+def data_path_syntax(data: DataSpec) -> Iterator[Finding]:
+    paths = [(("data", "sources", i, "path"), s.path) for i, s in enumerate(data.sources)]
+    paths += [
+        (("data", "tokenizer", "path"), data.tokenizer.path),
+        (("data", "filters", "blocklist"), data.filters.blocklist),
+    ]
+    for path, text in paths:
+        if text is None:
+            continue
+        try:
+            check_syntax(text)
+        except InterpolationError as exc:
+            yield Finding(path, str(exc), exc.hint, "env")
+
+
+# ----------------------------------------------------------------------------- hardware
+@check
+def gpu_is_known(cluster: ClusterSpec) -> Iterator[Finding]:
+    name = cluster.gpu_name
+    if name not in CATALOG:
+        path = ("cluster", "gpu") if isinstance(cluster.gpu, str) else ("cluster", "gpu", "name")
+        close = difflib.get_close_matches(name, CATALOG, n=1, cutoff=0.5)
+        hint = (f"did you mean {close[0]!r}? " if close else "") + "catalog: " + ", ".join(CATALOG)
+        yield Finding(path, f"unknown GPU {name!r}", hint, "unknown-gpu")
+
+
+@check
+def fp8_needs_fp8_hardware(train: TrainSpec, cluster: ClusterSpec) -> Iterator[Finding]:
+    if train.precision != "fp8" or cluster.gpu_name not in CATALOG:
+        return
+    gpu = get_gpu(cluster.gpu)
+    if not gpu.has_fp8:
+        with_fp8 = ", ".join(n for n, g in CATALOG.items() if g.has_fp8)
+        yield Finding(
+            ("train", "precision"),
+            f"fp8 needs FP8 tensor cores, and {gpu.name} has none",
+            f"use precision: bf16, or a GPU with FP8 ({with_fp8})",
+        )
+
+
+# ----------------------------------------------------------------------------- parallel layout
+@check
+def tensor_parallel_fits(
+    model: ModelSpec, parallel: ParallelSpec, cluster: ClusterSpec
+) -> Iterator[Finding]:
+    tp = _fixed(parallel.tensor)
+    if tp is None:
+        return
+    limit = min(cluster.gpus_per_node, MAX_LISTED)
+    split = math.gcd(model.n_heads, model.kv_heads, model.ff_dim)
+    valid = ", ".join(str(d) for d in divisors(split, limit)) or "1"
+    for name, size in (
+        ("n_heads", model.n_heads),
+        ("n_kv_heads", model.kv_heads),
+        ("d_ff", model.ff_dim),
+    ):
+        if size % tp:
+            yield Finding(
+                ("parallel", "tensor"),
+                f"parallel.tensor = {tp} does not divide model.{name} = {size} — "
+                f"valid values: {valid}",
+                "each tensor-parallel rank holds an equal share of the heads and the MLP",
+            )
+            return
+    if tp > cluster.gpus_per_node:
+        yield Finding(
+            ("parallel", "tensor"),
+            f"parallel.tensor = {tp} exceeds cluster.gpus_per_node = {cluster.gpus_per_node}: "
+            "tensor parallelism all-reduces every layer and stays inside one node",
+            f"valid values: {valid}",
+        )
+
+
+@check
+def pipeline_fits_layers(model: ModelSpec, parallel: ParallelSpec) -> Iterator[Finding]:
+    pp = _fixed(parallel.pipeline)
+    if pp is not None and pp > model.n_layers:
+        yield Finding(
+            ("parallel", "pipeline"),
+            f"parallel.pipeline = {pp} exceeds model.n_layers = {model.n_layers}: "
+            "every stage needs at least one layer",
+            f"set parallel.pipeline between 1 and {model.n_layers}, or auto",
+        )
+
+
+@check
+def degrees_fill_cluster(parallel: ParallelSpec, cluster: ClusterSpec) -> Iterator[Finding]:
+    world = cluster.world_size
+    gpus = f"cluster.nodes × gpus_per_node = {cluster.nodes} × {cluster.gpus_per_node} = {world}"
+    fixed = {
+        n: _fixed(getattr(parallel, n))
+        for n in ("data", "tensor", "pipeline")
+        if _fixed(getattr(parallel, n)) is not None
+    }
+    if not fixed:
+        return
+    product = math.prod(fixed.values())
+    names = " × ".join(fixed)
+    values = " × ".join(map(str, fixed.values()))
+    first = ("parallel", next(iter(fixed)))
+    if len(fixed) == 3 and product != world:
+        rest = fixed["tensor"] * fixed["pipeline"]
+        hint = (
+            f"set parallel.data = {world // rest}, or auto"
+            if world % rest == 0
+            else "leave some degrees auto and let the planner choose"
+        )
+        yield Finding(
+            ("parallel", "data"),
+            f"parallel.{names} = {values} = {product} ≠ {gpus}",
+            hint,
+        )
+    elif len(fixed) < 3 and world % product:
+        yield Finding(
+            first,
+            f"parallel.{names} = {values} = {product} does not divide the GPUs: {gpus}",
+            "every degree multiplies to the number of GPUs; choose divisors of it, or auto",
+        )
+
+
+@check
+def batch_arithmetic(
+    train: TrainSpec, parallel: ParallelSpec, cluster: ClusterSpec
+) -> Iterator[Finding]:
+    micro = _fixed(train.micro_batch_size)
+    data = _fixed(parallel.data)
+    tp, pp = _fixed(parallel.tensor), _fixed(parallel.pipeline)
+    why = ""
+    if data is None and tp is not None and pp is not None and cluster.world_size % (tp * pp) == 0:
+        data = cluster.world_size // (tp * pp)  # the only data degree left
+        why = f" (data = GPUs / (tensor × pipeline) = {cluster.world_size} / ({tp} × {pp}))"
+    unit, terms = 1, []
+    if micro is not None:
+        unit *= micro
+        terms.append(f"micro_batch_size = {micro}")
+    if data is not None:
+        unit *= data
+        terms.append(f"data = {data}{why}")
+    gbs = train.global_batch_size
+    if not terms or gbs % unit == 0:
+        return
+    lower, upper = gbs // unit * unit, (gbs // unit + 1) * unit
+    nearest = " or ".join(str(v) for v in (lower, upper) if v > 0)
+    yield Finding(
+        ("train", "global_batch_size"),
+        f"train.global_batch_size = {gbs} is not a multiple of {' × '.join(terms)}"
+        + (f" = {unit}" if len(terms) > 1 else "")
+        + " (global = micro × accumulation steps × data)",
+        f"nearest valid: {nearest}",
+    )
+
+
+@check
+def offload_needs_zero(parallel: ParallelSpec) -> Iterator[Finding]:
+    stage = _fixed(parallel.zero_stage)
+    if stage is None:
+        return
+    if parallel.offload_params != "none" and stage != 3:
+        yield Finding(
+            ("parallel", "offload_params"),
+            f"offload_params = {parallel.offload_params} needs ZeRO stage 3, but "
+            f"parallel.zero_stage = {stage}",
+            "set parallel.zero_stage: 3 (or auto), or offload_params: none",
+        )
+    if parallel.offload_optimizer != "none" and stage == 0:
+        yield Finding(
+            ("parallel", "offload_optimizer"),
+            f"offload_optimizer = {parallel.offload_optimizer} needs ZeRO stage 1, 2 or 3, but "
+            "parallel.zero_stage = 0",
+            "set parallel.zero_stage: 2 (or auto), or offload_optimizer: none",
+        )
+
+
+@check
+def sequence_parallel_needs_tensor(parallel: ParallelSpec) -> Iterator[Finding]:
+    if parallel.sequence_parallel is True and _fixed(parallel.tensor) == 1:
+        yield Finding(
+            ("parallel", "sequence_parallel"),
+            "sequence_parallel splits activations across tensor-parallel ranks, but "
+            "parallel.tensor = 1",
+            "set parallel.tensor > 1 (or auto), or sequence_parallel: false",
+        )

@@ -1,0 +1,295 @@
+"""Read YAML while keeping where every key and value came from (file, line, column).
+
+PyYAML's composer gives each node a start mark; we walk the node tree
+ourselves instead of calling `yaml.safe_load`, so that the plain data and a
+map `path -> position` come out together. The walk also rejects what
+safe_load would silently accept or crash on: duplicate keys, non-scalar
+keys, absurd nesting, alias bombs and numbers too long to convert.
+
+Scalars resolve as in YAML 1.2 for floats: `3.0e11` and `1e-3` are numbers
+(PyYAML's YAML 1.1 rules would read them as strings).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmspec.errors import Problem
+
+MAX_DEPTH = 64  # a spec is four levels deep; anything past this is junk
+MAX_NODES = 100_000  # guards against alias bombs ("billion laughs")
+MAX_BYTES = 4 * 1024 * 1024  # a spec is a few kB; this keeps binary junk cheap to reject
+
+Path_ = tuple  # a path into the data: ("data", "sources", 0, "path")
+
+
+@dataclass(frozen=True)
+class Pos:
+    """Where something is in a file; line and column are 1-based (None: the file as a whole)."""
+
+    file: str
+    line: int | None = None
+    col: int | None = None
+
+
+@dataclass
+class Located:
+    """Plain YAML data plus the position of every value and every mapping key in it."""
+
+    data: Any
+    file: str
+    values: dict[Path_, Pos] = field(default_factory=dict)
+    keys: dict[Path_, Pos] = field(default_factory=dict)
+
+    def value_pos(self, path: Path_) -> Pos:
+        """Position of the value at `path`, else of its nearest ancestor, else the file."""
+        for n in range(len(path), -1, -1):
+            pos = self.values.get(tuple(path[:n]))
+            if pos is not None:
+                return pos
+        return Pos(self.file)
+
+    def key_pos(self, path: Path_) -> Pos:
+        """Position of the key that holds `path` (falls back to the value position)."""
+        return self.keys.get(tuple(path)) or self.value_pos(path)
+
+
+class YamlProblem(Exception):
+    """Reading failed; carries one located problem."""
+
+    def __init__(self, problem: Problem):
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+# YAML 1.2 core-schema floats: an exponent needs no dot and no sign.
+_FLOAT_12 = re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)$")
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """SafeLoader plus YAML 1.2 exponent floats."""
+
+
+_SpecLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
+
+
+def read_yaml_file(path: str | Path, display: str | None = None) -> Located:
+    """Read a spec file; every failure becomes a `YamlProblem` located in that file."""
+    name = display or str(path)
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise YamlProblem(
+                Problem(
+                    "is a directory, not a spec file",
+                    file=name,
+                    code="not-a-file",
+                    hint="pass a .yaml file, e.g. specs/tiny-cpu.yaml",
+                )
+            )
+        raw = p.read_bytes()[: MAX_BYTES + 1]
+    except FileNotFoundError:
+        raise YamlProblem(
+            Problem("no such file", file=name, code="no-file", hint="check the path")
+        ) from None
+    except OSError as exc:
+        raise YamlProblem(
+            Problem(f"cannot read: {exc.strerror or exc}", file=name, code="unreadable")
+        ) from None
+    return read_yaml_bytes(raw, name)
+
+
+def read_yaml_bytes(raw: bytes, name: str) -> Located:
+    if len(raw) > MAX_BYTES:
+        raise YamlProblem(
+            Problem(
+                f"file is larger than {MAX_BYTES // 1024 // 1024} MiB; a spec is a small YAML file",
+                file=name,
+                code="too-large",
+            )
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise YamlProblem(
+            Problem(
+                f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); is this a binary file?",
+                file=name,
+                line=line,
+                col=col,
+                code="not-text",
+                hint="a spec is a UTF-8 YAML file",
+            )
+        ) from None
+    return read_yaml_text(text, name)
+
+
+def read_yaml_text(text: str, name: str) -> Located:
+    loader = _SpecLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise YamlProblem(
+                Problem("nested too deeply to be a spec", file=name, code="too-deep")
+            ) from None
+        except yaml.MarkedYAMLError as exc:
+            raise YamlProblem(_yaml_error_problem(exc, name)) from None
+        except yaml.YAMLError as exc:  # ReaderError: control characters, NUL bytes
+            raise YamlProblem(_reader_error_problem(exc, text, name)) from None
+        located = Located(data=None, file=name)
+        if node is None:
+            raise YamlProblem(
+                Problem(
+                    "the file is empty; a spec is a YAML mapping such as `name: my-run`",
+                    file=name,
+                    line=1,
+                    col=1,
+                    code="empty",
+                    hint="start from an example: specs/tiny-cpu.yaml",
+                )
+            )
+        walker = _Walker(loader, located)
+        located.data = walker.walk(node, (), 0)
+        return located
+    finally:
+        loader.dispose()
+
+
+def _mark_pos(mark, name: str) -> Pos:
+    return Pos(name, mark.line + 1, mark.column + 1) if mark is not None else Pos(name)
+
+
+def _yaml_error_problem(exc: yaml.MarkedYAMLError, name: str) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    pos = _mark_pos(mark, name)
+    message = (
+        " ".join(part for part in (exc.context or "", exc.problem or "") if part) or "invalid YAML"
+    )
+    hint = "check indentation and quoting; a value containing ': ' or '#' needs quotes"
+    if "expected a single document" in message:
+        hint = "a spec is one YAML document; remove the extra '---' section"
+    return Problem(
+        f"YAML syntax error: {message}",
+        file=pos.file,
+        line=pos.line,
+        col=pos.col,
+        code="yaml-syntax",
+        hint=hint,
+    )
+
+
+def _reader_error_problem(exc: yaml.YAMLError, text: str, name: str) -> Problem:
+    offset = getattr(exc, "position", None)
+    line = col = None
+    if isinstance(offset, int):
+        line = text.count("\n", 0, offset) + 1
+        col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return Problem(
+        f"not a YAML text file: {getattr(exc, 'reason', exc)}",
+        file=name,
+        line=line,
+        col=col,
+        code="not-text",
+        hint="a spec is a UTF-8 YAML file without control characters",
+    )
+
+
+class _Walker:
+    """Turns composed nodes into plain dicts/lists/scalars, recording positions."""
+
+    def __init__(self, loader: _SpecLoader, out: Located):
+        self.loader = loader
+        self.out = out
+        self.nodes = 0
+
+    def fail(self, message: str, node, code: str, hint: str = "") -> YamlProblem:
+        pos = _mark_pos(node.start_mark, self.out.file)
+        return YamlProblem(
+            Problem(message, file=pos.file, line=pos.line, col=pos.col, code=code, hint=hint)
+        )
+
+    def walk(self, node, path: tuple, depth: int) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise self.fail(f"more than {MAX_NODES} values (alias expansion?)", node, "too-large")
+        if depth > MAX_DEPTH:
+            raise self.fail(f"nested more than {MAX_DEPTH} levels deep", node, "too-deep")
+        self.out.values[path] = _mark_pos(node.start_mark, self.out.file)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path, depth)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != "tag:yaml.org,2002:seq":
+                raise self.fail(f"unsupported YAML tag {node.tag}", node, "yaml-tag")
+            return [self.walk(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+        return self._scalar(node)
+
+    def _scalar(self, node) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as exc:
+            raise self.fail(f"cannot read this value: {exc.problem}", node, "yaml-value") from None
+        except (ValueError, OverflowError) as exc:
+            # e.g. an integer literal longer than Python's 4300-digit conversion limit
+            raise self.fail(f"cannot read this number: {exc}", node, "yaml-value") from None
+
+    def _mapping(self, node, path: tuple, depth: int) -> dict:
+        if node.tag != "tag:yaml.org,2002:map":
+            raise self.fail(f"unsupported YAML tag {node.tag}", node, "yaml-tag")
+        own_keys = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
+        try:
+            self.loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
+        except yaml.MarkedYAMLError as exc:
+            raise YamlProblem(_yaml_error_problem(exc, self.out.file)) from None
+        result: dict = {}
+        first_seen: dict = {}  # key -> (line, written in this mapping rather than merged in)
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self.fail(
+                    "a key must be a plain word, not a list or mapping", key_node, "yaml-key"
+                )
+            key = self._scalar(key_node)
+            try:
+                hash(key)
+            except TypeError:
+                raise self.fail("this key cannot be used", key_node, "yaml-key") from None
+            own = id(key_node) in own_keys
+            child = (*path, key)
+            if key in first_seen:
+                first_line, first_own = first_seen[key]
+                if own and first_own:
+                    raise self.fail(
+                        f"duplicate key {key!r} (first given on line {first_line})",
+                        key_node,
+                        "duplicate-key",
+                        hint="remove one of them; YAML would silently keep only the last",
+                    )
+                self._forget(child)  # a key written here overrides one merged in with <<
+            first_seen[key] = (key_node.start_mark.line + 1, own)
+            self.out.keys[child] = _mark_pos(key_node.start_mark, self.out.file)
+            result[key] = self.walk(value_node, child, depth + 1)
+        return result
+
+    def _forget(self, path: tuple) -> None:
+        n = len(path)
+        for table in (self.out.values, self.out.keys):
+            for stale in [p for p in table if p[:n] == path]:
+                del table[stale]
+
+
+def dotted(path: tuple) -> str:
+    """("data", "sources", 0, "path") -> "data.sources[0].path"."""
+    text = ""
+    for part in path:
+        if isinstance(part, int) and not isinstance(part, bool):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
