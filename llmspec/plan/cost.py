@@ -1,0 +1,393 @@
+"""Cost model: the predicted wall time of one optimizer step, part by part.
+
+Each part is a small function of the slice it needs, so it can be tested on a
+number worked out by hand. Units: bytes, seconds, GB/s = 1e9 bytes/s,
+TFLOP/s = 1e12 FLOP/s.
+
+Sources (see ../shared/PLANNER-REFERENCES.md):
+- Ring all-reduce moves 2(n−1)/n of the buffer through every GPU's link;
+  reduce-scatter and all-gather move (n−1)/n each (Patarasuk & Yuan 2009,
+  "Bandwidth optimal all-reduce algorithms for clusters of workstations";
+  Thakur, Rabenseifner & Gropp 2005). NCCL uses rings for large buffers.
+- Tensor parallel (Megatron): 2 all-reduces of b·s·h activations in the
+  forward of each block and 2 in the backward (Narayanan et al. 2021 §3.2;
+  with sequence parallel, all-gathers + reduce-scatters of the same volume,
+  Korthikanti et al. 2022 §4.2.2).
+- Pipeline (1F1B / PipeDream-Flush): bubble = (p−1)/m of the ideal time;
+  b·s·h activations cross each stage boundary per micro-batch, forward and
+  backward (Narayanan et al. 2021 §2.2, §4.1).
+- ZeRO: stages 1–2 move the same volume as an all-reduce (reduce-scatter
+  of gradients, all-gather of updated parameters); stage 3 adds a parameter
+  all-gather before each forward and backward (Rajbhandari et al. 2020 §7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from llmspec.graph import layers
+from llmspec.plan.types import ModelDims
+
+# Achieved fraction of nominal link bandwidth for large collectives: Calculon's
+# shipped system files (Isaev et al. 2023, "Calculon: a methodology and tool for
+# high-level co-design of systems and large language models") use 0.65 for NVLink
+# and 0.9 for InfiniBand.
+NVLINK_EFFICIENCY = 0.65
+NETWORK_EFFICIENCY = 0.9
+
+# Achievable fraction of the dense tensor-core peak for a transformer block's
+# FLOPs on one GPU (GEMMs plus the memory-bound kernels between them that the
+# FLOP count leaves out). Fitted on one published run — Korthikanti et al. 2022
+# Table 5, 1T parameters, 512 A100s, selective recompute + sequence parallel,
+# 57.0 % hardware-FLOPs utilisation — after the bubble and communication this
+# model adds are subtracted; benchmarks/published_layouts.py checks it against
+# the other published runs.
+COMPUTE_EFFICIENCY = 0.67
+
+# Optimizer step on the GPU is memory-bound: AdamW reads fp32 master weight,
+# gradient, m, v and writes weight, m, v and the 16-bit copy: ~34 bytes per
+# parameter of HBM traffic (4·4 read + 4·3 + 2 written, +4 for an fp32 gradient).
+ADAM_BYTES_PER_PARAM = 34
+
+# Host side of ZeRO-Offload. Host memory bandwidth per node: 2 sockets × 8
+# channels × DDR4-3200 (25.6 GB/s per channel, JEDEC JESD79-4) = 409.6 GB/s, as in
+# a DGX A100 (2× AMD EPYC 7742); DeepSpeedCPUAdam is bandwidth-bound on it
+# (Ren et al. 2021, ZeRO-Offload §4.1). NVMe: one PCIe 4.0 ×4 drive per GPU,
+# ~3.5 GB/s sustained (vendor datasheets list 3.5–7 GB/s read, less for writes).
+HOST_MEMORY_GBPS_PER_NODE = 409.6
+NVME_GBPS = 3.5
+
+
+def _gbps(gbps: float) -> float:
+    return gbps * 1e9
+
+
+# ----------------------------------------------------------------------------- collectives
+def link_efficiency(intra_node: bool) -> float:
+    return NVLINK_EFFICIENCY if intra_node else NETWORK_EFFICIENCY
+
+
+def ring_allreduce_s(nbytes: float, n: int, gbps: float) -> float:
+    """Ring all-reduce of `nbytes` over `n` ranks on links of `gbps` (effective) each."""
+    if n <= 1 or nbytes <= 0:
+        return 0.0
+    return 2 * (n - 1) / n * nbytes / _gbps(gbps)
+
+
+def ring_reduce_scatter_s(nbytes: float, n: int, gbps: float) -> float:
+    """Reduce-scatter of an `nbytes` buffer (each rank keeps 1/n): (n−1)/n · bytes / bw."""
+    if n <= 1 or nbytes <= 0:
+        return 0.0
+    return (n - 1) / n * nbytes / _gbps(gbps)
+
+
+def ring_all_gather_s(nbytes: float, n: int, gbps: float) -> float:
+    """All-gather into an `nbytes` buffer: the same volume as a reduce-scatter."""
+    return ring_reduce_scatter_s(nbytes, n, gbps)
+
+
+def p2p_s(nbytes: float, gbps: float) -> float:
+    """One point-to-point send of `nbytes`."""
+    if nbytes <= 0 or gbps == float("inf"):
+        return 0.0
+    return nbytes / _gbps(gbps)
+
+
+# ----------------------------------------------------------------------------- compute
+@lru_cache(maxsize=512)
+def block_flops(dims: ModelDims, recompute: str) -> tuple[float, float]:
+    """(model, hardware) FLOPs per token of one block, forward + backward.
+
+    Backward = 2× forward (Narayanan et al. 2021 §5.1). Full recomputation replays
+    the block's forward; selective replays the attention core only (the MLP
+    activation it also recomputes has no matmul FLOPs) — Korthikanti et al. 2022
+    Eq. 8.
+    """
+    fwd = layers.block_fwd_flops_per_token(dims)
+    model = 3 * fwd
+    if recompute == "full":
+        return model, model + fwd
+    if recompute == "selective":
+        return model, model + layers.attention_flops_per_token(dims)[1]
+    return model, model
+
+
+def head_flops(dims: ModelDims) -> float:
+    """LM / MLM head, forward + backward, per token (never recomputed)."""
+    return 3 * layers.head_fwd_flops_per_token(dims)
+
+
+def model_flops_per_token(dims: ModelDims) -> float:
+    return dims.n_layers * block_flops(dims, "none")[0] + head_flops(dims)
+
+
+def compute_s(flops: float, peak_tflops: float, efficiency: float = COMPUTE_EFFICIENCY) -> float:
+    """Time for `flops` on one GPU at `efficiency` of its dense peak."""
+    return flops / (peak_tflops * 1e12 * efficiency)
+
+
+def pipeline_bubble_fraction(pipeline: int, micro_batches: int) -> float:
+    """1F1B / GPipe bubble as a fraction of the ideal (bubble-free) time: (p−1)/m."""
+    return (pipeline - 1) / micro_batches
+
+
+def tensor_parallel_bytes_per_block(
+    micro_batch: int, seq_len: int, d_model: int, act_bytes: int
+) -> float:
+    """Bytes of one tensor-parallel all-reduce in a block: the b·s·h activation."""
+    return micro_batch * seq_len * d_model * act_bytes
+
+
+def tensor_parallel_s_per_block(
+    micro_batch: int,
+    seq_len: int,
+    d_model: int,
+    act_bytes: int,
+    tensor: int,
+    gbps: float,
+    recompute_forward: bool,
+) -> float:
+    """Forward + backward collectives of one block under tensor parallelism.
+
+    2 all-reduces forward and 2 backward (Megatron's f/g operators); full
+    recomputation replays the forward's 2. Sequence parallel swaps each for an
+    all-gather + reduce-scatter pair of the same total volume.
+    """
+    if tensor <= 1:
+        return 0.0
+    nbytes = tensor_parallel_bytes_per_block(micro_batch, seq_len, d_model, act_bytes)
+    count = 4 + (2 if recompute_forward else 0)
+    return count * ring_allreduce_s(nbytes, tensor, gbps)
+
+
+# ----------------------------------------------------------------------------- data parallel
+def data_parallel_s(
+    grad_bytes: float, param_bytes: float, zero_stage: int, data: int, gbps: float
+) -> float:
+    """Per-step gradient synchronisation of one rank's (tensor/pipeline-sharded) model.
+
+    ZeRO 0: all-reduce of the gradients. ZeRO 1–2: reduce-scatter of the
+    gradients + all-gather of the updated 16-bit parameters. ZeRO 3: the
+    reduce-scatter only (its parameter gathers are per micro-batch, see
+    `zero3_gather_s`).
+    """
+    if data <= 1:
+        return 0.0
+    if zero_stage == 0:
+        return ring_allreduce_s(grad_bytes, data, gbps)
+    gather = ring_all_gather_s(param_bytes, data, gbps) if zero_stage in (1, 2) else 0.0
+    return ring_reduce_scatter_s(grad_bytes, data, gbps) + gather
+
+
+def zero3_gather_s(param_bytes: float, data: int, gbps: float, passes: int) -> float:
+    """ZeRO-3 parameter all-gathers for one micro-batch: one per forward/backward pass."""
+    return passes * ring_all_gather_s(param_bytes, data, gbps)
+
+
+def exposed_s(comm_s: float, overlap_window_s: float) -> float:
+    """Communication left on the critical path when it can hide behind `overlap_window_s`."""
+    return max(0.0, comm_s - overlap_window_s)
+
+
+# ----------------------------------------------------------------------------- optimizer
+def gpu_optimizer_s(params: float, hbm_gbps: float) -> float:
+    """AdamW step over `params` parameters on one GPU (HBM-bandwidth-bound)."""
+    return params * ADAM_BYTES_PER_PARAM / _gbps(hbm_gbps)
+
+
+def cpu_optimizer_s(params: float, gpus_per_node: int) -> float:
+    """DeepSpeedCPUAdam over `params` parameters, host memory shared by the node's GPUs.
+
+    Traffic per parameter as on the GPU but all fp32 (32 bytes): read weight,
+    grad, m, v; write weight, m, v, and the 16-bit copy sent back.
+    """
+    per_gpu_gbps = HOST_MEMORY_GBPS_PER_NODE / gpus_per_node
+    return params * 32 / _gbps(per_gpu_gbps)
+
+
+def offload_transfer_s(nbytes: float, gbps: float) -> float:
+    """Host↔device copy of `nbytes` over PCIe (or from NVMe)."""
+    return p2p_s(nbytes, gbps)
+
+
+# ----------------------------------------------------------------------------- whole step
+@dataclass(frozen=True)
+class StepTime:
+    """One optimizer step, split into the parts the report explains (seconds)."""
+
+    compute: float  # bubble-free compute of the bottleneck stage, recomputation included
+    bubble: float
+    tensor_parallel: float
+    pipeline_p2p: float
+    data_parallel: float  # exposed (not hidden behind the backward pass)
+    zero3_gather: float  # exposed
+    optimizer: float
+    offload: float  # exposed PCIe / NVMe transfers
+    stage_imbalance: float = 0.0  # slowest stage's work over the mean stage's, minus 1 (not a part)
+
+    @property
+    def total(self) -> float:
+        return (
+            self.compute
+            + self.bubble
+            + self.tensor_parallel
+            + self.pipeline_p2p
+            + self.data_parallel
+            + self.zero3_gather
+            + self.optimizer
+            + self.offload
+        )
+
+    def to_dict(self) -> dict:
+        parts = {
+            k: getattr(self, k)
+            for k in (
+                "compute",
+                "bubble",
+                "tensor_parallel",
+                "pipeline_p2p",
+                "data_parallel",
+                "zero3_gather",
+                "optimizer",
+                "offload",
+            )
+        }
+        return parts
+
+
+def one_f_one_b_s(
+    per_micro_batch_s: float, pipeline: int, micro_batches: int
+) -> tuple[float, float]:
+    """(ideal, bubble) time of a 1F1B schedule whose slowest stage takes `per_micro_batch_s`.
+
+    The slowest stage paces the pipeline: m micro-batches at its rate, plus
+    p−1 slots of fill and drain = bubble fraction (p−1)/m of the ideal.
+    """
+    ideal = per_micro_batch_s * micro_batches
+    return ideal, ideal * pipeline_bubble_fraction(pipeline, micro_batches)
+
+
+@dataclass(frozen=True)
+class StageWork:
+    """What one pipeline stage does, per rank: the cost model's view of a stage."""
+
+    blocks: int
+    hardware_flops_per_token: float  # whole stage, all tensor ranks, recomputation included
+    model_flops_per_token: float  # the same without recomputation
+    params_per_rank: float  # after tensor-parallel sharding, before ZeRO sharding
+
+
+@dataclass(frozen=True)
+class Links:
+    """Effective per-GPU bandwidths (GB/s) of each group, link efficiency applied."""
+
+    tensor_gbps: float
+    data_gbps: float
+    pipeline_gbps: float
+    hbm_gbps: float
+    host_gbps: float  # PCIe or NVMe, for offload
+    gpus_per_node: int
+
+
+def step_time(
+    stages: tuple[StageWork, ...],
+    *,
+    micro_batch: int,
+    micro_batches: int,
+    seq_len: int,
+    d_model: int,
+    tensor: int,
+    data: int,
+    zero_stage: int,
+    recompute: str,
+    sequence_parallel: bool,
+    offload_optimizer: str,
+    offload_params: str,
+    act_bytes: int,
+    grad_bytes: int,
+    peak_tflops: float,
+    links: Links,
+    efficiency: float = COMPUTE_EFFICIENCY,
+) -> StepTime:
+    """Predicted time of one optimizer step (m micro-batches through p stages).
+
+    Overlap assumptions, explicitly:
+    - tensor-parallel collectives and pipeline sends are not overlapped with
+      compute (Megatron's blocking f/g operators, DeepSpeed's blocking p2p);
+    - gradient reduction hides behind the last micro-batch's backward only with
+      ZeRO 2/3 on a non-pipelined model (DeepSpeed `overlap_comm`); ZeRO 0/1 and
+      the pipeline engine reduce after the flush, fully exposed;
+    - ZeRO-3 gathers are prefetched behind the same micro-batch's compute;
+    - offload: gradient copies to the host hide behind the backward, the CPU
+      Adam step and the parameter copy back are exposed.
+    """
+    pipeline = len(stages)
+    tokens_mb = micro_batch * seq_len
+    tp_gbps = links.tensor_gbps
+
+    def per_micro_batch(i: int, work: StageWork) -> tuple[float, float]:
+        comp = compute_s(
+            work.hardware_flops_per_token * tokens_mb / tensor, peak_tflops, efficiency
+        )
+        tp = (
+            tensor_parallel_s_per_block(
+                micro_batch, seq_len, d_model, act_bytes, tensor, tp_gbps, recompute == "full"
+            )
+            * work.blocks
+        )
+        if i == 0 and tensor > 1:  # vocab-parallel embedding: one all-reduce forward
+            tp += ring_allreduce_s(tokens_mb * d_model * act_bytes, tensor, tp_gbps)
+        return comp, tp
+
+    costs = [per_micro_batch(i, w) for i, w in enumerate(stages)]
+    slowest = max(range(pipeline), key=lambda i: (costs[i][0] + costs[i][1], -i))
+    comp_mb, tp_mb = costs[slowest]
+    boundary = tokens_mb * d_model * act_bytes / (tensor if sequence_parallel else 1)
+    p2p_mb = 2 * p2p_s(boundary, links.pipeline_gbps) if pipeline > 1 else 0.0
+
+    mean_slot = sum(c + t for c, t in costs) / pipeline
+    imbalance = (comp_mb + tp_mb) / mean_slot - 1 if mean_slot > 0 else 0.0
+    slot = comp_mb + tp_mb + p2p_mb
+    _, bubble = one_f_one_b_s(slot, pipeline, micro_batches)
+
+    work = stages[slowest]
+    rank_params = work.params_per_rank
+    backward_window = comp_mb * 2 / 3  # backward ≈ 2/3 of a micro-batch's model FLOPs
+    dp = data_parallel_s(
+        rank_params * grad_bytes, rank_params * 2, zero_stage, data, links.data_gbps
+    )
+    overlaps = zero_stage >= 2 and pipeline == 1
+    dp_exposed = exposed_s(dp, backward_window if overlaps else 0.0)
+
+    gather = 0.0
+    if zero_stage == 3 and data > 1:
+        passes = 2 + (1 if recompute == "full" else 0)
+        per_mb = zero3_gather_s(rank_params * 2, data, links.data_gbps, passes)
+        gather = exposed_s(per_mb, comp_mb) * micro_batches
+
+    shard = rank_params / (data if zero_stage >= 1 else 1)
+    offload = 0.0
+    if offload_optimizer != "none":
+        optimizer = cpu_optimizer_s(shard, links.gpus_per_node)
+        grads_down = offload_transfer_s(shard * 4, links.host_gbps)
+        params_up = offload_transfer_s(shard * 2, links.host_gbps)
+        offload += exposed_s(grads_down, backward_window) + params_up
+    else:
+        optimizer = gpu_optimizer_s(shard, links.hbm_gbps)
+    if offload_params != "none":
+        passes = 2 + (1 if recompute == "full" else 0)
+        per_mb = offload_transfer_s(passes * shard * 2, links.host_gbps)
+        offload += exposed_s(per_mb, comp_mb) * micro_batches
+
+    return StepTime(
+        compute=comp_mb * micro_batches,
+        bubble=bubble,
+        tensor_parallel=tp_mb * micro_batches,
+        pipeline_p2p=p2p_mb * micro_batches,
+        data_parallel=dp_exposed,
+        zero3_gather=gather,
+        optimizer=optimizer,
+        offload=offload,
+        stage_imbalance=imbalance,
+    )

@@ -1,0 +1,389 @@
+"""The `Plan` value: the chosen layout, its memory and speed, and the alternatives.
+
+`Plan.to_dict()` is contract 2 of DESIGN.md (plus additive keys: memory
+headroom/host/overhead bytes, a per-step time breakdown, the stage map, the
+cluster, an explanation and search statistics). Floats are rounded to six
+significant digits and every list is in a fixed order, so one spec always
+gives the same JSON bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmspec import __version__
+from llmspec.graph.layers import ParamCounts
+from llmspec.plan import devices, partition
+from llmspec.plan.cost import StepTime
+from llmspec.plan.search import Candidate
+from llmspec.plan.types import Layout, MemoryEstimate, Performance
+
+GIB = 1024**3
+
+
+def sig(x: float, digits: int = 6) -> float:
+    """Round to `digits` significant digits (stable JSON floats)."""
+    if x == 0 or x != x or x in (float("inf"), float("-inf")):
+        return float(x)
+    return float(f"{x:.{digits}g}")
+
+
+@dataclass(frozen=True)
+class Alternative:
+    layout: Layout
+    stage_layers: tuple[int, ...]
+    memory_total_bytes: int
+    fits: bool
+    step_time_s: float
+    tokens_per_s: float
+    tflops_per_gpu: float
+    mfu: float
+    rejected_because: str
+    oom_bytes: int
+    worst_stage: int
+
+    def to_dict(self) -> dict:
+        return {
+            "layout": self.layout.to_dict(),
+            "memory_total_bytes": self.memory_total_bytes,
+            "fits": self.fits,
+            "step_time_s": sig(self.step_time_s),
+            "tokens_per_s": sig(self.tokens_per_s),
+            "tflops_per_gpu": sig(self.tflops_per_gpu),
+            "mfu": sig(self.mfu, 4),
+            "rejected_because": self.rejected_because,
+            "stage_layers": list(self.stage_layers),
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    params: ParamCounts
+    flops_per_token: float  # model FLOPs per trained token, forward + backward
+    layout: Layout
+    stage_layers: tuple[int, ...]
+    memory: MemoryEstimate
+    capacity_bytes: int
+    fits: bool
+    performance: Performance
+    step: StepTime
+    alternatives: tuple[Alternative, ...]
+    cluster: devices.Cluster
+    precision: str
+    peak_tflops: float
+    explanation: tuple[str, ...]
+    evaluated: int
+    pruned_groups: int
+    used_offload: bool
+    pinned: tuple[str, ...]
+    candidate: Candidate
+
+    @property
+    def headroom_bytes(self) -> int:
+        return self.capacity_bytes - self.memory.total - self.memory.overhead_bytes
+
+    def stage_map(self) -> list[dict]:
+        """Layers → stages → GPUs: block range, extra layers and the ranks/nodes of each stage."""
+        ranges = partition.layer_ranges(self.stage_layers)
+        out = []
+        last = len(self.stage_layers) - 1
+        g = self.cluster.gpus_per_node
+        for i, (first, end) in enumerate(ranges):
+            ranks = devices.stage_ranks(self.layout, i)
+            extra = (["embedding"] if i == 0 else []) + (["head"] if i == last else [])
+            out.append(
+                {
+                    "stage": i,
+                    "blocks": [first, end],
+                    "layers": self.stage_layers[i],
+                    "also": extra,
+                    "ranks": [min(ranks), max(ranks)],
+                    "nodes": [devices.node_of(min(ranks), g), devices.node_of(max(ranks), g)],
+                }
+            )
+        return out
+
+    def to_dict(self) -> dict:
+        mem = self.memory
+        return {
+            "llmspec_version": __version__,
+            "name": self.name,
+            "params": self.params.to_dict(),
+            "flops_per_token": sig(self.flops_per_token, 9),
+            "layout": self.layout.to_dict(),
+            "memory": {
+                "per_gpu_bytes": mem.per_gpu_bytes(),
+                "capacity_bytes": self.capacity_bytes,
+                "fits": self.fits,
+                "headroom_bytes": self.headroom_bytes,
+                "overhead_bytes": mem.overhead_bytes,
+                "host_bytes": mem.host_bytes,
+                "stages": [
+                    {
+                        "stage": s.stage,
+                        "layers": s.layers,
+                        "params": s.params,
+                        "grads": s.grads,
+                        "optimizer": s.optimizer,
+                        "activations": s.activations,
+                        "temporary": s.temporary,
+                        "total": s.total,
+                        "host_bytes": s.host_bytes,
+                    }
+                    for s in mem.stages
+                ],
+            },
+            "performance": {
+                "step_time_s": sig(self.performance.step_time_s),
+                "tokens_per_s": sig(self.performance.tokens_per_s),
+                "tflops_per_gpu": sig(self.performance.tflops_per_gpu),
+                "mfu": sig(self.performance.mfu, 4),
+                "time_to_train_s": sig(self.performance.time_to_train_s),
+                "breakdown_s": {k: sig(v) for k, v in self.step.to_dict().items()},
+            },
+            "alternatives": [a.to_dict() for a in self.alternatives],
+            "stage_map": self.stage_map(),
+            "cluster": {
+                "gpu": self.cluster.gpu.name,
+                "nodes": self.cluster.nodes,
+                "gpus_per_node": self.cluster.gpus_per_node,
+                "peak_tflops": sig(self.peak_tflops),
+                "precision": self.precision,
+            },
+            "explanation": list(self.explanation),
+            "search": {
+                "evaluated": self.evaluated,
+                "pruned_groups": self.pruned_groups,
+                "used_offload": self.used_offload,
+                "pinned": list(self.pinned),
+            },
+        }
+
+
+# ----------------------------------------------------------------------------- building
+def performance_of(
+    candidate: Candidate,
+    flops_per_token: float,
+    global_batch: int,
+    seq_len: int,
+    steps: int,
+    peak: float,
+) -> Performance:
+    step = candidate.step_time_s
+    tokens = global_batch * seq_len
+    world = candidate.layout.world_size
+    tflops = flops_per_token * tokens / step / world / 1e12
+    return Performance(
+        step_time_s=step,
+        tokens_per_s=tokens / step,
+        tflops_per_gpu=tflops,
+        mfu=tflops / peak,
+        time_to_train_s=steps * step,
+        breakdown_s=candidate.time.to_dict(),
+    )
+
+
+_PART_LABELS = {
+    "compute": "compute",
+    "bubble": "pipeline bubble",
+    "tensor_parallel": "tensor-parallel all-reduces",
+    "pipeline_p2p": "pipeline sends",
+    "data_parallel": "gradient sync",
+    "zero3_gather": "ZeRO-3 gathers",
+    "optimizer": "optimizer step",
+    "offload": "offload transfers",
+}
+
+
+def why_rejected(alt: Candidate, best: Candidate) -> str:
+    """One line: why `alt` lost to `best` ("OOM by 3.1 GiB on stage 0", "9% slower: bubble 14%")."""
+    if not alt.fits:
+        if alt.oom_bytes > 0:
+            return f"OOM by {alt.oom_bytes / GIB:.1f} GiB on stage {alt.worst_stage}"
+        return f"host memory short by {alt.host_oom_bytes / GIB:.1f} GiB for offload"
+    slower = alt.step_time_s / best.step_time_s - 1
+    if slower <= 1e-9:
+        return (
+            "as fast; the chosen layout is simpler (fewer model-parallel ranks, lower ZeRO stage)"
+        )
+    a, b = alt.time.to_dict(), best.time.to_dict()
+    part = max(a, key=lambda k: (a[k] - b[k], k))
+    share = a[part] / alt.step_time_s
+    lay = alt.layout
+    if part == "bubble":
+        detail = f"bubble {share:.0%} ((p−1)/m = {lay.pipeline - 1}/{lay.grad_accum_steps})"
+    elif part == "compute" and lay.activation_checkpointing != best.layout.activation_checkpointing:
+        detail = f"{lay.activation_checkpointing} recomputation adds compute"
+    elif part == "compute" and alt.time.stage_imbalance > 0.005:
+        detail = (
+            f"unbalanced stages: the slowest does {alt.time.stage_imbalance:.0%} more work than "
+            f"the mean (blocks {_blocks(alt.stage_layers)})"
+        )
+    elif part == "compute":
+        detail = f"compute {share:.0%} of the step (micro-batch {lay.micro_batch_size})"
+    else:
+        detail = f"{_PART_LABELS[part]} {share:.0%} of the step"
+    pct = f"{slower:.1%}" if slower < 0.095 else f"{slower:.0%}"
+    return f"{pct} slower: {detail}"
+
+
+def _blocks(stage_layers: tuple[int, ...]) -> str:
+    if len(set(stage_layers)) == 1:
+        return f"{stage_layers[0]} × {len(stage_layers)} stages"
+    return "/".join(str(n) for n in stage_layers)
+
+
+def alternative_of(c: Candidate, best: Candidate, plan_args: tuple) -> Alternative:
+    perf = performance_of(c, *plan_args)
+    return Alternative(
+        layout=c.layout,
+        stage_layers=c.stage_layers,
+        memory_total_bytes=c.memory.total,
+        fits=c.fits,
+        step_time_s=c.step_time_s,
+        tokens_per_s=perf.tokens_per_s,
+        tflops_per_gpu=perf.tflops_per_gpu,
+        mfu=perf.mfu,
+        rejected_because=why_rejected(c, best),
+        oom_bytes=max(0, c.oom_bytes),
+        worst_stage=c.worst_stage,
+    )
+
+
+def pick_alternatives(
+    ranked: tuple[Candidate, ...], rejected: tuple[Candidate, ...], best: Candidate, top: int
+) -> list[Candidate]:
+    """The fastest fitting layout of each other (data, tensor, pipeline, ZeRO) shape, then the
+    faster layouts that did not fit — so the list shows real choices, not micro-batch variants."""
+    seen = {_shape(best.layout)}
+    picked: list[Candidate] = []
+    for c in ranked:
+        if c is best or _shape(c.layout) in seen:
+            continue
+        seen.add(_shape(c.layout))
+        picked.append(c)
+        if len(picked) >= top:
+            break
+    oom = [c for c in rejected if c is not best][: max(1, top // 3)]
+    return picked + oom
+
+
+def _shape(lay: Layout) -> tuple:
+    return (
+        lay.data,
+        lay.tensor,
+        lay.pipeline,
+        lay.zero_stage,
+        lay.offload_optimizer,
+        lay.offload_params,
+    )
+
+
+# ----------------------------------------------------------------------------- explanation
+def describe(lay: Layout) -> str:
+    text = (
+        f"data {lay.data} × tensor {lay.tensor} × pipeline {lay.pipeline}, ZeRO {lay.zero_stage}, "
+        f"micro-batch {lay.micro_batch_size} × {lay.grad_accum_steps} accumulation, "
+        f"recompute {lay.activation_checkpointing}"
+    )
+    if lay.sequence_parallel:
+        text += ", sequence parallel"
+    if lay.offload_optimizer != "none":
+        text += f", optimizer offload to {lay.offload_optimizer}"
+    if lay.offload_params != "none":
+        text += f", parameter offload to {lay.offload_params}"
+    return text
+
+
+def explain(problem, result, best: Candidate) -> tuple[str, ...]:
+    """Plain sentences on why this layout: placement, bubble, memory, where the time goes."""
+    lay, cluster = best.layout, problem.cluster
+    lines = [("chose " if best.fits else "closest layout: ") + describe(lay)]
+    if lay.tensor > 1:
+        per_block = 6 if lay.activation_checkpointing == "full" else 4
+        lines.append(
+            f"tensor {lay.tensor} stays inside one {cluster.gpus_per_node}-GPU node "
+            f"({cluster.intra_node_gbps:g} GB/s links) for its {per_block} collectives per block"
+        )
+    if lay.pipeline > 1:
+        bubble = (lay.pipeline - 1) / lay.grad_accum_steps
+        lines.append(
+            f"pipeline {lay.pipeline}: bubble (p−1)/m = {lay.pipeline - 1}/{lay.grad_accum_steps} = "
+            f"{bubble:.1%}; blocks per stage {list(best.stage_layers)} (the embedding and head "
+            "weigh on the first and last stages)"
+        )
+    mem = best.memory
+    cap = best.capacity_bytes
+    lines.append(
+        f"peak {mem.total / GIB:.2f} GiB + {mem.overhead_bytes / GIB:.2f} GiB runtime overhead of "
+        f"{cap / GIB:.2f} GiB on stage {best.worst_stage}: "
+        + (
+            f"headroom {-best.oom_bytes / GIB:.2f} GiB"
+            if best.oom_bytes <= 0
+            else f"OOM by {best.oom_bytes / GIB:.2f} GiB"
+        )
+    )
+    parts = best.time.to_dict()
+    total = best.step_time_s
+    shares = ", ".join(
+        f"{_PART_LABELS[k]} {v / total:.0%}" for k, v in parts.items() if v / total >= 0.005
+    )
+    lines.append(f"step {total:.4g} s: {shares}")
+    if result.used_offload:
+        lines.append("nothing fits on the GPUs alone: offload keeps optimizer state in host memory")
+    if problem.pins:
+        lines.append("pinned: " + ", ".join(f"{k}={v}" for k, v in problem.pins))
+    lines.append(
+        f"searched {result.evaluated} layouts; {result.pruned_groups} groups pruned by their memory "
+        "lower bound (smallest micro-batch, full recompute)"
+    )
+    return tuple(lines)
+
+
+def fit_hints(problem, closest: Candidate) -> list[str]:
+    """What would make a spec that fits nowhere fit."""
+    from dataclasses import replace
+
+    from llmspec.plan import search
+    from llmspec.spec.hardware import CATALOG
+
+    hints = []
+    if problem.pins:
+        free = search.search(replace(problem, pins=()))
+        if free.ranked:
+            pins = ", ".join(f"{k}={v}" for k, v in problem.pins)
+            c = free.ranked[0]
+            hints.append(
+                f"fix: unpin ({pins}) — with everything auto, {describe(c.layout)} fits at "
+                f"{c.memory.total / GIB:.1f} GiB"
+            )
+    mem = closest.memory
+    if mem.activations > mem.total / 2 and closest.layout.activation_checkpointing != "full":
+        hints.append(
+            f"fix: activations are {mem.activations / GIB:.1f} GiB of the peak — set "
+            "parallel.activation_checkpointing: full or lower train.seq_len"
+        )
+    bigger = sorted(
+        (
+            g
+            for g in CATALOG.values()
+            if g.memory_bytes > closest.capacity_bytes and g.name != "cpu"
+        ),
+        key=lambda g: (g.memory_bytes, g.name),
+    )
+    for gpu in bigger:
+        if closest.memory.total + mem.overhead_bytes <= gpu.memory_bytes:
+            hints.append(
+                f"fix: the closest layout needs {(mem.total + mem.overhead_bytes) / GIB:.1f} GiB: "
+                f"cluster.gpu: {gpu.name} ({gpu.memory_bytes / GIB:.0f} GiB) would hold it"
+            )
+            break
+    world = problem.cluster.world_size
+    over = (mem.total + mem.overhead_bytes) / closest.capacity_bytes
+    hints.append(
+        f"fix: or more GPUs — the closest layout is {over:.1f}× the memory of one GPU; model "
+        f"states shard over data parallel (ZeRO 3) or pipeline stages, so try ≥ "
+        f"{world * 2} GPUs (cluster.nodes)"
+    )
+    return hints

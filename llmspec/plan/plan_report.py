@@ -1,0 +1,221 @@
+"""Human views of a `Plan`: rich tables for the terminal and a Graphviz (dot) export.
+
+The terminal report reads top to bottom: verdict, chosen layout, memory per
+GPU and per stage, speed and time to train, the stage map (layers → stages →
+GPUs), then the alternatives and why each lost.
+"""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from llmspec.plan.plan import GIB, Plan, describe
+
+CATEGORIES = ("params", "grads", "optimizer", "activations", "temporary", "total")
+
+
+def gib(n: float) -> str:
+    return f"{n / GIB:,.2f}"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def verdict(plan: Plan) -> Panel:
+    mem = plan.memory
+    used = mem.total + mem.overhead_bytes
+    if plan.fits:
+        text = Text.assemble(
+            ("fits", "bold green"),
+            f": peak {gib(mem.total)} GiB + {gib(mem.overhead_bytes)} GiB runtime overhead = "
+            f"{gib(used)} of {gib(plan.capacity_bytes)} GiB per {plan.cluster.gpu.name} "
+            f"({used / plan.capacity_bytes:.0%}), headroom {gib(plan.headroom_bytes)} GiB",
+        )
+    else:
+        text = Text.assemble(
+            ("does not fit", "bold red"),
+            f": {gib(used)} GiB needed of {gib(plan.capacity_bytes)} GiB "
+            f"(OOM by {gib(-plan.headroom_bytes)} GiB) even in the closest layout",
+        )
+    return Panel(text, title=f"llmspec plan · {plan.name}", expand=False)
+
+
+def layout_table(plan: Plan) -> Table:
+    pinned = {p.split("=")[0] for p in plan.pinned}
+    table = Table(title="Layout", title_justify="left")
+    table.add_column("field")
+    table.add_column("value", justify="right")
+    table.add_column("from")
+    for key, value in plan.layout.to_dict().items():
+        source = "pinned" if key in pinned else ("derived" if key == "grad_accum_steps" else "auto")
+        table.add_row(key, str(value), source)
+    return table
+
+
+def memory_table(plan: Plan) -> Table:
+    """Per-GPU breakdown of the worst stage, then every stage (runs of equal stages merged)."""
+    table = Table(title="Memory per GPU (GiB)", title_justify="left")
+    table.add_column("stage")
+    table.add_column("blocks", justify="right")
+    for cat in CATEGORIES:
+        table.add_column(cat, justify="right")
+    table.add_column("host", justify="right")
+    stages = plan.memory.stages
+    i = 0
+    while i < len(stages):
+        j = i
+        key = _stage_key(stages[i])
+        while j + 1 < len(stages) and _stage_key(stages[j + 1]) == key:
+            j += 1
+        label = str(i) if i == j else f"{i}–{j}"
+        s = stages[i]
+        table.add_row(
+            label,
+            str(s.layers),
+            *(gib(getattr(s, c)) for c in CATEGORIES),
+            gib(s.host_bytes),
+        )
+        i = j + 1
+    mem = plan.memory
+    table.add_row(
+        "worst",
+        "",
+        *(gib(getattr(mem, c)) for c in CATEGORIES),
+        gib(mem.host_bytes),
+        style="bold",
+    )
+    table.caption = (
+        f"runtime overhead (CUDA context, NCCL, fragmentation) {gib(mem.overhead_bytes)} GiB, "
+        f"not in total; capacity {gib(plan.capacity_bytes)} GiB"
+    )
+    return table
+
+
+def _stage_key(s) -> tuple:
+    return (s.layers, round(s.total / GIB, 2), round(s.host_bytes / GIB, 2))
+
+
+def performance_table(plan: Plan) -> Table:
+    perf = plan.performance
+    table = Table(title="Speed", title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("step time", f"{perf.step_time_s:.4g} s")
+    table.add_row("tokens/s", f"{perf.tokens_per_s:,.0f}")
+    table.add_row("TFLOP/s per GPU (model FLOPs)", f"{perf.tflops_per_gpu:.4g}")
+    table.add_row("MFU", f"{perf.mfu:.1%} of {plan.peak_tflops:g} TFLOP/s ({plan.precision})")
+    table.add_row("time to train", duration(perf.time_to_train_s))
+    total = perf.step_time_s
+    for part, seconds in plan.step.to_dict().items():
+        if seconds > 0:
+            table.add_row(f"  {part.replace('_', ' ')}", f"{seconds:.4g} s ({seconds / total:.0%})")
+    return table
+
+
+def stage_map(plan: Plan) -> Text:
+    """Layers → stages → GPUs, one line per run of identical stages."""
+    lines = Text()
+    rows = plan.stage_map()
+    width = 30
+    most = max(r["layers"] for r in rows)
+    for r in rows:
+        first, last = r["blocks"]
+        bar = "█" * max(1, round(width * r["layers"] / most))
+        extra = (" + " + " + ".join(r["also"])) if r["also"] else ""
+        gpus = (
+            f"GPUs {r['ranks'][0]}–{r['ranks'][1]}"
+            if r["ranks"][0] != r["ranks"][1]
+            else f"GPU {r['ranks'][0]}"
+        )
+        nodes = (
+            f"node {r['nodes'][0]}"
+            if r["nodes"][0] == r["nodes"][1]
+            else f"nodes {r['nodes'][0]}–{r['nodes'][1]}"
+        )
+        lines.append(f"stage {r['stage']:>3}  blocks {first:>3}–{last:<3}{extra:<20} ")
+        lines.append(bar.ljust(width), style="cyan")
+        lines.append(f"  → {gpus} ({nodes})\n")
+    lines.rstrip()
+    return lines
+
+
+def alternatives_table(plan: Plan) -> Table:
+    table = Table(title="Alternatives", title_justify="left")
+    table.add_column("layout")
+    table.add_column("step s", justify="right")
+    table.add_column("MFU", justify="right")
+    table.add_column("tokens/s", justify="right")
+    table.add_column("memory GiB", justify="right")
+    table.add_column("why not")
+    for alt in plan.alternatives:
+        table.add_row(
+            describe(alt.layout),
+            f"{alt.step_time_s:.4g}",
+            f"{alt.mfu:.1%}",
+            f"{alt.tokens_per_s:,.0f}",
+            gib(alt.memory_total_bytes),
+            Text(alt.rejected_because, style="red" if not alt.fits else ""),
+        )
+    return table
+
+
+def render(plan: Plan) -> Group:
+    parts = [verdict(plan), layout_table(plan), memory_table(plan), performance_table(plan)]
+    parts.append(Panel(stage_map(plan), title="Stage map: layers → stages → GPUs", expand=False))
+    if plan.alternatives:
+        parts.append(alternatives_table(plan))
+    parts.append(Text("\n".join(f"• {line}" for line in plan.explanation)))
+    return Group(*parts)
+
+
+# ----------------------------------------------------------------------------- Graphviz
+def to_dot(plan: Plan) -> str:
+    """The layer graph grouped by pipeline stage, each stage wired to the GPUs running it.
+
+    Runs of blocks inside a stage are one node ("blocks 0–7") so a 128-layer
+    model stays readable; nodes of the cluster are drawn one box per node.
+    """
+    out = [
+        "digraph plan {",
+        "  rankdir=LR;",
+        '  node [shape=box, fontname="Helvetica"];',
+        f'  label="{plan.name}: {describe(plan.layout)}";',
+    ]
+    rows = plan.stage_map()
+    previous = None
+    for r in rows:
+        s = r["stage"]
+        out.append(f"  subgraph cluster_stage{s} {{")
+        out.append(f'    label="stage {s}";')
+        chain = []
+        if "embedding" in r["also"]:
+            chain.append(("embedding", "embedding"))
+        chain.append((f"s{s}_blocks", f"blocks {r['blocks'][0]}–{r['blocks'][1]}"))
+        if "head" in r["also"]:
+            chain.append(("head", "final norm + head"))
+        for name, label in chain:
+            out.append(f'    "{name}" [label="{label}"];')
+        out.append("  }")
+        gpus = f"gpus_stage{s}"
+        out.append(
+            f'  "{gpus}" [shape=ellipse, label="GPUs {r["ranks"][0]}–{r["ranks"][1]}\\n'
+            f'nodes {r["nodes"][0]}–{r["nodes"][1]}"];'
+        )
+        out.append(f'  "{chain[len(chain) // 2][0]}" -> "{gpus}" [style=dashed, arrowhead=none];')
+        for (a, _), (b, _) in zip(chain, chain[1:], strict=False):
+            out.append(f'  "{a}" -> "{b}";')
+        if previous is not None:
+            out.append(f'  "{previous}" -> "{chain[0][0]}" [label="p2p"];')
+        previous = chain[-1][0]
+    out.append("}")
+    return "\n".join(out) + "\n"

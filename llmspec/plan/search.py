@@ -1,0 +1,450 @@
+"""Layout search: enumerate data × tensor × pipeline × ZeRO × micro-batch × recompute ×
+sequence parallel (× offload when nothing else fits), prune, evaluate, rank.
+
+Pruning keeps a full search of a 1T model on 3072 GPUs under two seconds:
+- structural rules first (tensor inside a node and dividing heads, kv heads
+  and d_ff; pipeline ≤ layers; data dividing the global batch; ZeRO 2/3 not
+  with DeepSpeed's pipeline engine, which supports ZeRO 0–1 only);
+- a memory lower bound per (d, t, p, ZeRO, SP) group: the smallest
+  micro-batch with full recomputation; if that does not fit, nothing in the
+  group does;
+- memory grows with the micro-batch, so each ascending micro-batch sweep
+  stops at the first size that does not fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from llmspec.errors import UserError
+from llmspec.graph import layers
+from llmspec.plan import cost, devices, partition
+from llmspec.plan.cost import block_flops, head_flops
+from llmspec.plan.memory import estimate_memory
+from llmspec.plan.types import Layout, MemoryEstimate, ModelDims
+
+RECOMPUTE_ORDER = ("none", "selective", "full")
+LAYOUT_KEYS = tuple(Layout.__dataclass_fields__)
+
+# Non-tensor-core FP32 peak relative to the dense 16-bit peak: 19.5 / 312 on the
+# A100 datasheet, 67 / 989.5 on the H100 SXM datasheet. Used for fp32 training,
+# which does not run on the 16-bit tensor-core peak the catalog lists.
+FP32_PEAK_FRACTION = 1 / 16
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Everything the search varies over or holds fixed (no pydantic inside)."""
+
+    dims: ModelDims
+    cluster: devices.Cluster
+    precision: str
+    global_batch: int
+    pins: tuple[tuple[str, object], ...] = ()  # sorted (layout field, value)
+    allow_offload: bool = True  # false when the spec or flags pin offload
+
+    def pinned(self, key: str):
+        return dict(self.pins).get(key)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    layout: Layout
+    stage_layers: tuple[int, ...]
+    memory: MemoryEstimate
+    time: cost.StepTime
+    capacity_bytes: int
+    host_capacity_bytes: int  # per rank
+
+    @property
+    def step_time_s(self) -> float:
+        return self.time.total
+
+    @property
+    def worst_stage(self) -> int:
+        return max(range(len(self.memory.stages)), key=lambda i: (self.memory.stages[i].total, -i))
+
+    @property
+    def oom_bytes(self) -> int:
+        """Bytes over capacity on the worst stage (≤ 0 when it fits)."""
+        return self.memory.total + self.memory.overhead_bytes - self.capacity_bytes
+
+    @property
+    def host_oom_bytes(self) -> int:
+        return self.memory.host_bytes - self.host_capacity_bytes
+
+    @property
+    def fits(self) -> bool:
+        return self.oom_bytes <= 0 and self.host_oom_bytes <= 0
+
+    def rank_key(self) -> tuple:
+        lay = self.layout
+        return (
+            round(self.step_time_s, 9),
+            lay.tensor,
+            lay.pipeline,
+            lay.zero_stage,
+            RECOMPUTE_ORDER.index(lay.activation_checkpointing),
+            -lay.micro_batch_size,
+            lay.sequence_parallel,
+            lay.offload_optimizer,
+            lay.offload_params,
+        )
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    ranked: tuple[Candidate, ...]  # fitting candidates, fastest first
+    rejected: tuple[Candidate, ...]  # OOM candidates that would have been faster, fastest first
+    closest: Candidate | None  # when nothing fits: the one that misses by the least
+    evaluated: int
+    pruned_groups: int
+    used_offload: bool
+
+    @property
+    def best(self) -> Candidate | None:
+        return self.ranked[0] if self.ranked else self.closest
+
+
+# ----------------------------------------------------------------------------- peaks
+def peak_tflops(gpu, precision: str) -> float:
+    if precision == "fp8" and gpu.has_fp8:
+        return gpu.fp8_tflops
+    if precision == "fp32" and gpu.name != "cpu":  # the cpu entry's peak is nominal already
+        return gpu.peak_tflops * FP32_PEAK_FRACTION
+    return gpu.peak_tflops
+
+
+def bytes_per_activation(precision: str) -> int:
+    return 4 if precision == "fp32" else 2
+
+
+# ----------------------------------------------------------------------------- candidates
+def divisors(n: int) -> list[int]:
+    return [k for k in range(1, n + 1) if n % k == 0]
+
+
+def tensor_options(dims: ModelDims, cluster: devices.Cluster) -> list[int]:
+    return [
+        t
+        for t in divisors(cluster.gpus_per_node)
+        if dims.n_heads % t == 0
+        and dims.n_kv_heads % t == 0
+        and dims.d_ff % t == 0
+        and cluster.world_size % t == 0
+    ]
+
+
+def _choices(problem: Problem, key: str, default: list) -> list:
+    pinned = problem.pinned(key)
+    return [pinned] if pinned is not None else default
+
+
+def enumerate_groups(problem: Problem):
+    """Yield (data, tensor, pipeline) triples that pass the structural rules."""
+    dims, cluster = problem.dims, problem.cluster
+    world = cluster.world_size
+    for t in _choices(problem, "tensor", tensor_options(dims, cluster)):
+        for p in _choices(problem, "pipeline", divisors(world // t) if world % t == 0 else []):
+            if world % (t * p) or p > dims.n_layers:
+                continue
+            d = world // (t * p)
+            if problem.pinned("data") not in (None, d):
+                continue
+            if problem.global_batch % d:
+                continue
+            yield d, t, p
+
+
+def zero_options(problem: Problem, data: int, pipeline: int, offload: bool) -> list[int]:
+    pinned = problem.pinned("zero_stage")
+    if pinned is not None:
+        return [pinned]
+    allowed = [0, 1] if pipeline > 1 else [0, 1, 2, 3]
+    if offload:
+        return [z for z in allowed if z >= 1]
+    return allowed if data > 1 else [0]
+
+
+def micro_batch_options(problem: Problem, data: int) -> list[int]:
+    per_replica = problem.global_batch // data
+    pinned_mbs = problem.pinned("micro_batch_size")
+    pinned_ga = problem.pinned("grad_accum_steps")
+    options = divisors(per_replica)
+    if pinned_mbs is not None:
+        options = [b for b in options if b == pinned_mbs]
+    if pinned_ga is not None:
+        options = [b for b in options if per_replica // b == pinned_ga]
+    return options
+
+
+# ----------------------------------------------------------------------------- evaluation
+@dataclass(frozen=True)
+class _Group:
+    data: int
+    tensor: int
+    pipeline: int
+
+
+def stage_params(dims: ModelDims, stage_layers: tuple[int, ...], tensor: int) -> list[float]:
+    """Parameters each rank of every stage holds (tensor-sharded; ZeRO not applied).
+
+    The first stage holds the embedding, the last the head and — when tied and
+    pipelined — its own copy of the embedding (DeepSpeed's TiedLayerSpec).
+    """
+    per_block = layers.block_params(dims)
+    embed = layers.embedding_params(dims, tensor)
+    head = layers.head_params(dims, tensor)
+    tied_copy = embed if dims.tie_embeddings and len(stage_layers) > 1 else 0
+    out = []
+    last = len(stage_layers) - 1
+    for i, n in enumerate(stage_layers):
+        params = n * per_block + (embed if i == 0 else 0) + (head + tied_copy if i == last else 0)
+        out.append(params / tensor)
+    return out
+
+
+def default_partition(dims: ModelDims, pipeline: int) -> tuple[int, ...]:
+    """Compute-balanced blocks per stage (the head's FLOPs weigh on the last stage)."""
+    extra = [0.0] * pipeline
+    extra[-1] += head_flops(dims)
+    part = partition.balance_blocks(
+        dims.n_layers, pipeline, block_flops(dims, "none")[0], tuple(extra)
+    )
+    assert part is not None  # pipeline ≤ n_layers is checked by the caller
+    return part
+
+
+def links_for(layout: Layout, cluster: devices.Cluster) -> cost.Links:
+    def eff(gbps: float) -> float:
+        if gbps == float("inf"):
+            return gbps
+        return gbps * cost.link_efficiency(gbps == cluster.intra_node_gbps)
+
+    host = (
+        cost.NVME_GBPS
+        if "nvme" in (layout.offload_optimizer, layout.offload_params)
+        else devices.PCIE_GBPS
+    )
+    return cost.Links(
+        tensor_gbps=eff(devices.tensor_gbps(layout, cluster)),
+        data_gbps=eff(devices.data_gbps(layout, cluster)),
+        pipeline_gbps=eff(devices.pipeline_gbps(layout, cluster)),
+        hbm_gbps=cluster.gpu.hbm_gbps,
+        host_gbps=host,
+        gpus_per_node=cluster.gpus_per_node,
+    )
+
+
+def evaluate(
+    problem: Problem, layout: Layout, stage_layers: tuple[int, ...] | None = None
+) -> Candidate:
+    """Memory and step time of one layout (the stage partition chosen if not given)."""
+    dims = problem.dims
+    if stage_layers is None:
+        stage_layers = default_partition(dims, layout.pipeline)
+    memory = estimate_memory(dims, layout, problem.precision, stage_layers=stage_layers)
+    candidate = _candidate(problem, layout, stage_layers, memory)
+    if not candidate.fits and layout.pipeline > 1:
+        better = _memory_aware(problem, candidate)
+        if better is not None:
+            candidate = better
+    return candidate
+
+
+def _candidate(problem: Problem, layout: Layout, stage_layers, memory) -> Candidate:
+    dims, cluster = problem.dims, problem.cluster
+    model_block, hw_block = block_flops(dims, layout.activation_checkpointing)
+    params = stage_params(dims, stage_layers, layout.tensor)
+    last = len(stage_layers) - 1
+    stages = tuple(
+        cost.StageWork(
+            blocks=n,
+            hardware_flops_per_token=n * hw_block + (head_flops(dims) if i == last else 0.0),
+            model_flops_per_token=n * model_block + (head_flops(dims) if i == last else 0.0),
+            params_per_rank=params[i],
+        )
+        for i, n in enumerate(stage_layers)
+    )
+    act = bytes_per_activation(problem.precision)
+    time = cost.step_time(
+        stages,
+        micro_batch=layout.micro_batch_size,
+        micro_batches=layout.grad_accum_steps,
+        seq_len=dims.seq_len,
+        d_model=dims.d_model,
+        tensor=layout.tensor,
+        data=layout.data,
+        zero_stage=layout.zero_stage,
+        recompute=layout.activation_checkpointing,
+        sequence_parallel=layout.sequence_parallel,
+        offload_optimizer=layout.offload_optimizer,
+        offload_params=layout.offload_params,
+        act_bytes=act,
+        grad_bytes=act,
+        peak_tflops=peak_tflops(cluster.gpu, problem.precision),
+        links=links_for(layout, cluster),
+    )
+    host_per_rank = cluster.host_memory_bytes // cluster.gpus_per_node
+    return Candidate(
+        layout, tuple(stage_layers), memory, time, cluster.gpu.memory_bytes, host_per_rank
+    )
+
+
+def _memory_aware(problem: Problem, first: Candidate) -> Candidate | None:
+    """Move blocks off the stages that overflow onto those with room, if that makes it fit."""
+    counts_a = first.stage_layers
+    bytes_a = tuple(s.total for s in first.memory.stages)
+    dims = problem.dims
+    counts_b = partition.probe_partition(counts_a)
+    if counts_b is None:
+        return None
+    probe = estimate_memory(dims, first.layout, problem.precision, stage_layers=counts_b)
+    bytes_b = tuple(s.total for s in probe.stages)
+    fixed, per_block = partition.linear_fit(counts_a, bytes_a, counts_b, bytes_b)
+    room = first.capacity_bytes - first.memory.overhead_bytes
+    caps = partition.memory_caps(fixed, per_block, room)
+    extra = [0.0] * len(counts_a)
+    extra[-1] = head_flops(dims)
+    hw_block = block_flops(dims, first.layout.activation_checkpointing)[1]
+    counts = partition.balance_blocks(dims.n_layers, len(counts_a), hw_block, tuple(extra), caps)
+    if counts is None or counts == counts_a:
+        return None
+    memory = estimate_memory(dims, first.layout, problem.precision, stage_layers=counts)
+    candidate = _candidate(problem, first.layout, counts, memory)
+    return candidate if candidate.fits else None
+
+
+# ----------------------------------------------------------------------------- search
+def _layout(problem: Problem, g: _Group, zero: int, sp: bool, rc: str, mbs: int, offload) -> Layout:
+    return Layout(
+        data=g.data,
+        tensor=g.tensor,
+        pipeline=g.pipeline,
+        zero_stage=zero,
+        micro_batch_size=mbs,
+        grad_accum_steps=problem.global_batch // (g.data * mbs),
+        activation_checkpointing=rc,
+        sequence_parallel=sp,
+        offload_optimizer=offload[0],
+        offload_params=offload[1],
+    )
+
+
+def _offload_options(problem: Problem, use_offload: bool) -> list[tuple[str, str]]:
+    opt, par = problem.pinned("offload_optimizer"), problem.pinned("offload_params")
+    if not use_offload:
+        return [(opt or "none", par or "none")]
+    opts = [opt] if opt else ["cpu", "nvme"]
+    pars = [par] if par else ["none", "cpu", "nvme"]
+    return [(o, p) for o in opts for p in pars if o != "none" or p != "none"]
+
+
+def search(problem: Problem, keep_rejected: int = 3) -> SearchResult:
+    """Every candidate layout, pruned as the module docstring says; fastest fitting first."""
+    result = _search_pass(problem, use_offload=False, keep_rejected=keep_rejected)
+    pinned_offload = problem.pinned("offload_optimizer") or problem.pinned("offload_params")
+    if result.ranked or pinned_offload or not problem.allow_offload:
+        return result
+    offloaded = _search_pass(problem, use_offload=True, keep_rejected=keep_rejected)
+    if offloaded.ranked:
+        return replace(
+            offloaded,
+            rejected=result.rejected,
+            evaluated=result.evaluated + offloaded.evaluated,
+            pruned_groups=result.pruned_groups + offloaded.pruned_groups,
+            used_offload=True,
+        )
+    return replace(
+        result,
+        evaluated=result.evaluated + offloaded.evaluated,
+        pruned_groups=result.pruned_groups + offloaded.pruned_groups,
+    )
+
+
+def _search_pass(problem: Problem, *, use_offload: bool, keep_rejected: int) -> SearchResult:
+    fitting: list[Candidate] = []
+    rejected: list[Candidate] = []
+    closest: Candidate | None = None
+    evaluated = pruned = 0
+    rc_options = _choices(problem, "activation_checkpointing", list(RECOMPUTE_ORDER))
+    groups = list(enumerate_groups(problem))
+    if not groups:
+        raise UserError(_no_layout_message(problem))
+
+    def note(c: Candidate) -> None:
+        nonlocal closest
+        if c.fits:
+            fitting.append(c)
+        else:
+            rejected.append(c)
+            if closest is None or (c.oom_bytes, c.rank_key()) < (
+                closest.oom_bytes,
+                closest.rank_key(),
+            ):
+                closest = c
+
+    for d, t, p in groups:
+        g = _Group(d, t, p)
+        mbs_options = micro_batch_options(problem, d)
+        if not mbs_options:
+            continue
+        sp_options = _choices(problem, "sequence_parallel", [False, True] if t > 1 else [False])
+        if t == 1:
+            sp_options = [False]
+        for offload in _offload_options(problem, use_offload):
+            if offload[1] != "none" and problem.pinned("zero_stage") not in (None, 3):
+                continue
+            for zero in zero_options(problem, d, p, offload != ("none", "none")):
+                if offload[1] != "none" and zero != 3:
+                    continue
+                for sp in sp_options:
+                    if sp and problem.dims.seq_len % t:
+                        continue
+                    # Lower bound for the whole group: smallest micro-batch, most recompute.
+                    floor_rc = rc_options[-1]
+                    bound = evaluate(
+                        problem, _layout(problem, g, zero, sp, floor_rc, mbs_options[0], offload)
+                    )
+                    evaluated += 1
+                    if not bound.fits:
+                        pruned += 1
+                        note(bound)
+                        continue
+                    for rc in rc_options:
+                        for mbs in mbs_options:
+                            if rc == floor_rc and mbs == mbs_options[0]:
+                                c = bound
+                            else:
+                                c = evaluate(
+                                    problem, _layout(problem, g, zero, sp, rc, mbs, offload)
+                                )
+                                evaluated += 1
+                            note(c)
+                            if not c.fits:
+                                break  # memory only grows with the micro-batch
+    fitting.sort(key=Candidate.rank_key)
+    best_time = fitting[0].step_time_s if fitting else float("inf")
+    faster_oom = sorted((c for c in rejected if c.step_time_s < best_time), key=Candidate.rank_key)[
+        :keep_rejected
+    ]
+    return SearchResult(
+        ranked=tuple(fitting),
+        rejected=tuple(faster_oom),
+        closest=None if fitting else closest,
+        evaluated=evaluated,
+        pruned_groups=pruned,
+        used_offload=use_offload,
+    )
+
+
+def _no_layout_message(problem: Problem) -> str:
+    dims, cluster = problem.dims, problem.cluster
+    pins = ", ".join(f"{k}={v}" for k, v in problem.pins) or "none"
+    return (
+        f"no parallel layout of {cluster.world_size} GPUs ({cluster.nodes} × {cluster.gpus_per_node}) "
+        f"satisfies the rules for this model (pins: {pins}): tensor must divide "
+        f"{cluster.gpus_per_node} GPUs per node, n_heads={dims.n_heads}, n_kv_heads={dims.n_kv_heads} "
+        f"and d_ff={dims.d_ff}; pipeline ≤ n_layers={dims.n_layers}; data × tensor × pipeline = "
+        f"{cluster.world_size}; data must divide global_batch_size={problem.global_batch}"
+    )

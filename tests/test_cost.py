@@ -1,0 +1,230 @@
+"""Cost model parts against numbers worked out by hand or from the papers' formulas."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from llmspec.plan import cost
+from llmspec.plan.types import ModelDims
+
+
+def gpt(h: int, layers: int, heads: int, vocab: int = 51200, seq: int = 2048) -> ModelDims:
+    """A Megatron GPT of Narayanan et al. 2021 Table 1 (learned positions, tied head)."""
+    return ModelDims(
+        arch="gpt",
+        vocab_size=vocab,
+        d_model=h,
+        n_layers=layers,
+        n_heads=heads,
+        n_kv_heads=heads,
+        d_ff=4 * h,
+        max_seq_len=seq,
+        seq_len=seq,
+        position="learned",
+        norm="layernorm",
+        activation="gelu",
+        bias=True,
+        tie_embeddings=True,
+        type_vocab_size=0,
+        dropout=0.0,
+        attention_dropout=0.0,
+        drop_path=0.0,
+        objective="causal_lm",
+    )
+
+
+def test_ring_allreduce_known_time():
+    # 1 GB over 8 ranks at 100 GB/s: each link carries 2·7/8 GB → 17.5 ms.
+    assert cost.ring_allreduce_s(1e9, 8, 100.0) == pytest.approx(0.0175)
+    assert cost.ring_allreduce_s(1e9, 1, 100.0) == 0.0
+
+
+def test_reduce_scatter_plus_all_gather_is_an_all_reduce():
+    n, nbytes, bw = 16, 3.2e9, 25.0
+    split = cost.ring_reduce_scatter_s(nbytes, n, bw) + cost.ring_all_gather_s(nbytes, n, bw)
+    assert split == pytest.approx(cost.ring_allreduce_s(nbytes, n, bw))
+
+
+def test_zero_stages_communication_volume():
+    # ZeRO 1-2 move the same bytes as an all-reduce (Rajbhandari et al. 2020 §7); ZeRO 3's
+    # step-level part is the reduce-scatter only.
+    g = p = 2e9
+    allreduce = cost.data_parallel_s(g, p, 0, 8, 50.0)
+    assert cost.data_parallel_s(g, p, 1, 8, 50.0) == pytest.approx(allreduce)
+    assert cost.data_parallel_s(g, p, 3, 8, 50.0) == pytest.approx(allreduce / 2)
+    assert cost.data_parallel_s(g, p, 0, 1, 50.0) == 0.0
+
+
+def test_pipeline_bubble_fraction_known():
+    assert cost.pipeline_bubble_fraction(8, 64) == pytest.approx(7 / 64)
+    ideal, bubble = cost.one_f_one_b_s(0.1, 4, 8)
+    assert ideal == pytest.approx(0.8)
+    assert bubble == pytest.approx(0.3)  # 3 fill/drain slots of 0.1 s
+    assert cost.pipeline_bubble_fraction(1, 5) == 0.0
+
+
+def test_tensor_parallel_collectives_per_block():
+    # b=1, s=2048, h=12288, bf16: 50.3 MB per all-reduce; 4 per block (2 fwd + 2 bwd), 6 with
+    # full recompute; t=8 on 300 GB/s.
+    one = cost.ring_allreduce_s(1 * 2048 * 12288 * 2, 8, 300.0)
+    assert cost.tensor_parallel_s_per_block(1, 2048, 12288, 2, 8, 300.0, False) == pytest.approx(
+        4 * one
+    )
+    assert cost.tensor_parallel_s_per_block(1, 2048, 12288, 2, 8, 300.0, True) == pytest.approx(
+        6 * one
+    )
+    assert cost.tensor_parallel_s_per_block(1, 2048, 12288, 2, 1, 300.0, True) == 0.0
+
+
+def test_compute_time_from_flops():
+    assert cost.compute_s(312e12, 312.0, 0.5) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    ("h", "layers", "heads"),
+    [(2304, 24, 24), (12288, 96, 96), (25600, 128, 160)],
+)
+def test_flops_match_the_papers_formulas(h, layers, heads):
+    """Per-token FLOPs times B·s equal Narayanan Eq. 3 (full recompute) and Korthikanti Eq. 7."""
+    dims = gpt(h, layers, heads)
+    s, v, batch = 2048, 51200, 512
+    tokens = batch * s
+    eq3 = 96 * batch * s * layers * h**2 * (1 + s / (6 * h) + v / (16 * layers * h))
+    eq7 = 72 * batch * layers * s * h**2 * (1 + s / (6 * h) + v / (12 * h * layers))
+    full = layers * cost.block_flops(dims, "full")[1] + cost.head_flops(dims)
+    model = cost.model_flops_per_token(dims)
+    assert math.isclose(full * tokens, eq3, rel_tol=1e-12)
+    assert math.isclose(model * tokens, eq7, rel_tol=1e-12)
+
+
+def test_selective_recompute_replays_the_attention_core_only():
+    dims = gpt(4096, 32, 32)
+    model, hardware = cost.block_flops(dims, "selective")
+    assert hardware - model == pytest.approx(4 * dims.seq_len * dims.d_model)  # QKᵀ + scores·V
+
+
+def _links(**kw) -> cost.Links:
+    base = dict(
+        tensor_gbps=195.0,
+        data_gbps=22.5,
+        pipeline_gbps=22.5,
+        hbm_gbps=2039.0,
+        host_gbps=31.5,
+        gpus_per_node=8,
+    )
+    return cost.Links(**{**base, **kw})
+
+
+def _stage(blocks: int, flops_per_block: float, params: float) -> cost.StageWork:
+    return cost.StageWork(blocks, blocks * flops_per_block, blocks * flops_per_block, params)
+
+
+def test_step_time_single_gpu_is_compute_plus_optimizer():
+    stages = (_stage(10, 1e9, 1e8),)
+    t = cost.step_time(
+        stages,
+        micro_batch=4,
+        micro_batches=2,
+        seq_len=1000,
+        d_model=1024,
+        tensor=1,
+        data=1,
+        zero_stage=0,
+        recompute="none",
+        sequence_parallel=False,
+        offload_optimizer="none",
+        offload_params="none",
+        act_bytes=2,
+        grad_bytes=2,
+        peak_tflops=100.0,
+        links=_links(),
+        efficiency=0.5,
+    )
+    # 10 blocks × 1 GFLOP/token × 4000 tokens × 2 micro-batches at 50 TFLOP/s.
+    assert t.compute == pytest.approx(10 * 1e9 * 4000 * 2 / 50e12)
+    assert t.optimizer == pytest.approx(1e8 * cost.ADAM_BYTES_PER_PARAM / 2039e9)
+    assert t.bubble == t.tensor_parallel == t.data_parallel == t.pipeline_p2p == 0.0
+    assert t.total == pytest.approx(t.compute + t.optimizer)
+
+
+def test_step_time_pipeline_is_paced_by_the_slowest_stage():
+    stages = (_stage(3, 1e9, 1e8), _stage(5, 1e9, 1e8))
+    kw = dict(
+        micro_batch=1,
+        micro_batches=8,
+        seq_len=1000,
+        d_model=1024,
+        tensor=1,
+        data=1,
+        zero_stage=0,
+        recompute="none",
+        sequence_parallel=False,
+        offload_optimizer="none",
+        offload_params="none",
+        act_bytes=2,
+        grad_bytes=2,
+        peak_tflops=100.0,
+        efficiency=0.5,
+    )
+    t = cost.step_time(stages, links=_links(pipeline_gbps=float("inf")), **kw)
+    slot = 5 * 1e9 * 1000 / 50e12
+    assert t.compute == pytest.approx(8 * slot)
+    assert t.bubble == pytest.approx(slot)  # (p−1)/m of the ideal = 1 slot
+    assert t.stage_imbalance == pytest.approx(5 / 4 - 1)
+    slow_link = cost.step_time(stages, links=_links(pipeline_gbps=1.0), **kw)
+    assert slow_link.pipeline_p2p == pytest.approx(8 * 2 * 1000 * 1024 * 2 / 1e9)
+
+
+def test_gradient_sync_overlaps_only_where_deepspeed_overlaps_it():
+    stages = (_stage(10, 1e9, 1e9),)
+    kw = dict(
+        micro_batch=1,
+        micro_batches=1,
+        seq_len=1000,
+        d_model=1024,
+        tensor=1,
+        data=8,
+        recompute="none",
+        sequence_parallel=False,
+        offload_optimizer="none",
+        offload_params="none",
+        act_bytes=2,
+        grad_bytes=2,
+        peak_tflops=100.0,
+        links=_links(),
+        efficiency=0.5,
+    )
+    z0 = cost.step_time(stages, zero_stage=0, **kw)
+    z2 = cost.step_time(stages, zero_stage=2, **kw)
+    full = cost.ring_allreduce_s(2e9, 8, 22.5)
+    assert z0.data_parallel == pytest.approx(full)
+    backward = z2.compute * 2 / 3
+    assert z2.data_parallel == pytest.approx(max(0.0, full - backward))
+
+
+def test_offload_adds_host_step_and_transfers():
+    stages = (_stage(10, 1e9, 1e9),)
+    kw = dict(
+        micro_batch=1,
+        micro_batches=1,
+        seq_len=1000,
+        d_model=1024,
+        tensor=1,
+        data=1,
+        zero_stage=1,
+        recompute="none",
+        sequence_parallel=False,
+        offload_params="none",
+        act_bytes=2,
+        grad_bytes=2,
+        peak_tflops=100.0,
+        links=_links(),
+        efficiency=0.5,
+    )
+    on_gpu = cost.step_time(stages, offload_optimizer="none", **kw)
+    on_cpu = cost.step_time(stages, offload_optimizer="cpu", **kw)
+    assert on_cpu.optimizer == pytest.approx(cost.cpu_optimizer_s(1e9, 8))
+    assert on_cpu.optimizer > on_gpu.optimizer
+    assert on_cpu.offload >= 2e9 / 31.5e9  # the 16-bit parameters come back over PCIe
