@@ -1,0 +1,1 @@
+"""Helpers for the data-pipeline tests: render the generated data files, plant corpora."""
