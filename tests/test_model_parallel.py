@@ -60,3 +60,64 @@ def test_tensor_parallel_matches_single_process(tmp_path):
         assert r["max_param_diff"] == 0.0, name  # the shards are slices of the same seeded init
         assert r["grad_scale"] > 0, name
         assert r["max_grad_diff"] <= 1e-5 * r["grad_scale"] + 1e-7, (name, r)
+
+
+PP_CASES = {
+    # name: (family, blocks per stage (4 blocks), tensor, sequence_parallel)
+    "gpt-tied": ("gpt", [1, 3], 1, False),
+    "llama-untied": ("llama", [3, 1], 1, False),
+    "bert-tied-decoder-bias": ("bert", [2, 2], 1, False),
+}
+PP_TP_CASES = {
+    "gpt-tied-tp2": ("gpt", [1, 3], 2, False),
+    "llama-tp2-sp": ("llama", [3, 1], 2, True),
+}
+
+
+def run_pipeline_cases(tmp_path, cases: dict, nproc: int) -> dict:
+    listed = []
+    for name, (family, stages, tensor, sequence_parallel) in cases.items():
+        spec = tiny_spec(
+            family, n_layers=4, dropout=0.0, attention_dropout=0.0, train={"seq_len": SEQ}
+        )
+        plan = plan_for(
+            spec,
+            pipeline=2,
+            tensor=tensor,
+            sequence_parallel=sequence_parallel,
+            blocks_per_stage=stages,
+        )
+        listed.append({
+            "name": name, "vocab_size": spec.model.vocab_size, "seq_len": SEQ,
+            "masked": spec.train.objective == "masked_lm", "sequence_parallel": sequence_parallel,
+            "single": write(tmp_path, f"single_{name}", render_model_py(spec, plan_for(spec))),
+            "pipeline": write(tmp_path, f"pp2_{name}", render_model_py(spec, plan)),
+        })  # fmt: skip
+    (tmp_path / "cases.json").write_text(json.dumps(listed))
+    torchrun(
+        "pp_equivalence.py", str(tmp_path / "cases.json"), str(tmp_path / "out.json"), nproc=nproc
+    )
+    return json.loads((tmp_path / "out.json").read_text())
+
+
+def check_pipeline_results(results: dict, cases: dict) -> None:
+    assert sorted(results) == sorted(cases)
+    for name, r in results.items():
+        family, stages, _, _ = cases[name]
+        assert r["loss_pipeline"] == pytest.approx(r["loss_single"], rel=1e-5, abs=1e-6), name
+        bounds = [0, stages[0], stages[0] + stages[1]]
+        tied = ["tok_emb"] if family in ("gpt", "bert") else []
+        for rank in r["ranks"]:
+            stage = rank["stage"]
+            assert rank["blocks"] == list(range(bounds[stage], bounds[stage + 1])), (name, rank)
+            assert rank["tied"] == tied, (name, rank)
+
+
+@pytest.mark.slow
+def test_pipeline_matches_single_process_with_planned_stages(tmp_path):
+    check_pipeline_results(run_pipeline_cases(tmp_path, PP_CASES, nproc=2), PP_CASES)
+
+
+@pytest.mark.slow
+def test_pipeline_times_tensor_parallel_matches_single_process(tmp_path):
+    check_pipeline_results(run_pipeline_cases(tmp_path, PP_TP_CASES, nproc=4), PP_TP_CASES)
