@@ -265,3 +265,22 @@ def test_generated_data_files_pass_ruff(prepared, root):
                 text=True,
             )
             assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("kind", ["unigram", "wordpiece"])
+def test_other_tokenizer_kinds_keep_the_special_token_ids(kind, tmp_path):
+    spec_dir = tmp_path / "spec"
+    plant_corpus(spec_dir)
+    overrides = {"tokenizer": {"kind": kind, "vocab_size": 500, "lowercase": True}}
+    spec = Spec.model_validate(planted_spec(dedup={"exact": True, "near": None}, **overrides))
+    project = tmp_path / "project"
+    render_data_files(spec, project, spec_dir)
+    run_prepare(project, "--workers", "1")
+    manifest = json.loads((project / "out/data/manifest.json").read_text())
+    assert manifest["special_tokens"] == {"pad": 0, "eos": 1, "unk": 2, "mask": 3}
+    # Without near-duplicate removal the six near copies are kept.
+    assert manifest["documents"]["near_duplicates"] == 0
+    assert manifest["documents"]["kept"] == 50 + 6
+    tokenizer = Tokenizer.from_file(str(project / "out/data/tokenizer.json"))
+    assert tokenizer.get_vocab_size() <= 500
+    assert tokenizer.encode("Hello").tokens == tokenizer.encode("hello").tokens
