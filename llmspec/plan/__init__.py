@@ -73,12 +73,16 @@ def spec_pins(spec) -> dict:
     return {k: v for k, v in pins.items() if v != "auto"}
 
 
-def make_plan(spec, *, pins: dict | None = None, top: int = 5) -> Plan:
+def make_plan(
+    spec, *, pins: dict | None = None, top: int = 5, attention_kernel: str = "flash"
+) -> Plan:
     """Search the layouts of `spec` (respecting its pinned fields and `pins`) and plan the best.
 
     Raises `UserError` when no layout satisfies the structural rules (e.g. pins
     that do not multiply to the world size). A spec that fits nowhere still
     gets a plan: `plan.fits` is False and `plan.explanation` says what to change.
+    `attention_kernel` is what the step is costed with: "flash" (the SDPA the
+    generated model uses) or "unfused" (to compare with runs that predate it).
     """
     from llmspec.errors import UserError
     from llmspec.graph.layers import count_params
@@ -113,6 +117,7 @@ def make_plan(spec, *, pins: dict | None = None, top: int = 5) -> Plan:
         global_batch=spec.train.global_batch_size,
         pins=tuple(sorted(merged.items())),
         allow_offload=True,
+        attention_kernel=attention_kernel,
     )
     result = search.search(problem)
     best = result.best

@@ -103,15 +103,22 @@ def tensor_fits_in_node(tensor: int, gpus_per_node: int) -> bool:
 def group_gbps(group_size: int, stride: int, cluster: Cluster) -> float:
     """Per-GPU bandwidth a ring over `group_size` ranks `stride` apart gets.
 
-    A ring is as fast as its slowest hop: NVLink when the whole group lies in
-    one node, else the network (each GPU has its own NIC, as on Selene and the
-    Llama 3 clusters, so the per-GPU network figure applies).
+    Inside one node: the NVLink-class link. Across nodes the network hop is
+    the bottleneck, but NCCL runs one ring per NIC (channels), so a group with
+    k members in each node drives k NICs at once: min(intra, k × per-GPU NIC).
+    Each GPU has its own NIC, as on Selene (8 × HDR per 8-GPU node, Narayanan
+    et al. 2021 §5) and the Llama 3 clusters.
     """
     if group_size <= 1:
         return float("inf")
-    if group_size * stride <= cluster.gpus_per_node:
+    if group_in_node(group_size, stride, cluster):
         return cluster.intra_node_gbps
-    return cluster.inter_node_gbps
+    per_node = max(1, min(group_size, cluster.gpus_per_node // stride)) if stride else 1
+    return min(cluster.intra_node_gbps, cluster.inter_node_gbps * per_node)
+
+
+def group_in_node(group_size: int, stride: int, cluster: Cluster) -> bool:
+    return group_size * stride <= cluster.gpus_per_node
 
 
 def tensor_gbps(layout: Layout, cluster: Cluster) -> float:

@@ -186,6 +186,7 @@ def performance_of(
 
 _PART_LABELS = {
     "compute": "compute",
+    "elementwise": "memory-bound kernels",
     "bubble": "pipeline bubble",
     "tensor_parallel": "tensor-parallel all-reduces",
     "pipeline_p2p": "pipeline sends",

@@ -42,6 +42,9 @@ class Problem:
     global_batch: int
     pins: tuple[tuple[str, object], ...] = ()  # sorted (layout field, value)
     allow_offload: bool = True  # false when the spec or flags pin offload
+    # Attention kernel of the code being costed: "flash" = the SDPA that llmspec generates;
+    # "unfused" = Megatron-LM's softmax kernels of 2021-22 (for the published-run benchmark).
+    attention_kernel: str = "flash"
 
     def pinned(self, key: str):
         return dict(self.pins).get(key)
@@ -216,20 +219,19 @@ def default_partition(dims: ModelDims, pipeline: int) -> tuple[int, ...]:
 
 
 def links_for(layout: Layout, cluster: devices.Cluster) -> cost.Links:
-    def eff(gbps: float) -> float:
-        if gbps == float("inf"):
-            return gbps
-        return gbps * cost.link_efficiency(gbps == cluster.intra_node_gbps)
+    """Effective bandwidths: nominal × Calculon's efficiency for the link kind."""
 
-    host = (
-        cost.NVME_GBPS
-        if "nvme" in (layout.offload_optimizer, layout.offload_params)
-        else devices.PCIE_GBPS
-    )
+    def eff(gbps: float, intra: bool) -> float:
+        return gbps if gbps == float("inf") else gbps * cost.link_efficiency(intra)
+
+    t, d = layout.tensor, layout.data
+    offloaded = (layout.offload_optimizer, layout.offload_params)
+    host = cost.NVME_GBPS if "nvme" in offloaded else devices.PCIE_GBPS
+    pp_intra = t * d < cluster.gpus_per_node
     return cost.Links(
-        tensor_gbps=eff(devices.tensor_gbps(layout, cluster)),
-        data_gbps=eff(devices.data_gbps(layout, cluster)),
-        pipeline_gbps=eff(devices.pipeline_gbps(layout, cluster)),
+        tensor_gbps=eff(devices.tensor_gbps(layout, cluster), True),
+        data_gbps=eff(devices.data_gbps(layout, cluster), devices.group_in_node(d, t, cluster)),
+        pipeline_gbps=eff(devices.pipeline_gbps(layout, cluster), pp_intra),
         hbm_gbps=cluster.gpu.hbm_gbps,
         host_gbps=host,
         gpus_per_node=cluster.gpus_per_node,
@@ -267,6 +269,15 @@ def _candidate(problem: Problem, layout: Layout, stage_layers, memory) -> Candid
         for i, n in enumerate(stage_layers)
     )
     act = bytes_per_activation(problem.precision)
+    elem_block = cost.elementwise_bytes_per_token(
+        dims,
+        attention_kernel=problem.attention_kernel,
+        recompute=layout.activation_checkpointing,
+        tensor=layout.tensor,
+        sequence_parallel=layout.sequence_parallel,
+        act_bytes=act,
+    )
+    stages = tuple(replace(w, elementwise_bytes_per_token=w.blocks * elem_block) for w in stages)
     time = cost.step_time(
         stages,
         micro_batch=layout.micro_batch_size,
