@@ -17,10 +17,15 @@ from llmspec.errors import UserError
 COMMAND_MODULES = ("llmspec.cli.spec_cmds", "llmspec.cli.build_cmd", "llmspec.cli.plan_cmd")
 
 EPILOG = """examples:
-  llmspec validate specs/*.yaml        check specs; every problem with file:line:col
-  llmspec show specs/llama2-7b.yaml    the fully resolved spec (extends, preset, defaults)
-  llmspec schema > llmspec.schema.json JSON Schema for editors
-  llmspec hardware                     the GPU catalog with datasheet figures
+  llmspec validate specs/*.yaml          check specs; every problem with file:line:col and a hint
+  llmspec show specs/llama2-7b.yaml      the fully resolved spec (extends, preset, defaults)
+  llmspec plan specs/gpt3-175b.yaml      choose the layout: memory per GPU, step time, why
+  llmspec build specs/tiny-cpu.yaml      write the runnable project to generated/tiny-cpu/
+  llmspec schema > llmspec.schema.json   JSON Schema for editors (yaml-language-server)
+  llmspec hardware                       the GPU catalog with datasheet figures
+  llmspec presets                        named architectures for model.preset
+
+A bad spec exits 2 and prints every problem as FILE:LINE:COL: error: FIELD: MESSAGE.
 """
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 
 import yaml
 from rich.table import Table
@@ -24,7 +25,7 @@ def register(subparsers) -> None:
         return subparsers.add_parser(
             name,
             help=help_,
-            description=description,
+            description="\n".join(textwrap.fill(part, 90) for part in description.split("\n")),
             epilog="examples:\n" + examples,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )

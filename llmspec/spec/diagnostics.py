@@ -126,7 +126,7 @@ def _problem(group: list[_Error], located: Located, model: type[BaseModel], pref
         message = "unknown field" + (f"; did you mean {close[0]!r}?" if close else "")
         return _located(pos, field, message, hint, "unknown-field")
     if first.kind == "missing":
-        pos = located.value_pos(path[:-1])
+        pos = located.pos_for(path)
         return _located(
             pos, field, "required field is missing", f"add `{path[-1]}:` here", "missing-field"
         )

@@ -62,7 +62,7 @@ def _finish(resolution: Resolution) -> LoadedSpec:
     except (RecursionError, OverflowError, ValueError, TypeError) as exc:  # defensive: junk input
         problems.append(Problem(f"cannot validate: {exc}", file=located.file, code="value"))
     if resolution.complete:
-        problems += run_checks(_sections(spec, located.data), located.value_pos)
+        problems += run_checks(_sections(spec, located.data), located.pos_for)
     if problems:
         raise SpecError(_ordered(problems))
     return LoadedSpec(spec, located, tuple(resolution.files))

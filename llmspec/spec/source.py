@@ -54,6 +54,18 @@ class Located:
                 return pos
         return Pos(self.file)
 
+    def pos_for(self, path: Path_) -> Pos:
+        """Where to point for `path`: its value if the file gives one; for a default, the key
+        of the nearest enclosing section the file does give (`train:`), else the file."""
+        path = tuple(path)
+        if path in self.values:
+            return self.values[path]
+        for n in range(len(path) - 1, 0, -1):
+            pos = self.keys.get(path[:n]) or self.values.get(path[:n])
+            if pos is not None:
+                return pos
+        return Pos(self.file)
+
     def key_pos(self, path: Path_) -> Pos:
         """Position of the key that holds `path` (falls back to the value position)."""
         return self.keys.get(tuple(path)) or self.value_pos(path)
@@ -132,7 +144,10 @@ def read_yaml_bytes(raw: bytes, name: str) -> Located:
 
 
 def read_yaml_text(text: str, name: str) -> Located:
-    loader = _SpecLoader(text)
+    try:
+        loader = _SpecLoader(text)  # the reader rejects control characters right here
+    except yaml.YAMLError as exc:
+        raise YamlProblem(_reader_error_problem(exc, text, name)) from None
     try:
         try:
             node = loader.get_single_node()

@@ -1,0 +1,376 @@
+"""Bad specs: each class exits 2 and names file:line:col, the dotted field and a hint.
+
+Every case is a small spec that is valid except for one mistake (the defaults
+fill the rest), run through `llmspec validate` in-process.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pytest
+
+from llmspec.cli.main import main
+
+
+@dataclass
+class Bad:
+    id: str
+    yaml: str
+    where: tuple[int, int]  # line, column (1-based)
+    field: str
+    message: str  # a fragment of the message
+    hint: str  # a fragment of the hint
+
+
+CASES = [
+    Bad(
+        "unknown-field",
+        "model:\n  n_layer: 3\n",
+        (2, 3),
+        "model.n_layer",
+        "unknown field; did you mean 'n_layers'?",
+        "fields of model: preset, arch",
+    ),
+    Bad(
+        "unknown-section",
+        "name: x\ntrian:\n  steps: 3\n",
+        (2, 1),
+        "trian",
+        "did you mean 'train'?",
+        "fields of the top level",
+    ),
+    Bad(
+        "wrong-type-string",
+        "model:\n  n_layers: twelve\n",
+        (2, 13),
+        "model.n_layers",
+        "expected an integer, got 'twelve'",
+        "",
+    ),
+    Bad(
+        "wrong-type-bool",
+        "model:\n  d_model: true\n",
+        (2, 12),
+        "model.d_model",
+        "expected an integer, got true",
+        "",
+    ),
+    Bad(
+        "list-where-mapping",
+        "model: [1, 2]\n",
+        (1, 8),
+        "model",
+        "expected a mapping (key: value), got a list of 2",
+        "",
+    ),
+    Bad(
+        "non-positive-batch",
+        "train:\n  global_batch_size: 0\n",
+        (2, 22),
+        "train.global_batch_size",
+        "expected a value > 0, got 0",
+        "",
+    ),
+    Bad(
+        "negative-lr",
+        "train:\n  optimizer: {name: adamw, lr: -0.1}\n",
+        (2, 32),
+        "train.optimizer.lr",
+        "expected a value > 0.0, got -0.1",
+        "",
+    ),
+    Bad(
+        "bad-choice",
+        "model:\n  arch: lama\n",
+        (2, 9),
+        "model.arch",
+        "expected one of 'gpt', 'llama', 'bert', got 'lama'",
+        "did you mean 'llama'?",
+    ),
+    Bad(
+        "auto-or-int",
+        "parallel:\n  data: many\n",
+        (2, 9),
+        "parallel.data",
+        "expected an integer or 'auto', got 'many'",
+        "",
+    ),
+    Bad(
+        "name-slug",
+        "name: My Run\n",
+        (1, 7),
+        "name",
+        "'My Run' is not a slug",
+        "name: my-run",
+    ),
+    Bad(
+        "heads-divide-width",
+        "model:\n  d_model: 1000\n  n_heads: 12\n",
+        (3, 12),
+        "model.n_heads",
+        "model.d_model = 1000 is not divisible by model.n_heads = 12",
+        "n_heads values that divide d_model: 4, 5, 8, 10",
+    ),
+    Bad(
+        "kv-heads-divide-heads",
+        "model:\n  n_heads: 12\n  n_kv_heads: 5\n",
+        (3, 15),
+        "model.n_kv_heads",
+        "model.n_kv_heads = 5 does not divide model.n_heads = 12",
+        "valid values: 1, 2, 3, 4, 6, 12",
+    ),
+    Bad(
+        "tensor-divides-heads",
+        "model:\n  d_model: 4096\n  n_heads: 32\nparallel:\n  tensor: 3\n",
+        (5, 11),
+        "parallel.tensor",
+        "parallel.tensor = 3 does not divide model.n_heads = 32 — valid values: 1, 2, 4, 8",
+        "equal share of the heads",
+    ),
+    Bad(
+        "tensor-beyond-node",
+        "model: {n_heads: 16, d_model: 1024}\nparallel: {tensor: 16}\n"
+        "cluster: {nodes: 2, gpus_per_node: 8}\n",
+        (2, 20),
+        "parallel.tensor",
+        "parallel.tensor = 16 exceeds cluster.gpus_per_node = 8",
+        "valid values: 1, 2, 4, 8",
+    ),
+    Bad(
+        "pipeline-beyond-layers",
+        "model: {n_layers: 4}\nparallel: {pipeline: 8}\n",
+        (2, 22),
+        "parallel.pipeline",
+        "parallel.pipeline = 8 exceeds model.n_layers = 4",
+        "between 1 and 4",
+    ),
+    Bad(
+        "degrees-vs-world",
+        "parallel: {data: 2, tensor: 2, pipeline: 1}\ncluster: {nodes: 1, gpus_per_node: 8}\n",
+        (1, 18),
+        "parallel.data",
+        "parallel.data × tensor × pipeline = 2 × 2 × 1 = 4 ≠ cluster.nodes × gpus_per_node "
+        "= 1 × 8 = 8",
+        "set parallel.data = 4",
+    ),
+    Bad(
+        "batch-arithmetic",
+        "train: {global_batch_size: 100, micro_batch_size: 8}\nparallel: {data: 2}\n"
+        "cluster: {gpus_per_node: 2}\n",
+        (1, 28),
+        "train.global_batch_size",
+        "train.global_batch_size = 100 is not a multiple of micro_batch_size = 8 × data = 2 = 16",
+        "nearest valid: 96 or 112",
+    ),
+    Bad(
+        "seq-len-beyond-model",
+        "model:\n  max_seq_len: 512\ntrain:\n  seq_len: 2048\n",
+        (4, 12),
+        "train.seq_len",
+        "train.seq_len = 2048 exceeds model.max_seq_len = 512",
+        "set train.seq_len <= 512",
+    ),
+    Bad(
+        "fp8-without-hardware",
+        "train: {precision: fp8}\ncluster: {gpu: a100-80gb}\n",
+        (1, 20),
+        "train.precision",
+        "fp8 needs FP8 tensor cores, and a100-80gb has none",
+        "h100-sxm",
+    ),
+    Bad(
+        "rope-odd-head-dim",
+        "model: {d_model: 60, n_heads: 4, position: rope}\n",
+        (1, 44),
+        "model.position",
+        "head_dim = d_model / n_heads = 60 / 4 = 15 is odd",
+        "even quotient",
+    ),
+    Bad(
+        "masked-lm-needs-bert",
+        "model: {arch: gpt}\ntrain: {objective: masked_lm}\n",
+        (2, 20),
+        "train.objective",
+        "masked_lm trains a bidirectional encoder",
+        "model.arch: bert",
+    ),
+    Bad(
+        "bert-needs-masked-lm",
+        "model:\n  preset: bert-base\ntrain:\n  seq_len: 512\n",
+        (3, 1),  # objective is a default: located at the `train:` key
+        "train.objective",
+        "model.arch = bert attends in both directions",
+        "objective: masked_lm",
+    ),
+    Bad(
+        "offload-params-needs-zero3",
+        "parallel: {zero_stage: 2, offload_params: cpu}\n",
+        (1, 43),
+        "parallel.offload_params",
+        "offload_params = cpu needs ZeRO stage 3",
+        "zero_stage: 3",
+    ),
+    Bad(
+        "sequence-parallel-needs-tensor",
+        "parallel:\n  tensor: 1\n  sequence_parallel: true\n",
+        (3, 22),
+        "parallel.sequence_parallel",
+        "parallel.tensor = 1",
+        "tensor > 1",
+    ),
+    Bad(
+        "unknown-gpu",
+        "cluster:\n  gpu: h100\n",
+        (2, 8),
+        "cluster.gpu",
+        "unknown GPU 'h100'",
+        "did you mean 'h200'? catalog: a100-40gb",
+    ),
+    Bad(
+        "unknown-gpu-in-override",
+        "cluster:\n  gpu: {name: a100-80, memory_gib: 40}\n",
+        (2, 15),
+        "cluster.gpu.name",
+        "unknown GPU 'a100-80'",
+        "did you mean 'a100-80gb'?",
+    ),
+    Bad(
+        "unknown-preset",
+        "model:\n  preset: llama-2-7b\n",
+        (2, 11),
+        "model.preset",
+        "unknown preset 'llama-2-7b'",
+        "presets: gpt2-small, gpt2-medium",
+    ),
+    Bad(
+        "tokenizer-beyond-embedding",
+        "model: {vocab_size: 1000}\ndata:\n  tokenizer: {vocab_size: 4096}\n",
+        (3, 27),
+        "data.tokenizer.vocab_size",
+        "data.tokenizer.vocab_size = 4096 exceeds model.vocab_size = 1000",
+        "<= 1000",
+    ),
+    Bad(
+        "malformed-data-path-variable",
+        'data:\n  sources:\n    - path: "${HOME/corpus/*.txt"\n',
+        (3, 13),
+        "data.sources[0].path",
+        "malformed variable reference",
+        "${NAME:-default}",
+    ),
+    Bad(
+        "steps-and-tokens",
+        "train:\n  steps: 10\n  tokens: 1.0e9\n",
+        (2, 3),
+        "train",
+        "give either steps or tokens, not both",
+        "",
+    ),
+    Bad(
+        "yaml-syntax",
+        "model:\n  d_model: 768\n   n_layers: 12\n",
+        (3, 12),
+        "",
+        "YAML syntax error",
+        "check indentation",
+    ),
+    Bad(
+        "duplicate-key",
+        "model:\n  d_model: 768\n  d_model: 512\n",
+        (3, 3),
+        "",
+        "duplicate key 'd_model' (first given on line 2)",
+        "silently keep only the last",
+    ),
+    Bad(
+        "top-level-list",
+        "- name: x\n- model: {}\n",
+        (1, 1),
+        "",
+        "a spec is a mapping of sections",
+        "specs/tiny-cpu.yaml",
+    ),
+    Bad(
+        "empty-file",
+        "# nothing but a comment\n",
+        (1, 1),
+        "",
+        "the file is empty",
+        "specs/tiny-cpu.yaml",
+    ),
+]
+
+LINE = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): error: (?P<rest>.*)$")
+
+
+def run_validate(path, capsys) -> tuple[int, str]:
+    code = main(["validate", str(path)])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_spec_is_located_with_field_and_hint(case: Bad, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # one problem per line, no wrapping
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(case.yaml)
+    code, err = run_validate(spec, capsys)
+    assert code == 2, err
+    assert "Traceback" not in err
+    heads = [m for m in map(LINE.match, err.splitlines()) if m]
+    assert heads, err
+    line, col = case.where
+    match = [
+        m for m in heads if (int(m["line"]), int(m["col"]), m["file"]) == (line, col, str(spec))
+    ]
+    assert match, f"no problem at {spec}:{line}:{col}\n{err}"
+    rest = match[0]["rest"]
+    assert case.message in rest, err
+    if case.field:
+        assert rest.startswith(case.field + ":") or rest.startswith(case.field + " "), rest
+    if case.hint:
+        assert f"hint: {case.hint}" in err or any(
+            case.hint in h for h in err.splitlines() if "hint:" in h
+        ), err
+
+
+def test_every_problem_is_reported_at_once(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: Bad Name\nmodel:\n  n_layer: 3\n  arch: gtp\ntrain:\n  optimizer: {lr: 0}\n"
+        "cluster:\n  gpu: a100-80g\n"
+    )
+    code, err = run_validate(spec, capsys)
+    assert code == 2
+    located = [m for m in map(LINE.match, err.splitlines()) if m]
+    assert [(int(m["line"]), int(m["col"])) for m in located] == [
+        (1, 7),
+        (3, 3),
+        (4, 9),
+        (6, 19),
+        (8, 8),
+    ]
+    assert "5 problems found" in err
+
+
+def test_source_line_and_caret_point_at_the_value(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("parallel:\n  tensor: 3\nmodel: {n_heads: 32, d_model: 4096}\n")
+    _, err = run_validate(spec, capsys)
+    lines = err.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith(f"{spec}:2:11"))
+    assert lines[i + 1].endswith("|   tensor: 3")
+    caret = lines[i + 2]
+    assert caret.index("^") == lines[i + 1].index("3")
+
+
+def test_one_bad_file_fails_the_run_but_good_ones_are_reported(tmp_path, capsys, root):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {n_layers: 0}\n")
+    code = main(["validate", str(root / "specs/tiny-cpu.yaml"), str(bad)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "ok  " in err and "tiny-cpu.yaml" in err
+    assert f"{bad}:1:19: error: model.n_layers: expected a value > 0, got 0" in err
+    assert "1 of 2 specs failed" in err
