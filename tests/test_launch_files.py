@@ -42,7 +42,9 @@ def make_spec(**cluster) -> Spec:
     )
 
 
-def make_plan(spec: Spec, *, time_to_train_s: float | None = 3600.0, stages: int = 1) -> dict:
+def make_plan(
+    spec: Spec, *, time_to_train_s: float | None = 3600.0, stages: int = 1, host_bytes: int = 0
+) -> dict:
     """A contract-2 plan dict with the figures these tests feed the templates."""
     gib = 1024**3
     layout = {
@@ -60,7 +62,13 @@ def make_plan(spec: Spec, *, time_to_train_s: float | None = 3600.0, stages: int
     memory = {"params": gib, "grads": gib, "optimizer": 3 * gib}
     memory |= {"activations": 2 * gib, "temporary": gib // 2, "total": 7 * gib + gib // 2}
     stage_rows = [
-        {"stage": s, "layers": 2, **memory, "total": memory["total"] - s * gib}
+        {
+            "stage": s,
+            "layers": 2,
+            **memory,
+            "total": memory["total"] - s * gib,
+            "host_bytes": host_bytes,
+        }
         for s in range(stages)
     ]
     return {
@@ -402,6 +410,13 @@ def test_readme_shows_the_plan():
     assert "gathers parameters \\| every" in readme  # a `|` cannot break the table row
     assert "launch_multinode.sh" in readme and "sbatch slurm.sbatch" in readme
     assert "NODE_RANK=1" in readme
+    assert "host RAM" not in readme  # nothing offloaded
+
+
+def test_readme_shows_host_memory_when_the_plan_offloads():
+    spec = make_spec()
+    readme = render_files(spec, make_plan(spec, host_bytes=3 * 1024**3))["README.md"]
+    assert "| host RAM per process (offloaded) | 3.00 GiB |" in readme
 
 
 def test_every_launch_file_renders_identically_twice():
