@@ -25,6 +25,7 @@ def default_header(spec) -> str:
 def render_model_py(spec, plan: dict, header: str | None = None) -> str:
     """model.py for `spec` under `plan` (a contract-2 dict), formatted with the pinned ruff."""
     layout = plan["layout"]
+    check_layout(spec, layout)
     if layout["pipeline"] > 1:
         stages = [stage["layers"] for stage in plan["memory"]["stages"]]
         if len(stages) != layout["pipeline"] or sum(stages) != spec.model.n_layers:
@@ -40,6 +41,19 @@ def render_model_py(spec, plan: dict, header: str | None = None) -> str:
         header=header if header is not None else default_header(spec),
     )
     return format_python(source, filename="model.py")
+
+
+def check_layout(spec, layout: dict) -> None:
+    """What the generated parallel code relies on; the spec checks report these to users first."""
+    tensor, m = layout["tensor"], spec.model
+    for name, value in (("n_heads", m.n_heads), ("n_kv_heads", m.kv_heads), ("d_ff", m.ff_dim)):
+        if value % tensor:
+            raise ValueError(f"parallel.tensor = {tensor} does not divide model.{name} = {value}")
+    if tensor > 1 and layout["sequence_parallel"] and spec.train.seq_len % tensor:
+        raise ValueError(
+            f"sequence parallel: parallel.tensor = {tensor} does not divide "
+            f"train.seq_len = {spec.train.seq_len}"
+        )
 
 
 def load_model_module(source: str, name: str = "generated_model") -> ModuleType:
