@@ -58,16 +58,15 @@ def norm_saved(dims: ModelDims, e: int, kernels: str = "cuda") -> float:
 
 def attention_saved(dims: ModelDims, e: int, recompute: str, kernels: str = "cuda") -> float:
     """Self-attention: Q, K, V (GQA: K and V are kv_heads wide), the core's output
-    and its fp32 log-sum-exp (one per head and token). With RoPE the rotated Q is
-    laid out (b, heads, s, d) so the output is copied once more before the output
-    projection. Selective recompute drops the log-sum-exp (and that copy): the
-    region saves its inputs and the out-projection its output."""
+    (also the output projection's input: SDPA lays it out so the reshape is a
+    view) and its fp32 log-sum-exp (one per head and token). Selective recompute
+    drops the log-sum-exp: the region saves its inputs and the out-projection
+    its output. RoPE's cos/sin tables are per sequence, see ``rope_table_bytes``."""
     h, kv, a, s = dims.d_model, dims.n_kv_heads * dims.head_dim, dims.n_heads, dims.seq_len
     qkv_out = e * (2 * h + 2 * kv)
-    rope_copy = e * h if dims.position == "rope" else 0
     if recompute == "selective":
         return qkv_out
-    saved = qkv_out + rope_copy
+    saved = qkv_out
     if dims.attention_dropout > 0 and kernels == "cpu":
         # math path: scores→softmax (saved), noise (saved), dropped probs (saved by
         # the PV matmul); K/V expanded to all heads when grouped.
@@ -76,6 +75,15 @@ def attention_saved(dims: ModelDims, e: int, recompute: str, kernels: str = "cud
             saved += 2 * e * (h - kv)
         return saved
     return saved + 4 * a
+
+
+def rope_table_bytes(dims: ModelDims, e: int) -> int:
+    """Bytes per block per micro-batch (not per token): the cos and sin tables
+    (seq_len × head_dim each, training dtype) each attention layer builds and
+    the rotation keeps for backward."""
+    if dims.position != "rope":
+        return 0
+    return 2 * dims.seq_len * dims.head_dim * e
 
 
 def mlp_saved(dims: ModelDims, e: int, recompute: str) -> float:
@@ -126,9 +134,7 @@ def block_sharded_fraction(
 def embedding_saved(dims: ModelDims, e: int, kernels: str = "cuda") -> float:
     """Token ids kept by the embedding backward (int64), the embedding dropout mask,
     and for post-norm models the embedding norm."""
-    saved = 8.0  # token ids
-    if dims.type_vocab_size:
-        saved += 8.0
+    saved = 8.0  # token ids (token types default to type 0: a broadcast row, nothing saved)
     if dims.dropout > 0:
         saved += dims.d_model * _mask_bytes(e, kernels)
     if dims.arch == "bert":
@@ -144,10 +150,13 @@ def head_saved(dims: ModelDims, e: int, kernels: str = "cuda") -> float:
     if dims.arch != "bert":
         saved += norm_saved(dims, e, kernels)  # its output is the LM-head input
     if dims.objective == "masked_lm":
-        # transform GEMM input, GELU input, GELU output (= norm input), norm, head input
-        saved += e * h + e * h + norm_saved(dims, e, kernels)
-    saved += 4 * v + 8 + 8  # fp32 log-softmax output; labels and their shifted copy
-    return saved
+        # the transform GEMM's input is the last block's (or final norm's) output,
+        # already counted; then GELU input, and the norm (GELU output, head input)
+        saved += e * h + norm_saved(dims, e, kernels)
+        saved += 8 + 8  # masked inputs and labels (the loss keeps labels unshifted)
+    else:
+        saved += 8  # labels shifted left by F.pad (a new tensor the loss keeps)
+    return saved + 4 * v  # fp32 log-softmax output
 
 
 def loss_backward_transient(dims: ModelDims, e: int) -> float:
@@ -186,7 +195,8 @@ def saved_bytes(
     e, tokens = act_bytes(precision), micro_batch * dims.seq_len
     if kind == "block":
         replicated, sharded = block_sharded_fraction(dims, e, recompute, tensor, sequence_parallel)
-        return int(tokens * (replicated + sharded / tensor))
+        tables = rope_table_bytes(dims, e) if recompute != "full" else 0
+        return int(tokens * (replicated + sharded / tensor) + tables)
     if kind == "embedding":
         return int(tokens * embedding_saved(dims, e, kernels))
     if kind in ("lm_head", "mlm_head"):

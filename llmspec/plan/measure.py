@@ -61,17 +61,17 @@ class MeasuredMemory:
 def _model_source(spec, plan_dict: dict) -> tuple[str, str]:
     try:
         from llmspec.codegen.model_code import render_model_py
-    except ImportError:
-        from llmspec.plan import measure_reference as reference_model
+    except ImportError:  # the template is not in this checkout: use the reference
+        from llmspec.plan import measure_reference
 
-        return reference_model.source(spec), "reference"
+        return measure_reference.source(spec), "reference"
     return render_model_py(spec, plan_dict), "template"
 
 
 def _import_source(source: str, name: str):
     folder = Path(tempfile.mkdtemp(prefix="llmspec-measure-"))
     path = folder / f"{name}.py"
-    path.write_text(source)
+    path.write_text(source, encoding="utf-8")
     module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module
@@ -80,15 +80,11 @@ def _import_source(source: str, name: str):
 
 
 def _plan_dict(spec, layout: Layout) -> dict:
-    """A contract-2-shaped dict for the template (only the layout is read)."""
-    try:
-        from llmspec.plan import make_plan
-
-        plan = make_plan(spec).to_dict()
-        plan["layout"] = layout.to_dict()
-        return plan
-    except Exception:  # the planner entry point may not exist yet, or refuse the layout
-        return {"layout": layout.to_dict()}
+    """The slice of contract 2 that model.py reads: the layout and the stage split."""
+    return {
+        "layout": layout.to_dict(),
+        "memory": {"stages": [{"stage": 0, "layers": spec.model.n_layers}]},
+    }
 
 
 def measure_step(spec, layout: Layout) -> MeasuredMemory:

@@ -61,10 +61,13 @@ CUDA_CONTEXT_BYTES = 768 * 2**20
 NCCL_BYTES_PER_COMMUNICATOR = 16 * 2 * 4 * 2**20  # 16 channels × send/recv × 4 MiB
 FRAGMENTATION_FRACTION = 0.05
 
-# Transient of a block's backward beyond what it saved: the incoming gradient
-# of the residual stream, the gradient of the GEMM inputs and of the widest
-# inner activation (MLP), all in the training dtype, per token.
-BLOCK_BACKWARD_TRANSIENT_WIDTHS = (3, 2)  # (×d_model, ×d_ff)
+# Transient of a block's backward beyond what it saved, measured on the
+# generated model (FakeTensorMode + MemTracker) at the top block's MLP, where
+# it peaks: the gradient of the residual stream and of the down-projection
+# output (2 × d_model), the gradient of its input (d_ff), all per token in the
+# training dtype, plus the weight gradient of the largest matrix before it is
+# added into the persistent gradient buffer.
+BLOCK_BACKWARD_TRANSIENT_WIDTHS = (2, 1)  # (×d_model, ×d_ff) per token
 
 
 @dataclass(frozen=True)
@@ -76,10 +79,13 @@ class _ModelConstants:
     head_params: float
     tied_copy_params: float  # last stage's copy of a tied embedding when pipelined
     block_act: float  # bytes per token per block per rank
+    block_act_fixed: float  # bytes per block per micro-batch (RoPE tables)
     embedding_act: float
     head_act: float
     loss_transient: float
-    block_transient: float
+    block_transient: float  # per token
+    block_weight_grad: float  # bytes, per block backward
+    head_weight_grad: float  # bytes: the (tied) vocabulary matrix's gradient
     recompute_extra: float  # full recompute: one block's working set
 
 
@@ -103,15 +109,14 @@ def _constants(
 
     replicated, sharded = act.block_sharded_fraction(dims, e, recompute, t, sp)
     block_act = replicated + sharded / t
-    if recompute == "full":
+    if recompute == "full":  # the recomputed block's saved tensors, its input aside
         full = act.block_sharded_fraction(dims, e, "none", t, sp)
-        working = full[0] + full[1] / t
-        recompute_extra = working
+        recompute_extra = full[0] + full[1] / t - block_act
     else:
         recompute_extra = 0.0
-    # block backward transient (calibrated against the measurement harness)
     wh, wf = BLOCK_BACKWARD_TRANSIENT_WIDTHS
     block_transient = e * (wh * h + wf * dims.d_ff / t)
+    block_weight_grad = e * h * max(dims.d_ff, h) / t
     head_act = act.head_saved(dims, e, kernels)
     return _ModelConstants(
         block_params=block_params,
@@ -119,10 +124,13 @@ def _constants(
         head_params=head_params + untied_head,
         tied_copy_params=tied_copy,
         block_act=block_act,
+        block_act_fixed=0.0 if recompute == "full" else act.rope_table_bytes(dims, e),
         embedding_act=act.embedding_saved(dims, e, kernels),
         head_act=head_act - 4 * dims.vocab_size + 4 * dims.vocab_size / t,
         loss_transient=act.loss_backward_transient(dims, e) / t,
         block_transient=block_transient,
+        block_weight_grad=block_weight_grad,
+        head_weight_grad=e * vocab_rows * h,
         recompute_extra=recompute_extra,
     )
 
@@ -208,13 +216,21 @@ def estimate_memory(
             n_params += c.head_params + (c.tied_copy_params if p > 1 else 0.0)
         weights, grads, optimizer, host, step_tmp = _model_states(n_params, precision, layout)
         in_flight = min(p - i, micro_batches)
-        per_mb = n_layers * c.block_act + (c.embedding_act if first else 0.0)
-        activations = in_flight * tokens * per_mb + (tokens * c.head_act if last else 0.0)
-        transient = tokens * c.block_transient if n_layers else 0.0
-        if recompute == "full" and n_layers:
-            transient += tokens * c.recompute_extra
+        per_mb = tokens * (n_layers * c.block_act + (c.embedding_act if first else 0.0))
+        per_mb += n_layers * c.block_act_fixed
+        activations = in_flight * per_mb
+        # The backward peaks either in the loss (last stage: log-softmax saved and
+        # its two fp32 gradients), or in the top block's backward (its transient,
+        # plus under full recompute the block's recomputed tensors).
+        transient = 0.0
+        if n_layers:
+            transient = tokens * (c.block_transient + c.recompute_extra) + c.block_weight_grad
         if last:
-            transient = max(transient, tokens * c.loss_transient)
+            head = tokens * (c.head_act + c.loss_transient)
+            if head > transient:
+                activations += tokens * c.head_act
+                transient = tokens * c.loss_transient
+            transient = max(transient, c.head_weight_grad)
         if layout.zero_stage >= 3:
             largest = max(c.block_params, c.embedding_params if first else 0.0)
             live = min(STAGE3_MAX_LIVE_ELEMENTS, STAGE3_PREFETCH_ELEMENTS + largest)
