@@ -228,3 +228,39 @@ def test_offload_adds_host_step_and_transfers():
     assert on_cpu.optimizer == pytest.approx(cost.cpu_optimizer_s(1e9, 8))
     assert on_cpu.optimizer > on_gpu.optimizer
     assert on_cpu.offload >= 2e9 / 31.5e9  # the 16-bit parameters come back over PCIe
+
+
+def test_elementwise_traffic_worked_example():
+    # h=1024, d_ff=4096, 16 heads, s=2048, no tensor parallel, 16-bit, flash attention:
+    # forward = norms 8h + residual adds 14h + GELU 4·d_ff + attention core 2·(2h + 2h)
+    #         = 22528 + 16384 + 8192 = 47104 bytes per token; training = 3× forward.
+    dims = gpt(1024, 4, 16)
+    kw = dict(tensor=1, sequence_parallel=False, act_bytes=2)
+    flash = cost.elementwise_bytes_per_token(dims, attention_kernel="flash", recompute="none", **kw)
+    assert flash == 3 * 47104
+    full = cost.elementwise_bytes_per_token(dims, attention_kernel="flash", recompute="full", **kw)
+    assert full == 4 * 47104
+    # Unfused attention writes the s×s scores and reads/writes them in the softmax: 6·a·s bytes
+    # per forward instead of the flash kernel's q, k, v, o (no attention dropout here).
+    unfused = cost.elementwise_bytes_per_token(
+        dims, attention_kernel="unfused", recompute="none", **kw
+    )
+    assert unfused == 3 * (47104 - 8192 + 6 * 16 * 2048)
+    # Sequence parallel shards the norms and residual adds over the tensor group too.
+    tp = cost.elementwise_bytes_per_token(
+        dims,
+        attention_kernel="flash",
+        recompute="none",
+        tensor=4,
+        sequence_parallel=False,
+        act_bytes=2,
+    )
+    sp = cost.elementwise_bytes_per_token(
+        dims,
+        attention_kernel="flash",
+        recompute="none",
+        tensor=4,
+        sequence_parallel=True,
+        act_bytes=2,
+    )
+    assert tp - sp == pytest.approx(3 * 22 * 1024 * (1 - 1 / 4))

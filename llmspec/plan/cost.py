@@ -399,7 +399,14 @@ def step_time(
             tp += ring_allreduce_s(tokens_mb * d_model * act_bytes, tensor, tp_gbps)
         return comp, elem, tp
 
-    costs = [per_micro_batch(i, w) for i, w in enumerate(stages)]
+    # Stages with the same work cost the same: evaluate each distinct stage once.
+    distinct: dict[tuple, tuple[float, float, float]] = {}
+    costs = []
+    for i, w in enumerate(stages):
+        key = (i == 0, w)
+        if key not in distinct:
+            distinct[key] = per_micro_batch(i, w)
+        costs.append(distinct[key])
     slowest = max(range(pipeline), key=lambda i: (sum(costs[i]), -i))
     comp_mb, elem_mb, tp_mb = costs[slowest]
     boundary = tokens_mb * d_model * act_bytes / (tensor if sequence_parallel else 1)

@@ -46,7 +46,7 @@ def balance_blocks(
         ]
 
     # The optimum is one of the stage costs k·c + e_i; search those thresholds.
-    thresholds = sorted({k * block_cost + e for e in extra for k in range(1, n_blocks + 1)})
+    thresholds = sorted({k * block_cost + e for e in set(extra) for k in range(1, n_blocks + 1)})
     lo, hi = 0, len(thresholds) - 1
     while lo < hi:
         mid = (lo + hi) // 2

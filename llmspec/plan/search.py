@@ -15,6 +15,7 @@ Pruning keeps a full search of a 1T model on 3072 GPUs under two seconds:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from llmspec.errors import UserError
 from llmspec.graph import layers
@@ -207,6 +208,7 @@ def stage_params(dims: ModelDims, stage_layers: tuple[int, ...], tensor: int) ->
     return out
 
 
+@lru_cache(maxsize=1024)
 def default_partition(dims: ModelDims, pipeline: int) -> tuple[int, ...]:
     """Compute-balanced blocks per stage (the head's FLOPs weigh on the last stage)."""
     extra = [0.0] * pipeline
@@ -257,17 +259,8 @@ def evaluate(
 def _candidate(problem: Problem, layout: Layout, stage_layers, memory) -> Candidate:
     dims, cluster = problem.dims, problem.cluster
     model_block, hw_block = block_flops(dims, layout.activation_checkpointing)
+    head = head_flops(dims)
     params = stage_params(dims, stage_layers, layout.tensor)
-    last = len(stage_layers) - 1
-    stages = tuple(
-        cost.StageWork(
-            blocks=n,
-            hardware_flops_per_token=n * hw_block + (head_flops(dims) if i == last else 0.0),
-            model_flops_per_token=n * model_block + (head_flops(dims) if i == last else 0.0),
-            params_per_rank=params[i],
-        )
-        for i, n in enumerate(stage_layers)
-    )
     act = bytes_per_activation(problem.precision)
     elem_block = cost.elementwise_bytes_per_token(
         dims,
@@ -277,7 +270,17 @@ def _candidate(problem: Problem, layout: Layout, stage_layers, memory) -> Candid
         sequence_parallel=layout.sequence_parallel,
         act_bytes=act,
     )
-    stages = tuple(replace(w, elementwise_bytes_per_token=w.blocks * elem_block) for w in stages)
+    last = len(stage_layers) - 1
+    stages = tuple(
+        cost.StageWork(
+            blocks=n,
+            hardware_flops_per_token=n * hw_block + (head if i == last else 0.0),
+            model_flops_per_token=n * model_block + (head if i == last else 0.0),
+            params_per_rank=params[i],
+            elementwise_bytes_per_token=n * elem_block,
+        )
+        for i, n in enumerate(stage_layers)
+    )
     time = cost.step_time(
         stages,
         micro_batch=layout.micro_batch_size,
@@ -306,6 +309,9 @@ def _memory_aware(problem: Problem, first: Candidate) -> Candidate | None:
     """Move blocks off the stages that overflow onto those with room, if that makes it fit."""
     counts_a = first.stage_layers
     bytes_a = tuple(s.total for s in first.memory.stages)
+    room = first.capacity_bytes - first.memory.overhead_bytes
+    if min(bytes_a) > room or first.host_oom_bytes > 0:
+        return None  # no stage has room to take blocks
     dims = problem.dims
     counts_b = partition.probe_partition(counts_a)
     if counts_b is None:
@@ -313,7 +319,6 @@ def _memory_aware(problem: Problem, first: Candidate) -> Candidate | None:
     probe = estimate_memory(dims, first.layout, problem.precision, stage_layers=counts_b)
     bytes_b = tuple(s.total for s in probe.stages)
     fixed, per_block = partition.linear_fit(counts_a, bytes_a, counts_b, bytes_b)
-    room = first.capacity_bytes - first.memory.overhead_bytes
     caps = partition.memory_caps(fixed, per_block, room)
     extra = [0.0] * len(counts_a)
     extra[-1] = head_flops(dims)
@@ -383,6 +388,9 @@ def _search_pass(problem: Problem, *, use_offload: bool, keep_rejected: int) -> 
     if not groups:
         raise UserError(_no_layout_message(problem))
 
+    best_by_shape: dict[tuple, float] = {}
+    inf = float("inf")
+
     def note(c: Candidate) -> None:
         nonlocal closest
         if c.fits:
@@ -422,8 +430,18 @@ def _search_pass(problem: Problem, *, use_offload: bool, keep_rejected: int) -> 
                         pruned += 1
                         note(bound)
                         continue
+                    shape = (d, t, p, zero, offload)
                     for rc in rc_options:
+                        # Branch and bound: no micro-batch of this recompute mode can beat the
+                        # best layout of the same shape if even its compute alone is slower.
+                        bound_s = time_lower_bound(problem, g, rc, sp)
+                        if bound_s > best_by_shape.get(shape, inf):
+                            continue
                         for mbs in mbs_options:
+                            # With the bubble: ≥ bound × (1 + (p−1)/m), and m falls as mbs grows.
+                            m = problem.global_batch // (d * mbs)
+                            if bound_s * (1 + (p - 1) / m) > best_by_shape.get(shape, inf):
+                                break
                             if rc == floor_rc and mbs == mbs_options[0]:
                                 c = bound
                             else:
@@ -434,6 +452,7 @@ def _search_pass(problem: Problem, *, use_offload: bool, keep_rejected: int) -> 
                             note(c)
                             if not c.fits:
                                 break  # memory only grows with the micro-batch
+                            best_by_shape[shape] = min(best_by_shape.get(shape, inf), c.step_time_s)
     fitting.sort(key=Candidate.rank_key)
     best_time = fitting[0].step_time_s if fitting else float("inf")
     faster_oom = sorted((c for c in rejected if c.step_time_s < best_time), key=Candidate.rank_key)[
@@ -447,6 +466,31 @@ def _search_pass(problem: Problem, *, use_offload: bool, keep_rejected: int) -> 
         pruned_groups=pruned,
         used_offload=use_offload,
     )
+
+
+def time_lower_bound(problem: Problem, g: _Group, recompute: str, sequence_parallel: bool) -> float:
+    """Compute + memory-bound time of a perfectly balanced step with free communication.
+
+    The slowest stage does at least the mean stage's work, and every other part
+    of `cost.step_time` is ≥ 0, so no layout of this group and recompute mode is
+    faster than this.
+    """
+    dims, cluster = problem.dims, problem.cluster
+    hw = dims.n_layers * block_flops(dims, recompute)[1] + head_flops(dims)
+    tokens_per_gpu = problem.global_batch * dims.seq_len / (g.data * g.pipeline)
+    elem = cost.elementwise_bytes_per_token(
+        dims,
+        attention_kernel=problem.attention_kernel,
+        recompute=recompute,
+        tensor=g.tensor,
+        sequence_parallel=sequence_parallel,
+        act_bytes=bytes_per_activation(problem.precision),
+    )
+    return cost.compute_s(
+        hw * tokens_per_gpu / g.tensor,
+        peak_tflops(cluster.gpu, problem.precision),
+        cost.COMPUTE_EFFICIENCY,
+    ) + cost.elementwise_s(elem * dims.n_layers * tokens_per_gpu, cluster.gpu.hbm_gbps)
 
 
 def _no_layout_message(problem: Problem) -> str:

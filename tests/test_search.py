@@ -1,0 +1,145 @@
+"""Layout search: structural rules, pins, fitting, offload only as a last resort."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llmspec.plan import devices, make_plan, search
+from llmspec.plan.types import Layout, ModelDims
+from llmspec.spec.hardware import CATALOG
+from llmspec.spec.model import Spec
+
+
+def small_spec(**over) -> Spec:
+    """A 12-layer, 768-wide GPT (GPT-2 small shape) on `cluster`; everything auto."""
+    base = {
+        "name": "small",
+        "model": {"vocab_size": 50257, "max_seq_len": 1024, "n_layers": 12, "n_heads": 12},
+        "train": {"seq_len": 1024, "global_batch_size": 64, "steps": 10},
+        "cluster": {"gpu": "a100-80gb", "nodes": 1, "gpus_per_node": 8},
+    }
+    for section, values in over.items():
+        base[section] = {**base.get(section, {}), **values}
+    return Spec.model_validate(base)
+
+
+def problem_for(spec: Spec, **pins) -> search.Problem:
+    return search.Problem(
+        dims=ModelDims.from_spec(spec),
+        cluster=devices.Cluster.from_spec(spec.cluster),
+        precision=spec.train.precision,
+        global_batch=spec.train.global_batch_size,
+        pins=tuple(sorted(pins.items())),
+    )
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    nodes=st.integers(1, 3),
+    per_node=st.sampled_from([2, 4, 8]),
+    heads=st.sampled_from([4, 6, 12]),
+)
+def test_every_candidate_is_a_valid_layout(nodes, per_node, heads):
+    spec = small_spec(
+        model={"n_heads": heads, "d_model": 64 * heads, "n_layers": 6, "max_seq_len": 256},
+        train={"seq_len": 256, "global_batch_size": 48},
+        cluster={"nodes": nodes, "gpus_per_node": per_node},
+    )
+    problem = problem_for(spec)
+    result = search.search(problem)
+    assert result.ranked, "a 6-layer model fits somewhere on 80 GB GPUs"
+    for c in result.ranked + result.rejected:
+        lay = c.layout
+        assert lay.data * lay.tensor * lay.pipeline == nodes * per_node
+        assert heads % lay.tensor == 0 and per_node % lay.tensor == 0
+        assert lay.pipeline <= 6 and sum(c.stage_layers) == 6 and min(c.stage_layers) >= 1
+        assert lay.data * lay.micro_batch_size * lay.grad_accum_steps == 48
+        assert not (lay.sequence_parallel and lay.tensor == 1)
+        assert not (lay.pipeline > 1 and lay.zero_stage >= 2)  # DeepSpeed's pipeline engine
+        assert lay.offload_optimizer == "none" and lay.offload_params == "none"
+    best = result.best
+    assert best.fits
+    assert best.memory.total + best.memory.overhead_bytes <= CATALOG["a100-80gb"].memory_bytes
+    # Fastest, up to the 1 ns rounding under which ties go to the simpler layout.
+    assert best.step_time_s == pytest.approx(min(c.step_time_s for c in result.ranked), abs=1e-9)
+
+
+def test_pins_are_respected():
+    spec = small_spec(parallel={"tensor": 2, "zero_stage": 1})
+    plan = make_plan(spec, pins={"pipeline": "2", "activation_checkpointing": "selective"})
+    lay = plan.layout
+    assert (lay.tensor, lay.pipeline, lay.zero_stage) == (2, 2, 1)
+    assert lay.activation_checkpointing == "selective"
+    assert lay.data == 2
+    for alt in plan.alternatives:
+        assert (alt.layout.tensor, alt.layout.pipeline, alt.layout.zero_stage) == (2, 2, 1)
+
+
+def test_cli_pin_auto_releases_a_spec_pin():
+    spec = small_spec(parallel={"tensor": 2})
+    assert make_plan(spec).layout.tensor == 2
+    assert make_plan(spec, pins={"tensor": "auto", "pipeline": 1}).layout.pipeline == 1
+
+
+def test_pins_that_cannot_multiply_to_the_world_size_are_errors():
+    from llmspec.errors import UserError
+
+    with pytest.raises(UserError, match="8 GPUs"):
+        make_plan(small_spec(), pins={"data": 2, "tensor": 2, "pipeline": 1})
+    with pytest.raises(UserError, match="tensor must divide"):
+        make_plan(small_spec(), pins={"tensor": 3})
+    with pytest.raises(UserError, match="unknown field"):
+        make_plan(small_spec(), pins={"tensr": 2})
+
+
+def test_offload_only_when_nothing_else_fits():
+    # GPT-2 small on one 2 GiB GPU: model states alone (16 B/param ≈ 1.9 GiB) do not fit,
+    # the optimizer state in host memory does.
+    tight = small_spec(
+        train={"seq_len": 256, "global_batch_size": 8},
+        model={"max_seq_len": 256},
+        cluster={"gpu": {"name": "a100-80gb", "memory_gib": 2.0}, "gpus_per_node": 1},
+    )
+    plan = make_plan(tight)
+    assert plan.fits
+    assert plan.layout.offload_optimizer != "none"
+    assert plan.used_offload
+    assert plan.memory.host_bytes > 0
+    roomy = make_plan(small_spec(cluster={"gpus_per_node": 1}))
+    assert roomy.layout.offload_optimizer == "none" and not roomy.used_offload
+
+
+def test_memory_aware_partition_moves_blocks_off_a_full_stage():
+    spec = small_spec(model={"n_layers": 16}, train={"global_batch_size": 32})
+    problem = problem_for(spec)
+    layout = Layout(data=2, tensor=1, pipeline=4, micro_batch_size=1, grad_accum_steps=16)
+    balanced = search.evaluate(problem, layout)
+    stages = [s.total for s in balanced.memory.stages]
+    assert stages[0] == max(stages)  # 1F1B: the first stage holds the most micro-batches
+    # A GPU just too small for the balanced first stage, with room on the others.
+    overhead = balanced.memory.overhead_bytes
+    capacity = stages[0] + overhead - (stages[0] - stages[1]) // 2
+    gpu = replace(CATALOG["a100-80gb"], memory_bytes=capacity)
+    tight = replace(problem, cluster=replace(problem.cluster, gpu=gpu))
+    moved = search.evaluate(tight, layout)
+    assert moved.fits
+    assert moved.stage_layers[0] < balanced.stage_layers[0]
+    assert sum(moved.stage_layers) == 16
+    for s in moved.memory.stages:
+        assert s.total + moved.memory.overhead_bytes <= capacity
+
+
+def test_nothing_fits_gives_a_plan_with_fixes():
+    huge = small_spec(
+        model={"d_model": 12288, "n_layers": 96, "n_heads": 96, "max_seq_len": 2048},
+        train={"seq_len": 2048, "global_batch_size": 8},
+    )
+    plan = make_plan(huge)
+    assert not plan.fits
+    fixes = [line for line in plan.explanation if line.startswith("fix:")]
+    assert fixes and any("GPUs" in f for f in fixes)
+    assert plan.to_dict()["memory"]["fits"] is False
