@@ -27,27 +27,26 @@ def tiny_spec(family: str = "gpt", *, train: dict | None = None, **model) -> Spe
 
 
 def plan_for(spec: Spec, *, blocks_per_stage: list[int] | None = None, **layout) -> dict:
-    """The slice of contract 2 that model.py reads: `layout`, and for pipelines the blocks of
-    each stage (`memory.stages[*].layers`)."""
-    fields = dict(
-        data=1,
-        tensor=1,
-        pipeline=1,
-        zero_stage=0,
-        micro_batch_size=2,
-        grad_accum_steps=1,
-        activation_checkpointing="none",
-        sequence_parallel=False,
-        offload_optimizer="none",
-        offload_params="none",
-    )
-    fields.update(layout)
-    stages = blocks_per_stage or _even_split(spec.model.n_layers, fields["pipeline"])
-    return {
-        "layout": fields,
-        "memory": {"stages": [{"stage": i, "layers": n} for i, n in enumerate(stages)]},
-    }
+    """Contract 2 from `llmspec.plan.make_plan` with the layout pinned to `layout`, on a CPU
+    cluster of exactly data × tensor × pipeline processes. `blocks_per_stage` replaces the
+    planner's stage split (to check that model.py honours any split it is given)."""
+    from llmspec.plan import make_plan
 
-
-def _even_split(n_layers: int, stages: int) -> list[int]:
-    return [n_layers // stages + (1 if i < n_layers % stages else 0) for i in range(stages)]
+    pins = dict(data=1, tensor=1, pipeline=1, micro_batch_size=2, activation_checkpointing="none")
+    pins.update(layout)
+    pins["sequence_parallel"] = str(pins.get("sequence_parallel", False)).lower()
+    world = pins["data"] * pins["tensor"] * pins["pipeline"]
+    fields = spec.model_dump()
+    fields["cluster"] = {"gpu": "cpu", "nodes": 1, "gpus_per_node": world}
+    fields["train"]["global_batch_size"] = 2 * pins["micro_batch_size"] * pins["data"]
+    plan = make_plan(Spec.model_validate(fields), pins={k: str(v) for k, v in pins.items()})
+    plan = plan.to_dict()
+    for key, value in layout.items():
+        if key == "sequence_parallel":
+            value = value and pins["tensor"] > 1  # the planner drops it without tensor parallel
+        assert plan["layout"][key] == value, (key, plan["layout"])
+    if blocks_per_stage is not None:
+        assert len(blocks_per_stage) == len(plan["memory"]["stages"])
+        for stage, blocks in zip(plan["memory"]["stages"], blocks_per_stage, strict=True):
+            stage["layers"] = blocks
+    return plan
