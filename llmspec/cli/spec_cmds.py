@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import textwrap
+from dataclasses import asdict
 
 import yaml
 from rich.table import Table
@@ -16,8 +17,6 @@ from llmspec.spec.hardware import CATALOG
 from llmspec.spec.load import load_located
 from llmspec.spec.model import Spec
 from llmspec.spec.presets import PRESETS, SOURCES
-
-SCHEMA_ID = "https://llmspec.dev/schema/spec-v1.json"
 
 
 def register(subparsers) -> None:
@@ -38,6 +37,12 @@ def register(subparsers) -> None:
         "  llmspec validate specs/*.yaml\n",
     )
     p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (YAML)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="also print the results as JSON on stdout: per file, ok and the problems "
+        "(file, line, col, field, message, hint, code)",
+    )
     p.set_defaults(func=cmd_validate)
 
     p = add(
@@ -84,13 +89,18 @@ def register(subparsers) -> None:
 def cmd_validate(args) -> int:
     console = stderr_console()
     failed = 0
+    results = []
     for path in args.specs:
         try:
             loaded = load_located(path)
         except SpecError as exc:
             print_error(exc)
             failed += 1
+            results.append(
+                {"path": path, "ok": False, "problems": [asdict(p) for p in exc.problems]}
+            )
             continue
+        results.append({"path": path, "ok": True, "problems": []})
         spec = loaded.spec
         m = spec.model
         summary = f"{spec.name}: {m.arch}, {m.n_layers} layers, d_model {m.d_model}"
@@ -99,6 +109,8 @@ def cmd_validate(args) -> int:
         console.print(f"[green]ok[/]  {path}  ({summary})", markup=True)
     if failed and len(args.specs) > 1:
         console.print(f"{failed} of {len(args.specs)} specs failed", markup=False)
+    if args.json:
+        sys.stdout.write(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     return 2 if failed else 0
 
 
@@ -124,12 +136,7 @@ def cmd_show(args) -> int:
 
 
 def spec_schema() -> dict:
-    schema = Spec.model_json_schema()
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
-        **schema,
-    }
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Spec.model_json_schema()}
 
 
 def cmd_schema(args) -> int:

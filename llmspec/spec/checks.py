@@ -27,10 +27,11 @@ MAX_LISTED = 1024  # never enumerate more candidates than this (specs may hold h
 
 @dataclass(frozen=True)
 class Finding:
-    path: tuple
+    path: tuple  # the field the problem is reported on
     message: str
     hint: str = ""
     code: str = "cross-field"
+    related: tuple[tuple, ...] = ()  # other fields involved: pointed at when `path` is a default
 
 
 CHECKS: list[Callable[..., Iterator[Finding]]] = []
@@ -41,15 +42,20 @@ def check(fn: Callable[..., Iterator[Finding]]) -> Callable[..., Iterator[Findin
     return fn
 
 
-def run_checks(sections: dict[str, object], where: Callable[[tuple], Pos]) -> list[Problem]:
-    """Every finding of every check whose sections are present in `sections`."""
+def run_checks(
+    sections: dict[str, object], where: Callable[[tuple, tuple[tuple, ...]], Pos]
+) -> list[Problem]:
+    """Every finding of every check whose sections are present in `sections`.
+
+    `where(path, related)` locates a finding: the file position of `path`, or
+    of a related field when `path` only has its default."""
     problems = []
     for fn in CHECKS:
         wanted = inspect.signature(fn).parameters
         if any(sections.get(name) is None for name in wanted):
             continue
         for f in fn(**{name: sections[name] for name in wanted}):
-            pos = where(f.path)
+            pos = where(f.path, f.related)
             problems.append(
                 Problem(
                     f.message,
@@ -88,6 +94,7 @@ def heads_divide_width(model: ModelSpec) -> Iterator[Finding]:
             f"{model.n_heads} ({model.d_model} / {model.n_heads} = "
             f"{model.d_model / model.n_heads:.4g})",
             f"n_heads values that divide d_model: {_near(divisors(model.d_model), model.n_heads)}",
+            related=(("model", "d_model"),),
         )
 
 
@@ -100,6 +107,7 @@ def kv_heads_divide_heads(model: ModelSpec) -> Iterator[Finding]:
             f"model.n_kv_heads = {kv} does not divide model.n_heads = {model.n_heads}: "
             "each key/value head serves a whole group of query heads",
             f"valid values: {_near(divisors(model.n_heads), kv, k=6)}",
+            related=(("model", "n_heads"),),
         )
 
 
@@ -111,6 +119,7 @@ def rope_needs_even_head_dim(model: ModelSpec) -> Iterator[Finding]:
             f"rope rotates pairs of channels, but head_dim = d_model / n_heads = "
             f"{model.d_model} / {model.n_heads} = {model.head_dim} is odd",
             "choose d_model and n_heads with an even quotient, or position: learned",
+            related=(("model", "d_model"), ("model", "n_heads")),
         )
 
 
@@ -121,6 +130,7 @@ def seq_len_fits_model(model: ModelSpec, train: TrainSpec) -> Iterator[Finding]:
             ("train", "seq_len"),
             f"train.seq_len = {train.seq_len} exceeds model.max_seq_len = {model.max_seq_len}",
             f"set train.seq_len <= {model.max_seq_len}, or raise model.max_seq_len",
+            related=(("model", "max_seq_len"),),
         )
 
 
@@ -131,6 +141,7 @@ def objective_matches_arch(model: ModelSpec, train: TrainSpec) -> Iterator[Findi
             ("train", "objective"),
             f"masked_lm trains a bidirectional encoder, but model.arch = {model.arch} is causal",
             "use model.arch: bert (e.g. preset: bert-base), or objective: causal_lm",
+            related=(("model", "arch"),),
         )
     if train.objective == "causal_lm" and model.arch == "bert":
         yield Finding(
@@ -138,6 +149,7 @@ def objective_matches_arch(model: ModelSpec, train: TrainSpec) -> Iterator[Findi
             "model.arch = bert attends in both directions, so next-token prediction would "
             "see the answer",
             "use train.objective: masked_lm, or model.arch: gpt / llama",
+            related=(("model", "arch"),),
         )
 
 
@@ -150,6 +162,7 @@ def tokenizer_fits_embedding(model: ModelSpec, data: DataSpec) -> Iterator[Findi
             f"data.tokenizer.vocab_size = {tok.vocab_size} exceeds model.vocab_size = "
             f"{model.vocab_size}: token ids would index past the embedding",
             f"set data.tokenizer.vocab_size <= {model.vocab_size}, or raise model.vocab_size",
+            related=(("model", "vocab_size"),),
         )
 
 
@@ -191,6 +204,7 @@ def fp8_needs_fp8_hardware(train: TrainSpec, cluster: ClusterSpec) -> Iterator[F
             ("train", "precision"),
             f"fp8 needs FP8 tensor cores, and {gpu.name} has none",
             f"use precision: bf16, or a GPU with FP8 ({with_fp8})",
+            related=(("cluster", "gpu"),),
         )
 
 
@@ -236,6 +250,7 @@ def pipeline_fits_layers(model: ModelSpec, parallel: ParallelSpec) -> Iterator[F
             f"parallel.pipeline = {pp} exceeds model.n_layers = {model.n_layers}: "
             "every stage needs at least one layer",
             f"set parallel.pipeline between 1 and {model.n_layers}, or auto",
+            related=(("model", "n_layers"),),
         )
 
 
@@ -303,6 +318,7 @@ def batch_arithmetic(
         + (f" = {unit}" if len(terms) > 1 else "")
         + " (global = micro × accumulation steps × data)",
         f"nearest valid: {nearest}",
+        related=(("train", "micro_batch_size"), ("parallel", "data")),
     )
 
 
@@ -317,6 +333,7 @@ def offload_needs_zero(parallel: ParallelSpec) -> Iterator[Finding]:
             f"offload_params = {parallel.offload_params} needs ZeRO stage 3, but "
             f"parallel.zero_stage = {stage}",
             "set parallel.zero_stage: 3 (or auto), or offload_params: none",
+            related=(("parallel", "zero_stage"),),
         )
     if parallel.offload_optimizer != "none" and stage == 0:
         yield Finding(
@@ -324,6 +341,7 @@ def offload_needs_zero(parallel: ParallelSpec) -> Iterator[Finding]:
             f"offload_optimizer = {parallel.offload_optimizer} needs ZeRO stage 1, 2 or 3, but "
             "parallel.zero_stage = 0",
             "set parallel.zero_stage: 2 (or auto), or offload_optimizer: none",
+            related=(("parallel", "zero_stage"),),
         )
 
 
@@ -335,4 +353,5 @@ def sequence_parallel_needs_tensor(parallel: ParallelSpec) -> Iterator[Finding]:
             "sequence_parallel splits activations across tensor-parallel ranks, but "
             "parallel.tensor = 1",
             "set parallel.tensor > 1 (or auto), or sequence_parallel: false",
+            related=(("parallel", "tensor"),),
         )

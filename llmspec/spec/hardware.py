@@ -2,11 +2,17 @@
 
 Peaks are dense (no 2:4 sparsity). Link figures are per GPU, per direction,
 in GB/s (1e9 bytes/s). See ../shared/PLANNER-REFERENCES.md section 3.
+Memory is the datasheet's "GB" read as 1e9 bytes: a conservative capacity,
+since the CUDA-visible total of these parts is somewhat larger (the planner
+keeps its own reserve for the runtime on top).
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, replace
+
+from llmspec.errors import UserError
 
 GIB = 1024**3
 
@@ -125,11 +131,26 @@ CATALOG: dict[str, Gpu] = {
 }
 
 
+class UnknownGpu(UserError, KeyError):
+    """A GPU name that is not in the catalog (a KeyError too, for dict-like callers)."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def lookup(name: str) -> Gpu:
+    if name in CATALOG:
+        return CATALOG[name]
+    close = difflib.get_close_matches(name, CATALOG, n=1, cutoff=0.5)
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    raise UnknownGpu(f"unknown GPU {name!r}; {guess}catalog: {', '.join(CATALOG)}")
+
+
 def get_gpu(gpu) -> Gpu:
     """Catalog entry for a name or a `GpuOverride` (overridden figures replace the datasheet's)."""
     if isinstance(gpu, str):
-        return CATALOG[gpu]
-    base = CATALOG[gpu.name]
+        return lookup(gpu)
+    base = lookup(gpu.name)
     changes = {}
     if gpu.memory_gib is not None:
         changes["memory_bytes"] = int(gpu.memory_gib * GIB)

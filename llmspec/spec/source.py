@@ -54,17 +54,19 @@ class Located:
                 return pos
         return Pos(self.file)
 
-    def pos_for(self, path: Path_) -> Pos:
-        """Where to point for `path`: its value if the file gives one; for a default, the key
-        of the nearest enclosing section the file does give (`train:`), else the file."""
+    def pos_for(self, path: Path_, related: tuple[Path_, ...] = ()) -> Pos:
+        """Where to point for `path`: its value if the file gives one; for a default, a related
+        field the file gives, else the key of the nearest enclosing section the file gives
+        (`train:`), else the start of the document."""
+        for candidate in (tuple(path), *map(tuple, related)):
+            if candidate in self.values:
+                return self.values[candidate]
         path = tuple(path)
-        if path in self.values:
-            return self.values[path]
         for n in range(len(path) - 1, 0, -1):
             pos = self.keys.get(path[:n]) or self.values.get(path[:n])
             if pos is not None:
                 return pos
-        return Pos(self.file)
+        return self.values.get(()) or Pos(self.file)
 
     def key_pos(self, path: Path_) -> Pos:
         """Position of the key that holds `path` (falls back to the value position)."""
