@@ -1,8 +1,7 @@
 """Measure one training step of the generated model without allocating it.
 
 ``measure_step(spec, layout)`` renders the ``model.py`` that ``llmspec build``
-would write (``llmspec.codegen.model_code.render_model_py``; a built-in
-reference of the same conventions is used until that exists), builds it under
+would write (``llmspec.codegen.model_code.render_model_py``), builds it under
 ``torch._subclasses.fake_tensor.FakeTensorMode`` (shapes and dtypes only, no
 storage) and records one steady-state step with PyTorch's ``MemTracker``:
 
@@ -30,11 +29,7 @@ Torch is imported only here: the planner itself never needs it.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from llmspec.plan.types import Layout
 
@@ -52,31 +47,9 @@ class MeasuredMemory:
     temporary: int
     total: int  # the peak (sum of the categories at the peak moment)
     seconds: float  # wall time of the measurement
-    model_source: str  # "template" (generated model.py) or "reference"
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _model_source(spec, plan_dict: dict) -> tuple[str, str]:
-    try:
-        from llmspec.codegen.model_code import render_model_py
-    except ImportError:  # the template is not in this checkout: use the reference
-        from llmspec.plan import measure_reference
-
-        return measure_reference.source(spec), "reference"
-    return render_model_py(spec, plan_dict), "template"
-
-
-def _import_source(source: str, name: str):
-    folder = Path(tempfile.mkdtemp(prefix="llmspec-measure-"))
-    path = folder / f"{name}.py"
-    path.write_text(source, encoding="utf-8")
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[name] = module
-    module_spec.loader.exec_module(module)
-    return module
 
 
 def _plan_dict(spec, layout: Layout) -> dict:
@@ -96,10 +69,14 @@ def measure_step(spec, layout: Layout) -> MeasuredMemory:
     size are taken from ``layout`` and the spec.
     """
     import time
+    import warnings
+    import zlib
 
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import MemTracker
+
+    from llmspec.codegen.model_code import load_model_module, render_model_py
 
     if layout.world_size != 1 or layout.zero_stage != 0:
         raise ValueError("measure_step measures one device: data = tensor = pipeline = 1, ZeRO 0")
@@ -107,8 +84,8 @@ def measure_step(spec, layout: Layout) -> MeasuredMemory:
     precision = spec.train.precision
     if precision not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"cannot measure precision {precision!r} on CPU")
-    source, origin = _model_source(spec, _plan_dict(spec, layout))
-    module = _import_source(source, f"llmspec_measured_model_{abs(hash(source)) % 10**12}")
+    source = render_model_py(spec, _plan_dict(spec, layout))
+    module = load_model_module(source, f"llmspec_measured_{zlib.crc32(source.encode()):08x}")
     low = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     b, s = layout.micro_batch_size, spec.train.seq_len
     vocab = spec.model.vocab_size
@@ -154,9 +131,11 @@ def measure_step(spec, layout: Layout) -> MeasuredMemory:
 
         step()  # warm-up: creates the AdamW moments
         tracker = MemTracker()
-        tracker.track_external(model, optimizer, *masters, *(m.grad for m in masters))
-        with tracker:
-            step()
+        with warnings.catch_warnings():  # MemTracker warns about parameters without .grad
+            warnings.simplefilter("ignore", UserWarning)
+            tracker.track_external(model, optimizer, *masters, *(m.grad for m in masters))
+            with tracker:
+                step()
         snapshot = tracker.get_tracker_snapshot("peak")
     peak = next(iter(snapshot.values()))
     by_kind = {str(k.value) if hasattr(k, "value") else str(k): v for k, v in peak.items()}
@@ -178,7 +157,6 @@ def measure_step(spec, layout: Layout) -> MeasuredMemory:
         temporary=by_kind.get("Temp", 0),
         total=by_kind.get("Total", sum(peak.values())),
         seconds=time.perf_counter() - started,
-        model_source=origin,
     )
 
 

@@ -1,0 +1,126 @@
+"""Properties of the memory planner (pure arithmetic, no torch)."""
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmspec.plan.memory import estimate_memory, even_stage_layers
+from llmspec.plan.types import Layout, ModelDims
+
+GPT2 = ModelDims(
+    arch="gpt", vocab_size=50257, d_model=768, n_layers=12, n_heads=12, n_kv_heads=12,
+    d_ff=3072, max_seq_len=1024, seq_len=1024, position="learned", norm="layernorm",
+    activation="gelu", bias=True, tie_embeddings=True, type_vocab_size=0, dropout=0.1,
+    attention_dropout=0.1, drop_path=0.0, objective="causal_lm",
+)  # fmt: skip
+LLAMA_7B = replace(
+    GPT2, arch="llama", vocab_size=32000, d_model=4096, n_layers=32, n_heads=32, n_kv_heads=32,
+    d_ff=11008, max_seq_len=4096, seq_len=4096, position="rope", norm="rmsnorm",
+    activation="swiglu", bias=False, tie_embeddings=False, dropout=0.0, attention_dropout=0.0,
+)  # fmt: skip
+N_7B = 6_738_415_616
+
+
+layouts = st.builds(
+    Layout,
+    data=st.sampled_from([1, 2, 8]),
+    tensor=st.sampled_from([1, 2, 4]),
+    pipeline=st.sampled_from([1, 2, 4]),
+    zero_stage=st.sampled_from([0, 1, 2, 3]),
+    micro_batch_size=st.integers(1, 16),
+    grad_accum_steps=st.integers(1, 8),
+    activation_checkpointing=st.sampled_from(["none", "selective", "full"]),
+    sequence_parallel=st.booleans(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    layout=layouts,
+    precision=st.sampled_from(["fp32", "bf16"]),
+    model=st.sampled_from([GPT2, LLAMA_7B]),
+)
+def test_memory_never_falls_as_micro_batch_grows(layout, precision, model):
+    smaller = estimate_memory(model, layout, precision)
+    bigger = estimate_memory(
+        model, replace(layout, micro_batch_size=layout.micro_batch_size + 1), precision
+    )
+    assert bigger.total >= smaller.total
+    assert bigger.activations + bigger.temporary >= smaller.activations + smaller.temporary or (
+        bigger.total > smaller.total
+    )
+    for stage in bigger.stages:
+        assert stage.total >= max(stage.params + stage.grads + stage.optimizer, 0)
+
+
+def _states(m):
+    return m.params + m.grads + m.optimizer
+
+
+def test_zero_stages_shard_model_states_over_data_parallel():
+    d = 8
+    by_stage = [
+        estimate_memory(
+            LLAMA_7B, Layout(data=d, zero_stage=z, activation_checkpointing="full"), "bf16"
+        )
+        for z in range(4)
+    ]
+    z0, z1, z2, z3 = by_stage
+    # ZeRO-0 (DeepSpeed bf16 optimizer): 2 B weights + 4 B fp32 grad buffer + 12 B fp32 master/m/v
+    assert z0.params == 2 * N_7B and z0.grads == 4 * N_7B and z0.optimizer == 12 * N_7B
+    # ZeRO-1: optimizer state sharded; ZeRO-2: + gradients; ZeRO-3: + weights
+    assert z1.optimizer == pytest.approx(12 * N_7B / d, rel=1e-9)
+    assert z2.grads < z1.grads and z2.optimizer == z1.optimizer
+    assert z3.params == pytest.approx(2 * N_7B / d, rel=1e-9)
+    assert _states(z0) > _states(z1) > _states(z2) > _states(z3)
+    assert z3.total < z2.total < z1.total < z0.total
+
+
+def test_offload_moves_optimizer_state_to_host():
+    base = Layout(data=4, zero_stage=2, activation_checkpointing="full")
+    on_gpu = estimate_memory(LLAMA_7B, base, "bf16")
+    offloaded = estimate_memory(LLAMA_7B, replace(base, offload_optimizer="cpu"), "bf16")
+    assert offloaded.optimizer == 0
+    assert offloaded.host_bytes >= on_gpu.optimizer
+    assert offloaded.total < on_gpu.total
+    zero3 = replace(base, zero_stage=3, offload_optimizer="cpu", offload_params="cpu")
+    assert estimate_memory(LLAMA_7B, zero3, "bf16").params == 0
+
+
+def test_pipeline_first_stage_holds_most_micro_batches():
+    layout = Layout(pipeline=4, grad_accum_steps=8, micro_batch_size=1)
+    est = estimate_memory(LLAMA_7B, layout, "bf16")
+    assert [s.layers for s in est.stages] == [8, 8, 8, 8]
+    middle = est.stages[1:3]
+    # 1F1B: stage i keeps pipeline - i micro-batches in flight
+    assert middle[0].activations > middle[1].activations
+    assert est.total == max(s.total for s in est.stages)
+    fewer = estimate_memory(LLAMA_7B, replace(layout, grad_accum_steps=1), "bf16")
+    assert fewer.stages[1].activations < est.stages[1].activations
+
+
+def test_stage_split_and_validation():
+    assert even_stage_layers(30, 4) == [7, 8, 8, 7]
+    assert even_stage_layers(12, 1) == [12]
+    est = estimate_memory(GPT2, Layout(pipeline=2), "bf16", stage_layers=[4, 8])
+    assert [s.layers for s in est.stages] == [4, 8]
+    with pytest.raises(ValueError):
+        estimate_memory(GPT2, Layout(pipeline=2), "bf16", stage_layers=[4, 4])
+
+
+def test_tensor_and_sequence_parallel_shard_activations():
+    base = Layout(micro_batch_size=1, activation_checkpointing="none")
+    one = estimate_memory(LLAMA_7B, base, "bf16")
+    tp = estimate_memory(LLAMA_7B, replace(base, tensor=4), "bf16")
+    tp_sp = estimate_memory(LLAMA_7B, replace(base, tensor=4, sequence_parallel=True), "bf16")
+    assert one.activations > tp.activations > tp_sp.activations
+    assert tp.params == pytest.approx(one.params / 4, rel=0.02)
+
+
+def test_overheads_are_reported_outside_the_total():
+    est = estimate_memory(GPT2, Layout(data=8), "bf16")
+    assert est.overhead_bytes > 0
+    parts = est.params + est.grads + est.optimizer + est.activations + est.temporary
+    assert est.total == parts
