@@ -214,6 +214,14 @@ CASES = [
         "zero_stage: 3",
     ),
     Bad(
+        "zero3-with-pipeline",
+        "parallel:\n  pipeline: 2\n  zero_stage: 3\n",
+        (3, 15),
+        "parallel.zero_stage",
+        "parallel.zero_stage = 3 cannot be combined with parallel.pipeline = 2",
+        "zero_stage: 1",
+    ),
+    Bad(
         "sequence-parallel-needs-tensor",
         "parallel:\n  tensor: 1\n  sequence_parallel: true\n",
         (3, 22),

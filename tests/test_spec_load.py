@@ -238,6 +238,11 @@ def test_yaml_12_floats_are_numbers():
     assert (spec.train.optimizer.lr, spec.train.optimizer.eps) == (1e-3, 1e-8)
 
 
+def test_a_section_with_every_line_commented_out_means_defaults():
+    spec = load_spec_text("name: x\nparallel:\n  # tensor: 2\ntrain:\n")
+    assert spec.parallel.tensor == "auto" and spec.train.seq_len == 1024
+
+
 def test_yaml_merge_keys_work_and_own_keys_win():
     spec = load_spec_text("model:\n  <<: {n_layers: 2, d_model: 64, n_heads: 4}\n  n_layers: 3\n")
     assert (spec.model.n_layers, spec.model.d_model) == (3, 64)

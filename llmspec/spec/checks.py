@@ -355,3 +355,18 @@ def sequence_parallel_needs_tensor(parallel: ParallelSpec) -> Iterator[Finding]:
             "set parallel.tensor > 1 (or auto), or sequence_parallel: false",
             related=(("parallel", "tensor"),),
         )
+
+
+@check
+def pipeline_allows_zero_stage(parallel: ParallelSpec) -> Iterator[Finding]:
+    stage, pp = _fixed(parallel.zero_stage), _fixed(parallel.pipeline)
+    if stage is not None and pp is not None and pp > 1 and stage >= 2:
+        # DeepSpeed's PipelineEngine asserts this (deepspeed/runtime/pipe/engine.py:
+        # "ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism").
+        yield Finding(
+            ("parallel", "zero_stage"),
+            f"parallel.zero_stage = {stage} cannot be combined with parallel.pipeline = {pp}: "
+            "DeepSpeed's pipeline engine supports ZeRO stages 0 and 1 only",
+            "set parallel.zero_stage: 1 (or auto), or parallel.pipeline: 1",
+            related=(("parallel", "pipeline"),),
+        )

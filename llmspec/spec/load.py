@@ -54,6 +54,8 @@ def _finish(resolution: Resolution) -> LoadedSpec:
     located = resolution.located
     if located is None:
         raise SpecError(_ordered(problems))
+    # `parallel:` with every line commented out is YAML null: read it as an empty section.
+    located.data = {k: {} if v is None and k in SECTIONS else v for k, v in located.data.items()}
     spec = None
     try:
         spec = Spec.model_validate(located.data)
