@@ -127,7 +127,7 @@ def test_colour_on_a_terminal_and_no_colour_with_NO_COLOR(tmp_path):
 
 
 # ----------------------------------------------------------------------------- show
-@pytest.mark.parametrize("name", ["llama2-7b.yaml", "tiny-cpu-zero2.yaml"])
+@pytest.mark.parametrize("name", [p.name for p in SPEC_FILES])
 def test_show_prints_a_resolved_spec_that_loads_to_the_same_spec(name, tmp_path, capsys):
     assert main(["show", str(ROOT / "specs" / name)]) == 0
     shown = capsys.readouterr().out
