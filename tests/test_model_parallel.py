@@ -16,15 +16,15 @@ from model_harness.specs import plan_for, tiny_spec
 from llmspec.codegen.model_code import render_model_py
 
 SEQ = 16
+NO_DROPOUT = {"dropout": 0.0, "attention_dropout": 0.0}
 TP_CASES = {
-    # name: (family, model overrides, train overrides, sequence_parallel)
-    "gpt": ("gpt", {"dropout": 0.0, "attention_dropout": 0.0}, {}, False),
-    "gpt-sp-smoothing": (
-        "gpt", {"dropout": 0.0, "attention_dropout": 0.0}, {"label_smoothing": 0.1}, True,
-    ),
-    "llama-gqa": ("llama", {}, {}, False),
-    "llama-gqa-sp": ("llama", {}, {}, True),
-    "bert-sp": ("bert", {"dropout": 0.0, "attention_dropout": 0.0}, {}, True),
+    # name: (family, model overrides, train overrides, sequence_parallel, recompute)
+    "gpt": ("gpt", NO_DROPOUT, {}, False, "none"),
+    "gpt-sp-smoothing": ("gpt", NO_DROPOUT, {"label_smoothing": 0.1}, True, "none"),
+    "gpt-sinusoidal-full": ("gpt", {**NO_DROPOUT, "position": "sinusoidal"}, {}, False, "full"),
+    "llama-gqa": ("llama", {}, {}, False, "none"),
+    "llama-gqa-sp-selective": ("llama", {}, {}, True, "selective"),
+    "bert-sp-full": ("bert", NO_DROPOUT, {}, True, "full"),
 }  # fmt: skip
 
 
@@ -37,11 +37,17 @@ def write(tmp_path, name: str, source: str) -> str:
 @pytest.mark.slow
 def test_tensor_parallel_matches_single_process(tmp_path):
     cases = []
-    for name, (family, model, train, sequence_parallel) in TP_CASES.items():
+    for name, (family, model, train, sequence_parallel, recompute) in TP_CASES.items():
         spec = tiny_spec(family, train={"seq_len": SEQ, **train}, **model)
         single = render_model_py(spec, plan_for(spec))
         parallel = render_model_py(
-            spec, plan_for(spec, tensor=2, sequence_parallel=sequence_parallel)
+            spec,
+            plan_for(
+                spec,
+                tensor=2,
+                sequence_parallel=sequence_parallel,
+                activation_checkpointing=recompute,
+            ),
         )
         assert ("_GatherSequence" in parallel) == sequence_parallel
         cases.append({
@@ -63,20 +69,20 @@ def test_tensor_parallel_matches_single_process(tmp_path):
 
 
 PP_CASES = {
-    # name: (family, blocks per stage (4 blocks), tensor, sequence_parallel)
-    "gpt-tied": ("gpt", [1, 3], 1, False),
-    "llama-untied": ("llama", [3, 1], 1, False),
-    "bert-tied-decoder-bias": ("bert", [2, 2], 1, False),
+    # name: (family, blocks per stage (4 blocks), tensor, sequence_parallel, recompute)
+    "gpt-tied-full": ("gpt", [1, 3], 1, False, "full"),
+    "llama-untied": ("llama", [3, 1], 1, False, "none"),
+    "bert-tied-decoder-bias": ("bert", [2, 2], 1, False, "selective"),
 }
 PP_TP_CASES = {
-    "gpt-tied-tp2": ("gpt", [1, 3], 2, False),
-    "llama-tp2-sp": ("llama", [3, 1], 2, True),
+    "gpt-tied-tp2": ("gpt", [1, 3], 2, False, "none"),
+    "llama-tp2-sp-selective": ("llama", [3, 1], 2, True, "selective"),
 }
 
 
 def run_pipeline_cases(tmp_path, cases: dict, nproc: int) -> dict:
     listed = []
-    for name, (family, stages, tensor, sequence_parallel) in cases.items():
+    for name, (family, stages, tensor, sequence_parallel, recompute) in cases.items():
         spec = tiny_spec(
             family, n_layers=4, dropout=0.0, attention_dropout=0.0, train={"seq_len": SEQ}
         )
@@ -85,6 +91,7 @@ def run_pipeline_cases(tmp_path, cases: dict, nproc: int) -> dict:
             pipeline=2,
             tensor=tensor,
             sequence_parallel=sequence_parallel,
+            activation_checkpointing=recompute,
             blocks_per_stage=stages,
         )
         listed.append({
@@ -103,7 +110,7 @@ def run_pipeline_cases(tmp_path, cases: dict, nproc: int) -> dict:
 def check_pipeline_results(results: dict, cases: dict) -> None:
     assert sorted(results) == sorted(cases)
     for name, r in results.items():
-        family, stages, _, _ = cases[name]
+        family, stages, *_ = cases[name]
         assert r["loss_pipeline"] == pytest.approx(r["loss_single"], rel=1e-5, abs=1e-6), name
         bounds = [0, stages[0], stages[0] + stages[1]]
         tied = ["tok_emb"] if family in ("gpt", "bert") else []
