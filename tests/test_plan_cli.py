@@ -49,3 +49,11 @@ def test_bad_layout_flag_is_a_user_error(root, capsys):
     assert "key=value" in capsys.readouterr().err
     assert main(["plan", spec, "--layout", "activation_checkpointing=most"]) == 2
     assert "expected one of" in capsys.readouterr().err
+
+
+def test_measure_prints_predicted_beside_measured(root, capsys):
+    assert main(["plan", str(root / "specs" / "tiny-cpu.yaml"), "--measure"]) == 0
+    out = capsys.readouterr().out
+    assert "Predicted vs measured" in out
+    for category in ("params", "grads", "optimizer", "activations", "temporary", "total"):
+        assert category in out

@@ -99,7 +99,9 @@ def _measure(spec, plan, *, to_stderr: bool) -> None:
         micro_batch_size=plan.layout.micro_batch_size,
         activation_checkpointing=plan.layout.activation_checkpointing,
     )
-    predicted = estimate_memory(ModelDims.from_spec(spec), single, spec.train.precision)
+    # Predicted for the kernels the measurement runs (CPU), so the two count the same tensors.
+    dims = ModelDims.from_spec(spec)
+    predicted = estimate_memory(dims, single, spec.train.precision, kernels="cpu")
     measured = measure_step(spec, single)
     table = Table(
         title=f"Predicted vs measured, one device, micro-batch {single.micro_batch_size}, "

@@ -311,7 +311,7 @@ def explain(problem, result, best: Candidate) -> tuple[str, ...]:
         bubble = (lay.pipeline - 1) / lay.grad_accum_steps
         lines.append(
             f"pipeline {lay.pipeline}: bubble (p−1)/m = {lay.pipeline - 1}/{lay.grad_accum_steps} = "
-            f"{bubble:.1%}; blocks per stage {list(best.stage_layers)} (the embedding and head "
+            f"{bubble:.1%}; blocks per stage {_blocks(best.stage_layers)} (the embedding and head "
             "weigh on the first and last stages)"
         )
     mem = best.memory

@@ -15,6 +15,7 @@ from rich.text import Text
 from llmspec.plan.plan import GIB, Plan, describe
 
 CATEGORIES = ("params", "grads", "optimizer", "activations", "temporary", "total")
+MAX_STAGE_ROWS = 12
 
 
 def gib(n: float) -> str:
@@ -71,21 +72,22 @@ def memory_table(plan: Plan) -> Table:
         table.add_column(cat, justify="right")
     table.add_column("host", justify="right")
     stages = plan.memory.stages
-    i = 0
-    while i < len(stages):
-        j = i
-        key = _stage_key(stages[i])
-        while j + 1 < len(stages) and _stage_key(stages[j + 1]) == key:
-            j += 1
-        label = str(i) if i == j else f"{i}–{j}"
+    # Long pipelines: the first and last stages are the interesting ones (1F1B holds the most
+    # micro-batches on the first; the head sits on the last); the middle is summarised.
+    shown = range(len(stages))
+    if len(stages) > MAX_STAGE_ROWS:
+        shown = [*range(4), None, *range(len(stages) - 3, len(stages))]
+    for i in shown:
+        if i is None:
+            table.add_row("…", "", *("" for _ in CATEGORIES), "")
+            continue
         s = stages[i]
         table.add_row(
-            label,
+            str(i),
             str(s.layers),
             *(gib(getattr(s, c)) for c in CATEGORIES),
             gib(s.host_bytes),
         )
-        i = j + 1
     mem = plan.memory
     table.add_row(
         "worst",
@@ -99,10 +101,6 @@ def memory_table(plan: Plan) -> Table:
         f"not in total; capacity {gib(plan.capacity_bytes)} GiB"
     )
     return table
-
-
-def _stage_key(s) -> tuple:
-    return (s.layers, round(s.total / GIB, 2), round(s.host_bytes / GIB, 2))
 
 
 def performance_table(plan: Plan) -> Table:
@@ -123,28 +121,38 @@ def performance_table(plan: Plan) -> Table:
 
 
 def stage_map(plan: Plan) -> Text:
-    """Layers → stages → GPUs, one line per run of identical stages."""
+    """Layers → stages → GPUs; runs of alike middle stages (same block count) share a line."""
     lines = Text()
     rows = plan.stage_map()
     width = 30
     most = max(r["layers"] for r in rows)
-    for r in rows:
-        first, last = r["blocks"]
-        bar = "█" * max(1, round(width * r["layers"] / most))
-        extra = (" + " + " + ".join(r["also"])) if r["also"] else ""
-        gpus = (
-            f"GPUs {r['ranks'][0]}–{r['ranks'][1]}"
-            if r["ranks"][0] != r["ranks"][1]
-            else f"GPU {r['ranks'][0]}"
+    i = 0
+    while i < len(rows):
+        j = i
+        while (
+            j + 1 < len(rows)
+            and not rows[i]["also"]
+            and not rows[j + 1]["also"]
+            and rows[j + 1]["layers"] == rows[i]["layers"]
+        ):
+            j += 1
+        first, last = rows[i], rows[j]
+        label = (
+            f"stage {first['stage']:>3}" if i == j else f"stages {first['stage']}–{last['stage']}"
         )
-        nodes = (
-            f"node {r['nodes'][0]}"
-            if r["nodes"][0] == r["nodes"][1]
-            else f"nodes {r['nodes'][0]}–{r['nodes'][1]}"
-        )
-        lines.append(f"stage {r['stage']:>3}  blocks {first:>3}–{last:<3}{extra:<20} ")
+        blocks = f"blocks {first['blocks'][0]}–{last['blocks'][1]}"
+        if i != j:
+            blocks += f" ({first['layers']} each)"
+        extra = (" + " + " + ".join(first["also"])) if first["also"] else ""
+        bar = "█" * max(1, round(width * first["layers"] / most))
+        ranks = (first["ranks"][0], last["ranks"][1])
+        nodes = (first["nodes"][0], last["nodes"][1])
+        gpus = f"GPUs {ranks[0]}–{ranks[1]}" if ranks[0] != ranks[1] else f"GPU {ranks[0]}"
+        where = f"node {nodes[0]}" if nodes[0] == nodes[1] else f"nodes {nodes[0]}–{nodes[1]}"
+        lines.append(f"{label:<13} {blocks + extra:<36} ")
         lines.append(bar.ljust(width), style="cyan")
-        lines.append(f"  → {gpus} ({nodes})\n")
+        lines.append(f"  → {gpus} ({where})\n")
+        i = j + 1
     lines.rstrip()
     return lines
 

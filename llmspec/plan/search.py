@@ -47,6 +47,11 @@ class Problem:
     # "unfused" = Megatron-LM's softmax kernels of 2021-22 (for the published-run benchmark).
     attention_kernel: str = "flash"
 
+    @property
+    def kernels(self) -> str:
+        """Which kernels' saved tensors the memory model counts: the `cpu` device runs CPU ones."""
+        return "cpu" if self.cluster.gpu.name == "cpu" else "cuda"
+
     def pinned(self, key: str):
         return dict(self.pins).get(key)
 
@@ -247,7 +252,9 @@ def evaluate(
     dims = problem.dims
     if stage_layers is None:
         stage_layers = default_partition(dims, layout.pipeline)
-    memory = estimate_memory(dims, layout, problem.precision, stage_layers=stage_layers)
+    memory = estimate_memory(
+        dims, layout, problem.precision, stage_layers=stage_layers, kernels=problem.kernels
+    )
     candidate = _candidate(problem, layout, stage_layers, memory)
     if not candidate.fits and layout.pipeline > 1:
         better = _memory_aware(problem, candidate)
@@ -316,7 +323,9 @@ def _memory_aware(problem: Problem, first: Candidate) -> Candidate | None:
     counts_b = partition.probe_partition(counts_a)
     if counts_b is None:
         return None
-    probe = estimate_memory(dims, first.layout, problem.precision, stage_layers=counts_b)
+    probe = estimate_memory(
+        dims, first.layout, problem.precision, stage_layers=counts_b, kernels=problem.kernels
+    )
     bytes_b = tuple(s.total for s in probe.stages)
     fixed, per_block = partition.linear_fit(counts_a, bytes_a, counts_b, bytes_b)
     caps = partition.memory_caps(fixed, per_block, room)
@@ -326,7 +335,9 @@ def _memory_aware(problem: Problem, first: Candidate) -> Candidate | None:
     counts = partition.balance_blocks(dims.n_layers, len(counts_a), hw_block, tuple(extra), caps)
     if counts is None or counts == counts_a:
         return None
-    memory = estimate_memory(dims, first.layout, problem.precision, stage_layers=counts)
+    memory = estimate_memory(
+        dims, first.layout, problem.precision, stage_layers=counts, kernels=problem.kernels
+    )
     candidate = _candidate(problem, first.layout, counts, memory)
     return candidate if candidate.fits else None
 
