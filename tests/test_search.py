@@ -143,3 +143,35 @@ def test_nothing_fits_gives_a_plan_with_fixes():
     fixes = [line for line in plan.explanation if line.startswith("fix:")]
     assert fixes and any("GPUs" in f for f in fixes)
     assert plan.to_dict()["memory"]["fits"] is False
+
+
+def test_pruning_never_loses_the_best_layout():
+    """Branch and bound + memory bounds find what evaluating every candidate finds."""
+    spec = small_spec(
+        model={"n_layers": 8, "d_model": 1024, "n_heads": 16, "max_seq_len": 2048},
+        train={"seq_len": 2048, "global_batch_size": 32},
+        cluster={"gpu": {"name": "a100-40gb", "memory_gib": 12}, "nodes": 2, "gpus_per_node": 4},
+    )
+    problem = problem_for(spec)
+    found = search.search(problem)
+    every = []
+    for d, t, p in search.enumerate_groups(problem):
+        for zero in search.zero_options(problem, d, p, offload=False):
+            for sp in [False, True] if t > 1 else [False]:
+                for rc in search.RECOMPUTE_ORDER:
+                    for mbs in search.micro_batch_options(problem, d):
+                        layout = Layout(
+                            data=d,
+                            tensor=t,
+                            pipeline=p,
+                            zero_stage=zero,
+                            micro_batch_size=mbs,
+                            grad_accum_steps=32 // (d * mbs),
+                            activation_checkpointing=rc,
+                            sequence_parallel=sp,
+                        )
+                        every.append(search.evaluate(problem, layout))
+    fitting = sorted((c for c in every if c.fits), key=search.Candidate.rank_key)
+    assert any(not c.fits for c in every), "the 12 GiB GPU must rule some layouts out"
+    assert found.best.layout == fitting[0].layout
+    assert found.evaluated < len(every)

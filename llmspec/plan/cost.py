@@ -372,8 +372,9 @@ def step_time(
     - tensor-parallel collectives and pipeline sends are not overlapped with
       compute (Megatron's blocking f/g operators, DeepSpeed's blocking p2p);
     - gradient reduction hides behind the last micro-batch's backward only with
-      ZeRO 2/3 on a non-pipelined model (DeepSpeed `overlap_comm`); ZeRO 0/1 and
-      the pipeline engine reduce after the flush, fully exposed;
+      ZeRO 3 on a non-pipelined model: the generated ds_config.json turns
+      DeepSpeed's `overlap_comm` on for stage 3 only (llmspec/codegen/ds_config.py);
+      ZeRO 0-2 and the pipeline engine reduce on the compute stream, exposed;
     - ZeRO-3 gathers are prefetched behind the same micro-batch's compute;
     - offload: gradient copies to the host hide behind the backward, the CPU
       Adam step and the parameter copy back are exposed.
@@ -423,7 +424,7 @@ def step_time(
     dp = data_parallel_s(
         rank_params * grad_bytes, rank_params * 2, zero_stage, data, links.data_gbps
     )
-    overlaps = zero_stage >= 2 and pipeline == 1
+    overlaps = zero_stage == 3 and pipeline == 1
     dp_exposed = exposed_s(dp, backward_window if overlaps else 0.0)
 
     gather = 0.0
