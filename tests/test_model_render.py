@@ -194,3 +194,20 @@ def test_initialisation_is_gpt2_style_and_seeded():
     assert abs(params["blocks.3.mlp.fc_out.weight"].std().item() - residual) < 0.1 * residual
     assert params["blocks.0.attn.q.bias"].abs().sum() == 0
     assert torch.equal(params["blocks.0.attn_norm.weight"], torch.ones(64))
+
+
+def test_drop_path_rate_grows_linearly_with_depth_and_is_off_in_eval():
+    spec, net = build_with({}, "gpt", n_layers=5, drop_path=0.2)
+    rates = [block.drop_path.rate for block in net.blocks]
+    assert rates == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2])
+    ids = torch.randint(
+        0, spec.model.vocab_size, (4, 16), generator=torch.Generator().manual_seed(2)
+    )
+    net.eval()
+    with torch.no_grad():
+        assert torch.equal(net(ids), net(ids))  # no stochastic depth, no dropout at evaluation
+    net.train()
+    x = torch.ones(4000, 1, 1)
+    kept = net.blocks[4].drop_path(x)
+    assert set(kept.unique().tolist()) <= {0.0, 1 / 0.8}  # whole samples dropped, the rest rescaled
+    assert abs((kept == 0).float().mean().item() - 0.2) < 0.03
