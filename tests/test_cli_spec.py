@@ -189,6 +189,14 @@ def _help_text() -> str:
     return "".join(parts)
 
 
+def test_golden_error_output(monkeypatch, capsys):
+    """The full text a person sees for a spec with many mistakes (sqlc keeps such goldens)."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("COLUMNS", "100")
+    assert main(["validate", "tests/golden/bad-spec.yaml"]) == 2
+    check_golden("bad-spec.errors.txt", capsys.readouterr().err)
+
+
 def test_golden_help(monkeypatch):
     monkeypatch.setenv("COLUMNS", "100")
     check_golden("help.txt", _help_text())

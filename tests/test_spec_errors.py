@@ -361,6 +361,35 @@ def test_every_problem_is_reported_at_once(tmp_path, capsys):
     assert "5 problems found" in err
 
 
+def test_cross_field_problems_are_reported_beside_field_errors(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "model:\n  n_layer: 3\n  n_heads: 32\n  d_model: 4096\n"
+        "train:\n  seq_len: 8192\n  optimizer: {lr: 0}\nparallel: {tensor: 3}\n"
+    )
+    code, err = run_validate(spec, capsys)
+    assert code == 2
+    fields = [m["rest"].split(":")[0].split(" ")[0] for m in map(LINE.match, err.splitlines()) if m]
+    assert fields == [
+        "model.n_layer",
+        "train.seq_len",
+        "train.optimizer.lr",
+        "parallel.tensor",  # does not divide n_heads = 32
+        "parallel.tensor",  # does not divide the 8 GPUs
+    ]
+
+
+def test_no_cross_field_problem_rests_on_an_invalid_value(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    # n_heads is invalid, so the default 12 stands in: neither 1000 % 12 nor 12 % 8 may be
+    # reported (tensor 8 itself fits the 8 GPUs)
+    spec.write_text("model:\n  n_heads: twelve\n  d_model: 1000\nparallel: {tensor: 8}\n")
+    code, err = run_validate(spec, capsys)
+    assert code == 2
+    located = [m for m in map(LINE.match, err.splitlines()) if m]
+    assert [(int(m["line"]), m["rest"].split(":")[0]) for m in located] == [(2, "model.n_heads")]
+
+
 def test_source_line_and_caret_point_at_the_value(tmp_path, capsys):
     spec = tmp_path / "spec.yaml"
     spec.write_text("parallel:\n  tensor: 3\nmodel: {n_heads: 32, d_model: 4096}\n")

@@ -43,18 +43,28 @@ def check(fn: Callable[..., Iterator[Finding]]) -> Callable[..., Iterator[Findin
 
 
 def run_checks(
-    sections: dict[str, object], where: Callable[[tuple, tuple[tuple, ...]], Pos]
+    sections: dict[str, object],
+    where: Callable[[tuple, tuple[tuple, ...]], Pos],
+    invalid: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[Problem]:
     """Every finding of every check whose sections are present in `sections`.
 
     `where(path, related)` locates a finding: the file position of `path`, or
-    of a related field when `path` only has its default."""
+    of a related field when `path` only has its default. `invalid` names the
+    (section, field) pairs whose values were invalid and stand at their
+    defaults here: a check that read one of them is discarded, so a reported
+    problem never rests on a value the user did not write."""
     problems = []
     for fn in CHECKS:
         wanted = inspect.signature(fn).parameters
         if any(sections.get(name) is None for name in wanted):
             continue
-        for f in fn(**{name: sections[name] for name in wanted}):
+        read: set[tuple[str, str]] = set()
+        args = {name: _Recorder(sections[name], name, read) for name in wanted}
+        findings = list(fn(**args))
+        if read & invalid:
+            continue
+        for f in findings:
             pos = where(f.path, f.related)
             problems.append(
                 Problem(
@@ -68,6 +78,20 @@ def run_checks(
                 )
             )
     return problems
+
+
+class _Recorder:
+    """A section that records which fields a check reads (properties are followed through)."""
+
+    def __init__(self, section, name: str, read: set):
+        self._section, self._name, self._read = section, name, read
+
+    def __getattr__(self, attr: str):
+        prop = getattr(type(self._section), attr, None)
+        if isinstance(prop, property):
+            return prop.fget(self)  # so `kv_heads` records `n_kv_heads` and `n_heads`
+        self._read.add((self._name, attr))
+        return getattr(self._section, attr)
 
 
 def divisors(n: int, limit: int = MAX_LISTED) -> list[int]:
@@ -284,7 +308,8 @@ def degrees_fill_cluster(parallel: ParallelSpec, cluster: ClusterSpec) -> Iterat
     elif len(fixed) < 3 and world % product:
         yield Finding(
             first,
-            f"parallel.{names} = {values} = {product} does not divide the GPUs: {gpus}",
+            f"parallel.{names} = {values}{f' = {product}' if len(fixed) > 1 else ''} "
+            f"does not divide the GPUs: {gpus}",
             "every degree multiplies to the number of GPUs; choose divisors of it, or auto",
         )
 

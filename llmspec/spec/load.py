@@ -64,25 +64,44 @@ def _finish(resolution: Resolution) -> LoadedSpec:
     except (RecursionError, OverflowError, ValueError, TypeError) as exc:  # defensive: junk input
         problems.append(Problem(f"cannot validate: {exc}", file=located.file, code="value"))
     if resolution.complete:
-        problems += run_checks(_sections(spec, located.data), located.pos_for)
+        sections, invalid = _sections(spec, located.data)
+        problems += run_checks(sections, located.pos_for, invalid)
     if problems:
         raise SpecError(_ordered(problems))
     return LoadedSpec(spec, located, tuple(resolution.files))
 
 
-def _sections(spec: Spec | None, data: dict) -> dict[str, BaseModel | None]:
-    """The validated sections: all of them, or those that validate alone when the spec fails."""
+def _sections(
+    spec: Spec | None, data: dict
+) -> tuple[dict[str, BaseModel | None], frozenset[tuple[str, str]]]:
+    """The validated sections, and the (section, field) pairs that had to be left at defaults.
+
+    When the spec fails validation, each section is validated alone with its
+    invalid fields removed, so the cross-field checks still see every valid
+    value and all problems are reported in one run. A section that cannot be
+    validated even so (e.g. a list where the mapping belongs) is None.
+    """
     if spec is not None:
-        return {name: getattr(spec, name) for name in SECTIONS}
+        return {name: getattr(spec, name) for name in SECTIONS}, frozenset()
     sections: dict[str, BaseModel | None] = {}
+    invalid: set[tuple[str, str]] = set()
     for name in SECTIONS:
         field = Spec.model_fields[name]
         value = data.get(name) if name in data else field.get_default(call_default_factory=True)
-        try:
-            sections[name] = field.annotation.model_validate(value)
-        except (ValidationError, ValueError, TypeError, RecursionError):
-            sections[name] = None
-    return sections
+        sections[name] = None
+        for _ in range(3):  # each round drops the fields that failed; nested failures may surface
+            try:
+                sections[name] = field.annotation.model_validate(value)
+                break
+            except ValidationError as exc:
+                bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
+                if not isinstance(value, dict) or not bad & set(value):
+                    break
+                invalid |= {(name, str(key)) for key in bad}
+                value = {k: v for k, v in value.items() if k not in bad}
+            except (ValueError, TypeError, RecursionError):
+                break
+    return sections, frozenset(invalid)
 
 
 def _ordered(problems: list[Problem]) -> list[Problem]:
