@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llmspec import __version__
+from llmspec.errors import UserError
 from llmspec.graph.layers import ParamCounts
 from llmspec.plan import devices, partition
 from llmspec.plan.cost import StepTime
@@ -342,6 +343,38 @@ def explain(problem, result, best: Candidate) -> tuple[str, ...]:
     return tuple(lines)
 
 
+def _more_nodes(problem, tries: int = 4):
+    """The smallest node count (doubling from a model-state estimate) whose search fits.
+
+    Start where the model states alone could fit if sharded over every GPU (16 bytes per
+    parameter for mixed-precision AdamW, Rajbhandari et al. 2020 §3), at least one more
+    node than now; pins on `data` are dropped since the world size changes.
+    """
+    from dataclasses import replace
+
+    from llmspec.graph.layers import count_params
+    from llmspec.plan import search
+
+    cluster = problem.cluster
+    states = 16 * count_params(problem.dims).total
+    gpus = -(-states // max(1, cluster.gpu.memory_bytes))
+    nodes = max(cluster.nodes + 1, -(-gpus // cluster.gpus_per_node))
+    pins = tuple((k, v) for k, v in problem.pins if k != "data")
+    with_offload = None
+    for _ in range(tries):
+        trial = replace(problem, cluster=replace(cluster, nodes=nodes), pins=pins)
+        try:
+            found = search.search(trial)
+        except UserError:  # e.g. pins that no longer factor the larger world
+            return with_offload
+        if found.ranked and not found.used_offload:
+            return nodes, found.ranked[0]
+        if found.ranked and with_offload is None:
+            with_offload = nodes, found.ranked[0]
+        nodes *= 2
+    return with_offload
+
+
 def fit_hints(problem, closest: Candidate) -> list[str]:
     """What would make a spec that fits nowhere fit."""
     from dataclasses import replace
@@ -380,11 +413,16 @@ def fit_hints(problem, closest: Candidate) -> list[str]:
                 f"cluster.gpu: {gpu.name} ({gpu.memory_bytes / GIB:.0f} GiB) would hold it"
             )
             break
-    world = problem.cluster.world_size
-    over = (mem.total + mem.overhead_bytes) / closest.capacity_bytes
-    hints.append(
-        f"fix: or more GPUs — the closest layout is {over:.1f}× the memory of one GPU; model "
-        f"states shard over data parallel (ZeRO 3) or pipeline stages, so try ≥ "
-        f"{world * 2} GPUs (cluster.nodes)"
-    )
+    more = _more_nodes(problem)
+    if more is not None:
+        nodes, c = more
+        hints.append(
+            f"fix: cluster.nodes: {nodes} ({nodes * problem.cluster.gpus_per_node} GPUs) fits — "
+            f"{describe(c.layout)}, peak {c.memory.total / GIB:.1f} GiB, step {c.step_time_s:.3g} s"
+        )
+    else:
+        hints.append(
+            "fix: no larger cluster tried (up to 8× the model-state estimate) fits either: "
+            "shrink the model, or raise train.global_batch_size if it limits data parallelism"
+        )
     return hints
