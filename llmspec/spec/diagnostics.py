@@ -94,20 +94,15 @@ def _at(data, path: tuple):
 
 
 def _drop_inapplicable_union_members(errors: list[_Error], located: Located) -> list[_Error]:
-    """Given a mapping, keep the model member's complaints; given a scalar, the others'."""
+    """Given a mapping where a model may stand, only the model member's complaints apply."""
     keep = []
     for err in errors:
-        if err.union_at is None:
-            keep.append(err)
-            continue
-        value = _at(located.data, err.union_at)
-        siblings = [e for e in errors if e.union_at == err.union_at]
-        is_model_member = err.member[:1].isupper()
-        want_model = isinstance(value, dict)
-        if is_model_member != want_model and any(
-            e.member[:1].isupper() == want_model for e in siblings
-        ):
-            continue
+        if err.union_at is not None and isinstance(_at(located.data, err.union_at), dict):
+            model_members = [
+                e for e in errors if e.union_at == err.union_at and e.member[:1].isupper()
+            ]
+            if model_members and not err.member[:1].isupper():
+                continue
         keep.append(err)
     return keep
 
@@ -125,6 +120,14 @@ def _problem(group: list[_Error], located: Located, model: type[BaseModel], pref
         hint = f"fields of {parent}: " + ", ".join(names) if names else ""
         message = "unknown field" + (f"; did you mean {close[0]!r}?" if close else "")
         return _located(pos, field, message, hint, "unknown-field")
+    if first.kind == "missing" and isinstance(path[-1], int):  # a fixed-length list too short
+        return _located(
+            located.value_pos(path[:-1]),
+            dotted(path[:-1]),
+            f"the list is too short: item [{path[-1]}] is missing",
+            "",
+            "value",
+        )
     if first.kind == "missing":
         pos = located.pos_for(path)
         return _located(
@@ -155,7 +158,7 @@ def _problem(group: list[_Error], located: Located, model: type[BaseModel], pref
             wanted.append(phrase)
         if hint and hint not in hints:
             hints.append(hint)
-    message = f"expected {' or '.join(wanted)}, got {_show(value)}"
+    message = f"expected {' or '.join(wanted)}, got {show_value(value)}"
     code = "type" if all(e.type in _TYPE_NOUNS for e in group) else "value"
     return _located(pos, field, message, " ".join(hints), code)
 
@@ -175,14 +178,16 @@ def _expected(err: _Error) -> tuple[str, str]:
         hint = f"did you mean {close[0]!r}?" if close else ""
         quoted = [o if o.isdigit() else repr(o) for o in options]
         return (quoted[0] if len(quoted) == 1 else "one of " + ", ".join(quoted)), hint
-    if err.type in ("too_short", "too_long"):
-        return raw["msg"].replace("should have", "a list with").split(" after")[0], ""
+    if err.type == "too_short":
+        return f"at least {ctx.get('min_length')} item(s)", ""
+    if err.type == "too_long":
+        return f"at most {ctx.get('max_length')} item(s)", ""
     if err.type == "value_error":
         return str(ctx.get("error", raw["msg"])), ""
     return raw["msg"], ""
 
 
-def _show(value) -> str:
+def show_value(value) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmspec.errors import Problem
+from llmspec.spec.diagnostics import show_value
 from llmspec.spec.interpolate import InterpolationError, expand
 from llmspec.spec.presets import PRESETS
 from llmspec.spec.source import (
@@ -152,7 +153,7 @@ def _extends_targets(located: Located, path: Path, display: str, env, result: Re
         result.problems.append(
             problem_at(
                 located.value_pos(("extends",)),
-                f"expected a path or a list of paths, got {type(value).__name__}",
+                f"expected a path or a list of paths, got {show_value(value)}",
                 field_="extends",
                 hint="extends: base.yaml",
                 code="type",
@@ -167,7 +168,7 @@ def _extends_targets(located: Located, path: Path, display: str, env, result: Re
             result.problems.append(
                 problem_at(
                     pos,
-                    f"expected a path, got {item!r}",
+                    f"expected a path, got {show_value(item)}",
                     field_=dotted(where),
                     code="type",
                 )
