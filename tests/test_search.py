@@ -90,8 +90,10 @@ def test_pins_that_cannot_multiply_to_the_world_size_are_errors():
 
     with pytest.raises(UserError, match="8 GPUs"):
         make_plan(small_spec(), pins={"data": 2, "tensor": 2, "pipeline": 1})
-    with pytest.raises(UserError, match="tensor must divide"):
+    with pytest.raises(UserError, match="valid values: 1, 2, 4$"):
         make_plan(small_spec(), pins={"tensor": 3})
+    with pytest.raises(UserError, match="GPUs per node"):
+        make_plan(small_spec(cluster={"nodes": 2}), pins={"tensor": 16})
     with pytest.raises(UserError, match="unknown field"):
         make_plan(small_spec(), pins={"tensr": 2})
 

@@ -267,7 +267,7 @@ def pick_alternatives(
         picked.append(c)
         if len(picked) >= top:
             break
-    oom = [c for c in rejected if c is not best][: max(1, top // 3)]
+    oom = [c for c in rejected if c is not best][: max(1, top // 3) if top else 0]
     return picked + oom
 
 

@@ -153,7 +153,16 @@ def enumerate_groups(problem: Problem):
     """Yield (data, tensor, pipeline) triples that pass the structural rules."""
     dims, cluster = problem.dims, problem.cluster
     world = cluster.world_size
-    for t in _choices(problem, "tensor", tensor_options(dims, cluster)):
+    valid = tensor_options(dims, cluster)
+    pinned = problem.pinned("tensor")
+    if pinned is not None and pinned not in valid:
+        raise UserError(
+            f"tensor = {pinned} cannot be used: the tensor-parallel degree must divide the "
+            f"{cluster.gpus_per_node} GPUs per node (tensor groups stay inside a node), "
+            f"n_heads = {dims.n_heads}, n_kv_heads = {dims.n_kv_heads} and d_ff = {dims.d_ff} "
+            f"— valid values: {', '.join(map(str, valid))}"
+        )
+    for t in _choices(problem, "tensor", valid):
         for p in _choices(problem, "pipeline", divisors(world // t) if world % t == 0 else []):
             if world % (t * p) or p > dims.n_layers:
                 continue
