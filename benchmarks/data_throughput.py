@@ -197,7 +197,8 @@ def main() -> None:
           f"({timings['kept_bytes'] / 1e6:.1f} MB); exact dups {docs['exact_duplicates']}, "
           f"near dups {docs['near_duplicates']}, filtered {docs['filtered']}, "
           f"skipped {sum(docs['skipped'].values())}")  # fmt: skip
-    print(f"workers {args.workers}, cores {os.cpu_count()}\n")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"workers {args.workers}, cores {os.cpu_count()}, load average now {load}\n")
     print(f"{'stage':<34}{'seconds':>9}{'MB/s':>9}")
     rows = [
         ("documents (read, clean, dedup)", timings["documents_s"]),

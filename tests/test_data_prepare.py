@@ -284,3 +284,17 @@ def test_other_tokenizer_kinds_keep_the_special_token_ids(kind, tmp_path):
     tokenizer = Tokenizer.from_file(str(project / "out/data/tokenizer.json"))
     assert tokenizer.get_vocab_size() <= 500
     assert tokenizer.encode("Hello").tokens == tokenizer.encode("hello").tokens
+
+
+def test_sources_that_match_nothing_or_need_an_unset_variable_fail_clearly(tmp_path):
+    project = tmp_path / "project"
+    for path, message in (
+        ("nothing/*.txt", "matched no files"),
+        ("${LLMSPEC_TEST_UNSET_VAR}/*.txt", "LLMSPEC_TEST_UNSET_VAR, which is not set"),
+        ("${LLMSPEC_TEST_UNSET_VAR:-elsewhere}/*.txt", "project/elsewhere/*.txt)"),
+    ):
+        spec = Spec.model_validate(planted_spec(sources=[{"path": path}]))
+        render_data_files(spec, project, tmp_path)
+        result = run_prepare(project, check=False)
+        assert result.returncode == 1 and message in result.stderr
+        assert not (project / "out/data/manifest.json").exists()
