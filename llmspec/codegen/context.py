@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmspec import __version__
+from llmspec.codegen.data_context import data_context
 from llmspec.codegen.ds_config import build_ds_config
 
 
@@ -64,10 +65,16 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def template_context(spec, plan: dict, prov: Provenance) -> dict:
-    """The variables every template renders with (see the conventions in DESIGN.md)."""
+def template_context(
+    spec, plan: dict, prov: Provenance, *, spec_dir: Path, project_dir: Path
+) -> dict:
+    """The variables every template renders with (see the conventions in DESIGN.md).
+
+    `data` holds the spec's data paths rewritten relative to the project folder.
+    """
     layout = plan["layout"]
     return {
+        "data": data_context(spec.data, spec_dir=spec_dir, project_dir=project_dir),
         "spec": spec,
         "plan": plan,
         "layout": layout,

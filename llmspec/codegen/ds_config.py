@@ -59,7 +59,9 @@ def build_ds_config(*, layout: dict, train, on_cpu: bool) -> dict:
         "steps_per_print": STEPS_PER_PRINT,
         "gradient_clipping": float(train.grad_clip),
         "zero_optimization": zero_section(layout, on_cpu=on_cpu),
-        "optimizer": optimizer_section(train.optimizer),
+        "optimizer": optimizer_section(
+            train.optimizer, torch_adam=on_cpu and not offloads_optimizer(layout)
+        ),
         "scheduler": scheduler_section(
             train.schedule, lr=train.optimizer.lr, total_steps=train.total_steps
         ),
@@ -80,7 +82,7 @@ def zero_section(layout: dict, *, on_cpu: bool) -> dict:
     zero["contiguous_gradients"] = True
     if stage == 3:
         zero.update(ZERO3_BUCKETS)
-    if layout.get("offload_optimizer", "none") != "none":
+    if offloads_optimizer(layout):
         zero["offload_optimizer"] = offload_section(layout["offload_optimizer"], on_cpu=on_cpu)
     if layout.get("offload_params", "none") != "none":
         zero["offload_param"] = offload_section(layout["offload_params"], on_cpu=on_cpu)
@@ -94,18 +96,30 @@ def offload_section(device: str, *, on_cpu: bool) -> dict:
     return section
 
 
-def optimizer_section(optimizer) -> dict:
-    # Weight decay here is the default of the decayed parameter group; train.py passes a
-    # second group (biases and norm weights) with weight_decay 0.
-    return {
-        "type": "AdamW",
-        "params": {
-            "lr": float(optimizer.lr),
-            "betas": [float(b) for b in optimizer.betas],
-            "eps": float(optimizer.eps),
-            "weight_decay": float(optimizer.weight_decay),
-        },
+def offloads_optimizer(layout: dict) -> bool:
+    return layout.get("offload_optimizer", "none") != "none"
+
+
+def optimizer_section(optimizer, *, torch_adam: bool = False) -> dict:
+    """AdamW. Weight decay here is the default of the decayed parameter group; train.py
+    passes a second group (biases and norm weights) with weight_decay 0.
+
+    `torch_adam` picks torch.optim.AdamW over DeepSpeed's FusedAdam. On CPU we do: there
+    FusedAdam runs a C++ kernel whose rounding changed after a checkpoint reload in our
+    runs (bitwise-equal optimizer state and gradients, different weights), so a resumed
+    run drifted from the uninterrupted one in the 7th digit; torch's AdamW resumes
+    bit for bit. On GPU, FusedAdam (one fused kernel, no scratch) is what the memory
+    planner assumes. Offload always uses DeepSpeedCPUAdam.
+    """
+    params: dict = {
+        "lr": float(optimizer.lr),
+        "betas": [float(b) for b in optimizer.betas],
+        "eps": float(optimizer.eps),
+        "weight_decay": float(optimizer.weight_decay),
     }
+    if torch_adam:
+        params["torch_adam"] = True
+    return {"type": "AdamW", "params": params}
 
 
 def scheduler_section(schedule, *, lr: float, total_steps: int) -> dict:

@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmspec.codegen.context import Provenance, provenance, template_context
+from llmspec.codegen.context import provenance, template_context
 from llmspec.codegen.render import environment, format_python, templates_dir
 from llmspec.errors import UserError
 from llmspec.spec.load import load_spec
@@ -63,7 +63,8 @@ def build_project(
     out = Path(out_dir) if out_dir is not None else Path("generated") / spec.name
     prov = provenance(spec_path, out, layout_args=layout)
     plan = plan_dict(spec, pins)
-    files = render_project(spec, plan, prov)
+    context = template_context(spec, plan, prov, spec_dir=spec_path.parent, project_dir=out)
+    files = render_project(context, prov.header)
     result = BuildResult(out_dir=out, files=files, regenerate=prov.regenerate)
     result.notes.extend(build_notes(spec, plan))
     stale = sorted(set(owned_files(out)) - set(files))
@@ -103,9 +104,8 @@ def plan_dict(spec, pins: dict) -> dict:
     return plan
 
 
-def render_project(spec, plan: dict, prov: Provenance) -> dict[str, str]:
+def render_project(context: dict, header: str) -> dict[str, str]:
     """Relative output path → final file content, in sorted path order."""
-    context = template_context(spec, plan, prov)
     env = environment()
     root = templates_dir()
     files: dict[str, str] = {}
@@ -115,7 +115,7 @@ def render_project(spec, plan: dict, prov: Provenance) -> dict[str, str]:
         if not text.strip():
             continue
         out_rel = rel[: -len(".j2")]
-        files[out_rel] = finish_file(out_rel, text, prov.header)
+        files[out_rel] = finish_file(out_rel, text, header)
     return files
 
 

@@ -8,12 +8,16 @@ with the CPU environment of scripts/env.sh.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -82,7 +86,7 @@ BASE_SPEC = {
         "log_interval": 1,
         "eval_interval": 30,
         "eval_batches": 2,
-        "checkpoint_interval": 1000,
+        "checkpoint_interval": 15,
     },
     "parallel": {
         "data": 2,
@@ -216,10 +220,10 @@ def launch(
     *args: str,
     nproc: int = 2,
     launcher: str = "torchrun",
-    port: int = 29511,
-    timeout: int = 240,
+    timeout: int = 300,
 ) -> subprocess.CompletedProcess:
     """Run train.py with `nproc` CPU processes; raises with the log on failure."""
+    port = free_port()
     if launcher == "torchrun":
         command = [
             sys.executable,
@@ -275,3 +279,53 @@ def assert_loss_falls(out: Path, window: int = 5, min_drop: float = 0.5) -> tupl
     last = sum(losses[-window:]) / window
     assert last < first - min_drop, f"loss did not fall: first {first:.3f}, last {last:.3f}"
     return first, last
+
+
+def free_port() -> int:
+    """A port nobody listens on now (other test sessions may share the machine)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- shared runs
+# Every training test trains a variant of BASE_SPEC on one prepared data folder. Runs are
+# cached for the pytest process, so a test that compares against the ZeRO-0 reference
+# or resumes the ZeRO-2 trajectory does not launch it again.
+
+VARIANTS: dict[str, dict] = {
+    "zero0": {},
+    "zero1": {"parallel": {"zero_stage": 1}},
+    "zero2": {"parallel": {"zero_stage": 2}},
+    "zero3": {"parallel": {"zero_stage": 3}},
+    "bf16": {"parallel": {"zero_stage": 1}, "train": {"precision": "bf16"}},
+    "offload": {"parallel": {"zero_stage": 2, "offload_optimizer": "cpu"}},
+    "pipeline2": {"parallel": {"data": 1, "pipeline": 2, "zero_stage": 0}},
+    "tensor2": {"parallel": {"data": 1, "tensor": 2, "zero_stage": 1}},
+}
+
+
+@functools.cache
+def workspace() -> Path:
+    """A temporary folder with the corpus and the prepared data every variant trains on."""
+    folder = Path(tempfile.mkdtemp(prefix="llmspec-train-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    write_corpus(folder)
+    base = build(write_spec(folder, "base"), folder / "base")
+    prepare_data(base, folder / "data")
+    return folder
+
+
+@functools.cache
+def project(name: str) -> Path:
+    folder = workspace()
+    return build(write_spec(folder, name, **VARIANTS[name]), folder / name)
+
+
+@functools.cache
+def trained(name: str, launcher: str = "torchrun") -> Path:
+    """Train variant `name` for the full BASE_SPEC steps; returns its out/ folder."""
+    proj = project(name)
+    out = proj / "out"
+    launch(proj, "--data", str(workspace() / "data"), "--out", str(out), launcher=launcher)
+    return out
