@@ -129,7 +129,10 @@ def write_project(folder: Path, files: dict[str, str]) -> Path:
 # ----------------------------------------------------------------------- stand-in programs
 RECORDER = """#!{python}
 # Stand-in for {name}: records its arguments and the environment it was started with.
+# As python3 it records only data preparation and runs anything else (`-c ...`) for real.
 import json, os, sys
+if {name!r} == "python3" and sys.argv[1:] != ["prepare_data.py"]:
+    os.execv({python!r}, [{python!r}, *sys.argv[1:]])
 with open({log!r}, "a") as log:
     log.write(json.dumps({{"program": {name!r}, "argv": sys.argv[1:], "cwd": os.getcwd(),
         "env": {{k: os.environ.get(k) for k in ("DS_ACCELERATOR", "OMP_NUM_THREADS")}}}}) + "\\n")
@@ -242,6 +245,7 @@ def test_launch_sh_prepares_data_once_then_starts_deepspeed_on_cpu(tmp_path, sta
     assert argv[argv.index("--num_gpus") + 1] == "2"
     assert argv[argv.index("--master_addr") + 1] == "127.0.0.1"
     assert "--no_ssh_check" in argv
+    assert 1024 <= int(argv[argv.index("--master_port") + 1]) <= 65535  # a free one
     assert argv[argv.index("train.py") :] == ["train.py", "--steps", "3", "two words"]
 
     rc, calls, err = standins(project / "launch.sh", env={"MASTER_PORT": "29777"})
