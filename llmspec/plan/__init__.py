@@ -95,6 +95,7 @@ def make_plan(
         fit_hints,
         performance_of,
         pick_alternatives,
+        versus_auto,
     )
     from llmspec.plan.types import ModelDims
 
@@ -136,6 +137,8 @@ def make_plan(
     explanation = explain(problem, result, best)
     if not best.fits:
         explanation = explanation + tuple(fit_hints(problem, best))
+    elif problem.pins:
+        explanation = explanation + tuple(versus_auto(problem, best))
     return Plan(
         name=spec.name,
         params=count_params(dims, tensor=best.layout.tensor),

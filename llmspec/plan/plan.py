@@ -343,6 +343,27 @@ def explain(problem, result, best: Candidate) -> tuple[str, ...]:
     return tuple(lines)
 
 
+def versus_auto(problem, pinned: Candidate) -> list[str]:
+    """With pins: what the planner would choose with none, and why the pinned layout loses."""
+    from dataclasses import replace
+
+    from llmspec.plan import search
+
+    free = search.search(replace(problem, pins=()))
+    if not free.ranked:
+        return []
+    best = free.ranked[0]
+    if best.layout == pinned.layout:
+        return ["auto (nothing pinned) chooses the same layout"]
+    gain = pinned.step_time_s / best.step_time_s - 1
+    if gain < 0.01:
+        return [f"auto (nothing pinned) would choose {describe(best.layout)}: within 1%"]
+    return [
+        f"auto (nothing pinned) would choose {describe(best.layout)}, {gain:.0%} faster; "
+        f"the pinned layout: {why_rejected(pinned, best)}"
+    ]
+
+
 def _more_nodes(problem, tries: int = 4):
     """The smallest node count (doubling from a model-state estimate) whose search fits.
 
@@ -402,7 +423,8 @@ def fit_hints(problem, closest: Candidate) -> list[str]:
         (
             g
             for g in CATALOG.values()
-            if g.memory_bytes > closest.capacity_bytes and g.name != "cpu"
+            # DeepSpeed projects run on GPUs: no TPU, no CPU suggestion.
+            if g.memory_bytes > closest.capacity_bytes and g.name not in ("cpu", "tpu-v4")
         ),
         key=lambda g: (g.memory_bytes, g.name),
     )
