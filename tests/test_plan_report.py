@@ -71,3 +71,22 @@ def test_long_pipelines_are_summarised():
     dot = to_dot(plan)
     assert dot.count("subgraph cluster_stage") == 64
     assert dot.count('[label="p2p"]') == 63
+
+
+def test_small_clusters_draw_every_gpu_of_the_device_graph():
+    spec = Spec.model_validate(
+        {
+            "name": "two-nodes",
+            "model": {"n_layers": 4, "n_heads": 4, "d_model": 256, "max_seq_len": 256},
+            "train": {"seq_len": 256, "global_batch_size": 16},
+            "cluster": {"gpu": "h100-sxm", "nodes": 2, "gpus_per_node": 4},
+        }
+    )
+    plan = make_plan(spec, pins={"tensor": 2, "pipeline": 2})
+    dot = to_dot(plan)
+    assert "subgraph cluster_node0" in dot and "subgraph cluster_node1" in dot
+    assert dot.count('[shape=ellipse, label="GPU ') == 8
+    assert "450 GB/s GPU links" in dot  # the catalog's NVLink figure for H100 SXM
+    # Every GPU is wired to the stage it runs; stage 1 lives on node 1 (ranks 4-7).
+    assert dot.count("[style=dashed, arrowhead=none]") == 8
+    assert 'label="GPU 5\\ntp1 dp0 pp1"' in dot

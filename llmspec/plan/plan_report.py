@@ -12,6 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from llmspec.plan import devices
 from llmspec.plan.plan import GIB, Plan, describe
 
 CATEGORIES = ("params", "grads", "optimizer", "activations", "temporary", "total")
@@ -140,7 +141,8 @@ def stage_map(plan: Plan) -> Text:
         label = (
             f"stage {first['stage']:>3}" if i == j else f"stages {first['stage']}–{last['stage']}"
         )
-        blocks = f"blocks {first['blocks'][0]}–{last['blocks'][1]}"
+        lo, hi = first["blocks"][0], last["blocks"][1]
+        blocks = f"block {lo}" if lo == hi else f"blocks {lo}–{hi}"
         if i != j:
             blocks += f" ({first['layers']} each)"
         extra = (" + " + " + ".join(first["also"])) if first["also"] else ""
@@ -187,6 +189,33 @@ def render(plan: Plan) -> Group:
 
 
 # ----------------------------------------------------------------------------- Graphviz
+DOT_DEVICE_LIMIT = 64  # draw every GPU up to this many; larger clusters get one node per stage
+
+
+def _device_clusters(plan: Plan) -> list[str]:
+    """The device graph: one box per node holding its GPUs (rank, tensor/data coordinates)."""
+    graph = devices.build_device_graph(plan.cluster)
+    lay = plan.layout
+    out = []
+    for host in sorted(
+        (n for n, d in graph.nodes(data=True) if d["kind"] == "host"), key=lambda n: int(n[4:])
+    ):
+        gpus = sorted(
+            (n for n in graph.neighbors(host) if graph.nodes[n]["kind"] == "gpu"),
+            key=lambda n: int(n[3:]),
+        )
+        link = graph.edges[gpus[0], gpus[1]]["gbps"] if len(gpus) > 1 else 0
+        out.append(f"  subgraph cluster_{host} {{")
+        out.append(f'    label="{host} ({link:g} GB/s GPU links)"; style=filled; color=lightgrey;')
+        for g in gpus:
+            rank = int(g[3:])
+            tp, rest = rank % lay.tensor, rank // lay.tensor
+            dp, pp = rest % lay.data, rest // lay.data
+            out.append(f'    "{g}" [shape=ellipse, label="GPU {rank}\\ntp{tp} dp{dp} pp{pp}"];')
+        out.append("  }")
+    return out
+
+
 def to_dot(plan: Plan) -> str:
     """The layer graph grouped by pipeline stage, each stage wired to the GPUs running it.
 
@@ -200,6 +229,9 @@ def to_dot(plan: Plan) -> str:
         f'  label="{plan.name}: {describe(plan.layout)}";',
     ]
     rows = plan.stage_map()
+    small = plan.cluster.world_size <= DOT_DEVICE_LIMIT
+    if small:
+        out += _device_clusters(plan)
     previous = None
     for r in rows:
         s = r["stage"]
@@ -208,18 +240,25 @@ def to_dot(plan: Plan) -> str:
         chain = []
         if "embedding" in r["also"]:
             chain.append(("embedding", "embedding"))
-        chain.append((f"s{s}_blocks", f"blocks {r['blocks'][0]}–{r['blocks'][1]}"))
+        first, last = r["blocks"]
+        label = f"block {first}" if first == last else f"blocks {first}–{last}"
+        chain.append((f"s{s}_blocks", label))
         if "head" in r["also"]:
             chain.append(("head", "final norm + head"))
         for name, label in chain:
             out.append(f'    "{name}" [label="{label}"];')
         out.append("  }")
-        gpus = f"gpus_stage{s}"
-        out.append(
-            f'  "{gpus}" [shape=ellipse, label="GPUs {r["ranks"][0]}–{r["ranks"][1]}\\n'
-            f'nodes {r["nodes"][0]}–{r["nodes"][1]}"];'
-        )
-        out.append(f'  "{chain[len(chain) // 2][0]}" -> "{gpus}" [style=dashed, arrowhead=none];')
+        anchor = chain[len(chain) // 2][0]
+        if small:  # one edge per GPU of the device graph running this stage
+            for rank in range(r["ranks"][0], r["ranks"][1] + 1):
+                out.append(f'  "{anchor}" -> "gpu{rank}" [style=dashed, arrowhead=none];')
+        else:
+            gpus = f"gpus_stage{s}"
+            out.append(
+                f'  "{gpus}" [shape=ellipse, label="GPUs {r["ranks"][0]}–{r["ranks"][1]}\\n'
+                f'nodes {r["nodes"][0]}–{r["nodes"][1]}"];'
+            )
+            out.append(f'  "{anchor}" -> "{gpus}" [style=dashed, arrowhead=none];')
         for (a, _), (b, _) in zip(chain, chain[1:], strict=False):
             out.append(f'  "{a}" -> "{b}";')
         if previous is not None:
