@@ -96,6 +96,16 @@ def test_pins_that_cannot_multiply_to_the_world_size_are_errors():
         make_plan(small_spec(cluster={"nodes": 2}), pins={"tensor": 16})
     with pytest.raises(UserError, match="unknown field"):
         make_plan(small_spec(), pins={"tensr": 2})
+    with pytest.raises(UserError, match="pipeline engine"):
+        make_plan(small_spec(), pins={"pipeline": 2, "zero_stage": 3})
+    with pytest.raises(UserError, match="needs ZeRO stage 3"):
+        make_plan(small_spec(), pins={"offload_params": "cpu", "zero_stage": 2})
+
+
+def test_a_pinned_zero_stage_keeps_deepspeed_rules():
+    plan = make_plan(small_spec(cluster={"nodes": 2}), pins={"zero_stage": 2}, top=10)
+    for lay in [plan.layout] + [a.layout for a in plan.alternatives]:
+        assert lay.zero_stage == 2 and lay.pipeline == 1
 
 
 def test_offload_only_when_nothing_else_fits():

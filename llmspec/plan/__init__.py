@@ -73,6 +73,25 @@ def spec_pins(spec) -> dict:
     return {k: v for k, v in pins.items() if v != "auto"}
 
 
+def _check_pin_combinations(pins: dict) -> None:
+    """The rules DeepSpeed enforces, for pins that arrive by --layout (the spec's own pins
+    are checked with file positions by llmspec.spec.checks)."""
+    from llmspec.errors import UserError
+
+    zero, pipeline = pins.get("zero_stage"), pins.get("pipeline")
+    if zero is not None and zero >= 2 and pipeline is not None and pipeline > 1:
+        raise UserError(
+            f"zero_stage = {zero} cannot be combined with pipeline = {pipeline}: DeepSpeed's "
+            "pipeline engine supports ZeRO stages 0 and 1 only"
+        )
+    if pins.get("offload_params", "none") != "none" and zero not in (None, 3):
+        raise UserError(f"offload_params needs ZeRO stage 3, but zero_stage = {zero}")
+    if pins.get("offload_optimizer", "none") != "none" and zero == 0:
+        raise UserError("offload_optimizer needs ZeRO stage 1, 2 or 3, but zero_stage = 0")
+    if pins.get("sequence_parallel") and pins.get("tensor") == 1:
+        raise UserError("sequence_parallel needs tensor > 1, but tensor = 1")
+
+
 def make_plan(
     spec, *, pins: dict | None = None, top: int = 5, attention_kernel: str = "flash"
 ) -> Plan:
@@ -111,6 +130,7 @@ def make_plan(
                 f"{merged['pipeline']} = {product}, but the cluster has {world} GPUs "
                 f"({cluster.nodes} nodes × {cluster.gpus_per_node})"
             )
+    _check_pin_combinations(merged)
     problem = search.Problem(
         dims=dims,
         cluster=cluster,

@@ -176,9 +176,9 @@ def enumerate_groups(problem: Problem):
 
 def zero_options(problem: Problem, data: int, pipeline: int, offload: bool) -> list[int]:
     pinned = problem.pinned("zero_stage")
-    if pinned is not None:
-        return [pinned]
     allowed = [0, 1] if pipeline > 1 else [0, 1, 2, 3]
+    if pinned is not None:
+        return [pinned] if pinned in allowed else []
     if offload:
         return [z for z in allowed if z >= 1]
     return allowed if data > 1 else [0]
