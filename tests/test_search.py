@@ -205,3 +205,55 @@ def test_a_pinned_layout_is_compared_with_the_auto_choice():
     line = next(x for x in pinned.explanation if x.startswith("auto (nothing pinned)"))
     assert "faster" in line and "full recomputation" in line
     assert not any(x.startswith("auto (nothing pinned)") for x in auto.explanation)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    layers=st.integers(2, 8),
+    heads=st.sampled_from([4, 8]),
+    seq=st.sampled_from([128, 512, 2048]),
+    vocab=st.sampled_from([1000, 50257]),
+    arch=st.sampled_from(["gpt", "llama"]),
+    layout=st.sampled_from([(1, 1, 1, 0), (2, 1, 1, 3), (1, 2, 1, 1), (1, 1, 2, 1), (2, 2, 2, 0)]),
+    precision=st.sampled_from(["fp32", "bf16"]),
+)
+def test_the_search_pruning_rules_hold_for_the_memory_model(
+    layers, heads, seq, vocab, arch, layout, precision
+):
+    """The search stops a micro-batch sweep at the first OOM and prunes a whole group when
+    its smallest micro-batch with full recomputation does not fit: both need memory that
+    never falls as the micro-batch grows, and full recomputation at its least."""
+    from llmspec.plan.memory import estimate_memory
+
+    spec = small_spec(
+        model={
+            "arch": arch,
+            "n_layers": layers,
+            "n_heads": heads,
+            "d_model": 64 * heads,
+            "vocab_size": vocab,
+            "max_seq_len": seq,
+        },
+        train={"seq_len": seq, "global_batch_size": 64, "precision": precision},
+    )
+    dims = ModelDims.from_spec(spec)
+    d, t, p, zero = layout
+    peaks = {}
+    for rc in search.RECOMPUTE_ORDER:
+        for mbs in (1, 2, 4, 8):
+            lay = Layout(
+                data=d,
+                tensor=t,
+                pipeline=p,
+                zero_stage=zero,
+                micro_batch_size=mbs,
+                grad_accum_steps=64 // (d * mbs),
+                activation_checkpointing=rc,
+                sequence_parallel=t > 1,
+            )
+            memory = estimate_memory(dims, lay, precision)
+            peaks[rc, mbs] = memory.total + memory.overhead_bytes
+    for rc in search.RECOMPUTE_ORDER:
+        sweep = [peaks[rc, mbs] for mbs in (1, 2, 4, 8)]
+        assert sweep == sorted(sweep)
+    assert peaks["full", 1] == min(peaks.values())
