@@ -11,18 +11,18 @@ storage) and records one steady-state step with PyTorch's ``MemTracker``:
    includes every persistent state, as ``torch.cuda.max_memory_allocated``
    would on a GPU.
 
-How the harness stands in for DeepSpeed (single device, ZeRO-0):
+How the harness stands in for DeepSpeed (single device, ZeRO-0; checked on
+real DeepSpeed runs with ``benchmarks/zero_states_worker.py``):
 
-* fp32: fp32 weights; gradients in persistent fp32 buffers (zeroed, not freed:
-  DeepSpeed keeps a contiguous gradient buffer); fused AdamW (one kernel,
-  no scratch, like DeepSpeed's FusedAdam).
-* bf16 / fp16: what DeepSpeed's mixed-precision optimizers hold — the module
-  in 16-bit (weights and the gradients autograd produces), an fp32 master copy
-  of every weight with its own persistent fp32 gradient buffer and the AdamW
-  moments. A post-accumulate-grad hook adds each 16-bit gradient into the fp32
-  buffer and frees it at once (DeepSpeed's ``immediate_grad_update``); the
-  update runs on the fp32 master copy, which is then copied back into the
-  16-bit weights.
+* fp32: fp32 weights; gradients created by autograd during backward and
+  freed after the step (``zero_grad(set_to_none=True)``); fused AdamW (one
+  kernel, no scratch, like DeepSpeed's FusedAdam).
+* bf16 / fp16: the module in 16-bit (its weights, and the 16-bit gradients
+  autograd produces), plus what DeepSpeed's mixed-precision optimizer holds:
+  an fp32 master copy of every weight and the AdamW moments. At the step the
+  16-bit gradients are upcast into fp32 gradients of the master weights (both
+  alive at once, as in DeepSpeed), the update runs on the fp32 copy, which is
+  copied back into the 16-bit weights, and all gradients are freed.
 
 Torch is imported only here: the planner itself never needs it.
 """
@@ -102,14 +102,8 @@ def measure_step(spec, layout: Layout) -> MeasuredMemory:
             torch.set_default_dtype(default_dtype)
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
-        if low == torch.float32:
-            masters = params
-        else:
-            masters = [torch.nn.Parameter(p.detach().float()) for p in params]
-            for p, m in zip(params, masters, strict=True):
-                p.register_post_accumulate_grad_hook(_accumulate_into(m))
-        for m in masters:
-            m.grad = torch.zeros_like(m)
+        mixed = low != torch.float32
+        masters = [torch.nn.Parameter(p.detach().float()) for p in params] if mixed else params
         optimizer = torch.optim.AdamW(masters, lr=1e-4, fused=True)
 
         def step() -> None:
@@ -120,35 +114,31 @@ def measure_step(spec, layout: Layout) -> MeasuredMemory:
                 inputs, labels = ids, ids
             loss = model(inputs, labels)
             loss.backward()
-            del loss
+            del loss, ids, inputs, labels
+            if mixed:
+                for p, m in zip(params, masters, strict=True):
+                    m.grad = p.grad.float()
             optimizer.step()
-            if masters is not params:
+            if mixed:
                 with torch.no_grad():
                     for p, m in zip(params, masters, strict=True):
                         p.copy_(m)
-            for m in masters:
-                m.grad.zero_()
+                        m.grad = None
+            model.zero_grad(set_to_none=True)
 
         step()  # warm-up: creates the AdamW moments
         tracker = MemTracker()
         with warnings.catch_warnings():  # MemTracker warns about parameters without .grad
             warnings.simplefilter("ignore", UserWarning)
-            tracker.track_external(model, optimizer, *masters, *(m.grad for m in masters))
+            tracker.track_external(model, optimizer, *(masters if mixed else ()))
             with tracker:
                 step()
         snapshot = tracker.get_tracker_snapshot("peak")
     peak = next(iter(snapshot.values()))
     by_kind = {str(k.value) if hasattr(k, "value") else str(k): v for k, v in peak.items()}
     params_b = by_kind.get("Parameter", 0) + by_kind.get("Buffer", 0)
-    opt_b = by_kind.get("Optstate", 0)
+    opt_b = by_kind.get("Optstate", 0) + by_kind.get("Other", 0)  # Other: the fp32 masters
     grads_b = by_kind.get("Gradient", 0)
-    other = by_kind.get("Other", 0)  # fp32 masters and their gradient buffers (tracked by hand)
-    if masters is not params:
-        n_master = sum(m.numel() for m in masters) * 4
-        opt_b += min(other, n_master)
-        grads_b += max(0, other - n_master)
-    else:
-        grads_b += other
     return MeasuredMemory(
         params=params_b,
         grads=grads_b,
@@ -158,11 +148,3 @@ def measure_step(spec, layout: Layout) -> MeasuredMemory:
         total=by_kind.get("Total", sum(peak.values())),
         seconds=time.perf_counter() - started,
     )
-
-
-def _accumulate_into(master):
-    def hook(param) -> None:
-        master.grad.add_(param.grad)  # mixed dtypes: the 16-bit gradient is upcast on the fly
-        param.grad = None
-
-    return hook

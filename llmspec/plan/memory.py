@@ -147,34 +147,62 @@ def even_stage_layers(n_layers: int, pipeline: int) -> list[int]:
     return layers
 
 
-def _model_states(
-    n_params: float, precision: str, layout: Layout
-) -> tuple[float, float, float, float, float]:
-    """(weights, grads, optimizer, host, step_temporary) bytes on one rank."""
+@dataclass(frozen=True)
+class ModelStates:
+    """Model-state bytes on one rank at the moments that matter (DeepSpeed 0.19,
+    measured on 2-process CPU runs by ``benchmarks/zero_states_worker.py``)."""
+
+    weights: float
+    optimizer: float  # AdamW m, v (+ fp32 master weights when mixed or ZeRO ≥ 1)
+    grads_end: float  # gradients held when backward ends
+    grads_step: float  # gradients held during the optimizer step
+    backward_buffer: float  # reduce bucket alive during backward only (ZeRO 1/2)
+    persistent_buffer: float  # reduce bucket alive all step (ZeRO-3)
+    host: float
+
+
+def model_states(n_params: float, precision: str, layout: Layout) -> ModelStates:
+    """Where DeepSpeed keeps weights, gradients and AdamW state on one rank.
+
+    ZeRO-0 with 16-bit training (DeepSpeed's mixed-precision optimizer): 16-bit
+    weights and gradients, fp32 master + m + v (12 B/param); at the step the
+    16-bit gradients are upcast to fp32 (4 B/param) while still alive.
+    ZeRO-1/2 (``stage_1_and_2.py``, both partition gradients in 0.19): the
+    16-bit gradient partition (1/d) fills during backward, staged through a
+    ``reduce_bucket_size``-element bucket; at the step only the fp32 partition
+    gradient (4/d B/param) is alive. ZeRO-3 also partitions the weights and
+    keeps its reduce bucket allocated for the whole run. (Rajbhandari et al.
+    2020, "ZeRO", Sec. 5: Ψ/N_d sharding of each state.)
+    """
     d, z = layout.data, layout.zero_stage
     w = WEIGHT_BYTES[precision]
     mixed = precision != "fp32"
-    weights = w * n_params / (d if z >= 3 else 1)
-    opt_state = (12 if mixed else 8) * n_params / (d if z >= 1 else 1)
+    n = n_params
+    bucket = w * REDUCE_BUCKET_ELEMENTS
     if z == 0:
-        grads = 4 * n_params  # fp32 (or DeepSpeed's fp32 accumulation buffer)
-    elif z == 1:
-        grads = w * n_params + (4 * n_params / d if mixed else 0)
+        weights, optimizer = w * n, (12 if mixed else 8) * n
+        grads_end = w * n
+        grads_step = grads_end + (4 * n if mixed else 0)
+        backward_buffer = persistent_buffer = 0.0
     else:
-        grads = w * n_params / d + (4 * n_params / d if mixed else 0)
+        weights = w * n / (d if z == 3 else 1)
+        optimizer = 12 * n / d  # fp32 partition of the weights + m + v
+        grads_end = w * n / d
+        grads_step = 4 * n / d if z < 3 else w * n / d + 4 * n / d
+        backward_buffer = bucket if z < 3 else 0.0
+        persistent_buffer = bucket if z == 3 else 0.0
     host = 0.0
-    if layout.offload_optimizer != "none":
-        host += opt_state + (4 * n_params / d if mixed else 0)
-        opt_state = 0.0
-        if mixed and z >= 1:
-            grads -= 4 * n_params / d
-    if layout.offload_params != "none" and z >= 3:
+    if layout.offload_optimizer != "none" and z >= 1:
+        # ZeRO-Offload: the fp32 partition, its gradient and the step live on the host
+        host += optimizer + 4 * n / d
+        optimizer = 0.0
+        grads_step = grads_end if z == 3 else 0.0
+    if layout.offload_params != "none" and z == 3:
         host += weights
         weights = 0.0
-    step_temporary = 0.0
-    if z in (1, 2):
-        step_temporary = w * min(REDUCE_BUCKET_ELEMENTS, n_params)
-    return weights, grads, opt_state, host, step_temporary
+    return ModelStates(
+        weights, optimizer, grads_end, grads_step, backward_buffer, persistent_buffer, host
+    )
 
 
 def estimate_memory(
@@ -214,44 +242,68 @@ def estimate_memory(
             n_params += c.embedding_params
         if last:
             n_params += c.head_params + (c.tied_copy_params if p > 1 else 0.0)
-        weights, grads, optimizer, host, step_tmp = _model_states(n_params, precision, layout)
+        st = model_states(n_params, precision, layout)
+        head_params = (c.head_params + (c.tied_copy_params if p > 1 else 0.0)) if last else 0.0
+        head_grads = st.grads_end * head_params / n_params if n_params else 0.0
+        # Gradients accumulate over micro-batches: with accumulation they are all
+        # alive through every backward; without, they appear as backward runs.
+        accumulating = micro_batches > 1
         in_flight = min(p - i, micro_batches)
         per_mb = tokens * (n_layers * c.block_act + (c.embedding_act if first else 0.0))
         per_mb += n_layers * c.block_act_fixed
-        activations = in_flight * per_mb
-        # The backward peaks either in the loss (last stage: log-softmax saved and
-        # its two fp32 gradients), or in the top block's backward (its transient,
-        # plus under full recompute the block's recomputed tensors).
-        transient = 0.0
-        if n_layers:
-            transient = tokens * (c.block_transient + c.recompute_extra) + c.block_weight_grad
-        if last:
-            head = tokens * (c.head_act + c.loss_transient)
-            if head > transient:
-                activations += tokens * c.head_act
-                transient = tokens * c.loss_transient
-            transient = max(transient, c.head_weight_grad)
-        if layout.zero_stage >= 3:
-            largest = max(c.block_params, c.embedding_params if first else 0.0)
-            live = min(STAGE3_MAX_LIVE_ELEMENTS, STAGE3_PREFETCH_ELEMENTS + largest)
-            transient += w * min(live, n_params * layout.data)
-        states = weights + grads + optimizer
-        backward_peak = states + activations + transient
-        step_peak = states + step_tmp
-        total = max(backward_peak, step_peak)
-        temporary = transient if backward_peak >= step_peak else step_tmp
-        act_at_peak = activations if backward_peak >= step_peak else 0.0
+        resident = (in_flight - 1) * per_mb  # other micro-batches' activations
+        fixed = st.weights + st.optimizer + st.persistent_buffer
+        zero3_live = 0.0  # ZeRO-3: parameters gathered for the module running + prefetch
+        if layout.zero_stage == 3:
+            largest = max(c.block_params, c.embedding_params if first or last else 0.0)
+            live = min(STAGE3_MAX_LIVE_ELEMENTS, STAGE3_PREFETCH_ELEMENTS + largest, n_params)
+            zero3_live = w * live
+        buffers = st.backward_buffer + zero3_live  # alive in forward/backward only
+        grads_now = st.grads_end if accumulating else 0.0
+
+        candidates = []  # (name, activations, grads, temporary)
+        if last:  # the loss: log-softmax saved, its two fp32 gradients
+            candidates.append(
+                ("loss", resident + per_mb + tokens * c.head_act, grads_now,
+                 tokens * c.loss_transient + buffers)
+            )  # fmt: skip
+        if n_layers:  # top block: every activation, the head's gradients
+            block_tmp = tokens * (c.block_transient + c.recompute_extra) + c.block_weight_grad
+            candidates.append(
+                ("top block", resident + per_mb, max(grads_now, head_grads),
+                 block_tmp + buffers)
+            )  # fmt: skip
+            # bottom block: nearly every gradient exists. Without full recompute the
+            # block's own activations are mostly consumed by then and the largest
+            # weight gradient is the transient; with it, the block is recomputed
+            # before any of its gradients exist.
+            emb_acts = resident + tokens * (c.embedding_act if first else 0.0)
+            if recompute == "full":
+                block_grads = st.grads_end * c.block_params / n_params
+                candidates.append(
+                    ("bottom block", emb_acts + tokens * c.block_act,
+                     st.grads_end - block_grads, block_tmp + buffers)
+                )  # fmt: skip
+            else:
+                candidates.append(
+                    ("bottom block", emb_acts, st.grads_end, c.block_weight_grad + buffers)
+                )  # fmt: skip
+        candidates.append(("step", 0.0, st.grads_step, 0.0))
+        if last and p == 1 and dims.tie_embeddings:  # embedding grad added to the head's
+            candidates.append(("embedding", resident, st.grads_end, c.head_weight_grad))
+        _, act_b, grad_b, tmp_b = max(candidates, key=lambda x: x[1] + x[2] + x[3])
+        total = fixed + act_b + grad_b + tmp_b
         stages.append(
             StageMemory(
                 stage=i,
                 layers=n_layers,
-                params=int(weights),
-                grads=int(grads),
-                optimizer=int(optimizer),
-                activations=int(act_at_peak),
-                temporary=int(temporary),
+                params=int(st.weights),
+                grads=int(grad_b),
+                optimizer=int(st.optimizer),
+                activations=int(act_b),
+                temporary=int(tmp_b + st.persistent_buffer),
                 total=int(total),
-                host_bytes=int(host),
+                host_bytes=int(st.host),
             )
         )
     worst = max(stages, key=lambda s: (s.total, -s.stage))

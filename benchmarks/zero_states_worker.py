@@ -1,0 +1,144 @@
+"""One rank of the ZeRO model-state measurement (run by memory_accuracy.py).
+
+Builds the generated model.py of a small GPT, wraps it in a real DeepSpeed
+engine on CPU (gloo, 2 processes) for each ZeRO stage, runs two steps, and
+after the second backward (gradients held, before the step) and after the
+step counts the bytes of every tensor storage alive in this process, split
+into parameters (the module's weights — ZeRO-3: this rank's partitions),
+optimizer state (the inner optimizer's state and its fp32 master weights) and
+the rest (gradient buffers, communication buckets). Prints one JSON line per
+stage on rank 0, holding both ranks' counts.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+
+import torch
+
+
+def storages(tensors) -> dict[int, int]:
+    """{storage data_ptr: bytes} for tensors, de-duplicated (views share storage)."""
+    out = {}
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and t.device.type == "cpu":
+            st = t.untyped_storage()
+            if st.nbytes():
+                out[st.data_ptr()] = st.nbytes()
+    return out
+
+
+def live_tensors(module):
+    """Every tensor with a Python object, plus the parameters' .grad (autograd creates
+    those in C++; reading .grad gives them one)."""
+    gc.collect()
+    found = [o for o in gc.get_objects() if isinstance(o, torch.Tensor)]
+    found += [p.grad for p in module.parameters() if p.grad is not None]
+    return found
+
+
+def param_tensors(module):
+    for p in module.parameters():
+        yield getattr(p, "ds_tensor", None) if hasattr(p, "ds_tensor") else p
+
+
+def optimizer_tensors(engine):
+    inner = getattr(engine.optimizer, "optimizer", engine.optimizer)
+    for state in inner.state.values():
+        yield from (v for v in state.values() if isinstance(v, torch.Tensor))
+    for group in inner.param_groups:
+        yield from group["params"]
+
+
+def count(engine) -> dict[str, int]:
+    params = storages(param_tensors(engine.module))
+    optimizer = {k: v for k, v in storages(optimizer_tensors(engine)).items() if k not in params}
+    everything = storages(live_tensors(engine.module))
+    rest = {k: v for k, v in everything.items() if k not in params and k not in optimizer}
+    return {
+        "params": sum(params.values()),
+        "optimizer": sum(optimizer.values()),
+        "grads_and_buffers": sum(rest.values()),
+        "total": sum(everything.values()),
+    }
+
+
+def measure_stage(module, spec, plan, stage: int, micro_batch: int) -> dict:
+    """Two training steps under ZeRO `stage`; tensor bytes at four moments of the second."""
+    import deepspeed
+
+    from llmspec.codegen.ds_config import build_ds_config
+
+    torch.manual_seed(0)
+    model = module.build_model()
+    layout = dict(plan["layout"], zero_stage=stage)
+    config = build_ds_config(layout=layout, train=spec.train, on_cpu=True)
+    engine, *_ = deepspeed.initialize(model=model, config=config)
+    counts: dict = {}
+    measuring = [False]
+
+    def record(name):
+        if measuring[0] and name not in counts:
+            counts[name] = count(engine)
+
+    inner = getattr(engine.optimizer, "optimizer", engine.optimizer)
+    inner.register_step_pre_hook(lambda *_: record("in_step"))
+
+    def late_backward_hook(_module, inputs):  # block 0's input gradient: end of backward
+        if inputs[0].requires_grad:
+            inputs[0].register_hook(lambda grad: record("late_backward"))
+
+    engine.module.blocks[0].register_forward_pre_hook(late_backward_hook)
+    for step in range(2):
+        measuring[0] = step == 1
+        ids = torch.randint(0, spec.model.vocab_size, (micro_batch, spec.train.seq_len))
+        loss = engine(ids, ids)
+        engine.backward(loss)
+        del loss
+        record("after_backward")
+        engine.step()
+    counts["after_step"] = count(engine)
+    if hasattr(engine, "destroy"):
+        engine.destroy()
+    return counts
+
+
+def main() -> None:
+    import deepspeed
+    import torch.distributed as dist
+
+    from llmspec.codegen.model_code import load_model_module, render_model_py
+    from llmspec.spec.model import Spec
+
+    args = [a for a in sys.argv[1:] if not a.startswith("--local_rank")]
+    spec_fields, micro_batch = json.loads(args[0]), 2
+    stages = [int(z) for z in args[1].split(",")]
+    spec = Spec.model_validate(spec_fields)
+    deepspeed.init_distributed(dist_backend="gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    plan = {
+        "layout": {
+            "data": world, "tensor": 1, "pipeline": 1, "zero_stage": 0,
+            "micro_batch_size": micro_batch, "grad_accum_steps": 1,
+            "activation_checkpointing": "none", "sequence_parallel": False,
+            "offload_optimizer": "none", "offload_params": "none",
+        },
+        "memory": {"stages": [{"stage": 0, "layers": spec.model.n_layers}]},
+    }  # fmt: skip
+    module = load_model_module(render_model_py(spec, plan), f"zero_model_{rank}")
+    for stage in stages:
+        counts = measure_stage(module, spec, plan, stage, micro_batch)
+        gathered = [None] * world
+        dist.all_gather_object(gathered, counts)
+        if rank == 0:
+            print("ZERO_STATES " + json.dumps({"stage": stage, "ranks": gathered}), flush=True)
+        gc.collect()
+    dist.barrier()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    main()
