@@ -475,9 +475,9 @@ def _search_pass(problem: Problem, *, use_offload: bool, keep_rejected: int) -> 
                             best_by_shape[shape] = min(best_by_shape.get(shape, inf), c.step_time_s)
     fitting.sort(key=Candidate.rank_key)
     best_time = fitting[0].step_time_s if fitting else float("inf")
-    faster_oom = sorted((c for c in rejected if c.step_time_s < best_time), key=Candidate.rank_key)[
-        :keep_rejected
-    ]
+    # OOM layouts worth showing: at least 1 % faster than the best that fits.
+    faster = (c for c in rejected if c.step_time_s < 0.99 * best_time)
+    faster_oom = sorted(faster, key=Candidate.rank_key)[:keep_rejected]
     return SearchResult(
         ranked=tuple(fitting),
         rejected=tuple(faster_oom),
