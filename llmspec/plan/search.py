@@ -9,7 +9,13 @@ Pruning keeps a full search of a 1T model on 3072 GPUs under two seconds:
   micro-batch with full recomputation; if that does not fit, nothing in the
   group does;
 - memory grows with the micro-batch, so each ascending micro-batch sweep
-  stops at the first size that does not fit.
+  stops at the first size that does not fit;
+- branch and bound on time: a recompute mode whose bubble-free compute alone
+  is slower than the best layout of the same (d, t, p, ZeRO, offload) shape
+  is skipped, and a micro-batch sweep stops once compute × (1 + (p−1)/m)
+  exceeds it (the best of every shape stays exact, so the alternatives do too).
+Both memory properties are tested against the memory model
+(tests/test_search.py), and the result against an exhaustive search.
 """
 
 from __future__ import annotations
@@ -25,7 +31,6 @@ from llmspec.plan.memory import estimate_memory
 from llmspec.plan.types import Layout, MemoryEstimate, ModelDims
 
 RECOMPUTE_ORDER = ("none", "selective", "full")
-LAYOUT_KEYS = tuple(Layout.__dataclass_fields__)
 
 # Non-tensor-core FP32 peak relative to the dense 16-bit peak: 19.5 / 312 on the
 # A100 datasheet, 67 / 989.5 on the H100 SXM datasheet. Used for fp32 training,
@@ -42,7 +47,7 @@ class Problem:
     precision: str
     global_batch: int
     pins: tuple[tuple[str, object], ...] = ()  # sorted (layout field, value)
-    allow_offload: bool = True  # false when the spec or flags pin offload
+    allow_offload: bool = True  # try offload when nothing fits without it
     # Attention kernel of the code being costed: "flash" = the SDPA that llmspec generates;
     # "unfused" = Megatron-LM's softmax kernels of 2021-22 (for the published-run benchmark).
     attention_kernel: str = "flash"
