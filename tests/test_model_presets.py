@@ -1,0 +1,34 @@
+"""The example specs' generated models have the sizes the planner counts and, for the
+published architectures, the sizes their authors report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from llmspec.codegen.model_code import load_model_module, render_model_py
+from llmspec.plan import make_plan
+from llmspec.spec.load import load_spec
+
+SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.yaml"))
+PUBLISHED = {
+    "gpt2-small": 124_439_808,  # HF GPT2LMHeadModel("gpt2"), lm_head tied to wte
+    "llama2-7b": 6_738_415_616,  # Touvron et al. 2023 (Llama 2), HF LlamaForCausalLM 7B
+    "bert-base": 109_514_298,  # HF BertForMaskedLM("bert-base-uncased"), no pooler
+}
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+def test_generated_model_size_matches_the_plan(path):
+    spec = load_spec(path)
+    # Tensor 1: no vocabulary padding. Count the whole model in one process, without allocating it.
+    plan = make_plan(spec, pins={"tensor": 1}).to_dict()
+    plan["layout"].update(pipeline=1)
+    module = load_model_module(render_model_py(spec, plan), name=f"preset_{path.stem}")
+    with FakeTensorMode():
+        params = sum(p.numel() for p in module.build_model().parameters())
+    assert params == plan["params"]["total"]
+    if spec.name in PUBLISHED:
+        assert params == PUBLISHED[spec.name]
