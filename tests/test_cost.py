@@ -268,3 +268,13 @@ def test_elementwise_traffic_worked_example():
         act_bytes=2,
     )
     assert tp - sp == pytest.approx(3 * 22 * 1024 * (1 - 1 / 4))
+
+
+@pytest.mark.parametrize("recompute", ["none", "selective", "full"])
+def test_cost_model_counts_the_same_flops_as_the_flops_module(recompute):
+    from llmspec.plan import flops
+
+    dims = gpt(2048, 24, 16)
+    per_token = dims.n_layers * cost.block_flops(dims, recompute)[1] + cost.head_flops(dims)
+    assert per_token == pytest.approx(flops.hardware_flops_per_token(dims, recompute))
+    assert cost.model_flops_per_token(dims) == pytest.approx(flops.model_flops_per_token(dims))

@@ -46,10 +46,10 @@ NETWORK_EFFICIENCY = 0.9
 # Megatron's best end-to-end runs reach 0.52-0.57 of peak.
 COMPUTE_EFFICIENCY = 0.69
 
-# Optimizer step on the GPU is memory-bound: AdamW reads fp32 master weight,
-# gradient, m, v and writes weight, m, v and the 16-bit copy: ~34 bytes per
-# parameter of HBM traffic (4·4 read + 4·3 + 2 written, +4 for an fp32 gradient).
-ADAM_BYTES_PER_PARAM = 34
+# Optimizer step on the GPU is memory-bound: AdamW reads the fp32 master weight,
+# fp32 gradient buffer, m and v (16 bytes) and writes weight, m, v and the 16-bit
+# copy (14 bytes): 30 bytes of HBM traffic per parameter.
+ADAM_BYTES_PER_PARAM = 30
 
 # Host side of ZeRO-Offload. Host memory bandwidth per node: 2 sockets × 8
 # channels × DDR4-3200 (25.6 GB/s per channel, JEDEC JESD79-4) = 409.6 GB/s, as in
@@ -101,9 +101,11 @@ def block_flops(dims: ModelDims, recompute: str) -> tuple[float, float]:
     """(model, hardware) FLOPs per token of one block, forward + backward.
 
     Backward = 2× forward (Narayanan et al. 2021 §5.1). Full recomputation replays
-    the block's forward; selective replays the attention core only (the MLP
-    activation it also recomputes has no matmul FLOPs) — Korthikanti et al. 2022
-    Eq. 8.
+    the block's forward; selective replays what the generated code checkpoints
+    between GEMMs — the attention core (QKᵀ and scores·V, 4·s·h per token) and the
+    MLP activation (no matmul FLOPs). Korthikanti et al. 2022 Eq. 8 charges more
+    (s/(3h) instead of s/(6h) over model FLOPs); this counts the forward replayed.
+    Same convention as `llmspec.plan.flops.hardware_flops_per_token`.
     """
     fwd = layers.block_fwd_flops_per_token(dims)
     model = 3 * fwd
