@@ -34,9 +34,7 @@ NORM_EPS = 1e-12  # model.norm_eps
 DROPOUT = 0.1  # model.dropout
 ATTENTION_DROPOUT = 0.1  # model.attention_dropout
 MASK_PROB = 0.15  # train.mask_prob
-FIRST_ORDINARY_TOKEN = (
-    4  # ids 0-3 are <pad>, <eos>, <unk>, <mask>: never drawn as random replacements
-)
+FIRST_ORDINARY_TOKEN = 4  # 0-3 are <pad> <eos> <unk> <mask>: never random replacements
 SEED = 1234  # train.seed: initialisation
 INIT_STD = 0.02  # GPT-2 (Radford et al. 2019)
 RESIDUAL_INIT_STD = INIT_STD / math.sqrt(2 * N_LAYERS)  # GPT-2 §2.3: 2 residual branches per block
@@ -44,9 +42,12 @@ RESIDUAL_INIT_STD = INIT_STD / math.sqrt(2 * N_LAYERS)  # GPT-2 §2.3: 2 residua
 
 def init_normal(key: str, shape: tuple[int, ...], std: float) -> torch.Tensor:
     """Normal(0, std) drawn from a generator seeded by SEED and the parameter's name, so every
-    parameter starts the same whatever the parallel layout that ends up holding it."""
+    parameter starts the same whatever the parallel layout that ends up holding it. Drawn on
+    the CPU (the generator's device), then moved to the default device (e.g. a `with
+    torch.device(...)` block around build_model)."""
     generator = torch.Generator().manual_seed(zlib.crc32(f"{SEED}/{key}".encode()))
-    return torch.randn(shape, generator=generator) * std
+    values = torch.randn(shape, generator=generator, device="cpu") * std
+    return values.to(torch.get_default_device())
 
 
 # --------------------------------------------------------------------------- layers
@@ -75,7 +76,8 @@ class Linear(nn.Module):
 
 
 class TokenEmbedding(nn.Module):
-    """Token ids → vectors; its weight is also the output projection (tied embeddings)."""
+    """Token ids → vectors; the weight is
+    also the output projection (tied embeddings)."""
 
     def __init__(self):
         super().__init__()
@@ -127,9 +129,8 @@ class Attention(nn.Module):
         q = self.q(x).view(batch, seq, -1, HEAD_DIM).transpose(1, 2)
         k = self.k(x).view(batch, seq, -1, HEAD_DIM).transpose(1, 2)
         v = self.v(x).view(batch, seq, -1, HEAD_DIM).transpose(1, 2)
-        y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=ATTENTION_DROPOUT if self.training else 0.0
-        )
+        dropout_p = ATTENTION_DROPOUT if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         return self.o(y.transpose(1, 2).reshape(batch, seq, -1))
 
 
@@ -198,9 +199,8 @@ def mask_tokens(
     shape, device = input_ids.shape, input_ids.device
     selected = (torch.rand(shape, generator=generator) < MASK_PROB).to(device)
     roll = torch.rand(shape, generator=generator).to(device)
-    random_ids = torch.randint(FIRST_ORDINARY_TOKEN, VOCAB_SIZE, shape, generator=generator).to(
-        device
-    )
+    random_ids = torch.randint(FIRST_ORDINARY_TOKEN, VOCAB_SIZE, shape, generator=generator)
+    random_ids = random_ids.to(device)
     labels = input_ids.masked_fill(~selected, -100)
     inputs = input_ids.masked_fill(selected & (roll < 0.8), mask_id)
     replace = selected & (roll >= 0.8) & (roll < 0.9)

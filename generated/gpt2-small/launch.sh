@@ -15,8 +15,10 @@ if [[ ! -f out/data/manifest.json ]]; then
   "$PYTHON" prepare_data.py
 fi
 
-# One node, 8 processes; no hostfile and no ssh (127.0.0.1 is the rendezvous).
-# MASTER_PORT picks another port when two runs share the machine.
+# One node, 8 processes; no hostfile and no ssh (127.0.0.1 is the rendezvous), on
+# MASTER_PORT or else a port nobody is listening on, so that two runs on one machine do not collide.
+free_port='import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+MASTER_PORT="${MASTER_PORT:-$("$PYTHON" -c "$free_port")}"
 exec deepspeed --num_nodes 1 --num_gpus 8 --no_ssh_check \
-  --master_addr 127.0.0.1 --master_port "${MASTER_PORT:-29500}" \
+  --master_addr 127.0.0.1 --master_port "$MASTER_PORT" \
   train.py "$@"

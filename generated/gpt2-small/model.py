@@ -40,9 +40,12 @@ RESIDUAL_INIT_STD = INIT_STD / math.sqrt(2 * N_LAYERS)  # GPT-2 §2.3: 2 residua
 
 def init_normal(key: str, shape: tuple[int, ...], std: float) -> torch.Tensor:
     """Normal(0, std) drawn from a generator seeded by SEED and the parameter's name, so every
-    parameter starts the same whatever the parallel layout that ends up holding it."""
+    parameter starts the same whatever the parallel layout that ends up holding it. Drawn on
+    the CPU (the generator's device), then moved to the default device (e.g. a `with
+    torch.device(...)` block around build_model)."""
     generator = torch.Generator().manual_seed(zlib.crc32(f"{SEED}/{key}".encode()))
-    return torch.randn(shape, generator=generator) * std
+    values = torch.randn(shape, generator=generator, device="cpu") * std
+    return values.to(torch.get_default_device())
 
 
 # --------------------------------------------------------------------------- layers
@@ -71,7 +74,8 @@ class Linear(nn.Module):
 
 
 class TokenEmbedding(nn.Module):
-    """Token ids → vectors; its weight is also the output projection (tied embeddings)."""
+    """Token ids → vectors; the weight is
+    also the output projection (tied embeddings)."""
 
     def __init__(self):
         super().__init__()
@@ -116,9 +120,8 @@ class Attention(nn.Module):
         q = self.q(x).view(batch, seq, -1, HEAD_DIM).transpose(1, 2)
         k = self.k(x).view(batch, seq, -1, HEAD_DIM).transpose(1, 2)
         v = self.v(x).view(batch, seq, -1, HEAD_DIM).transpose(1, 2)
-        y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=ATTENTION_DROPOUT if self.training else 0.0, is_causal=True
-        )
+        dropout_p = ATTENTION_DROPOUT if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
         return self.o(y.transpose(1, 2).reshape(batch, seq, -1))
 
 

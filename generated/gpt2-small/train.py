@@ -33,7 +33,7 @@ from model import build_model
 run_name = "gpt2-small"  # spec: name
 seq_len = 1024  # spec: train.seq_len
 global_batch_size = 480  # spec: train.global_batch_size
-micro_batch_size = 60  # plan: peak 53.2 of 74.5 GiB
+micro_batch_size = 60  # plan: peak 54.0 of 74.5 GiB
 grad_accum_steps = 1  # plan: 480 sequences / (60 per micro-batch × 8 data-parallel)
 data_parallel = 8  # plan
 max_steps = 600000  # spec: train.steps
@@ -43,10 +43,10 @@ eval_batches = 20  # spec: train.eval_batches
 checkpoint_interval = 1000  # spec: train.checkpoint_interval
 seed = 1337  # spec: train.seed
 planned_params = 124439808  # plan: params.total
-planned_layout = "data 8 × tensor 1 × pipeline 1, ZeRO 2, micro-batch 60 × 1 accumulation, recompute none"  # plan: layout (plan.json)
-planned_peak_gib = 53.2  # plan: peak 53.2 of 74.5 GiB
+planned_layout = "data 8 × tensor 1 × pipeline 1, ZeRO 3, micro-batch 60 × 1 accumulation, recompute none"  # plan: layout (plan.json)
+planned_peak_gib = 54.0  # plan: peak 54.0 of 74.5 GiB
 gpu_memory_gib = 74.51  # cluster.gpu: a100-80gb
-planned_tokens_per_s = 1696570  # plan: performance.tokens_per_s
+planned_tokens_per_s = 1740480  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len
 # -----------------------------------------------------------------------------
 
@@ -174,9 +174,8 @@ task = progress.add_task("steps", total=last_step, completed=step, loss="-")
 progress.start()
 logged_at, logged_step = time.perf_counter(), step
 while step < last_step:
-    torch.manual_seed(
-        seed * 1_000_003 + step * dp_world + dp_rank
-    )  # dropout masks replay on resume
+    # reseed per step and replica so that a resumed run draws the same dropout masks
+    torch.manual_seed(seed * 1_000_003 + step * dp_world + dp_rank)
     lr = engine.get_lr()[0]
     loss_sum = 0.0
     for micro in range(grad_accum_steps):

@@ -6,8 +6,8 @@
 returns the mean loss when labels are given, else the logits.
 Call `init_parallel()` after `deepspeed.init_distributed()` and pass its result to
 `build_model` and to `deepspeed.initialize(mpu=...)`.
-Tensor parallel 2: logits returned without labels are this rank's slice of the
-vocabulary (padded from 50257 to 50258 rows so every rank holds the same number).
+Tensor parallel 2: logits are this rank's slice of the vocabulary, padded from
+50257 to 50258 entries so that every rank holds the same number.
 
 Implementation choices (the planner's memory model assumes exactly these):
 - attention: F.scaled_dot_product_attention, is_causal=True, dropout_p=attention_dropout while training;
@@ -51,9 +51,12 @@ TENSOR_PARALLEL = 2  # plan: layout.tensor, sequence parallel
 
 def init_normal(key: str, shape: tuple[int, ...], std: float) -> torch.Tensor:
     """Normal(0, std) drawn from a generator seeded by SEED and the parameter's name, so every
-    parameter starts the same whatever the parallel layout that ends up holding it."""
+    parameter starts the same whatever the parallel layout that ends up holding it. Drawn on
+    the CPU (the generator's device), then moved to the default device (e.g. a `with
+    torch.device(...)` block around build_model)."""
     generator = torch.Generator().manual_seed(zlib.crc32(f"{SEED}/{key}".encode()))
-    return torch.randn(shape, generator=generator) * std
+    values = torch.randn(shape, generator=generator, device="cpu") * std
+    return values.to(torch.get_default_device())
 
 
 # --------------------------------------------------------------------------- tensor parallel
@@ -169,9 +172,8 @@ class _VocabParallelCrossEntropy(torch.autograd.Function):
         dist.all_reduce(sum_exp, group=TP_GROUP)
         local_labels = labels - start
         mine = (local_labels >= 0) & (local_labels < local_vocab)
-        picked = shifted.gather(-1, local_labels.clamp(0, local_vocab - 1).unsqueeze(-1)).squeeze(
-            -1
-        )
+        index = local_labels.clamp(0, local_vocab - 1).unsqueeze(-1)
+        picked = shifted.gather(-1, index).squeeze(-1)
         target_logit = torch.where(mine, picked, torch.zeros_like(picked))
         dist.all_reduce(target_logit, group=TP_GROUP)
         log_z = sum_exp.log()
@@ -239,7 +241,8 @@ class RowParallelLinear(nn.Module):
 
 
 class TokenEmbedding(nn.Module):
-    """Token ids → vectors; its weight is also the output projection (tied embeddings).    Rows split across the tensor-parallel ranks (vocabulary parallel)."""
+    """Token ids → vectors, rows split across the tensor-parallel ranks; the weight is
+    also the output projection (tied embeddings)."""
 
     def __init__(self):
         super().__init__()
@@ -294,9 +297,8 @@ class Attention(nn.Module):
         q = self.q(x).view(batch, seq, -1, HEAD_DIM).transpose(1, 2)
         k = self.k(x).view(batch, seq, -1, HEAD_DIM).transpose(1, 2)
         v = self.v(x).view(batch, seq, -1, HEAD_DIM).transpose(1, 2)
-        y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=ATTENTION_DROPOUT if self.training else 0.0, is_causal=True
-        )
+        dropout_p = ATTENTION_DROPOUT if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
         return self.o(y.transpose(1, 2).reshape(batch, seq, -1))
 
 

@@ -10,7 +10,8 @@ in out/data/stages/):
   1. documents  read every file the sources match; decode (UTF-8, bad bytes replaced),
                 skip binary / empty / unreadable, normalise, filter, then drop exact
                 duplicates (hash) and near duplicates (MinHash + LSH)
-  2. tokenizer  train a bpe tokenizer on the kept training documents, or load a given one
+  2. tokenizer  train a bpe tokenizer on the kept training documents (an even
+                sample of 32 MiB when there are more), or load the given tokenizer.json
   3. shards     tokenize in parallel, join documents with <eos>, pack into seq_len sequences,
                 write .bin shards (temp file + rename), manifest.json last
 
@@ -31,6 +32,7 @@ import time
 import unicodedata
 from collections import Counter, deque
 from glob import glob
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +68,10 @@ SHARD_SIZE_BYTES = 1073741824  # data.shard_size (1GB)
 VALIDATION_FRACTION = 0.0001  # data.validation_fraction
 SPLIT_SEED = 1234  # train.seed: salts the document hash that picks the split
 WORKERS = None  # data.workers (None = every core)
+# llmspec default, no spec field yet: the tokenizer trains on at most this much text, an even
+# stride through the training documents. Merges learned from 32 MiB barely change with more,
+# and training on everything costs about half as long again as tokenizing it.
+TOKENIZER_TRAIN_MAX_BYTES = 32 * 2**20
 # Special tokens, trained first so their ids are fixed: <pad>=0, <eos>=1, <unk>=2, <mask>=3.
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<unk>", "<mask>"]
 
@@ -241,21 +247,16 @@ PERM_B = _rng.integers(0, 2**63, MINHASH_PERMUTATIONS, dtype=np.uint64)
 SHINGLE_MIX = _rng.integers(1, 2**63, max(SHINGLE_WORDS, 1), dtype=np.uint64) * np.uint64(
     2
 ) + np.uint64(1)
-_word_hashes: dict[str, int] = {}
-
-
-def word_hash(word: str) -> int:
-    h = _word_hashes.get(word)
-    if h is None:
-        h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
-        _word_hashes[word] = h
-    return h
+_word_hashes: dict[str, int] = {}  # per process; words repeat across documents
 
 
 def minhash(text: str) -> np.ndarray:
     """uint32[MINHASH_PERMUTATIONS] signature of the document's word shingles."""
     words = text.split()
-    ids = np.fromiter(map(word_hash, words), dtype=np.uint64, count=len(words))
+    for word in set(words).difference(_word_hashes):  # hash each distinct word once
+        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+        _word_hashes[word] = int.from_bytes(digest, "little")
+    ids = np.fromiter(map(_word_hashes.__getitem__, words), dtype=np.uint64, count=len(words))
     k = min(SHINGLE_WORDS, len(ids))  # a document shorter than a shingle is one shingle
     n = len(ids) - k + 1
     with np.errstate(over="ignore"):  # arithmetic mod 2^64 is the point
@@ -375,6 +376,9 @@ def stage_documents(data_dir: Path, workers: int) -> tuple[str, dict]:
     """Collect, clean and deduplicate; write the kept documents to stages/documents.*."""
     stages = data_dir / "stages"
     inputs = collect_inputs()
+    if not inputs:
+        patterns = ", ".join(resolve(source["path"]) for source in SOURCES)
+        raise SystemExit(f"prepare_data.py: data.sources matched no files ({patterns})")
     settings = [
         STAGE_VERSION, SOURCES, UNICODE_FORM, NORMALIZE_WHITESPACE, MIN_CHARS, MAX_CHARS,
         MAX_REPEATED_LINE_FRACTION, sorted(load_blocklist()), EXACT_DEDUP, NEAR_DEDUP_THRESHOLD,
@@ -511,7 +515,14 @@ def stage_tokenizer(data_dir: Path, documents_key: str) -> str:
     stages = data_dir / "stages"
     given = Path(resolve(TOKENIZER_PATH)) if TOKENIZER_PATH else None
     given_hash = hashlib.sha256(given.read_bytes()).hexdigest() if given else None
-    key = stage_key(documents_key, TOKENIZER_KIND, TOKENIZER_VOCAB_SIZE, LOWERCASE, given_hash)
+    key = stage_key(
+        documents_key,
+        TOKENIZER_KIND,
+        TOKENIZER_VOCAB_SIZE,
+        LOWERCASE,
+        TOKENIZER_TRAIN_MAX_BYTES,
+        given_hash,
+    )
     marker = read_marker(stages, "tokenizer")
     if marker and marker["key"] == key and (data_dir / "tokenizer.json").is_file():
         console.print("tokenizer: unchanged since the last run, skipped")
@@ -522,6 +533,9 @@ def stage_tokenizer(data_dir: Path, documents_key: str) -> str:
     else:
         store = DocumentStore(stages)
         train = store.indices(val=False)
+        train_bytes = int(np.diff(store.offsets)[train].sum())
+        stride = -(-train_bytes // TOKENIZER_TRAIN_MAX_BYTES)  # ceil: 1 = every document
+        train = train[::stride]
         with console.status(f"tokenizer: training {TOKENIZER_KIND} on {len(train)} documents"):
             tokenizer, trainer = new_tokenizer()
             texts = (store.get(i) for i in train)
@@ -565,12 +579,21 @@ def init_tokenize_worker(data_dir: str, workers: int) -> None:
     _token_dtype = token_dtype(_tokenizer.get_vocab_size())
 
 
-def tokenize_documents(doc_indices: np.ndarray) -> list[np.ndarray]:
-    """Worker: each document's token ids followed by <eos>."""
+def tokenize_documents(doc_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Worker: the documents' token ids, each followed by <eos>, as one array, and the
+    length of each document in it (<eos> included)."""
     eos = special_token_ids(_tokenizer)["eos"]
     texts = [_store.get(i) for i in doc_indices]
-    encodings = _tokenizer.encode_batch_fast(texts, add_special_tokens=False)
-    return [np.array([*e.ids, eos], dtype=_token_dtype) for e in encodings]
+    ids_per_document = [
+        e.ids for e in _tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+    ]
+    lengths = np.array([len(ids) + 1 for ids in ids_per_document], dtype=np.int64)
+    tokens = np.fromiter(
+        chain.from_iterable(chain(ids, (eos,)) for ids in ids_per_document),
+        dtype=_token_dtype,
+        count=int(lengths.sum()),
+    )
+    return tokens, lengths
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -611,12 +634,16 @@ class ShardWriter:
             rows * SEQ_LEN if PACKING else max(1, SHARD_SIZE_BYTES // dtype.itemsize)
         )
 
-    def add(self, document: np.ndarray) -> None:
+    def add(self, tokens: np.ndarray, lengths: np.ndarray) -> None:
+        """Documents laid end to end in `tokens`, `lengths` long each."""
         if PACKING:
-            self.pending.append(document)
+            self.pending.append(tokens)
         else:
-            self.pending.extend(document[i : i + SEQ_LEN] for i in range(0, len(document), SEQ_LEN))
-        self.pending_tokens += len(document)
+            for document in np.split(tokens, np.cumsum(lengths)[:-1]):
+                self.pending.extend(
+                    document[i : i + SEQ_LEN] for i in range(0, len(document), SEQ_LEN)
+                )
+        self.pending_tokens += len(tokens)
         while self.pending_tokens >= self.shard_tokens:
             self.flush(final=False)
 
@@ -712,10 +739,9 @@ def stage_shards(data_dir: Path, tokenizer_key: str, documents: dict, workers: i
                     if pool
                     else map(tokenize_documents, batches)
                 )
-                for tokenized in results:
-                    for document in tokenized:
-                        writer.add(document)
-                    progress.advance(task, len(tokenized))
+                for tokens, lengths in results:
+                    writer.add(tokens, lengths)
+                    progress.advance(task, len(lengths))
                 splits[split] = writer.finish(len(indices))
     finally:
         if pool is not None:

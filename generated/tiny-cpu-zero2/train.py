@@ -33,7 +33,7 @@ from model import build_model
 run_name = "tiny-cpu-zero2"  # spec: name
 seq_len = 128  # spec: train.seq_len
 global_batch_size = 16  # spec: train.global_batch_size
-micro_batch_size = 8  # spec: train.micro_batch_size; plan: peak 0.1 of 8.0 GiB
+micro_batch_size = 8  # spec: train.micro_batch_size; plan: peak 2.0 of 8.0 GiB
 grad_accum_steps = 1  # plan: 16 sequences / (8 per micro-batch × 2 data-parallel)
 data_parallel = 2  # spec: parallel.data
 max_steps = 300  # spec: train.steps
@@ -44,9 +44,9 @@ checkpoint_interval = 100  # spec: train.checkpoint_interval
 seed = 1234  # spec: train.seed
 planned_params = 1334016  # plan: params.total
 planned_layout = "data 2 × tensor 1 × pipeline 1, ZeRO 2, micro-batch 8 × 1 accumulation, recompute none"  # plan: layout (plan.json)
-planned_peak_gib = 0.09  # plan: peak 0.1 of 8.0 GiB
+planned_peak_gib = 1.95  # plan: peak 2.0 of 8.0 GiB
 gpu_memory_gib = 8.0  # cluster.gpu: cpu
-planned_tokens_per_s = 14976  # plan: performance.tokens_per_s
+planned_tokens_per_s = 14921  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len
 # -----------------------------------------------------------------------------
 

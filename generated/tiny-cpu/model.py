@@ -37,9 +37,12 @@ RESIDUAL_INIT_STD = INIT_STD / math.sqrt(2 * N_LAYERS)  # GPT-2 §2.3: 2 residua
 
 def init_normal(key: str, shape: tuple[int, ...], std: float) -> torch.Tensor:
     """Normal(0, std) drawn from a generator seeded by SEED and the parameter's name, so every
-    parameter starts the same whatever the parallel layout that ends up holding it."""
+    parameter starts the same whatever the parallel layout that ends up holding it. Drawn on
+    the CPU (the generator's device), then moved to the default device (e.g. a `with
+    torch.device(...)` block around build_model)."""
     generator = torch.Generator().manual_seed(zlib.crc32(f"{SEED}/{key}".encode()))
-    return torch.randn(shape, generator=generator) * std
+    values = torch.randn(shape, generator=generator, device="cpu") * std
+    return values.to(torch.get_default_device())
 
 
 # --------------------------------------------------------------------------- layers
@@ -68,7 +71,8 @@ class Linear(nn.Module):
 
 
 class TokenEmbedding(nn.Module):
-    """Token ids → vectors; its weight is also the output projection (tied embeddings)."""
+    """Token ids → vectors; the weight is
+    also the output projection (tied embeddings)."""
 
     def __init__(self):
         super().__init__()
