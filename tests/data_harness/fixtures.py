@@ -35,11 +35,22 @@ def prepare_planted(base: Path, *, workers: int = 2, **data_overrides) -> Prepar
     return Prepared(planted, spec, project, data_dir, manifest, result.stderr)
 
 
+# Each test module that imports a fixture below holds its own copy of it, so the runs are
+# cached here: one prepared corpus per kind for the whole session.
+_runs: dict[str, Prepared] = {}
+
+
+def _cached(name: str, tmp_path_factory, **kwargs) -> Prepared:
+    if name not in _runs:
+        _runs[name] = prepare_planted(tmp_path_factory.mktemp(name), **kwargs)
+    return _runs[name]
+
+
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory) -> Prepared:
-    return prepare_planted(tmp_path_factory.mktemp("packed"), workers=2)
+    return _cached("packed", tmp_path_factory, workers=2)
 
 
 @pytest.fixture(scope="session")
 def prepared_unpacked(tmp_path_factory) -> Prepared:
-    return prepare_planted(tmp_path_factory.mktemp("unpacked"), workers=1, packing=False)
+    return _cached("unpacked", tmp_path_factory, workers=1, packing=False)
