@@ -34,7 +34,8 @@ def plan_for(spec: Spec, *, blocks_per_stage: list[int] | None = None, **layout)
 
     pins = dict(data=1, tensor=1, pipeline=1, micro_batch_size=2, activation_checkpointing="none")
     pins.update(layout)
-    pins["sequence_parallel"] = str(pins.get("sequence_parallel", False)).lower()
+    # sequence parallel only exists with tensor parallel (the planner rejects the pin otherwise)
+    pins["sequence_parallel"] = str(pins["tensor"] > 1 and pins.get("sequence_parallel", False))
     world = pins["data"] * pins["tensor"] * pins["pipeline"]
     fields = spec.model_dump()
     fields["cluster"] = {"gpu": "cpu", "nodes": 1, "gpus_per_node": world}
