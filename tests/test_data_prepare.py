@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import shutil
 import subprocess
@@ -254,10 +255,14 @@ def test_json_lines_and_a_given_tokenizer(prepared, tmp_path):
     assert manifest["documents"] == prepared.manifest["documents"]
 
 
-def test_generated_data_files_pass_ruff(prepared, root):
+def test_generated_data_files_pass_ruff(prepared, prepared_unpacked, root):
     config = root / "pyproject.toml"
-    for name in ("prepare_data.py", "data.py"):
-        path = prepared.project / name
+    for project, name in itertools.product(
+        (prepared.project, prepared_unpacked.project), ("prepare_data.py", "data.py")
+    ):
+        path = project / name
+        source = path.read_text()
+        assert "import llmspec" not in source and "from llmspec" not in source  # ejectable
         for args in (["check"], ["format", "--check"]):
             result = subprocess.run(
                 [sys.executable, "-m", "ruff", *args, "--config", str(config), str(path)],
