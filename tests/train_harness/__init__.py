@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -23,9 +24,6 @@ from pathlib import Path
 import yaml
 
 from llmspec.codegen.project import build_project
-
-HERE = Path(__file__).resolve().parent
-STANDIN = HERE / "standin"
 
 # Small, stable modules present in every CPython 3.11+: ~250 KB of text.
 CORPUS_FILES = (
@@ -129,21 +127,8 @@ def write_spec(folder: Path, name: str, **overrides) -> Path:
 
 
 def build(spec_path: Path, out: Path) -> Path:
-    """Build the project; fill in stand-ins for templates that have not landed yet."""
     build_project(spec_path, out)
-    have_data_pair = (out / "data.py").is_file() and (out / "prepare_data.py").is_file()
-    if not have_data_pair:
-        shutil.copyfile(STANDIN / "data.py", out / "data.py")
-    if not (out / "model.py").is_file():
-        shutil.copyfile(STANDIN / "model.py", out / "model.py")
     return out
-
-
-def uses_standins(project: Path) -> dict:
-    return {
-        name: (project / name).read_text() == (STANDIN / name).read_text()
-        for name in ("model.py", "data.py")
-    }
 
 
 def cpu_env() -> dict:
@@ -161,9 +146,7 @@ def cpu_env() -> dict:
 
 
 def prepare_data(project: Path, data_dir: Path) -> Path:
-    """Run the project's prepare_data.py, or (until it lands) tokenize the corpus here."""
-    if uses_standins(project)["data.py"]:
-        return _write_standin_data(project, data_dir)
+    """Run the project's own prepare_data.py and move its out/data to `data_dir`."""
     out = project / "out"
     subprocess.run(
         [sys.executable, "prepare_data.py"],
@@ -172,46 +155,7 @@ def prepare_data(project: Path, data_dir: Path) -> Path:
         check=True,
         timeout=300,
     )
-    shutil.copytree(out / "data", data_dir)
-    return data_dir
-
-
-def _write_standin_data(project: Path, data_dir: Path) -> Path:
-    import numpy as np
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    spec = yaml.safe_load((project.parent / f"{project.name}.yaml").read_text())
-    corpus = sorted((project.parent / "corpus").rglob("*.py"))
-    texts = [p.read_text() for p in corpus]
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=spec["model"]["vocab_size"],
-        special_tokens=["<pad>", "<eos>", "<unk>", "<mask>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    n_val = max(1, round(len(texts) * spec["data"]["validation_fraction"]))
-    data_dir.mkdir(parents=True, exist_ok=True)
-    splits = {}
-    for split, docs in (("train", texts[n_val:]), ("val", texts[:n_val])):
-        ids = []
-        for doc in docs:
-            ids.extend(tokenizer.encode(doc).ids + [1])
-        seq = spec["train"]["seq_len"]
-        n = len(ids) // seq
-        np.asarray(ids[: n * seq], dtype="<u2").tofile(data_dir / f"{split}_0000.bin")
-        splits[split] = {"files": [f"{split}_0000.bin"], "tokens": n * seq, "sequences": n}
-    tokenizer.save(str(data_dir / "tokenizer.json"))
-    manifest = {
-        "tokenizer": "tokenizer.json",
-        "vocab_size": spec["model"]["vocab_size"],
-        "seq_len": spec["train"]["seq_len"],
-        "dtype": "uint16",
-        "splits": splits,
-        "special_tokens": {"pad": 0, "eos": 1, "unk": 2, "mask": 3},
-    }
-    (data_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    shutil.move(out / "data", data_dir)
     return data_dir
 
 
@@ -220,7 +164,7 @@ def launch(
     *args: str,
     nproc: int = 2,
     launcher: str = "torchrun",
-    timeout: int = 300,
+    timeout: int = 600,
 ) -> subprocess.CompletedProcess:
     """Run train.py with `nproc` CPU processes; raises with the log on failure."""
     port = free_port()
@@ -246,14 +190,25 @@ def launch(
             str(port),
             "train.py",
         ]
-    result = subprocess.run(
+    # A session of its own, so that a timeout kills the launcher's workers too.
+    with subprocess.Popen(
         command + list(args),
         cwd=project,
         env=cpu_env(),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-    )
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            raise AssertionError(
+                f"{' '.join(command)} timed out after {timeout} s\n{stdout[-3000:]}\n{stderr[-3000:]}"
+            ) from None
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     if result.returncode != 0:
         raise AssertionError(
             f"{' '.join(command + list(args))} exited {result.returncode}\n"
