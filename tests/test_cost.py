@@ -41,6 +41,14 @@ def test_ring_allreduce_known_time():
     assert cost.ring_allreduce_s(1e9, 1, 100.0) == 0.0
 
 
+def test_collective_latency_from_nccls_cost_model():
+    # Ring all-reduce over 8 GPUs on NVLink: 8.4 µs + 2·7 steps × 3.4 µs = 56 µs;
+    # over the network each step costs 9.6 µs.
+    assert cost.ring_latency_s(14, True) == pytest.approx(56e-6)
+    assert cost.ring_latency_s(14, False) == pytest.approx(8.4e-6 + 14 * 9.6e-6)
+    assert cost.ring_latency_s(0, True) == 0.0
+
+
 def test_reduce_scatter_plus_all_gather_is_an_all_reduce():
     n, nbytes, bw = 16, 3.2e9, 25.0
     split = cost.ring_reduce_scatter_s(nbytes, n, bw) + cost.ring_all_gather_s(nbytes, n, bw)
@@ -169,12 +177,14 @@ def test_step_time_pipeline_is_paced_by_the_slowest_stage():
         efficiency=0.5,
     )
     t = cost.step_time(stages, links=_links(pipeline_gbps=float("inf")), **kw)
-    slot = 5 * 1e9 * 1000 / 50e12
-    assert t.compute == pytest.approx(8 * slot)
-    assert t.bubble == pytest.approx(slot)  # (p−1)/m of the ideal = 1 slot
+    compute = 5 * 1e9 * 1000 / 50e12  # the 5-block stage, per micro-batch
+    send = cost.ring_latency_s(1, True)  # latency only: the link is infinitely fast
+    assert t.compute == pytest.approx(8 * compute)
+    assert t.pipeline_p2p == pytest.approx(8 * 2 * send)
+    assert t.bubble == pytest.approx(compute + 2 * send)  # (p−1)/m of the ideal = 1 slot
     assert t.stage_imbalance == pytest.approx(5 / 4 - 1)
     slow_link = cost.step_time(stages, links=_links(pipeline_gbps=1.0), **kw)
-    assert slow_link.pipeline_p2p == pytest.approx(8 * 2 * 1000 * 1024 * 2 / 1e9)
+    assert slow_link.pipeline_p2p == pytest.approx(8 * 2 * (1000 * 1024 * 2 / 1e9 + send))
 
 
 def test_gradient_sync_overlaps_only_where_deepspeed_overlaps_it():
@@ -200,12 +210,14 @@ def test_gradient_sync_overlaps_only_where_deepspeed_overlaps_it():
     z2 = cost.step_time(stages, zero_stage=2, **kw)
     z3 = cost.step_time(stages, zero_stage=3, **kw)
     full = cost.ring_allreduce_s(2e9, 8, 22.5)
-    assert z0.data_parallel == pytest.approx(full)
-    assert z2.data_parallel == pytest.approx(full)  # reduce-scatter + all-gather, not overlapped
+    assert z0.data_parallel == pytest.approx(full + cost.ring_latency_s(14, True))
+    # ZeRO 2: reduce-scatter + all-gather (7 ring steps each), not overlapped.
+    assert z2.data_parallel == pytest.approx(full + 2 * cost.ring_latency_s(7, True))
     # ZeRO 3 (overlap_comm in the generated ds_config): the reduce-scatter hides behind backward.
     backward = z3.compute * 2 / 3
-    assert z3.data_parallel == pytest.approx(max(0.0, full / 2 - backward))
-    assert z3.data_parallel < full / 2
+    rs = full / 2 + cost.ring_latency_s(7, True)
+    assert z3.data_parallel == pytest.approx(max(0.0, rs - backward))
+    assert z3.data_parallel < rs
 
 
 def test_offload_adds_host_step_and_transfers():

@@ -41,10 +41,10 @@ NETWORK_EFFICIENCY = 0.9
 # communication and the bubble too, so this is the one free constant of the model.
 # It is fitted, least squares in log error, to the 10 runs of Narayanan et al. 2021
 # Table 1 (A100, 1.7B-1T; `python benchmarks/published_layouts.py --fit` prints
-# 0.694); Korthikanti et al. 2022 Table 5 is held out as a check. For scale:
+# 0.701); Korthikanti et al. 2022 Table 5 is held out as a check. For scale:
 # Calculon's GEMM efficiency tables give 0.95-0.99 for large GEMMs alone, and
 # Megatron's best end-to-end runs reach 0.52-0.57 of peak.
-COMPUTE_EFFICIENCY = 0.69
+COMPUTE_EFFICIENCY = 0.70
 
 # Optimizer step on the GPU is memory-bound: AdamW reads the fp32 master weight,
 # fp32 gradient buffer, m and v (16 bytes) and writes weight, m, v and the 16-bit
@@ -58,6 +58,23 @@ ADAM_BYTES_PER_PARAM = 30
 # ~3.5 GB/s sustained (vendor datasheets list 3.5–7 GB/s read, less for writes).
 HOST_MEMORY_GBPS_PER_NODE = 409.6
 NVME_GBPS = 3.5
+
+
+# Latency of a collective, from NCCL's own cost model (NVIDIA/nccl src/graph/tuning.cc,
+# Ring algorithm, Simple protocol): a base latency per call plus one hardware latency
+# per ring step — 3.4 µs over NVLink, 9.6 µs over the network. A ring all-reduce takes
+# 2(n−1) steps, a reduce-scatter or all-gather n−1 (the α of the α-β model of Thakur,
+# Rabenseifner & Gropp 2005). It matters for small messages: per-block collectives
+# of small models, and ZeRO-3's per-block gathers over hundreds of ranks.
+NCCL_BASE_LATENCY_S = 8.4e-6
+NCCL_STEP_LATENCY_S = {True: 3.4e-6, False: 9.6e-6}  # intra-node (NVLink), network
+
+
+def ring_latency_s(steps: int, intra_node: bool) -> float:
+    """Fixed cost of one ring collective of `steps` steps (0 for a group of one)."""
+    if steps <= 0:
+        return 0.0
+    return NCCL_BASE_LATENCY_S + steps * NCCL_STEP_LATENCY_S[intra_node]
 
 
 def _gbps(gbps: float) -> float:
@@ -346,6 +363,8 @@ class Links:
     hbm_gbps: float
     host_gbps: float  # PCIe or NVMe, for offload
     gpus_per_node: int
+    data_intra_node: bool = True  # the data-parallel group lies inside one node
+    pipeline_intra_node: bool = True  # neighbouring stages share a node
 
 
 def step_time(
@@ -386,6 +405,8 @@ def step_time(
     pipeline = len(stages)
     tokens_mb = micro_batch * seq_len
     tp_gbps = links.tensor_gbps
+    tp_calls = 4 + (2 if recompute == "full" else 0)  # collectives per block (see above)
+    tp_latency_per_block = tp_calls * ring_latency_s(2 * (tensor - 1), True) if tensor > 1 else 0.0
 
     def per_micro_batch(i: int, work: StageWork) -> tuple[float, float, float]:
         comp = compute_s(
@@ -396,10 +417,11 @@ def step_time(
             tensor_parallel_s_per_block(
                 micro_batch, seq_len, d_model, act_bytes, tensor, tp_gbps, recompute == "full"
             )
-            * work.blocks
-        )
+            + tp_latency_per_block
+        ) * work.blocks
         if i == 0 and tensor > 1:  # vocab-parallel embedding: one all-reduce forward
             tp += ring_allreduce_s(tokens_mb * d_model * act_bytes, tensor, tp_gbps)
+            tp += ring_latency_s(2 * (tensor - 1), True)
         return comp, elem, tp
 
     # Stages with the same work cost the same: evaluate each distinct stage once.
@@ -413,7 +435,10 @@ def step_time(
     slowest = max(range(pipeline), key=lambda i: (sum(costs[i]), -i))
     comp_mb, elem_mb, tp_mb = costs[slowest]
     boundary = tokens_mb * d_model * act_bytes / (tensor if sequence_parallel else 1)
-    p2p_mb = 2 * p2p_s(boundary, links.pipeline_gbps) if pipeline > 1 else 0.0
+    p2p_mb = 0.0
+    if pipeline > 1:  # one send forward, one backward; latency of a one-step transfer each
+        one = p2p_s(boundary, links.pipeline_gbps) + ring_latency_s(1, links.pipeline_intra_node)
+        p2p_mb = 2 * one
 
     mean_slot = sum(sum(c) for c in costs) / pipeline
     imbalance = sum(costs[slowest]) / mean_slot - 1 if mean_slot > 0 else 0.0
@@ -426,6 +451,10 @@ def step_time(
     dp = data_parallel_s(
         rank_params * grad_bytes, rank_params * 2, zero_stage, data, links.data_gbps
     )
+    if data > 1:  # one all-reduce, or a reduce-scatter (+ all-gather below ZeRO 3)
+        calls = 1 if zero_stage in (0, 3) else 2
+        steps = 2 * (data - 1) if zero_stage == 0 else data - 1
+        dp += calls * ring_latency_s(steps, links.data_intra_node)
     overlaps = zero_stage == 3 and pipeline == 1
     dp_exposed = exposed_s(dp, backward_window if overlaps else 0.0)
 
@@ -433,6 +462,9 @@ def step_time(
     if zero_stage == 3 and data > 1:
         passes = 2 + (1 if recompute == "full" else 0)
         per_mb = zero3_gather_s(rank_params * 2, data, links.data_gbps, passes)
+        # DeepSpeed gathers module by module: at least one all-gather per block and pass.
+        calls = passes * max(1, work.blocks)
+        per_mb += calls * ring_latency_s(data - 1, links.data_intra_node)
         gather = exposed_s(per_mb, comp_mb) * micro_batches
 
     shard = rank_params / (data if zero_stage >= 1 else 1)

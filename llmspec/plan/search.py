@@ -256,6 +256,8 @@ def links_for(layout: Layout, cluster: devices.Cluster) -> cost.Links:
         hbm_gbps=cluster.gpu.hbm_gbps,
         host_gbps=host,
         gpus_per_node=cluster.gpus_per_node,
+        data_intra_node=devices.group_in_node(d, t, cluster),
+        pipeline_intra_node=pp_intra,
     )
 
 
