@@ -59,6 +59,7 @@ def test_tensor_parallel_matches_single_process(tmp_path):
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     torchrun("tp_equivalence.py", str(tmp_path / "cases.json"), str(tmp_path / "out.json"))
     results = json.loads((tmp_path / "out.json").read_text())
+    print(json.dumps(results, indent=1))  # the figures, with pytest -s
 
     assert sorted(results) == sorted(TP_CASES)
     for name, r in results.items():
@@ -104,7 +105,10 @@ def run_pipeline_cases(tmp_path, cases: dict, nproc: int) -> dict:
     torchrun(
         "pp_equivalence.py", str(tmp_path / "cases.json"), str(tmp_path / "out.json"), nproc=nproc
     )
-    return json.loads((tmp_path / "out.json").read_text())
+    results = json.loads((tmp_path / "out.json").read_text())
+    for name, r in results.items():  # the figures, with pytest -s
+        print(name, "loss single", r["loss_single"], "pipeline", r["loss_pipeline"])
+    return results
 
 
 def check_pipeline_results(results: dict, cases: dict) -> None:
