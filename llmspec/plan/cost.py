@@ -57,6 +57,11 @@ ADAM_BYTES_PER_PARAM = 30
 # (Ren et al. 2021, ZeRO-Offload §4.1). NVMe: one PCIe 4.0 ×4 drive per GPU,
 # ~3.5 GB/s sustained (vendor datasheets list 3.5–7 GB/s read, less for writes).
 HOST_MEMORY_GBPS_PER_NODE = 409.6
+
+# ZeRO stages whose gradient reduce-scatter overlaps the backward pass: those for which
+# the generated ds_config.json sets DeepSpeed's `overlap_comm` (llmspec/codegen/ds_config.py
+# turns it on for stage 3 only; change both together).
+OVERLAP_COMM_ZERO_STAGES = (3,)
 NVME_GBPS = 3.5
 
 
@@ -455,7 +460,7 @@ def step_time(
         calls = 1 if zero_stage in (0, 3) else 2
         steps = 2 * (data - 1) if zero_stage == 0 else data - 1
         dp += calls * ring_latency_s(steps, links.data_intra_node)
-    overlaps = zero_stage == 3 and pipeline == 1
+    overlaps = zero_stage in OVERLAP_COMM_ZERO_STAGES and pipeline == 1
     dp_exposed = exposed_s(dp, backward_window if overlaps else 0.0)
 
     gather = 0.0
