@@ -59,6 +59,7 @@ LLAMA_SMALL = dict(SMALL, n_kv_heads=2, d_ff=704)
 MATRIX = [
     ("gpt", "gpt", SMALL, "fp32", "none", 8, 256),
     ("gpt dropout 0.1", "gpt", dict(SMALL, dropout=0.1), "fp32", "none", 4, 256),
+    ("gpt attention dropout 0.1 (CPU math kernel)", "gpt", dict(SMALL, dropout=0.1, attention_dropout=0.1), "bf16", "none", 2, 256),
     ("gpt", "gpt", SMALL, "bf16", "selective", 4, 512),
     ("gpt", "gpt", SMALL, "fp32", "full", 16, 256),
     ("gpt wide, vocab 512", "gpt", dict(SMALL, vocab_size=512, d_model=512), "fp32", "none", 2, 128),

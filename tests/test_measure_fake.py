@@ -45,6 +45,7 @@ CASES = [
     ("llama", "bf16", "selective", 3, {}),
     ("llama", "fp32", "full", 2, {"vocab_size": 256, "d_model": 256, "d_ff": 768}),
     ("bert", "bf16", "none", 2, {"dropout": 0.1}),
+    ("gpt", "fp32", "none", 2, {"dropout": 0.1, "attention_dropout": 0.1}),
 ]
 
 

@@ -68,12 +68,11 @@ def attention_saved(dims: ModelDims, e: int, recompute: str, kernels: str = "cud
         return qkv_out
     saved = qkv_out
     if dims.attention_dropout > 0 and kernels == "cpu":
-        # math path: scores→softmax (saved), noise (saved), dropped probs (saved by
-        # the PV matmul); K/V expanded to all heads when grouped.
-        saved += a * s * (3 * e)
-        if dims.n_kv_heads < dims.n_heads:
-            saved += 2 * e * (h - kv)
-        return saved
+        # math path, measured under FakeTensorMode: its output, 12 bytes per score
+        # (softmax, dropout noise and dropped probabilities, fp32 whatever the
+        # dtype) and 12 bytes per hidden unit (scaled Q, expanded K/V) per token;
+        # the unscaled Q, K, V are not kept
+        return e * h + 12 * a * s + 12 * h
     return saved + 4 * a
 
 
@@ -113,7 +112,12 @@ def block_saved(dims: ModelDims, e: int, recompute: str = "none", kernels: str =
 
 
 def block_sharded_fraction(
-    dims: ModelDims, e: int, recompute: str, tensor: int, sequence_parallel: bool
+    dims: ModelDims,
+    e: int,
+    recompute: str,
+    tensor: int,
+    sequence_parallel: bool,
+    kernels: str = "cuda",
 ) -> tuple[float, float]:
     """Split ``block_saved`` into (replicated, sharded over tensor) bytes per token.
 
@@ -122,12 +126,12 @@ def block_sharded_fraction(
     replicated unless sequence parallelism shards them along the sequence
     (Korthikanti et al. 2022, Table 2).
     """
-    total = block_saved(dims, e, recompute)
+    total = block_saved(dims, e, recompute, kernels)
     if tensor == 1 or sequence_parallel:
         return 0.0, total
     if recompute == "full":
         return total, 0.0
-    inner = attention_saved(dims, e, recompute) + mlp_saved(dims, e, recompute)
+    inner = attention_saved(dims, e, recompute, kernels) + mlp_saved(dims, e, recompute)
     return total - inner, inner
 
 
@@ -194,7 +198,9 @@ def saved_bytes(
     """Bytes a node keeps for backward for one micro-batch on one rank."""
     e, tokens = act_bytes(precision), micro_batch * dims.seq_len
     if kind == "block":
-        replicated, sharded = block_sharded_fraction(dims, e, recompute, tensor, sequence_parallel)
+        replicated, sharded = block_sharded_fraction(
+            dims, e, recompute, tensor, sequence_parallel, kernels
+        )
         tables = rope_table_bytes(dims, e) if recompute != "full" else 0
         return int(tokens * (replicated + sharded / tensor) + tables)
     if kind == "embedding":

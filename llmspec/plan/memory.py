@@ -107,10 +107,10 @@ def _constants(
     untied_head = 0.0 if dims.tie_embeddings else vocab_rows * h
     tied_copy = vocab_rows * h if dims.tie_embeddings else 0.0
 
-    replicated, sharded = act.block_sharded_fraction(dims, e, recompute, t, sp)
+    replicated, sharded = act.block_sharded_fraction(dims, e, recompute, t, sp, kernels)
     block_act = replicated + sharded / t
     if recompute == "full":  # the recomputed block's saved tensors, its input aside
-        full = act.block_sharded_fraction(dims, e, "none", t, sp)
+        full = act.block_sharded_fraction(dims, e, "none", t, sp, kernels)
         recompute_extra = full[0] + full[1] / t - block_act
     else:
         recompute_extra = 0.0
