@@ -90,16 +90,12 @@ def plan_dict(spec, pins: dict) -> dict:
     """Contract 2 for this spec. Refuses to build a plan that does not fit."""
     from llmspec.plan import make_plan
 
-    try:
-        plan = make_plan(spec, pins=pins).to_dict()
-    except ImportError:  # TEMPORARY while the planner lands: pinned layouts only
-        from llmspec.codegen._provisional_plan import provisional_plan
-
-        return provisional_plan(spec, pins)
+    plan = make_plan(spec, pins=pins).to_dict()
     if not plan["memory"]["fits"]:
+        why = "; ".join(plan.get("explanation", [])[-2:])
         raise UserError(
-            f"{spec.name}: the planned layout does not fit in memory; "
-            "run `llmspec plan` on the spec to see why and what to change"
+            f"{spec.name}: the best layout does not fit in memory ({why}); "
+            "`llmspec plan` on the spec shows what to change"
         )
     return plan
 
