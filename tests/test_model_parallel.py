@@ -67,6 +67,7 @@ def test_tensor_parallel_matches_single_process(tmp_path):
         assert r["max_param_diff"] == 0.0, name  # the shards are slices of the same seeded init
         assert r["grad_scale"] > 0, name
         assert r["max_grad_diff"] <= 1e-5 * r["grad_scale"] + 1e-7, (name, r)
+        assert r["grad_norm_parallel"] == pytest.approx(r["grad_norm_single"], rel=1e-5), name
 
 
 PP_CASES = {

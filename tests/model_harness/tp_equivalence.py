@@ -4,7 +4,7 @@ argv: cases.json out.json. Each case names two rendered model.py files, `single`
 and `parallel` (tensor 2). Every rank builds both, runs one forward and backward on the same
 batch, gathers the sharded parameters and gradients of the parallel model and compares them
 with the single model's. Rank 0 writes {case: {loss_single, loss_parallel, max_param_diff,
-max_grad_diff, grad_scale}} to out.json.
+max_grad_diff, grad_scale, grad_norm_single, grad_norm_parallel}} to out.json.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ import json
 import os
 import sys
 
+import deepspeed
 import torch
 import torch.distributed as dist
+from deepspeed.runtime.utils import clip_grad_norm_
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from loading import load  # noqa: E402
@@ -53,7 +55,13 @@ def run_case(case: dict, batch: torch.Tensor, labels: torch.Tensor) -> dict:
         max_grad = max(max_grad, (grads - full.grad).abs().max().item())
         grad_scale = max(grad_scale, full.grad.abs().max().item())
     assert sorted(reference) == sorted(n for n, _ in parallel.named_parameters())
+    # DeepSpeed's gradient norm (what clipping uses) counts sharded parameters on every rank and
+    # replicated ones once: it must equal the single model's norm.
+    norm_parallel = clip_grad_norm_(list(parallel.parameters()), max_norm=1e30, mpu=mpu)
+    norm_single = torch.cat([p.grad.flatten() for p in single.parameters()]).norm()
     return {
+        "grad_norm_single": norm_single.item(),
+        "grad_norm_parallel": float(norm_parallel),
         "loss_single": loss_single.item(),
         "loss_parallel": loss_parallel.item(),
         "max_param_diff": max_param,
@@ -64,7 +72,7 @@ def run_case(case: dict, batch: torch.Tensor, labels: torch.Tensor) -> dict:
 
 def main() -> None:
     cases_path, out_path = sys.argv[1], sys.argv[2]
-    dist.init_process_group("gloo")
+    deepspeed.init_distributed("gloo")
     torch.manual_seed(0)
     with open(cases_path) as f:
         cases = json.load(f)
