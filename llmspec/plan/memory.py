@@ -51,12 +51,15 @@ ALLGATHER_BUCKET_ELEMENTS = 500_000_000
 STAGE3_PREFETCH_ELEMENTS = 50_000_000
 STAGE3_MAX_LIVE_ELEMENTS = 1_000_000_000
 
-# Non-tensor overheads, reported beside the total. The CUDA context of a
-# PyTorch process (kernels of torch + cuBLAS/cuDNN images) takes roughly
-# 0.5-1 GiB depending on the GPU and library set; NCCL allocates
-# NCCL_BUFFSIZE (4 MiB default, NCCL environment-variable docs) per channel
-# and peer; the caching allocator's fragmentation is typically a few percent
-# of the peak. These are estimates, not measurements made here.
+# Non-tensor overheads, reported beside the total (none of them is a tensor,
+# so max_memory_allocated never sees them). The CUDA context of a PyTorch
+# process (kernel images of torch, cuBLAS, cuDNN) — pytorch/pytorch#34323
+# reports 781 MB in nvidia-smi for a process that has only initialised CUDA;
+# NCCL allocates its own buffers outside the PyTorch allocator (PyTorch docs,
+# "Understanding CUDA Memory Usage"), NCCL_BUFFSIZE = 4 MiB per channel and
+# direction by default (NCCL environment-variable docs), assumed 16 channels
+# per communicator; caching-allocator fragmentation is taken as 5% of the peak.
+# Estimates from those sources, not measured here (no GPU on this machine).
 CUDA_CONTEXT_BYTES = 768 * 2**20
 NCCL_BYTES_PER_COMMUNICATOR = 16 * 2 * 4 * 2**20  # 16 channels × send/recv × 4 MiB
 FRAGMENTATION_FRACTION = 0.05
