@@ -15,6 +15,7 @@ CPU that measures them here:
 * dropout mask: CUDA ``native_dropout`` keeps a 1-byte bool mask; the CPU
   fallback multiplies by a noise tensor of the activation dtype;
 * LayerNorm mean / rstd: fp32 on CUDA, the activation dtype on CPU;
+* RMSNorm: a fused kernel on CUDA, a decomposition (with fp32 upcasts) on CPU;
 * attention with dropout: CUDA flash / memory-efficient kernels keep only an
   RNG state; CPU has no fused kernel with dropout and falls back to the math
   path, which saves the s×s probabilities, the dropout noise and its product.
@@ -42,15 +43,19 @@ def _mask_bytes(e: int, kernels: str) -> int:
 def norm_saved(dims: ModelDims, e: int, kernels: str = "cuda") -> float:
     """One norm: its input and output (the next GEMM saves it), plus statistics.
 
-    LayerNorm saves input, mean and rstd. ``nn.RMSNorm`` is a composite on the
-    PyTorch versions we pin: it upcasts 16-bit inputs to fp32 and keeps the fp32
-    input and the fp32 normalised product; in fp32 it keeps the input and the
-    normalised product.
+    LayerNorm saves input, mean and rstd. ``F.rms_norm`` calls
+    ``_fused_rms_norm`` (PyTorch ``aten/src/ATen/native/layer_norm.cpp``,
+    ``rms_norm_symint``): on CUDA a fused kernel that keeps the input and the
+    fp32 rstd (read from the source, not measured here: no GPU); on CPU it
+    decomposes — 16-bit inputs are upcast and the fp32 input and fp32
+    normalised product are kept, fp32 inputs keep the input and the product.
     """
     h = dims.d_model
     if dims.norm == "layernorm":
         stats = 8 if kernels == "cuda" else 2 * e
         return 2 * e * h + stats
+    if kernels == "cuda":
+        return 2 * e * h + 4
     if e == 4:
         return 3 * 4 * h + 4
     return 4 * h + 4 * h + e * h + 4
