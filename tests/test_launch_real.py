@@ -1,9 +1,10 @@
 """The generated launch files start real processes with the real launchers.
 
-`deepspeed` and `torchrun` run for real on CPU; `train.py` is a small stand-in that
-joins the process group the launcher set up, all-reduces its rank and records
-what it was given, so these tests check the launch files alone (the training
-loop has its own tests). Two "nodes" are simulated on this machine as in
+`deepspeed` and `torchrun` run for real on CPU. One test runs `launch.sh` end to end
+on a fresh tiny build (real data preparation and train.py); the two-node tests use a
+small `train.py` stand-in that joins the process group the launcher set up,
+all-reduces its rank and records what it was given, so they check the launch files
+alone (the training loop has its own tests). Two "nodes" are simulated on this machine as in
 ../shared/CPU-DISTRIBUTED.md: one launcher per node, both on 127.0.0.1.
 """
 
@@ -56,6 +57,7 @@ def project_with_standin(folder: Path, **cluster) -> Path:
 def launch_env(**extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("DS_ACCELERATOR", "OMP_NUM_THREADS")}
     env.pop("NODE_RANK", None)
+    env.pop("MASTER_PORT", None)
     return {**env, "MASTER_PORT": str(free_port()), **extra}
 
 
@@ -73,17 +75,27 @@ def assert_two_ranks_joined(project: Path, extra_args: list[str]) -> None:
         assert [a for a in record["argv"] if not a.startswith("--local_rank")] == extra_args
 
 
-def test_launch_sh_starts_two_processes_with_the_deepspeed_launcher(tmp_path):
-    project = project_with_standin(tmp_path / "proj", nodes=1, gpus_per_node=2)
+def test_launch_sh_prepares_data_and_trains_the_generated_project(tmp_path):
+    """End to end, nothing stood in: `bash launch.sh` on a fresh build (contract 4)."""
+    from train_harness import build, write_corpus, write_spec
+
+    write_corpus(tmp_path)
+    train = {"steps": 4, "log_interval": 1, "eval_interval": 4, "checkpoint_interval": 4}
+    project = build(write_spec(tmp_path, "launch-e2e", train=train), tmp_path / "proj")
     proc = subprocess.run(
-        ["bash", str(project / "launch.sh"), "--steps", "2"],
+        ["bash", str(project / "launch.sh")],
         env=launch_env(),
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert_two_ranks_joined(project, ["--steps", "2"])
+    out = project / "out"
+    assert json.loads((out / "data" / "manifest.json").read_text())["splits"]["train"]["sequences"]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3, 4]
+    assert any("val_loss" in m for m in metrics)
+    assert any((out / "checkpoints").iterdir())
 
 
 def run_two_nodes(script: Path, env: dict) -> None:
