@@ -1,31 +1,34 @@
 """Peak memory per rank of one training step (contract 2 ``memory``).
 
 ``total`` is what ``torch.cuda.max_memory_allocated`` would report on the worst
-rank of a steady-state step: the larger of the backward peak and the
-optimizer-step peak, not one sum of everything (MEMORY-NOTES "where it
-happens"). The pieces:
+rank of a steady-state step: the largest of the sums at the moments where a
+step can peak (MEMORY-NOTES "where it happens"), not one sum of everything:
 
-* model states — weights in the training dtype; gradients in a persistent
-  buffer (fp32 in fp32 runs and in DeepSpeed's bf16/fp16 ZeRO-0 optimizer,
-  which accumulates into fp32); AdamW m and v in fp32, plus fp32 master
-  weights under 16-bit training (Rajbhandari et al. 2020, "ZeRO", Sec. 3:
-  16 bytes per parameter for mixed-precision Adam, the K = 12 optimizer term);
-  ZeRO 1/2/3 divide optimizer / +gradients / +weights by ``data``; offload
-  moves them to ``host_bytes``;
-* activations — what autograd saves, per the generated kernels
-  (``llmspec.graph.activations``), times the micro-batches a 1F1B pipeline
-  stage holds in flight (stage i: ``min(pipeline - i, micro-batches)``,
-  Narayanan et al. 2021 Sec. 2.2), divided by ``tensor`` where Megatron shards
-  them (Korthikanti et al. 2022 Table 2);
-* temporary — the largest transient of the step: the fp32 loss gradients
-  (vocab-wide), the recomputed block under full checkpointing, the gradient
-  flowing through a block, DeepSpeed's communication buckets and ZeRO-3's
-  gathered parameters.
+* the loss backward (last stage): every saved activation, the fp32
+  log-softmax and its two fp32 gradients (vocab-wide), no gradients yet;
+* the top block's backward: activations, the head's gradients, the block's
+  backward transient (and under full recompute its recomputed tensors);
+* the bottom block's backward: nearly every gradient, few activations;
+* the optimizer step: weights, optimizer state and the gradients the step
+  reads (DeepSpeed's mixed-precision optimizers upcast 16-bit gradients to
+  fp32 while both are alive).
+
+The pieces: model states (``model_states``: weights in the training dtype,
+AdamW m and v in fp32 plus fp32 master weights under 16-bit training —
+Rajbhandari et al. 2020, "ZeRO", Sec. 3, K = 12 — sharded by ZeRO over
+``data``, offload moving them to ``host_bytes``; DeepSpeed's reduce bucket);
+activations (what autograd saves for the generated kernels,
+``llmspec.graph.activations``, times the micro-batches a 1F1B stage holds in
+flight: stage i keeps ``min(pipeline - i, micro-batches)``, Narayanan et al.
+2021 Sec. 2.2; divided by ``tensor`` where Megatron shards them, Korthikanti
+et al. 2022 Table 2); temporaries (loss gradients, backward transients,
+buckets, ZeRO-3's gathered parameters). With gradient accumulation the
+gradients are alive through every backward.
 
 Runtime overheads that are not tensors (CUDA context, NCCL buffers, allocator
 fragmentation) go to ``overhead_bytes``, outside ``total``.
 
-Pure arithmetic: per-model constants are cached, so one call costs a few µs.
+Pure arithmetic: per-model constants are cached; one call takes tens of µs.
 """
 
 from __future__ import annotations
