@@ -41,7 +41,7 @@ PAYLOADS = [
     "\\'; touch PWNED #",
     "ünïcødé \u202e 🚀 PWNED",
 ]
-FOLDER = "dir $(touch PWNED) `touch PWNED` 'q\" ü"  # a folder name; no newline or slash
+FOLDER = "dir $(touch PWNED) `touch PWNED` 'q\" ü\n; touch PWNED"  # a folder name (no slash)
 
 
 def hostile_spec(folder: Path) -> Path:
