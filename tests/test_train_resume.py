@@ -1,5 +1,7 @@
 """Kill-and-resume: a run stopped after its step-15 checkpoint and started again
-reproduces the uninterrupted 30-step ZeRO-2 run bit for bit (same seed, same data)."""
+reproduces the uninterrupted 30-step run bit for bit (same seed, same data): for a
+causal LM under ZeRO-2, and for a masked LM with dropout under ZeRO-1, whose masks and
+dropout draws must replay too."""
 
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ from train_harness import launch, losses_by_step, project, read_metrics, trained
 pytestmark = pytest.mark.slow
 
 
-def test_stopped_and_resumed_run_reproduces_the_uninterrupted_one():
-    uninterrupted = losses_by_step(trained("zero2"))
-    proj = project("zero2")
-    out = workspace() / "zero2-resumed"
+@pytest.mark.parametrize("variant", ["zero2", "bert-mlm-dropout"])
+def test_stopped_and_resumed_run_reproduces_the_uninterrupted_one(variant: str):
+    uninterrupted = losses_by_step(trained(variant))
+    proj = project(variant)
+    out = workspace() / f"{variant}-resumed"
     shutil.rmtree(out, ignore_errors=True)
     data = str(workspace() / "data")
 

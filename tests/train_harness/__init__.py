@@ -257,6 +257,12 @@ VARIANTS: dict[str, dict] = {
     "offload": {"parallel": {"zero_stage": 2, "offload_optimizer": "cpu"}},
     "pipeline2": {"parallel": {"data": 1, "pipeline": 2, "zero_stage": 0}},
     "tensor2": {"parallel": {"data": 1, "tensor": 2, "zero_stage": 1}},
+    # masked LM with dropout: masks and dropout draw random numbers that a resume must replay
+    "bert-mlm-dropout": {
+        "model": {"arch": "bert", "dropout": 0.1, "attention_dropout": 0.1},
+        "train": {"objective": "masked_lm"},
+        "parallel": {"zero_stage": 1},
+    },
 }
 
 
