@@ -320,6 +320,16 @@ def test_launch_torchrun_uses_a_c10d_rendezvous_from_the_environment(tmp_path, s
     assert argv[-2:] == ["train.py", "--a"]
 
 
+def test_launch_torchrun_on_one_node_picks_a_free_port(tmp_path, standins):
+    project = write_project(tmp_path / "proj", render_files(make_spec()))
+    rc, calls, err = standins(project / "launch_torchrun.sh")
+    assert rc == 0, err
+    argv = calls[-1]["argv"]
+    host, port = argv[argv.index("--rdzv_endpoint") + 1].split(":")
+    assert host == "127.0.0.1" and 1024 <= int(port) <= 65535
+    assert argv[argv.index("--nnodes") + 1] == "1"
+
+
 # ----------------------------------------------------------------------------- SLURM
 def sbatch_options(text: str) -> dict[str, str]:
     options = {}
