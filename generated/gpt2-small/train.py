@@ -46,7 +46,7 @@ planned_params = 124439808  # plan: params.total
 planned_layout = "data 8 × tensor 1 × pipeline 1, ZeRO 3, micro-batch 60 × 1 accumulation, recompute none"  # plan: layout (plan.json)
 planned_peak_gib = 54.0  # plan: peak 54.0 of 74.5 GiB
 gpu_memory_gib = 74.51  # cluster.gpu: a100-80gb
-planned_tokens_per_s = 1740480  # plan: performance.tokens_per_s
+planned_tokens_per_s = 1762220  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len
 # -----------------------------------------------------------------------------
 
@@ -107,7 +107,7 @@ def evaluate():
     engine.eval()
     losses = []
     with torch.no_grad():
-        for i, input_ids in enumerate(batches):
+        for input_ids in batches:
             labels = input_ids
             losses.append(
                 engine(input_ids.to(engine.device), labels=labels.to(engine.device)).item()
@@ -178,7 +178,7 @@ while step < last_step:
     torch.manual_seed(seed * 1_000_003 + step * dp_world + dp_rank)
     lr = engine.get_lr()[0]
     loss_sum = 0.0
-    for micro in range(grad_accum_steps):
+    for _ in range(grad_accum_steps):
         input_ids = next(batches)
         labels = input_ids  # the model shifts them by one position
         loss = engine(input_ids.to(engine.device), labels=labels.to(engine.device))

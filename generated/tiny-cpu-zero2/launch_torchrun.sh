@@ -5,7 +5,7 @@
 # The torchrun alternative to the DeepSpeed launcher: c10d rendezvous, no ssh, no hostfile.
 # One machine, 2 processes:
 #   bash launch_torchrun.sh
-# Environment: MASTER_ADDR (default 127.0.0.1), MASTER_PORT (29500), NODE_RANK (0),
+# Environment: MASTER_ADDR (default 127.0.0.1), MASTER_PORT (a free port), NODE_RANK (0),
 # RDZV_ID (the run name; give each concurrent run its own).
 # Data: prepared first where out/data/manifest.json is missing. Extra arguments go to train.py.
 # Running it again resumes from out/checkpoints/.
@@ -24,7 +24,9 @@ fi
 
 RUN_NAME=tiny-cpu-zero2
 MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
-MASTER_PORT="${MASTER_PORT:-29500}"
+# One node: a port nobody is listening on, so that two runs on one machine do not collide.
+free_port='import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+MASTER_PORT="${MASTER_PORT:-$("$PYTHON" -c "$free_port")}"
 exec torchrun --nnodes 1 --nproc_per_node 2 \
   --node_rank "${NODE_RANK:-0}" --rdzv_id "${RDZV_ID:-$RUN_NAME}" \
   --rdzv_backend c10d --rdzv_endpoint "$MASTER_ADDR:$MASTER_PORT" \

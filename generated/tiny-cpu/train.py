@@ -46,7 +46,7 @@ planned_params = 1334016  # plan: params.total
 planned_layout = "data 2 × tensor 1 × pipeline 1, ZeRO 0, micro-batch 8 × 1 accumulation, recompute none"  # plan: layout (plan.json)
 planned_peak_gib = 0.09  # plan: peak 0.1 of 8.0 GiB
 gpu_memory_gib = 8.0  # cluster.gpu: cpu
-planned_tokens_per_s = 14792  # plan: performance.tokens_per_s
+planned_tokens_per_s = 14990  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len
 # -----------------------------------------------------------------------------
 
@@ -106,7 +106,7 @@ def evaluate():
     engine.eval()
     losses = []
     with torch.no_grad():
-        for i, input_ids in enumerate(batches):
+        for input_ids in batches:
             labels = input_ids
             losses.append(
                 engine(input_ids.to(engine.device), labels=labels.to(engine.device)).item()
@@ -175,7 +175,7 @@ logged_at, logged_step = time.perf_counter(), step
 while step < last_step:
     lr = engine.get_lr()[0]
     loss_sum = 0.0
-    for micro in range(grad_accum_steps):
+    for _ in range(grad_accum_steps):
         input_ids = next(batches)
         labels = input_ids  # the model shifts them by one position
         loss = engine(input_ids.to(engine.device), labels=labels.to(engine.device))
