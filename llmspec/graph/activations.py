@@ -128,14 +128,20 @@ def block_sharded_fraction(
 
     Under Megatron tensor parallelism the attention and MLP interiors are split
     over ``tensor`` ranks; norms, their outputs and the dropout masks are
-    replicated unless sequence parallelism shards them along the sequence
-    (Korthikanti et al. 2022, Table 2).
+    replicated (Korthikanti et al. 2022, Table 2). With sequence parallelism
+    those are sharded along the sequence too, except that the generated
+    model's column-parallel GEMMs keep the all-gathered (full-sequence) input
+    for backward, not the shard as Megatron-LM does: 2 × d_model per token
+    stay replicated.
     """
     total = block_saved(dims, e, recompute, kernels)
-    if tensor == 1 or sequence_parallel:
+    if tensor == 1:
         return 0.0, total
     if recompute == "full":
-        return total, 0.0
+        return (0.0, total) if sequence_parallel else (total, 0.0)
+    if sequence_parallel:
+        gathered = 2 * e * dims.d_model
+        return gathered, total - gathered
     inner = attention_saved(dims, e, recompute, kernels) + mlp_saved(dims, e, recompute)
     return total - inner, inner
 
