@@ -436,3 +436,14 @@ def test_readme_shows_host_memory_when_the_plan_offloads():
 def test_every_launch_file_renders_identically_twice():
     spec = make_spec(gpu="h100-sxm", nodes=2, gpus_per_node=8)
     assert render_files(spec) == render_files(spec)
+
+
+def test_demo_script_parses(root):
+    demo = root / "scripts" / "demo.sh"
+    check = subprocess.run(["bash", "-n", str(demo)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    if shutil.which("shellcheck"):
+        check = subprocess.run(
+            ["shellcheck", "-x", str(demo)], capture_output=True, text=True, cwd=root
+        )
+        assert check.returncode == 0, check.stdout
