@@ -144,7 +144,9 @@ def zero_table() -> list[float]:
     print("## ZeRO model states per rank: 2-process DeepSpeed on CPU vs planned\n")
     print(
         "Bytes of every tensor a rank holds (weights, gradients, optimizer state, buckets; "
-        "no activations) at two moments of the second step. MiB.\n"
+        "no activations) at three moments of the second step: late in backward (block 0's "
+        "input gradient; reduce bucket alive), after backward, and in the optimizer step. "
+        "MiB.\n"
     )
     print(
         "| precision | ZeRO | moment | measured rank 0 | measured rank 1 | planned | error "
@@ -163,7 +165,11 @@ def zero_table() -> list[float]:
             layout = Layout(data=2, zero_stage=z, micro_batch_size=2)
             st = model_states(n, precision, layout)
             base = st.weights + st.optimizer + st.persistent_buffer
-            planned = {"in_step": base + st.grads_step, "after_backward": base + st.grads_end}
+            planned = {
+                "late_backward": base + st.backward_buffer + st.grads_end,
+                "after_backward": base + st.grads_end,
+                "in_step": base + st.grads_step,
+            }
             if z <= 2:
                 _, ds = estimate_zero2_model_states_mem_needs(n, 2, 1, cpu_offload=False)
             else:
@@ -173,7 +179,7 @@ def zero_table() -> list[float]:
             if z == 0:
                 ds = None
             paper = {0: 16 * n, 1: 4 * n + 12 * n / 2, 2: 2 * n + 14 * n / 2, 3: 16 * n / 2}[z]
-            for moment in ("in_step", "after_backward"):
+            for moment in planned:
                 measured = [r[moment]["total"] for r in row["ranks"]]
                 worst = max(measured)
                 err = (planned[moment] - worst) / worst
