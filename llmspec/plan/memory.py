@@ -225,8 +225,8 @@ def estimate_memory(
     None = even split, remainder on the middle stages. The first stage holds
     the embedding, the last the head and loss. The top-level numbers are the
     worst stage's; every stage is in ``stages``. ``kernels="cpu"`` predicts what
-    the CPU kernels save (for comparing with ``measure_step``); the default
-    models CUDA.
+    the CPU kernels save (for comparing with ``measure_step``, or for a CPU
+    cluster: no CUDA context or NCCL overhead); the default models CUDA.
     """
     p = layout.pipeline
     layers = list(stage_layers) if stage_layers is not None else even_stage_layers(dims.n_layers, p)
@@ -313,8 +313,10 @@ def estimate_memory(
             )
         )
     worst = max(stages, key=lambda s: (s.total, -s.stage))
-    overhead = CUDA_CONTEXT_BYTES + int(FRAGMENTATION_FRACTION * worst.total)
-    if layout.world_size > 1:
+    overhead = int(FRAGMENTATION_FRACTION * worst.total)
+    if kernels == "cuda":  # a CPU run has no CUDA context, and gloo's buffers are small
+        overhead += CUDA_CONTEXT_BYTES
+    if kernels == "cuda" and layout.world_size > 1:
         groups = sum(1 for k in (layout.data, layout.tensor, layout.pipeline) if k > 1)
         overhead += groups * NCCL_BYTES_PER_COMMUNICATOR
     return MemoryEstimate(
