@@ -55,13 +55,14 @@ GPT2_SMALL = dict(
 )
 LLAMA_SMALL = dict(SMALL, n_kv_heads=2, d_ff=704)
 
-# (label, family, model overrides, precision, recompute, micro-batch, seq_len)
+# (label, family, model overrides, precision, recompute, micro-batch, seq_len[, accumulation])
 MATRIX = [
     ("gpt", "gpt", SMALL, "fp32", "none", 8, 256),
     ("gpt dropout 0.1", "gpt", dict(SMALL, dropout=0.1), "fp32", "none", 4, 256),
     ("gpt attention dropout 0.1 (CPU math kernel)", "gpt", dict(SMALL, dropout=0.1, attention_dropout=0.1), "bf16", "none", 2, 256),
     ("gpt", "gpt", SMALL, "bf16", "selective", 4, 512),
     ("gpt", "gpt", SMALL, "fp32", "full", 16, 256),
+    ("gpt, 4 micro-batches accumulated", "gpt", SMALL, "bf16", "none", 2, 256, 4),
     ("gpt wide, vocab 512", "gpt", dict(SMALL, vocab_size=512, d_model=512), "fp32", "none", 2, 128),
     ("llama GQA 8/2", "llama", LLAMA_SMALL, "bf16", "none", 2, 512),
     ("llama GQA 8/2", "llama", LLAMA_SMALL, "fp32", "selective", 4, 256),
@@ -95,9 +96,13 @@ def fake_tensor_matrix() -> list[float]:
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     errors = []
-    for label, family, model, precision, recompute, micro_batch, seq_len in MATRIX:
+    for label, family, model, precision, recompute, micro_batch, seq_len, *accum in MATRIX:
         spec = make_spec(family, model, precision, seq_len)
-        layout = Layout(micro_batch_size=micro_batch, activation_checkpointing=recompute)
+        layout = Layout(
+            micro_batch_size=micro_batch,
+            activation_checkpointing=recompute,
+            grad_accum_steps=accum[0] if accum else 1,
+        )
         dims = ModelDims.from_spec(spec)
         measured = measure_step(spec, layout)
         planned = estimate_memory(dims, layout, precision, kernels="cpu")

@@ -65,8 +65,8 @@ def measure_step(spec, layout: Layout) -> MeasuredMemory:
 
     Single device only: ``layout`` must have data = tensor = pipeline = 1 and
     ZeRO stage 0 (sharded states are measured on real DeepSpeed runs, see
-    ``benchmarks/memory_accuracy.py``); precision, recompute and micro-batch
-    size are taken from ``layout`` and the spec.
+    ``benchmarks/memory_accuracy.py``); precision comes from the spec,
+    recompute, micro-batch size and gradient accumulation from ``layout``.
     """
     import time
     import warnings
@@ -106,15 +106,18 @@ def measure_step(spec, layout: Layout) -> MeasuredMemory:
         masters = [torch.nn.Parameter(p.detach().float()) for p in params] if mixed else params
         optimizer = torch.optim.AdamW(masters, lr=1e-4, fused=True)
 
-        def step() -> None:
-            ids = torch.randint(0, vocab, (b, s))
-            if spec.train.objective == "masked_lm":
-                inputs, labels = module.mask_tokens(ids, 3, None)
-            else:
-                inputs, labels = ids, ids
-            loss = model(inputs, labels)
-            loss.backward()
-            del loss, ids, inputs, labels
+        def step(tracker=None) -> None:
+            for i in range(max(1, layout.grad_accum_steps)):  # gradients accumulate
+                if tracker is not None and i:
+                    tracker.reset_mod_stats()  # MemTracker tracks one pass per module
+                ids = torch.randint(0, vocab, (b, s))
+                if spec.train.objective == "masked_lm":
+                    inputs, labels = module.mask_tokens(ids, 3, None)
+                else:
+                    inputs, labels = ids, ids
+                loss = model(inputs, labels)
+                loss.backward()
+                del loss, ids, inputs, labels
             if mixed:
                 for p, m in zip(params, masters, strict=True):
                     m.grad = p.grad.float()
@@ -132,7 +135,7 @@ def measure_step(spec, layout: Layout) -> MeasuredMemory:
             warnings.simplefilter("ignore", UserWarning)
             tracker.track_external(model, optimizer, *(masters if mixed else ()))
             with tracker:
-                step()
+                step(tracker)
         snapshot = tracker.get_tracker_snapshot("peak")
     peak = next(iter(snapshot.values()))
     by_kind = {str(k.value) if hasattr(k, "value") else str(k): v for k, v in peak.items()}

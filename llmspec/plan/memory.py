@@ -295,8 +295,10 @@ def estimate_memory(
                     ("bottom block", emb_acts, st.grads_end, c.block_weight_grad + buffers)
                 )  # fmt: skip
         candidates.append(("step", 0.0, st.grads_step, 0.0))
-        if last and p == 1 and dims.tie_embeddings:  # embedding grad added to the head's
-            candidates.append(("embedding", resident, st.grads_end, c.head_weight_grad))
+        if last and p == 1 and dims.tie_embeddings:
+            # the embedding's gradient meets the head's on the tied weight: autograd
+            # holds the new gradient and their sum before it replaces the old one
+            candidates.append(("embedding", resident, st.grads_end, 2 * c.head_weight_grad))
         _, act_b, grad_b, tmp_b = max(candidates, key=lambda x: x[1] + x[2] + x[3])
         total = fixed + act_b + grad_b + tmp_b
         stages.append(
