@@ -150,7 +150,8 @@ def zero_table() -> list[float]:
     print(
         "Bytes of every tensor a rank holds (weights, gradients, optimizer state, buckets; "
         "no activations) at three moments of the second step: late in backward (block 0's "
-        "input gradient; reduce bucket alive), after backward, and in the optimizer step. "
+        "input gradient, ZeRO 1-3: the reduce bucket is alive, the gradient partition "
+        "partly filled), after backward, and in the optimizer step. "
         "MiB.\n"
     )
     print(
@@ -175,6 +176,8 @@ def zero_table() -> list[float]:
                 "after_backward": base + st.grads_end,
                 "in_step": base + st.grads_step,
             }
+            if z == 0:  # no bucket; mid-backward the gradients are only partly there
+                del planned["late_backward"]
             if z <= 2:
                 _, ds = estimate_zero2_model_states_mem_needs(n, 2, 1, cpu_offload=False)
             else:
