@@ -170,3 +170,18 @@ def test_no_warmup_starts_at_the_peak(built):
     lr = TINY["train"]["optimizer"]["lr"]
     assert lrs[1:] == pytest.approx([lr, lr], rel=1e-3)
     assert not math.isnan(lrs[0])
+
+
+def test_buffers_match_what_the_memory_and_cost_models_assume(built):
+    from llmspec.plan import cost, memory
+
+    for name in all_names():
+        zero = built[name][0]["zero_optimization"]
+        if zero["stage"] == 0:
+            continue
+        assert zero["reduce_bucket_size"] == memory.REDUCE_BUCKET_ELEMENTS
+        assert zero["allgather_bucket_size"] == memory.ALLGATHER_BUCKET_ELEMENTS
+        assert zero["overlap_comm"] == (zero["stage"] in cost.OVERLAP_COMM_ZERO_STAGES)
+        if zero["stage"] == 3:
+            assert zero["stage3_prefetch_bucket_size"] == memory.STAGE3_PREFETCH_ELEMENTS
+            assert zero["stage3_max_live_parameters"] == memory.STAGE3_MAX_LIVE_ELEMENTS
