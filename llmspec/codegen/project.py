@@ -166,10 +166,14 @@ def owned_files(out: Path) -> list[str]:
         if "__pycache__" in rel.parts or not path.is_file() or path.is_symlink():
             continue
         try:
-            head = path.read_bytes()[:2048].decode("utf-8", errors="replace")
+            with open(path, "rb") as handle:
+                head = handle.read(4096).decode("utf-8", errors="replace")
+            # JSON files carry the header as a key, which sorting may put anywhere
+            if path.suffix == ".json" and HEADER_MARK not in head:
+                head = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
-        if HEADER_MARK in head or f'"{JSON_HEADER_KEY}"' in path.read_text(errors="replace"):
+        if HEADER_MARK in head:
             found.append(rel.as_posix())
     return found
 
