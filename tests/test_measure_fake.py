@@ -66,3 +66,15 @@ def test_planned_peak_within_5_percent_of_measured(
 def test_measure_refuses_sharded_layouts():
     with pytest.raises(ValueError):
         measure_step(small_spec("gpt", "fp32"), Layout(data=2))
+
+
+def test_gradient_accumulation_keeps_gradients_alive_through_backward():
+    spec = small_spec("gpt", "fp32", d_model=256, d_ff=1024)
+    one = Layout(micro_batch_size=2)
+    four = Layout(micro_batch_size=2, grad_accum_steps=4)
+    dims = ModelDims.from_spec(spec)
+    measured = [measure_step(spec, layout).total for layout in (one, four)]
+    planned = [estimate_memory(dims, layout, "fp32", kernels="cpu").total for layout in (one, four)]
+    assert measured[1] > measured[0] and planned[1] > planned[0]
+    for p, m in zip(planned, measured, strict=True):
+        assert abs(p - m) / m < 0.05
