@@ -126,7 +126,10 @@ def scheduler_section(schedule, *, lr: float, total_steps: int) -> dict:
     """Linear warm-up, then cosine / linear decay to min_lr, or constant.
 
     DeepSpeed clamps warm-up to at least 2 steps; with `warmup_steps: 0` the warm-up
-    starts at the peak so that no step runs at a lower rate.
+    starts at the peak so that no step runs at a lower rate. DeepSpeed's schedulers
+    start at iteration -1 (rate 0 for WarmupCosineLR) and are stepped after each
+    optimizer step, so step s runs at the rate of iteration s - 2: the peak arrives
+    two steps after `warmup_steps` and the last step runs two iterations short of min_lr.
     """
     warmup = max(1, int(schedule.warmup_steps))
     no_warmup = schedule.warmup_steps == 0
