@@ -10,9 +10,10 @@ gradient accumulation, AdamW with the spec's settings and gradient clipping:
 
 The generated figure is a difference of two runs (W and W + N steps) timed from
 outside, so start-up, the final checkpoint and evaluation cancel out and the
-number does not depend on how train.py measures itself. Target: ratio >= 0.9.
+number does not depend on how train.py measures itself. The two are measured in
+turn, --repeats times, and the best of each is compared. Target: ratio >= 0.9.
 
-  source scripts/env.sh && python benchmarks/train_throughput.py [--steps 60]
+  source scripts/env.sh && python benchmarks/train_throughput.py [--steps 60 --repeats 3]
 
 The spec is specs/tiny-cpu.yaml moved onto one process (data 1); its prepared data
 is reused from runs/tiny-cpu/out/data (scripts/demo.sh) when present, else prepared.
@@ -145,6 +146,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="timed optimizer steps")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each")
     parser.add_argument("--keep", action="store_true", help="keep the temporary project")
     parser.add_argument("--hand-loop", nargs=4, metavar=("PROJECT", "DATA", "WARMUP", "STEPS"))
     args = parser.parse_args()
@@ -163,18 +165,30 @@ def main() -> None:
         layout = json.loads((project / "plan.json").read_text())["layout"]
         tokens_per_step = layout["micro_batch_size"] * layout["grad_accum_steps"] * seq_len
 
-        generated = generated_tokens_per_s(
-            project, data, args.warmup, args.steps, tokens_per_step, work
-        )
-        hand = hand_loop_tokens_per_s(project, data, args.warmup, args.steps)
+        # Alternate the two, and compare the best of each: on a shared machine other work
+        # only ever slows a run down, so the fastest repeat is the least disturbed one.
+        generated, hand = [], []
+        for repeat in range(args.repeats):
+            generated.append(
+                generated_tokens_per_s(
+                    project, data, args.warmup, args.steps, tokens_per_step, work / f"r{repeat}"
+                )
+            )
+            hand.append(hand_loop_tokens_per_s(project, data, args.warmup, args.steps))
+            print(
+                f"repeat {repeat + 1}: generated {generated[-1]:,.0f}, hand {hand[-1]:,.0f} "
+                f"tokens/s",
+                file=sys.stderr,
+            )
         threads = os.environ.get("OMP_NUM_THREADS", "unset")
         print(
             f"tiny-cpu on 1 process, {tokens_per_step} tokens per step, {args.steps} timed steps "
-            f"after {args.warmup} warm-up, OMP_NUM_THREADS={threads}"
+            f"after {args.warmup} warm-up, best of {args.repeats}, OMP_NUM_THREADS={threads}"
         )
-        print(f"generated train.py (DeepSpeed): {generated:12,.0f} tokens/s")
-        print(f"hand-written PyTorch loop:      {hand:12,.0f} tokens/s")
-        print(f"ratio generated / hand-written: {generated / hand:12.3f}  (target >= 0.9)")
+        print(f"generated train.py (DeepSpeed): {max(generated):12,.0f} tokens/s")
+        print(f"hand-written PyTorch loop:      {max(hand):12,.0f} tokens/s")
+        ratio = max(generated) / max(hand)
+        print(f"ratio generated / hand-written: {ratio:12.3f}  (target >= 0.9)")
     finally:
         if args.keep:
             print(f"kept {work}", file=sys.stderr)
