@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from llmspec.codegen.project import build_project
+from llmspec.spec.load import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_FILES = sorted((ROOT / "specs").glob("*.yaml"))
@@ -19,9 +20,7 @@ MAX_DIFF_CHARS = 6000
 
 
 def spec_name(path: Path) -> str:
-    import yaml
-
-    return (yaml.safe_load(path.read_text()) or {}).get("name", path.stem)
+    return load_spec(path).name  # after `extends`: a spec may inherit its name
 
 
 @pytest.mark.parametrize("spec", SPEC_FILES, ids=[p.stem for p in SPEC_FILES])

@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 
 import deepspeed
@@ -91,7 +92,7 @@ engine, _, _, _ = deepspeed.initialize(
 
 def all_ranks_mean(values):
     """Mean over the data-parallel replicas of a list of local floats."""
-    total = torch.tensor(values, dtype=torch.float64)
+    total = torch.tensor(values, dtype=torch.float64, device=engine.device)  # nccl: on the GPU
     dist.all_reduce(total, group=dp_group)
     return (total / dp_world).tolist()
 
@@ -174,20 +175,20 @@ progress.start()
 logged_at, logged_step = time.perf_counter(), step
 while step < last_step:
     lr = engine.get_lr()[0]
-    loss_sum = 0.0
+    # summed on the device: reading it back (.item()) waits for the GPU, so only at log steps
+    loss_sum = torch.zeros((), device=engine.device)
     for _ in range(grad_accum_steps):
         input_ids = next(batches)
         labels = input_ids  # the model shifts them by one position
         loss = engine(input_ids.to(engine.device), labels=labels.to(engine.device))
         engine.backward(loss)
         engine.step()  # DeepSpeed updates the weights after the last micro-batch
-        loss_sum += loss.item()
-    loss = loss_sum / grad_accum_steps
+        loss_sum += loss.detach().float()
     step += 1
 
     is_eval = step % eval_interval == 0 or step == last_step
     if step % log_interval == 0 or is_eval:
-        (loss,) = all_ranks_mean([loss])
+        (loss,) = all_ranks_mean([loss_sum.item() / grad_accum_steps])
         now = time.perf_counter()
         record = {
             "step": step,
@@ -204,23 +205,25 @@ while step < last_step:
             for name, value in record.items():
                 if name != "step":
                     tensorboard.add_scalar(name, value, step)
-            progress.console.print(
-                " ".join(
-                    f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                    for k, v in record.items()
-                )
+            shown = (
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()
             )
+            progress.console.print("  ".join(shown))
+        progress.update(task, loss=f"{loss:.3f}")
         logged_at, logged_step = time.perf_counter(), step
-    progress.update(task, completed=step, loss=f"{loss:.3f}")
+    progress.update(task, completed=step)
     if step % checkpoint_interval == 0 or step == last_step:
         save_checkpoint(step)
 
 progress.stop()
 if master:
     tensorboard.close()
-    print(f"done: step {step}, checkpoints in {checkpoint_dir}", flush=True)
+    print(f"done: step {step}, checkpoints in {checkpoint_dir}")
 # gloo can abort a rank at interpreter exit ("terminate called without an active
-# exception"); leave the process group cleanly and skip interpreter teardown.
+# exception"); leave the process group cleanly and skip interpreter teardown
+# (os._exit does not flush, so flush first).
+sys.stdout.flush()
+sys.stderr.flush()
 dist.barrier()
 dist.destroy_process_group()
 os._exit(0)
