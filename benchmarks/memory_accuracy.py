@@ -64,6 +64,9 @@ MATRIX = [
     ("gpt", "gpt", SMALL, "fp32", "full", 16, 256),
     ("gpt, 4 micro-batches accumulated", "gpt", SMALL, "bf16", "none", 2, 256, 4),
     ("gpt wide, vocab 512", "gpt", dict(SMALL, vocab_size=512, d_model=512), "fp32", "none", 2, 128),
+    # vocab << width: the peak moves into the blocks' backward transients (hardest case)
+    ("gpt vocab 256, 2 layers", "gpt", dict(SMALL, vocab_size=256, n_layers=2), "fp32", "none", 2, 64),
+    ("bert vocab 256, 2 layers", "bert", dict(SMALL, vocab_size=256, n_layers=2, max_seq_len=512), "fp32", "none", 2, 64),
     ("llama GQA 8/2", "llama", LLAMA_SMALL, "bf16", "none", 2, 512),
     ("llama GQA 8/2", "llama", LLAMA_SMALL, "fp32", "selective", 4, 256),
     ("llama GQA 8/2", "llama", LLAMA_SMALL, "bf16", "full", 8, 1024),
