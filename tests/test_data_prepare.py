@@ -303,3 +303,40 @@ def test_sources_that_match_nothing_or_need_an_unset_variable_fail_clearly(tmp_p
         result = run_prepare(project, check=False)
         assert result.returncode == 1 and message in result.stderr
         assert not (project / "out/data/manifest.json").exists()
+
+
+def test_a_killed_run_leaves_no_manifest_and_a_rerun_completes(prepared, tmp_path):
+    """SIGKILL as soon as the first shard is on disk (of about 280: 512-byte shards)."""
+    import signal
+    import time
+
+    spec = Spec.model_validate(planted_spec(shard_size="512B"))
+    project = tmp_path / "project"
+    render_data_files(spec, project, prepared.planted.spec_dir)
+    data_dir = project / "out" / "data"
+    process = subprocess.Popen(
+        [sys.executable, "prepare_data.py", "--workers", "1"],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        if (data_dir / "train-00000.bin").exists():
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (data_dir / "manifest.json").exists()
+
+    run_prepare(project, "--workers", "1")
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    assert manifest["documents"] == prepared.manifest["documents"]
+    assert len(manifest["splits"]["train"]["files"]) > 100
+    # Shard size does not change the packed stream: the same tokens as the 8KB-shard run.
+    for split in ("train", "val"):
+        ours = shard_tokens(data_dir, manifest, split)
+        assert np.array_equal(ours, shard_tokens(prepared.data_dir, prepared.manifest, split))
+    listed = {f for s in manifest["splits"].values() for f in s["files"]}
+    assert {p.name for p in data_dir.glob("*.bin")} == listed
+    assert not list(data_dir.glob("*.tmp"))
