@@ -257,6 +257,8 @@ VARIANTS: dict[str, dict] = {
     "offload": {"parallel": {"zero_stage": 2, "offload_optimizer": "cpu"}},
     "pipeline2": {"parallel": {"data": 1, "pipeline": 2, "zero_stage": 0}},
     "tensor2": {"parallel": {"data": 1, "tensor": 2, "zero_stage": 1}},
+    # every tracker on (W&B offline, MLflow to a file store under out/mlruns)
+    "trackers": {"tracking": {"tensorboard": True, "mlflow": True, "wandb": True}},
     # masked LM with dropout: masks and dropout draw random numbers that a resume must replay
     "bert-mlm-dropout": {
         "model": {"arch": "bert", "dropout": 0.1, "attention_dropout": 0.1},
