@@ -1,6 +1,7 @@
 """Generated projects train for real with 2 CPU processes in the other planned modes:
 bf16 (started by the real `deepspeed` launcher), ZeRO-Offload of the optimizer to CPU
-(DeepSpeedCPUAdam), 2 pipeline stages and tensor parallel 2.
+(DeepSpeedCPUAdam), 2 pipeline stages (ZeRO-1, full recompute) and tensor parallel 2
+(ZeRO-3, sequence parallel, selective recompute).
 
 Every mode trains the same model from the same seed on the same global batches as the
 ZeRO-0 run, so besides a falling loss the first step's loss (before any update) must
@@ -42,4 +43,5 @@ def test_modes_ran_with_the_planned_deepspeed_config():
     offload = configs["offload"]["zero_optimization"]["offload_optimizer"]
     assert offload == {"device": "cpu", "pin_memory": False}
     assert configs["pipeline2"]["gradient_accumulation_steps"] == 2  # 8 = 4 × 2 × data 1
+    assert configs["tensor2"]["zero_optimization"]["stage"] == 3
     assert "init_parallel" in (project("tensor2") / "train.py").read_text()

@@ -255,8 +255,25 @@ VARIANTS: dict[str, dict] = {
     "zero3": {"parallel": {"zero_stage": 3}},
     "bf16": {"parallel": {"zero_stage": 1}, "train": {"precision": "bf16"}},
     "offload": {"parallel": {"zero_stage": 2, "offload_optimizer": "cpu"}},
-    "pipeline2": {"parallel": {"data": 1, "pipeline": 2, "zero_stage": 0}},
-    "tensor2": {"parallel": {"data": 1, "tensor": 2, "zero_stage": 1}},
+    # pipeline with ZeRO-1 (DeepSpeed's pipeline engine takes 0-1) and full recompute
+    "pipeline2": {
+        "parallel": {
+            "data": 1,
+            "pipeline": 2,
+            "zero_stage": 1,
+            "activation_checkpointing": "full",
+        }
+    },
+    # tensor parallel as the planner picks it for big models: ZeRO-3, sequence parallel
+    "tensor2": {
+        "parallel": {
+            "data": 1,
+            "tensor": 2,
+            "zero_stage": 3,
+            "sequence_parallel": True,
+            "activation_checkpointing": "selective",
+        }
+    },
     # every tracker on (W&B offline, MLflow to a file store under out/mlruns)
     "trackers": {"tracking": {"tensorboard": True, "mlflow": True, "wandb": True}},
     # masked LM with dropout: masks and dropout draw random numbers that a resume must replay
