@@ -29,6 +29,7 @@ def test_stopped_and_resumed_run_reproduces_the_uninterrupted_one(variant: str):
     # A killed run may have logged steps past its last checkpoint: resume must drop them.
     with open(out / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"step": 16, "loss": 99.0, "lr": 0.0, "tokens_per_s": 1.0}) + "\n")
+        f.write('{"step": 17, "lo')  # killed in the middle of a line
 
     result = launch(proj, "--data", data, "--out", str(out))
     assert "resumed from" in result.stdout and "at step 15" in result.stdout
