@@ -36,6 +36,7 @@ import importlib.util
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import sysconfig
@@ -94,8 +95,8 @@ def build_corpus(corpus: Path, target_bytes: int) -> int:
     return written
 
 
-def baseline_encode(corpus: Path, tokenizer_json: Path) -> dict[str, tuple[float, int, int]]:
-    """Seconds, bytes and tokens of encode_batch (and encode_batch_fast, which skips the
+def baseline_encode(corpus: Path, tokenizer_json: Path) -> dict[str, tuple]:
+    """Wall seconds, CPU seconds, bytes and tokens of encode_batch (and encode_batch_fast, which skips the
     character offsets, as the pipeline does) over every corpus file, decoded as UTF-8."""
     from tokenizers import Tokenizer
 
@@ -104,12 +105,18 @@ def baseline_encode(corpus: Path, tokenizer_json: Path) -> dict[str, tuple[float
     size = sum(len(t.encode("utf-8")) for t in texts)
     results = {}
     for name in ("encode_batch", "encode_batch_fast"):
-        start = time.perf_counter()
+        cpu_start, start = cpu_seconds(resource.RUSAGE_SELF), time.perf_counter()
         encodings = getattr(tokenizer, name)(texts, add_special_tokens=False)
         seconds = time.perf_counter() - start
-        results[name] = (seconds, size, sum(len(e.ids) for e in encodings))
+        cpu = cpu_seconds(resource.RUSAGE_SELF) - cpu_start
+        results[name] = (seconds, cpu, size, sum(len(e.ids) for e in encodings))
         del encodings
     return results
+
+
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def compare_minhash(project: Path, corpus: Path, n_docs: int = 400) -> None:
@@ -196,7 +203,7 @@ def main() -> None:
     out = work / f"out-{args.workers}"
     if out.exists():
         subprocess.run(["rm", "-rf", str(out)], check=True)
-    start = time.perf_counter()
+    cpu_start, start = cpu_seconds(resource.RUSAGE_CHILDREN), time.perf_counter()
     subprocess.run(
         [sys.executable, "prepare_data.py", "--out", str(out), "--workers", str(args.workers)],
         cwd=project,
@@ -204,6 +211,7 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
     )
     total_s = time.perf_counter() - start
+    total_cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_start  # workers included
     timings = json.loads((out / "data/stages/timings.json").read_text())
     manifest = json.loads((out / "data/manifest.json").read_text())
     mb = timings["input_bytes"] / 1e6
@@ -225,13 +233,22 @@ def main() -> None:
     ]
     for name, seconds in rows:
         print(f"{name:<34}{seconds:9.2f}{mb / seconds:9.2f}")
-    best_mbs = 0.0
-    for name, (base_s, base_bytes, base_tokens) in baselines.items():
+    best_mbs, best_cpu_mbs = 0.0, 0.0
+    for name, (base_s, base_cpu, base_bytes, base_tokens) in baselines.items():
         base_mbs = base_bytes / 1e6 / base_s
-        best_mbs = max(best_mbs, base_mbs)
-        print(f"{'baseline ' + name:<34}{base_s:9.2f}{base_mbs:9.2f}  ({base_tokens:,} tokens)")
+        best_mbs, best_cpu_mbs = (
+            max(best_mbs, base_mbs),
+            max(best_cpu_mbs, base_bytes / 1e6 / base_cpu),
+        )
+        print(f"{'baseline ' + name:<34}{base_s:9.2f}{base_mbs:9.2f}  "
+              f"(CPU {base_cpu:.1f} s, {base_tokens:,} tokens)")  # fmt: skip
     ratio = (mb / total_s) / best_mbs
-    print(f"\npipeline / faster baseline throughput: {ratio:.2f} (target >= 0.50)")
+    print(f"\npipeline / faster baseline, wall throughput: {ratio:.2f} (target >= 0.50)")
+    # CPU seconds do not grow when other jobs share the cores, so this ratio is the one to
+    # trust on a busy machine; wall = CPU / cores when both keep every core busy.
+    cpu_ratio = (mb / total_cpu) / best_cpu_mbs
+    print(f"pipeline / faster baseline, MB per CPU second: {cpu_ratio:.2f} "
+          f"(pipeline CPU {total_cpu:.1f} s)")  # fmt: skip
     print(f"load average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.compare_minhash:
         compare_minhash(project, corpus)
