@@ -192,3 +192,18 @@ def test_fp8_builds_bf16_config_and_says_so(spec: Path, tmp_path: Path):
     assert config["bf16"] == {"enabled": True} and "fp16" not in config
     assert "te.fp8_autocast" in result.files["train.py"]
     assert any("fp8" in note and "Transformer Engine" in note for note in result.notes)
+
+
+def test_a_spec_that_fits_nowhere_is_refused_with_the_fix(tmp_path: Path, capsys):
+    import yaml
+
+    big = yaml.safe_load((ROOT / "specs" / "gpt3-175b.yaml").read_text())
+    big.pop("extends", None)
+    big["parallel"] = {}
+    big["cluster"] = {"gpu": "a100-40gb", "nodes": 1, "gpus_per_node": 1}
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump(big))
+    assert main(["build", str(path), "-o", str(tmp_path / "big")]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit" in err and "cluster.nodes" in err
+    assert not (tmp_path / "big").exists()
