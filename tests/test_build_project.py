@@ -205,5 +205,5 @@ def test_a_spec_that_fits_nowhere_is_refused_with_the_fix(tmp_path: Path, capsys
     path.write_text(yaml.safe_dump(big))
     assert main(["build", str(path), "-o", str(tmp_path / "big")]) == 2
     err = capsys.readouterr().err
-    assert "does not fit" in err and "cluster.nodes" in err
+    assert "does not fit" in err and "llmspec plan" in err
     assert not (tmp_path / "big").exists()
