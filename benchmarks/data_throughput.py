@@ -17,15 +17,18 @@ encode_batch_fast too, which skips character offsets as the pipeline does). Targ
 pipeline >= 0.5 x the faster baseline. The load average is printed: on a shared machine
 every figure scales with it, the ratio much less.
 
-Measured 2026-11-28 on the 2-core dev machine, shared (load average 5-7 throughout), 100 MB:
-    documents (read, clean, dedup)   24.3 s   4.12 MB/s
-    tokenizer (train BPE 8192)       21.4 s   4.68 MB/s   (32 MiB sample)
-    shards (tokenize, pack, write)  114.7 s   0.87 MB/s
-    whole pipeline                  160.9 s   0.62 MB/s
-    baseline encode_batch           179.4 s   0.56 MB/s
-    baseline encode_batch_fast      117.2 s   0.85 MB/s
-    pipeline / faster baseline: 0.73 (target >= 0.50)
-On this machine idle, encode_batch ran at 3.6 MB/s (31.5 MB of stdlib in 8.8 s).
+Measured 2026-11-28 on the 2-core dev machine at load average 1.9 (others' jobs), 100 MB:
+    stage                           seconds   MB/s
+    documents (read, clean, dedup)     9.46  10.57
+    tokenizer (train BPE 8192)         5.30  18.87   (on a 32 MiB sample)
+    shards (tokenize, pack, write)    19.96   5.01
+    whole pipeline (process wall)     35.11   2.85   (CPU 66.2 s: 1.9 cores busy)
+    baseline encode_batch             34.25   2.92   (CPU 67.5 s)
+    baseline encode_batch_fast        20.55   4.87   (CPU 40.6 s)
+    pipeline / encode_batch_fast: 0.59 wall, 0.61 per CPU second (target >= 0.50);
+    pipeline / encode_batch: 0.98.
+At load 5-7 the same run gave 0.62 MB/s and a wall ratio of 0.18-0.73 depending on when
+the load fell; the per-CPU-second ratio stayed at 0.61.
 """
 
 from __future__ import annotations
