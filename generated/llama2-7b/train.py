@@ -93,7 +93,8 @@ engine, _, _, _ = deepspeed.initialize(
 
 def all_ranks_mean(values):
     """Mean over the data-parallel replicas of a list of local floats."""
-    total = torch.tensor(values, dtype=torch.float64, device=engine.device)  # nccl: on the GPU
+    # on the engine's device, since nccl reduces GPU tensors only
+    total = torch.tensor(values, dtype=torch.float64, device=engine.device)
     dist.all_reduce(total, group=dp_group)
     return (total / dp_world).tolist()
 
@@ -143,7 +144,8 @@ if os.path.isfile(os.path.join(checkpoint_dir, "latest")):
         metrics_path = os.path.join(out_dir, "metrics.jsonl")
         if os.path.exists(metrics_path):
             with open(metrics_path) as f:
-                kept = [line for line in f if json.loads(line)["step"] <= step]
+                lines = [line for line in f if line.endswith("\n")]  # not one cut off mid-write
+            kept = [line for line in lines if json.loads(line)["step"] <= step]
             with open(metrics_path, "w") as f:
                 f.writelines(kept)
 batches = train_batches(
