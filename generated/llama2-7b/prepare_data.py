@@ -31,6 +31,7 @@ import sysconfig
 import time
 import unicodedata
 from collections import Counter, deque
+from fnmatch import fnmatchcase
 from glob import glob
 from itertools import chain
 from pathlib import Path
@@ -46,6 +47,7 @@ SOURCES = [
         "path": "../../specs/corpus/pretrain/**/*.jsonl",
         "format": "jsonl",
         "text_field": "text",
+        "exclude": [],
     },  # data.sources[0]
 ]
 UNICODE_FORM = "NFC"  # data.normalize.unicode
@@ -123,6 +125,8 @@ def collect_inputs() -> list[tuple[str, str, str]]:
         for path in sorted(glob(pattern, recursive=True)):
             if path in seen or os.path.isdir(path):  # directories are not documents
                 continue
+            if any(fnmatchcase(path, pattern) for pattern in source["exclude"]):
+                continue  # left out by the spec, so not read (and not counted)
             seen.add(path)
             inputs.append((path, source_format(path, source["format"]), source["text_field"]))
     return inputs

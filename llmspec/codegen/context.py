@@ -37,7 +37,12 @@ class Provenance:
 
 
 def provenance(
-    spec_path: Path, out_dir: Path, *, layout_args: str | None = None, cwd: Path | None = None
+    spec_path: Path,
+    out_dir: Path,
+    *,
+    layout_args: str | None = None,
+    cwd: Path | None = None,
+    sources: tuple[str, ...] = (),
 ) -> Provenance:
     """Header facts for building `spec_path` into `out_dir`.
 
@@ -57,7 +62,13 @@ def provenance(
     command = f"{prefix}llmspec build {shlex.quote(spec_rel)} -o {shlex.quote(out_rel)}"
     if layout_args:
         command += f" --layout {shlex.quote(layout_args)}"
-    digest = hashlib.sha256(spec_abs.read_bytes()).hexdigest()
+    # The hash covers the spec and every file it extends, so editing a base spec changes
+    # every header built from it (and the drift check notices).
+    hasher = hashlib.sha256(spec_abs.read_bytes())
+    for extra in sources:
+        if Path(extra).resolve() != spec_abs:
+            hasher.update(Path(extra).read_bytes())
+    digest = hasher.hexdigest()
     return Provenance(spec_display=spec_rel, spec_sha256=digest, regenerate=command)
 
 

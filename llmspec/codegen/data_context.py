@@ -43,7 +43,12 @@ def data_context(data: DataSpec, *, spec_dir: Path, project_dir: Path) -> dict:
 
     return {
         "sources": [
-            {"path": rel(s.path), "format": s.format, "text_field": s.text_field}
+            {
+                "path": rel(s.path),
+                "format": s.format,
+                "text_field": s.text_field,
+                "exclude": list(s.exclude),
+            }
             for s in data.sources
         ],
         "tokenizer_path": rel(data.tokenizer.path),

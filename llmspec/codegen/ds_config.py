@@ -68,6 +68,10 @@ def build_ds_config(*, layout: dict, train, on_cpu: bool) -> dict:
         "wall_clock_breakdown": False,
     }
     config.update(precision_section(train.precision))
+    if int(layout["pipeline"]) > 1 and int(layout["tensor"]) > 1 and layout["sequence_parallel"]:
+        # DeepSpeed splits stage-boundary activations across tensor ranks assuming they
+        # are identical there; under sequence parallel each rank holds its own slice.
+        config["pipeline"] = {"pipe_partitioned": False, "grad_partitioned": False}
     return config
 
 

@@ -118,6 +118,10 @@ class SourceSpec(_Section):
         description="text = one document per file; jsonl = one document per line; auto = by extension (.jsonl/.json → jsonl).",
     )
     text_field: str = Field("text", description="Key of the text in each JSON-lines record.")
+    exclude: list[str] = Field(
+        default_factory=list,
+        description="Patterns (fnmatch, matched against the whole path; * crosses folders) of matched files to leave out, e.g. */site-packages/*.",
+    )
 
 
 class TokenizerSpec(_Section):
