@@ -25,15 +25,18 @@ def test_absolute_and_variable_paths_stay_as_written(tmp_path):
 def test_data_context_rewrites_every_spec_path(tmp_path):
     data = DataSpec.model_validate(
         {
-            "sources": [{"path": "c/*.jsonl", "text_field": "body"}, {"path": "/abs/*.txt"}],
+            "sources": [
+                {"path": "c/*.jsonl", "text_field": "body", "exclude": ["*/old/*"]},
+                {"path": "/abs/*.txt"},
+            ],
             "tokenizer": {"path": "tok/tokenizer.json"},
             "filters": {"blocklist": "words.txt"},
         }
     )
     ctx = data_context(data, spec_dir=tmp_path, project_dir=tmp_path / "out")
     assert ctx["sources"] == [
-        {"path": "../c/*.jsonl", "format": "auto", "text_field": "body"},
-        {"path": "/abs/*.txt", "format": "auto", "text_field": "text"},
+        {"path": "../c/*.jsonl", "format": "auto", "text_field": "body", "exclude": ["*/old/*"]},
+        {"path": "/abs/*.txt", "format": "auto", "text_field": "text", "exclude": []},
     ]
     assert ctx["tokenizer_path"] == "../tok/tokenizer.json"
     assert ctx["blocklist"] == "../words.txt"

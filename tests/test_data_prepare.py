@@ -340,3 +340,28 @@ def test_a_killed_run_leaves_no_manifest_and_a_rerun_completes(prepared, tmp_pat
     listed = {f for s in manifest["splits"].values() for f in s["files"]}
     assert {p.name for p in data_dir.glob("*.bin")} == listed
     assert not list(data_dir.glob("*.tmp"))
+
+
+def test_excluded_paths_are_not_read_or_counted(tmp_path):
+    """sources[].exclude drops matched files before reading: they are not documents."""
+    spec_dir = tmp_path / "spec"
+    (spec_dir / "keep").mkdir(parents=True)
+    (spec_dir / "skip").mkdir()
+    for i in range(6):
+        (spec_dir / "keep" / f"{i}.txt").write_text(f"kept document number {i} " * 20)
+        (spec_dir / "skip" / f"{i}.txt").write_text(f"excluded document number {i} " * 20)
+    source = {"path": "**/*.txt", "exclude": ["*/skip/*"]}
+    spec = Spec.model_validate(
+        planted_spec(
+            sources=[source],
+            dedup={"exact": True, "near": None},
+            tokenizer={"vocab_size": 300},
+            filters={"min_chars": 20},
+        )
+    )
+    project = tmp_path / "project"
+    render_data_files(spec, project, spec_dir)
+    run_prepare(project, "--workers", "1")
+    manifest = json.loads((project / "out/data/manifest.json").read_text())
+    assert manifest["documents"]["read"] == 6
+    assert manifest["documents"]["kept"] == 6
