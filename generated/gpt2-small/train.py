@@ -44,10 +44,10 @@ eval_batches = 20  # spec: train.eval_batches
 checkpoint_interval = 1000  # spec: train.checkpoint_interval
 seed = 1337  # spec: train.seed
 planned_params = 124439808  # plan: params.total
-planned_layout = "data 8 × tensor 1 × pipeline 1, ZeRO 3, micro-batch 60 × 1 accumulation, recompute none"  # plan: layout (plan.json)
-planned_peak_gib = 54.0  # plan: peak 54.0 of 74.5 GiB
+planned_layout = "data 8 × tensor 1 × pipeline 1, ZeRO 1, micro-batch 60 × 1 accumulation, recompute none"  # plan: layout (plan.json)
+planned_peak_gib = 54.04  # plan: peak 54.0 of 74.5 GiB
 gpu_memory_gib = 74.51  # cluster.gpu: a100-80gb
-planned_tokens_per_s = 1762220  # plan: performance.tokens_per_s
+planned_tokens_per_s = 1747820  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len
 # -----------------------------------------------------------------------------
 

@@ -18,8 +18,6 @@ Implementation choices (the planner's memory model assumes exactly these):
 - parameters created in fp32 (DeepSpeed casts them for bf16 / fp16), GPT-2 initialisation;
 - tensor parallel 2 (Megatron-LM, Shoeybi et al. 2019): column / row-parallel linears with explicit
   autograd collectives, vocabulary-parallel embedding, head and cross-entropy (logits never gathered);
-  sequence parallel (Korthikanti et al. 2022): norms and dropout on sequence shards, all-gather before and
-  reduce-scatter after each tensor-parallel region;
 """
 
 import math
@@ -46,7 +44,7 @@ ATTENTION_DROPOUT = 0.1  # model.attention_dropout
 SEED = 1234  # train.seed: initialisation
 INIT_STD = 0.02  # GPT-2 (Radford et al. 2019)
 RESIDUAL_INIT_STD = INIT_STD / math.sqrt(2 * N_LAYERS)  # GPT-2 §2.3: 2 residual branches per block
-TENSOR_PARALLEL = 2  # plan: layout.tensor, sequence parallel
+TENSOR_PARALLEL = 2  # plan: layout.tensor
 
 
 def init_normal(key: str, shape: tuple[int, ...], std: float) -> torch.Tensor:
@@ -96,57 +94,28 @@ class _CopyToTensorParallel(torch.autograd.Function):
         return grad
 
 
-def _all_gather_sequence(x: torch.Tensor) -> torch.Tensor:
-    chunks = [torch.empty_like(x) for _ in range(TENSOR_PARALLEL)]
-    dist.all_gather(chunks, x.contiguous(), group=TP_GROUP)
-    return torch.cat(chunks, dim=1)
-
-
-def _reduce_scatter_sequence(x: torch.Tensor) -> torch.Tensor:
-    chunks = [chunk.contiguous() for chunk in x.chunk(TENSOR_PARALLEL, dim=1)]
-    out = torch.empty_like(chunks[0])
-    dist.reduce_scatter(out, chunks, group=TP_GROUP)
-    return out
-
-
-class _GatherSequence(torch.autograd.Function):
-    """All-gather along the sequence forward; reduce-scatter backward (Korthikanti et al. 2022, §4.2.2)."""
+class _ReduceFromTensorParallel(torch.autograd.Function):
+    """All-reduce forward; identity backward (Megatron's g)."""
 
     @staticmethod
     def forward(ctx, x):
-        return _all_gather_sequence(x)
+        x = x.contiguous().clone()
+        dist.all_reduce(x, group=TP_GROUP)
+        return x
 
     @staticmethod
     def backward(ctx, grad):
-        return _reduce_scatter_sequence(grad)
-
-
-class _ReduceScatterSequence(torch.autograd.Function):
-    """Reduce-scatter along the sequence forward; all-gather backward."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return _reduce_scatter_sequence(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _all_gather_sequence(grad)
+        return grad
 
 
 def enter_tensor_parallel(x: torch.Tensor) -> torch.Tensor:
-    """Sequence shard [B, S/T, D] → full sequence for the column-parallel linears."""
-    return _GatherSequence.apply(x)
+    """Replicated activations → input of the column-parallel linears."""
+    return _CopyToTensorParallel.apply(x)
 
 
 def exit_tensor_parallel(x: torch.Tensor) -> torch.Tensor:
-    """Partial sums of the row-parallel linears [B, S, D] → summed sequence shard [B, S/T, D]."""
-    return _ReduceScatterSequence.apply(x)
-
-
-def replicated(param: torch.Tensor) -> torch.Tensor:
-    """A parameter every rank holds whole but applies to its own sequence shard: identity forward,
-    gradient summed over the tensor-parallel ranks so that all of them see the full gradient."""
-    return _CopyToTensorParallel.apply(param)
+    """Partial sums of the row-parallel linears → replicated activations."""
+    return _ReduceFromTensorParallel.apply(x)
 
 
 class _VocabParallelCrossEntropy(torch.autograd.Function):
@@ -201,7 +170,7 @@ class Norm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(D_MODEL))
 
     def forward(self, x):
-        return F.layer_norm(x, (D_MODEL,), replicated(self.weight), replicated(self.bias), NORM_EPS)
+        return F.layer_norm(x, (D_MODEL,), self.weight, self.bias, NORM_EPS)
 
 
 class Linear(nn.Module):
@@ -213,7 +182,7 @@ class Linear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(d_out))
 
     def forward(self, x):
-        return F.linear(x, replicated(self.weight), replicated(self.bias))
+        return F.linear(x, self.weight, self.bias)
 
 
 class ColumnParallelLinear(nn.Module):
@@ -237,7 +206,7 @@ class RowParallelLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(d_out))  # replicated: added once, after the sum
 
     def forward(self, x):
-        return exit_tensor_parallel(F.linear(x, self.weight)) + replicated(self.bias)
+        return exit_tensor_parallel(F.linear(x, self.weight)) + self.bias
 
 
 class TokenEmbedding(nn.Module):
@@ -272,9 +241,8 @@ class InputEncoding(nn.Module):
         self.dropout = nn.Dropout(DROPOUT)
 
     def forward(self, x):
-        seq = x.shape[1]  # this rank's shard of the sequence: offset the positions
-        positions = slice(tp_rank() * seq, (tp_rank() + 1) * seq)
-        x = x + replicated(self.pos_emb)[positions]
+        positions = slice(0, x.shape[1])
+        x = x + self.pos_emb[positions]
         x = self.dropout(x)
         return x
 

@@ -34,7 +34,7 @@ from model import build_model, init_parallel
 run_name = "gpt3-175b"  # spec: name
 seq_len = 2048  # spec: train.seq_len
 global_batch_size = 1536  # spec: train.global_batch_size
-micro_batch_size = 1  # plan: peak 48.8 of 74.5 GiB
+micro_batch_size = 1  # plan: peak 55.6 of 74.5 GiB
 grad_accum_steps = 3  # plan: 1536 sequences / (1 per micro-batch × 512 data-parallel)
 data_parallel = 512  # plan
 tensor_parallel = 2  # plan
@@ -45,10 +45,10 @@ eval_batches = 20  # spec: train.eval_batches
 checkpoint_interval = 1000  # spec: train.checkpoint_interval
 seed = 1234  # spec: train.seed
 planned_params = 174604271616  # plan: params.total
-planned_layout = "data 512 × tensor 2 × pipeline 1, ZeRO 3, micro-batch 1 × 3 accumulation, recompute none, sequence parallel"  # plan: layout (plan.json)
-planned_peak_gib = 48.81  # plan: peak 48.8 of 74.5 GiB
+planned_layout = "data 512 × tensor 2 × pipeline 1, ZeRO 3, micro-batch 1 × 3 accumulation, recompute none"  # plan: layout (plan.json)
+planned_peak_gib = 55.56  # plan: peak 55.6 of 74.5 GiB
 gpu_memory_gib = 74.51  # cluster.gpu: a100-80gb
-planned_tokens_per_s = 200318  # plan: performance.tokens_per_s
+planned_tokens_per_s = 198833  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len
 # -----------------------------------------------------------------------------
 

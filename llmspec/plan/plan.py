@@ -16,7 +16,7 @@ from llmspec.errors import UserError
 from llmspec.graph.layers import ParamCounts
 from llmspec.plan import devices, partition
 from llmspec.plan.cost import StepTime
-from llmspec.plan.search import Candidate
+from llmspec.plan.search import SIMPLER_WITHIN, Candidate
 from llmspec.plan.types import Layout, MemoryEstimate, Performance
 
 GIB = 1024**3
@@ -205,6 +205,11 @@ def why_rejected(alt: Candidate, best: Candidate) -> str:
             return f"OOM by {alt.oom_bytes / GIB:.1f} GiB on stage {alt.worst_stage}"
         return f"host memory short by {alt.host_oom_bytes / GIB:.1f} GiB for offload"
     slower = alt.step_time_s / best.step_time_s - 1
+    if slower < -1e-9:
+        return (
+            f"{-slower:.1%} faster by prediction, inside the {SIMPLER_WITHIN:.0%} margin where "
+            "the simpler layout wins (fewer model-parallel ranks, lower ZeRO stage)"
+        )
     if slower <= 1e-9:
         return (
             "as fast; the chosen layout is simpler (fewer model-parallel ranks, lower ZeRO stage)"
