@@ -185,3 +185,30 @@ def test_buffers_match_what_the_memory_and_cost_models_assume(built):
         if zero["stage"] == 3:
             assert zero["stage3_prefetch_bucket_size"] == memory.STAGE3_PREFETCH_ELEMENTS
             assert zero["stage3_max_live_parameters"] == memory.STAGE3_MAX_LIVE_ELEMENTS
+
+
+@pytest.mark.parametrize(
+    "tensor,sequence_parallel,expected",
+    [(2, True, {"pipe_partitioned": False, "grad_partitioned": False}), (2, False, None)],
+)
+def test_pipeline_with_sequence_parallel_keeps_stage_activations_whole(
+    tensor, sequence_parallel, expected
+):
+    """Under SP each tensor rank holds its own slice of a stage's output, so DeepSpeed must
+    not partition it as if the ranks held identical copies (it gave a wrong loss)."""
+    from llmspec.codegen.ds_config import build_ds_config
+    from llmspec.spec.model import TrainSpec
+
+    layout = {
+        "data": 1,
+        "tensor": tensor,
+        "pipeline": 2,
+        "zero_stage": 1,
+        "micro_batch_size": 1,
+        "grad_accum_steps": 4,
+        "sequence_parallel": sequence_parallel,
+        "offload_optimizer": "none",
+        "offload_params": "none",
+    }
+    config = build_ds_config(layout=layout, train=TrainSpec(), on_cpu=True)
+    assert config.get("pipeline") == expected
