@@ -95,17 +95,29 @@ def test_check_shows_a_diff_and_the_update_command_and_exits_1(built: Path, caps
     assert "seq_len = 256" in train.read_text(), "--check must not write"
 
 
-def test_stale_generated_files_are_removed_and_user_files_kept(built: Path):
-    header = (built / "train.py").read_text().splitlines()[0]
-    (built / "old_helper.py").write_text(header + "\nx = 1\n")
+def test_files_of_the_last_build_no_longer_emitted_are_removed_user_files_kept(built: Path):
+    manifest_path = built / ".llmspec-build.json"
+    manifest = json.loads(manifest_path.read_text())
+    old_helper = "x = 1\n"
+    (built / "old_helper.py").write_text(old_helper)
+    import hashlib
+
+    # as if the last build had emitted old_helper.py
+    manifest["files"]["old_helper.py"] = {
+        "sha256": hashlib.sha256(old_helper.encode()).hexdigest(),
+        "mode": "644",
+    }
+    manifest_path.write_text(json.dumps(manifest))
     (built / "notes.txt").write_text("my own notes\n")
     (built / "out").mkdir()
-    (built / "out" / "metrics.jsonl").write_text(header + "\n")
+    (built / "out" / "metrics.jsonl").write_text("{}\n")
     assert main(["build", "specs/tiny-cpu.yaml", "-o", "generated/tiny-cpu", "--check"]) == 1
     result = build_project("specs/tiny-cpu.yaml", "generated/tiny-cpu")
     assert result.removed == ["old_helper.py"]
     assert not (built / "old_helper.py").exists()
-    assert (built / "notes.txt").exists() and (built / "out" / "metrics.jsonl").exists()
+    assert (built / "notes.txt").read_text() == "my own notes\n"
+    assert (built / "out" / "metrics.jsonl").read_text() == "{}\n"
+    assert "old_helper.py" not in json.loads(manifest_path.read_text())["files"]
 
 
 def test_layout_flag_pins_the_layout_and_joins_the_regenerate_command(built: Path):

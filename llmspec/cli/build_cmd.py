@@ -60,10 +60,15 @@ def run(args) -> int:
         )
         console.print(f"  [cyan]update with:[/] {_esc(result.regenerate)}")
         return 1
-    changed = len(result.written) + len(result.removed)
+    changed = len(result.written) + len(result.removed) + len(result.kept)
     summary = f"wrote {len(result.written)} of {len(result.files)} files"
     if result.removed:
         summary += f", removed {len(result.removed)} stale ({', '.join(result.removed)})"
+    if result.kept:
+        summary += (
+            f"; kept {len(result.kept)} no longer generated but edited by hand "
+            f"({', '.join(result.kept)})"
+        )
     console.print(
         f"{_esc(str(result.out_dir))}: {_esc(summary)}"
         if changed

@@ -59,9 +59,9 @@ def provenance(
         base, prefix = out_abs.parent, "cd .. && "
     spec_rel = Path(os.path.relpath(spec_abs, base)).as_posix()
     out_rel = Path(os.path.relpath(out_abs, base)).as_posix()
-    command = f"{prefix}llmspec build {shlex.quote(spec_rel)} -o {shlex.quote(out_rel)}"
+    command = f"{prefix}llmspec build {shell_word(spec_rel)} -o {shell_word(out_rel)}"
     if layout_args:
-        command += f" --layout {shlex.quote(layout_args)}"
+        command += f" --layout {shell_word(layout_args)}"
     # The hash covers the spec and every file it extends, so editing a base spec changes
     # every header built from it (and the drift check notices).
     hasher = hashlib.sha256(spec_abs.read_bytes())
@@ -69,7 +69,34 @@ def provenance(
         if Path(extra).resolve() != spec_abs:
             hasher.update(Path(extra).read_bytes())
     digest = hasher.hexdigest()
-    return Provenance(spec_display=spec_rel, spec_sha256=digest, regenerate=command)
+    display = spec_rel if spec_rel.isprintable() else shell_word(spec_rel)
+    return Provenance(spec_display=display, spec_sha256=digest, regenerate=command)
+
+
+def shell_word(text: str) -> str:
+    """One shell word that stays on one line: bash's $'...' spells out control characters.
+
+    The header is a comment in every generated file; a raw CR or vertical tab in a path
+    would end that comment and turn the rest of the path into code or TOML.
+    """
+    if text.isprintable():
+        return shlex.quote(text)
+    out = []
+    for char in text:
+        if char in "\\'":
+            out.append("\\" + char)
+        elif char.isprintable():
+            out.append(char)
+        else:
+            code = ord(char)
+            out.append(
+                f"\\x{code:02x}"
+                if code < 0x100
+                else f"\\u{code:04x}"
+                if code < 0x10000
+                else f"\\U{code:08x}"
+            )
+    return "$'" + "".join(out) + "'"
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -6,6 +6,7 @@ newlines and `$(...)` in user strings stay inert:
   {{ value | json }}  a JSON literal
   {{ value | sh }}    one shell word (shlex.quote)
   {{ value | comment }} text safe inside a `#` comment (newlines removed)
+  {{ value | html_comment }} text safe inside `<!-- -->`
 """
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ def comment_text(value) -> str:
     return " ".join(str(value).split())
 
 
+def html_comment_text(value) -> str:
+    """Text safe inside `<!-- -->`: no `--` survives, so `-->` (or `--->`) cannot close it."""
+    text = str(value)
+    while "--" in text:
+        text = text.replace("--", "- -")
+    return text
+
+
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -69,6 +78,7 @@ def environment() -> jinja2.Environment:
     env.filters["json"] = json_literal
     env.filters["sh"] = lambda v: shlex.quote(str(v))
     env.filters["comment"] = comment_text
+    env.filters["html_comment"] = html_comment_text
     return env
 
 
