@@ -4,7 +4,7 @@
     python benchmarks/memory_accuracy.py --no-zero  # fake-tensor matrix only (~2 min)
 
 Part 1 measures one steady-state training step of the generated model.py under
-FakeTensorMode + MemTracker (``llmspec.plan.measure.measure_step``; nothing is
+FakeTensorMode + MemTracker (``llmspec.verify.measure.measure_step``; nothing is
 allocated) and compares its peak with ``estimate_memory(kernels="cpu")``. The
 "16 B/param" column is the popular rule of thumb (model states only, no
 activations), shown for contrast.
@@ -35,9 +35,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from llmspec.graph.dims import ModelDims  # noqa: E402
 from llmspec.graph.layers import count_params  # noqa: E402
 from llmspec.plan.memory import estimate_memory, model_states  # noqa: E402
-from llmspec.plan.types import Layout, ModelDims  # noqa: E402
+from llmspec.plan.types import Layout  # noqa: E402
 from llmspec.spec.model import Spec  # noqa: E402
 
 GIB = 1024**3
@@ -90,7 +91,7 @@ def make_spec(family: str, model: dict, precision: str, seq_len: int) -> Spec:
 
 
 def fake_tensor_matrix() -> list[float]:
-    from llmspec.plan.measure import measure_step
+    from llmspec.verify.measure import measure_step
 
     print("## Peak of one training step: planned vs measured (FakeTensorMode + MemTracker)\n")
     print(

@@ -71,10 +71,11 @@ def measure_stage(module, spec, plan, stage: int, micro_batch: int) -> dict:
     import deepspeed
 
     from llmspec.codegen.ds_config import build_ds_config
+    from llmspec.plan.types import Layout
 
     torch.manual_seed(0)
     model = module.build_model()
-    layout = dict(plan["layout"], zero_stage=stage)
+    layout = Layout(**dict(plan["layout"], zero_stage=stage))
     config = build_ds_config(layout=layout, train=spec.train, on_cpu=True)
     engine, *_ = deepspeed.initialize(model=model, config=config)
     counts: dict = {}

@@ -16,7 +16,8 @@ import pytest
 import torch
 import yaml
 
-from llmspec.codegen.project import build_project
+from llmspec.pipeline import build_project
+from llmspec.rules import deepspeed as ds_rules
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = yaml.safe_load((ROOT / "specs" / "tiny-cpu.yaml").read_text())
@@ -172,19 +173,45 @@ def test_no_warmup_starts_at_the_peak(built):
     assert not math.isnan(lrs[0])
 
 
-def test_buffers_match_what_the_memory_and_cost_models_assume(built):
-    from llmspec.plan import cost, memory
+def test_buffers_written_are_the_rules_and_deepspeeds_own_defaults(built):
+    """ds_config.json writes rules.deepspeed's values, and they are DeepSpeed's defaults
+    (so a DeepSpeed upgrade that moves a default shows up here)."""
+    from deepspeed.runtime.zero.config import DeepSpeedZeroConfig
 
+    defaults = DeepSpeedZeroConfig()
+    assert ds_rules.REDUCE_BUCKET_ELEMENTS == defaults.reduce_bucket_size
+    assert ds_rules.ALLGATHER_BUCKET_ELEMENTS == defaults.allgather_bucket_size
+    assert ds_rules.STAGE3_PREFETCH_ELEMENTS == defaults.prefetch_bucket_size
+    assert ds_rules.STAGE3_PERSISTENCE_THRESHOLD == defaults.param_persistence_threshold
+    assert ds_rules.STAGE3_MAX_LIVE_ELEMENTS == defaults.max_live_parameters
+    assert ds_rules.STAGE3_MAX_REUSE_DISTANCE == defaults.max_reuse_distance
     for name in all_names():
         zero = built[name][0]["zero_optimization"]
         if zero["stage"] == 0:
             continue
-        assert zero["reduce_bucket_size"] == memory.REDUCE_BUCKET_ELEMENTS
-        assert zero["allgather_bucket_size"] == memory.ALLGATHER_BUCKET_ELEMENTS
-        assert zero["overlap_comm"] == (zero["stage"] in cost.OVERLAP_COMM_ZERO_STAGES)
+        assert zero["reduce_bucket_size"] == ds_rules.REDUCE_BUCKET_ELEMENTS
+        assert zero["allgather_bucket_size"] == ds_rules.ALLGATHER_BUCKET_ELEMENTS
+        assert zero["overlap_comm"] == (zero["stage"] in ds_rules.OVERLAP_COMM_ZERO_STAGES)
         if zero["stage"] == 3:
-            assert zero["stage3_prefetch_bucket_size"] == memory.STAGE3_PREFETCH_ELEMENTS
-            assert zero["stage3_max_live_parameters"] == memory.STAGE3_MAX_LIVE_ELEMENTS
+            assert zero["stage3_prefetch_bucket_size"] == ds_rules.STAGE3_PREFETCH_ELEMENTS
+            assert zero["stage3_max_live_parameters"] == ds_rules.STAGE3_MAX_LIVE_ELEMENTS
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_memory_model_prices_the_reduce_bucket_the_config_writes(stage, monkeypatch):
+    """The memory model reads the bucket from the same rule: halving it there moves the
+    estimate by exactly half a bucket of gradient bytes."""
+    from llmspec.graph.dims import ModelDims
+    from llmspec.plan import memory
+    from llmspec.plan.types import Layout
+    from llmspec.spec.load import load_spec
+
+    dims = ModelDims.from_spec(load_spec(ROOT / "specs" / "gpt2-small.yaml"))
+    layout = Layout(data=8, zero_stage=stage, micro_batch_size=1)
+    before = memory.estimate_memory(dims, layout, "bf16").total
+    monkeypatch.setattr(ds_rules, "REDUCE_BUCKET_ELEMENTS", ds_rules.REDUCE_BUCKET_ELEMENTS // 2)
+    after = memory.estimate_memory(dims, layout, "bf16").total
+    assert before - after == pytest.approx(2 * ds_rules.REDUCE_BUCKET_ELEMENTS, rel=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -197,18 +224,15 @@ def test_pipeline_with_sequence_parallel_keeps_stage_activations_whole(
     """Under SP each tensor rank holds its own slice of a stage's output, so DeepSpeed must
     not partition it as if the ranks held identical copies (it gave a wrong loss)."""
     from llmspec.codegen.ds_config import build_ds_config
+    from llmspec.plan.types import Layout
     from llmspec.spec.model import TrainSpec
 
-    layout = {
-        "data": 1,
-        "tensor": tensor,
-        "pipeline": 2,
-        "zero_stage": 1,
-        "micro_batch_size": 1,
-        "grad_accum_steps": 4,
-        "sequence_parallel": sequence_parallel,
-        "offload_optimizer": "none",
-        "offload_params": "none",
-    }
+    layout = Layout(
+        tensor=tensor,
+        pipeline=2,
+        zero_stage=1,
+        grad_accum_steps=4,
+        sequence_parallel=sequence_parallel,
+    )
     config = build_ds_config(layout=layout, train=TrainSpec(), on_cpu=True)
     assert config.get("pipeline") == expected

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from llmspec.cli.main import main
-from llmspec.codegen.project import build_project
+from llmspec.pipeline import build_project
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "specs" / "tiny-cpu.yaml"

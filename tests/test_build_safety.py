@@ -15,8 +15,8 @@ import pytest
 
 from llmspec.cli.main import main
 from llmspec.codegen import write as write_module
-from llmspec.codegen.project import build_project
 from llmspec.errors import UserError
+from llmspec.pipeline import build_project
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "specs" / "tiny-cpu.yaml"

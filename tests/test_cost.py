@@ -6,8 +6,8 @@ import math
 
 import pytest
 
+from llmspec.graph.dims import ModelDims
 from llmspec.plan import cost
-from llmspec.plan.types import ModelDims
 
 
 def gpt(h: int, layers: int, heads: int, vocab: int = 51200, seq: int = 2048) -> ModelDims:

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from llmspec.plan import devices
 from llmspec.plan.types import Layout
+from llmspec.rules import layout as rules
 from llmspec.spec.hardware import CATALOG
 from llmspec.spec.model import ClusterSpec
 
@@ -36,10 +37,10 @@ def test_tensor_groups_never_span_nodes(nodes, per_node, data):
 
 
 def test_tensor_fits_in_node():
-    assert devices.tensor_fits_in_node(8, 8)
-    assert devices.tensor_fits_in_node(4, 8)
-    assert not devices.tensor_fits_in_node(3, 8)
-    assert not devices.tensor_fits_in_node(16, 8)
+    assert rules.tensor_fits_node(8, 8) is None
+    assert rules.tensor_fits_node(4, 8) is None
+    assert "must not straddle nodes" in rules.tensor_fits_node(3, 8)
+    assert "exceeds cluster.gpus_per_node" in rules.tensor_fits_node(16, 8)
 
 
 def test_group_bandwidths_follow_placement():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from llmspec.codegen.project import build_project
+from llmspec.pipeline import build_project
 from llmspec.spec.load import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

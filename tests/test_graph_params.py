@@ -8,8 +8,8 @@ reference implementation instantiated on the meta device (no weights).
 import networkx as nx
 import pytest
 
+from llmspec.graph.dims import ModelDims
 from llmspec.graph.layers import build_layer_graph, count_params, node_order
-from llmspec.plan.types import ModelDims
 
 
 def dims(**kw) -> ModelDims:

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmspec.codegen.project import build_project
+from llmspec.pipeline import build_project
 
 MARK = "PWNED"
 PAYLOADS = [

@@ -1,7 +1,8 @@
 """The launch files of a generated project: rendered, parsed by bash, and executed.
 
-The templates are rendered on their own (`render_template`) with a plan dict given
-here, so these tests pin the launch files' behaviour independently of the planner.
+The templates are rendered on their own (`render_template`) with the figures of the
+plan given here, so these tests pin the launch files' behaviour independently of the
+planner.
 Shell scripts run for real; only the programs they start (`deepspeed`, `torchrun`,
 `srun`, the data preparation) are stand-ins that record how they were called.
 Real launches of the real launchers are in test_launch_real.py.
@@ -14,12 +15,17 @@ import shutil
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 
 from llmspec.codegen.render import render_template
+from llmspec.graph.layers import ParamCounts
+from llmspec.pipeline import plan_spec
+from llmspec.plan.plan import Alternative, Plan
+from llmspec.plan.types import Layout, MemoryEstimate, Performance, StageMemory
 from llmspec.spec.model import Spec
 
 HEADER = (
@@ -44,73 +50,83 @@ def make_spec(**cluster) -> Spec:
 
 def make_plan(
     spec: Spec, *, time_to_train_s: float | None = 3600.0, stages: int = 1, host_bytes: int = 0
-) -> dict:
-    """A contract-2 plan dict with the figures these tests feed the templates."""
+) -> Plan:
+    """The planner's typed plan for `spec`, with the figures these tests feed the templates
+    put in its place (so the launch files are pinned independently of the planner)."""
     gib = 1024**3
-    layout = {
-        "data": spec.cluster.world_size,
-        "tensor": 1,
-        "pipeline": stages,
-        "zero_stage": 1,
-        "micro_batch_size": 2,
-        "grad_accum_steps": 2,
-        "activation_checkpointing": "none",
-        "sequence_parallel": False,
-        "offload_optimizer": "none",
-        "offload_params": "none",
-    }
-    memory = {"params": gib, "grads": gib, "optimizer": 3 * gib}
-    memory |= {"activations": 2 * gib, "temporary": gib // 2, "total": 7 * gib + gib // 2}
-    stage_rows = [
-        {
-            "stage": s,
-            "layers": 2,
-            **memory,
-            "total": memory["total"] - s * gib,
-            "host_bytes": host_bytes,
+    # The planner's plan of the same model on the same cluster, then the test's figures.
+    plannable = spec.model_copy(
+        update={
+            "parallel": spec.parallel.model_copy(update={"data": "auto"}),
+            "train": spec.train.model_copy(
+                update={
+                    "global_batch_size": 4 * spec.cluster.world_size,
+                    "micro_batch_size": "auto",
+                }
+            ),
         }
+    )
+    plan = plan_spec(plannable)
+    layout = Layout(
+        data=spec.cluster.world_size,
+        pipeline=stages,
+        zero_stage=1,
+        micro_batch_size=2,
+        grad_accum_steps=2,
+    )
+    per_gpu = dict(params=gib, grads=gib, optimizer=3 * gib, activations=2 * gib)
+    per_gpu |= dict(temporary=gib // 2, total=7 * gib + gib // 2)
+    stage_rows = tuple(
+        StageMemory(stage=s, layers=2, **{**per_gpu, "total": per_gpu["total"] - s * gib},
+                    host_bytes=host_bytes)
         for s in range(stages)
-    ]
-    return {
-        "llmspec_version": "0.1.0",
-        "name": spec.name,
-        "params": {
-            "total": 123_456_789,
-            "trainable": 123_456_789,
-            "embedding": 1_000_000,
-            "per_layer": 12_000_000,
-        },
-        "flops_per_token": 7.4e8,
-        "layout": layout,
-        "memory": {
-            "per_gpu_bytes": memory,
-            "capacity_bytes": 80 * 10**9,
-            "fits": True,
-            "stages": stage_rows,
-        },
-        "performance": {
-            "step_time_s": 1.25,
-            "tokens_per_s": 104857.6,
-            "tflops_per_gpu": 150.0,
-            "mfu": 0.48,
-            "time_to_train_s": time_to_train_s,
-        },
-        "alternatives": [
-            {
-                "layout": {**layout, "zero_stage": 3},
-                "memory_total_bytes": 5 * gib,
-                "fits": True,
-                "step_time_s": 1.5,
-                "rejected_because": "slower: ZeRO-3 gathers parameters | every micro-batch",
-            }
-        ],
-    }
+    )  # fmt: skip
+    alternative = Alternative(
+        layout=replace(layout, zero_stage=3),
+        stage_layers=(2,) * stages,
+        memory_total_bytes=5 * gib,
+        fits=True,
+        step_time_s=1.5,
+        tokens_per_s=87381.3,
+        tflops_per_gpu=125.0,
+        mfu=0.4,
+        rejected_because="slower: ZeRO-3 gathers parameters | every micro-batch",
+        oom_bytes=0,
+        worst_stage=0,
+    )
+    return replace(
+        plan,
+        params=ParamCounts(
+            total=123_456_789, trainable=123_456_789, embedding=1_000_000, per_layer=12_000_000
+        ),
+        flops_per_token=7.4e8,
+        layout=layout,
+        stage_layers=(2,) * stages,
+        memory=MemoryEstimate(**per_gpu, stages=stage_rows, host_bytes=host_bytes),
+        capacity_bytes=80 * 10**9,
+        fits=True,
+        performance=Performance(
+            step_time_s=1.25,
+            tokens_per_s=104857.6,
+            tflops_per_gpu=150.0,
+            mfu=0.48,
+            time_to_train_s=time_to_train_s,
+        ),
+        alternatives=(alternative,),
+    )
 
 
-def render_files(spec: Spec, plan: dict | None = None) -> dict[str, str]:
+def render_files(spec: Spec, plan: Plan | None = None) -> dict[str, str]:
     """Every launch file this spec emits (templates that render to whitespace are not emitted)."""
     plan = plan or make_plan(spec)
-    context = {"spec": spec, "plan": plan, "layout": plan["layout"], "header": HEADER}
+    context = {
+        "spec": spec,
+        "plan": plan,
+        "plan_json": plan.to_dict(),
+        "layout": plan.layout,
+        "header": HEADER,
+        "llmspec_version": "0.1.0",
+    }
     files = {}
     for name in LAUNCH_FILES:
         text = render_template(f"{name}.j2", **context)

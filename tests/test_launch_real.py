@@ -5,7 +5,7 @@ on a fresh tiny build (real data preparation and train.py); the two-node tests u
 small `train.py` stand-in that joins the process group the launcher set up,
 all-reduces its rank and records what it was given, so they check the launch files
 alone (the training loop has its own tests). Two "nodes" are simulated on this machine as in
-../shared/CPU-DISTRIBUTED.md: one launcher per node, both on 127.0.0.1.
+CPU-DISTRIBUTED.md (the team notes beside DESIGN.md): one launcher per node, both on 127.0.0.1.
 """
 
 from __future__ import annotations

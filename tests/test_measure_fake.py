@@ -8,12 +8,13 @@ measurement runs CPU kernels (e.g. the dropout noise is not a 1-byte mask).
 
 import pytest
 
+from llmspec.graph.dims import ModelDims
 from llmspec.plan.memory import estimate_memory
-from llmspec.plan.types import Layout, ModelDims
+from llmspec.plan.types import Layout
 from llmspec.spec.model import Spec
 
 pytest.importorskip("torch")
-from llmspec.plan.measure import measure_step  # noqa: E402
+from llmspec.verify.measure import measure_step  # noqa: E402
 
 FAMILIES = {
     "gpt": dict(arch="gpt", position="learned", norm="layernorm", norm_position="pre",

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llmspec.graph.dims import ModelDims
 from llmspec.plan.memory import estimate_memory, even_stage_layers, model_states
-from llmspec.plan.types import Layout, ModelDims
+from llmspec.plan.types import Layout
 
 GPT2 = ModelDims(
     arch="gpt", vocab_size=50257, d_model=768, n_layers=12, n_heads=12, n_kv_heads=12,

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from llmspec.graph.dims import ModelDims
 from llmspec.graph.layers import count_params
 from llmspec.plan.memory import model_states
-from llmspec.plan.types import Layout, ModelDims
+from llmspec.plan.types import Layout
 from llmspec.spec.model import Spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from llmspec.graph.dims import ModelDims
 from llmspec.graph.layers import count_params
 from llmspec.plan import make_plan
 from llmspec.plan.flops import model_flops_per_token
 from llmspec.plan.search import SIMPLER_WITHIN
-from llmspec.plan.types import ModelDims
 from llmspec.spec.load import load_spec
 
 CONTRACT = {

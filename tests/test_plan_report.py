@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+from llmspec.cli.plan_report import stage_map, to_dot
+from llmspec.graph.dims import ModelDims
 from llmspec.plan import devices, make_plan, search
 from llmspec.plan.plan import why_rejected
-from llmspec.plan.plan_report import stage_map, to_dot
-from llmspec.plan.types import Layout, ModelDims
+from llmspec.plan.types import Layout
 from llmspec.spec.hardware import CATALOG
 from llmspec.spec.model import Spec
 
@@ -26,8 +27,8 @@ GPT_1T = {
 }
 
 
-def problem(spec: Spec) -> search.Problem:
-    return search.Problem(
+def problem(spec: Spec) -> search.SearchProblem:
+    return search.SearchProblem(
         dims=ModelDims.from_spec(spec),
         cluster=devices.Cluster.from_spec(spec.cluster),
         precision=spec.train.precision,

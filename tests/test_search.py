@@ -8,8 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from llmspec.graph.dims import ModelDims
 from llmspec.plan import devices, make_plan, search
-from llmspec.plan.types import Layout, ModelDims
+from llmspec.plan.types import Layout
 from llmspec.spec.hardware import CATALOG
 from llmspec.spec.model import Spec
 
@@ -27,8 +28,8 @@ def small_spec(**over) -> Spec:
     return Spec.model_validate(base)
 
 
-def problem_for(spec: Spec, **pins) -> search.Problem:
-    return search.Problem(
+def problem_for(spec: Spec, **pins) -> search.SearchProblem:
+    return search.SearchProblem(
         dims=ModelDims.from_spec(spec),
         cluster=devices.Cluster.from_spec(spec.cluster),
         precision=spec.train.precision,
@@ -95,7 +96,7 @@ def test_pins_that_cannot_multiply_to_the_world_size_are_errors():
         make_plan(small_spec(), pins={"data": 2, "tensor": 2, "pipeline": 1})
     with pytest.raises(UserError, match="valid values: 1, 2, 4$"):
         make_plan(small_spec(), pins={"tensor": 3})
-    with pytest.raises(UserError, match="GPUs per node"):
+    with pytest.raises(UserError, match="exceeds cluster.gpus_per_node = 8"):
         make_plan(small_spec(cluster={"nodes": 2}), pins={"tensor": 16})
     with pytest.raises(UserError, match="unknown field"):
         make_plan(small_spec(), pins={"tensr": 2})

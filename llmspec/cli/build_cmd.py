@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rich.markup import escape as _esc
+
 from llmspec.cli.output import stderr_console
+from llmspec.pipeline import build_project
 
 EXAMPLES = """examples:
   llmspec build specs/tiny-cpu.yaml                 write generated/tiny-cpu/
@@ -43,8 +46,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from llmspec.codegen.project import build_project
-
     console = stderr_console()
     result = build_project(args.spec, args.out, check=args.check, layout=args.layout)
     for note in result.notes:
@@ -75,9 +76,3 @@ def run(args) -> int:
         else f"{_esc(str(result.out_dir))}: up to date ({len(result.files)} files)"
     )
     return 0
-
-
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)

@@ -7,7 +7,10 @@ import sys
 from pathlib import Path
 
 from llmspec.cli.output import stderr_console, stdout_console
-from llmspec.errors import UserError
+from llmspec.cli.plan_report import comparison_table, render, to_dot
+from llmspec.pipeline import plan_spec
+from llmspec.spec.load import load_spec
+from llmspec.verify.measure import measure_against_plan
 
 HELP = "choose the parallel layout; memory per GPU, step time, alternatives"
 EXAMPLES = """examples:
@@ -48,24 +51,9 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def parse_layout(text: str) -> dict:
-    """'data=2,tensor=4' → {'data': '2', 'tensor': '4'} (values checked by normalize_pins)."""
-    pins = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise UserError(f"--layout: cannot read {item!r}; write key=value, e.g. tensor=4")
-        pins[key.strip()] = value.strip()
-    return pins
-
-
 def run(args) -> int:
-    from llmspec.plan import make_plan
-    from llmspec.plan.plan_report import render, to_dot
-    from llmspec.spec.load import load_spec
-
     spec = load_spec(args.spec)
-    plan = make_plan(spec, pins=parse_layout(args.layout), top=max(0, args.top))
+    plan = plan_spec(spec, args.layout, top=max(0, args.top))
     if args.json:
         sys.stdout.write(json.dumps(plan.to_dict(), indent=2) + "\n")
     else:
@@ -86,32 +74,11 @@ def run(args) -> int:
 
 def _measure(spec, plan, *, to_stderr: bool) -> None:
     """Predicted vs measured for the plan's micro-batch and recompute on one device."""
-    from dataclasses import replace
-
-    from rich.table import Table
-
-    from llmspec.plan.measure import CATEGORIES, measure_step
-    from llmspec.plan.memory import estimate_memory
-    from llmspec.plan.types import Layout, ModelDims
-
-    single = replace(
-        Layout(),
-        micro_batch_size=plan.layout.micro_batch_size,
-        activation_checkpointing=plan.layout.activation_checkpointing,
+    layout, predicted, measured = measure_against_plan(spec, plan)
+    table = comparison_table(
+        predicted,
+        measured,
+        title=f"Predicted vs measured, one device, micro-batch {layout.micro_batch_size}, "
+        f"recompute {layout.activation_checkpointing} (GiB; measured in {measured.seconds:.1f} s)",
     )
-    # Predicted for the kernels the measurement runs (CPU), so the two count the same tensors.
-    dims = ModelDims.from_spec(spec)
-    predicted = estimate_memory(dims, single, spec.train.precision, kernels="cpu")
-    measured = measure_step(spec, single)
-    table = Table(
-        title=f"Predicted vs measured, one device, micro-batch {single.micro_batch_size}, "
-        f"recompute {single.activation_checkpointing} (GiB; measured in {measured.seconds:.1f} s)",
-        title_justify="left",
-    )
-    for col in ("category", "predicted", "measured", "error"):
-        table.add_column(col, justify="left" if col == "category" else "right")
-    for cat in (*CATEGORIES, "total"):
-        p, m = getattr(predicted, cat), getattr(measured, cat)
-        err = f"{(p - m) / m:+.1%}" if m else "—"
-        table.add_row(cat, f"{p / 1024**3:.3f}", f"{m / 1024**3:.3f}", err)
     (stderr_console() if to_stderr else stdout_console()).print(table)

@@ -16,6 +16,8 @@ from pathlib import Path
 from llmspec import __version__
 from llmspec.codegen.data_context import data_context
 from llmspec.codegen.ds_config import build_ds_config
+from llmspec.plan.plan import Plan, sig
+from llmspec.units import GIB
 
 
 @dataclass(frozen=True)
@@ -104,17 +106,21 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def template_context(
-    spec, plan: dict, prov: Provenance, *, spec_dir: Path, project_dir: Path
+    spec, plan: Plan, prov: Provenance, *, spec_dir: Path, project_dir: Path
 ) -> dict:
     """The variables every template renders with (see the conventions in DESIGN.md).
 
-    `data` holds the spec's data paths rewritten relative to the project folder.
+    `plan` is the typed `Plan`; `plan_json` its contract-2 form, which plan.json holds
+    and the values train.py cites are read from. `data` holds the spec's data paths
+    rewritten relative to the project folder.
     """
-    layout = plan["layout"]
+    layout = plan.layout
+    plan_json = plan.to_dict()
     return {
         "data": data_context(spec.data, spec_dir=spec_dir, project_dir=project_dir),
         "spec": spec,
         "plan": plan,
+        "plan_json": plan_json,
         "layout": layout,
         "header": prov.header,
         "provenance": prov,
@@ -136,23 +142,15 @@ class Setting:
     origin: str
 
 
-GIB = 1024**3
-
-
-def train_settings(spec, plan: dict) -> list[Setting]:
+def train_settings(spec, plan: Plan) -> list[Setting]:
     """The values train.py's settings block declares, each with where it came from."""
-    train, layout = spec.train, plan["layout"]
-    memory = plan["memory"]
-    peak, capacity = memory["per_gpu_bytes"]["total"], memory["capacity_bytes"]
+    train, layout = spec.train, plan.layout
+    peak, capacity = plan.memory.total, plan.capacity_bytes
     memory_note = f"plan: peak {peak / GIB:.1f} of {capacity / GIB:.1f} GiB" if capacity else ""
     micro_origin = "spec: train.micro_batch_size" if train.micro_batch_size != "auto" else "plan"
     if memory_note:
         micro_origin = f"{micro_origin}; {memory_note}" if micro_origin != "plan" else memory_note
-    micro, accum, data = (
-        layout["micro_batch_size"],
-        layout["grad_accum_steps"],
-        layout["data"],
-    )
+    micro, accum, data = layout.micro_batch_size, layout.grad_accum_steps, layout.data
     steps_origin = (
         "spec: train.steps"
         if train.steps is not None
@@ -172,19 +170,19 @@ def train_settings(spec, plan: dict) -> list[Setting]:
         ),
         Setting("data_parallel", data, _origin(spec.parallel.data, "parallel.data")),
     ]
-    if layout["tensor"] > 1:
+    if layout.tensor > 1:
         settings.append(
             Setting(
                 "tensor_parallel",
-                layout["tensor"],
+                layout.tensor,
                 _origin(spec.parallel.tensor, "parallel.tensor"),
             )
         )
-    if layout["pipeline"] > 1:
+    if layout.pipeline > 1:
         settings.append(
             Setting(
                 "pipeline_stages",
-                layout["pipeline"],
+                layout.pipeline,
                 _origin(spec.parallel.pipeline, "parallel.pipeline"),
             )
         )
@@ -208,8 +206,8 @@ def train_settings(spec, plan: dict) -> list[Setting]:
             Setting("tracking_project", spec.tracking.project, "spec: tracking.project")
         )
     settings += [
-        Setting("planned_params", plan["params"]["total"], "plan: params.total"),
-        Setting("planned_layout", describe_layout(layout), "plan: layout (plan.json)"),
+        Setting("planned_params", plan.params.total, "plan: params.total"),
+        Setting("planned_layout", layout.describe(), "plan: layout (plan.json)"),
     ]
     if capacity:
         settings.append(Setting("planned_peak_gib", round(peak / GIB, 2), memory_note))
@@ -218,7 +216,7 @@ def train_settings(spec, plan: dict) -> list[Setting]:
                 "gpu_memory_gib", round(capacity / GIB, 2), f"cluster.gpu: {spec.cluster.gpu_name}"
             )
         )
-    tokens_per_s = plan["performance"]["tokens_per_s"]
+    tokens_per_s = sig(plan.performance.tokens_per_s)  # as plan.json states it
     if tokens_per_s:
         settings.append(
             Setting("planned_tokens_per_s", round(tokens_per_s), "plan: performance.tokens_per_s")
@@ -228,21 +226,3 @@ def train_settings(spec, plan: dict) -> list[Setting]:
 
 def _origin(value, field: str) -> str:
     return "plan" if value == "auto" else f"spec: {field}"
-
-
-def describe_layout(layout: dict) -> str:
-    text = (
-        f"data {layout['data']} × tensor {layout['tensor']} × pipeline {layout['pipeline']}, "
-        f"ZeRO {layout['zero_stage']}, micro-batch {layout['micro_batch_size']} × "
-        f"{layout['grad_accum_steps']} accumulation, recompute {layout['activation_checkpointing']}"
-    )
-    if layout.get("sequence_parallel"):
-        text += ", sequence parallel"
-    offload = [
-        f"{what} → {layout[key]}"
-        for what, key in (("optimizer", "offload_optimizer"), ("params", "offload_params"))
-        if layout.get(key, "none") != "none"
-    ]
-    if offload:
-        text += ", offload " + ", ".join(offload)
-    return text

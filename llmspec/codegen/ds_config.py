@@ -6,25 +6,14 @@ Key names and defaults checked against DeepSpeed 0.19.8's own config models
 `runtime/lr_schedules.py`); a test loads every generated file through
 `deepspeed.runtime.config.DeepSpeedConfig`.
 
-ZeRO bucket sizes are written out explicitly (they are DeepSpeed's defaults)
-so that the memory planner and the config agree on what the communication
-buffers cost; change them in `ZERO_BUCKETS` and in the planner together.
+ZeRO bucket sizes and `overlap_comm` are written out explicitly from
+`llmspec.rules.deepspeed`, the one place the memory and cost models read them too.
 """
 
 from __future__ import annotations
 
-# DeepSpeed 0.19.8 defaults (runtime/zero/config.py), pinned here so a DeepSpeed
-# upgrade cannot silently change what the memory planner assumed.
-ZERO_BUCKETS = {
-    "reduce_bucket_size": 500_000_000,  # elements per gradient reduce bucket (stage 1-3)
-    "allgather_bucket_size": 500_000_000,  # elements per parameter all-gather bucket (stage 1-2)
-}
-ZERO3_BUCKETS = {
-    "stage3_prefetch_bucket_size": 50_000_000,  # elements prefetched ahead of use
-    "stage3_param_persistence_threshold": 100_000,  # params this small stay gathered
-    "stage3_max_live_parameters": 1_000_000_000,  # gathered elements kept alive at once
-    "stage3_max_reuse_distance": 1_000_000_000,
-}
+from llmspec.plan.types import Layout
+from llmspec.rules import deepspeed as ds_rules
 
 # fp16 dynamic loss scaling (Micikevicius et al. 2018, "Mixed Precision Training" §3.2):
 # start at 2^16, halve on overflow (after `hysteresis` overflows), double after
@@ -44,14 +33,12 @@ DEFAULT_NVME_PATH = "/local_nvme"
 STEPS_PER_PRINT = 1_000_000_000  # train.py prints its own metrics; keep DeepSpeed quiet
 
 
-def build_ds_config(*, layout: dict, train, on_cpu: bool) -> dict:
-    """The DeepSpeed config dict for one layout (contract-2 `layout`) and `Spec.train`.
+def build_ds_config(*, layout: Layout, train, on_cpu: bool) -> dict:
+    """The DeepSpeed config dict for one layout and `Spec.train`.
 
     `on_cpu` selects the CPU path: pinned host memory is meaningless without a GPU.
     """
-    micro = int(layout["micro_batch_size"])
-    accum = int(layout["grad_accum_steps"])
-    data = int(layout["data"])
+    micro, accum, data = layout.micro_batch_size, layout.grad_accum_steps, layout.data
     config: dict = {
         "train_batch_size": micro * accum * data,
         "train_micro_batch_size_per_gpu": micro,
@@ -68,28 +55,25 @@ def build_ds_config(*, layout: dict, train, on_cpu: bool) -> dict:
         "wall_clock_breakdown": False,
     }
     config.update(precision_section(train.precision))
-    if int(layout["pipeline"]) > 1 and int(layout["tensor"]) > 1 and layout["sequence_parallel"]:
+    if layout.pipeline > 1 and layout.tensor > 1 and layout.sequence_parallel:
         # DeepSpeed splits stage-boundary activations across tensor ranks assuming they
         # are identical there; under sequence parallel each rank holds its own slice.
         config["pipeline"] = {"pipe_partitioned": False, "grad_partitioned": False}
     return config
 
 
-def zero_section(layout: dict, *, on_cpu: bool) -> dict:
-    stage = int(layout["zero_stage"])
+def zero_section(layout: Layout, *, on_cpu: bool) -> dict:
+    stage = layout.zero_stage
     zero: dict = {"stage": stage}
     if stage == 0:
         return zero
-    zero.update(ZERO_BUCKETS)
-    # Explicit rather than DeepSpeed's stage-dependent default: overlap buffers cost memory.
-    zero["overlap_comm"] = stage == 3
+    zero.update(ds_rules.zero_buckets(stage))
+    zero["overlap_comm"] = ds_rules.overlaps_comm(stage)
     zero["contiguous_gradients"] = True
-    if stage == 3:
-        zero.update(ZERO3_BUCKETS)
     if offloads_optimizer(layout):
-        zero["offload_optimizer"] = offload_section(layout["offload_optimizer"], on_cpu=on_cpu)
-    if layout.get("offload_params", "none") != "none":
-        zero["offload_param"] = offload_section(layout["offload_params"], on_cpu=on_cpu)
+        zero["offload_optimizer"] = offload_section(layout.offload_optimizer, on_cpu=on_cpu)
+    if layout.offload_params != "none":
+        zero["offload_param"] = offload_section(layout.offload_params, on_cpu=on_cpu)
     return zero
 
 
@@ -100,8 +84,8 @@ def offload_section(device: str, *, on_cpu: bool) -> dict:
     return section
 
 
-def offloads_optimizer(layout: dict) -> bool:
-    return layout.get("offload_optimizer", "none") != "none"
+def offloads_optimizer(layout: Layout) -> bool:
+    return layout.offload_optimizer != "none"
 
 
 def optimizer_section(optimizer, *, torch_adam: bool = False) -> dict:

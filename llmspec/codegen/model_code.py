@@ -14,6 +14,7 @@ from types import ModuleType
 
 from llmspec import __version__
 from llmspec.codegen.render import format_python, render_template
+from llmspec.rules import layout as rules
 
 TEMPLATE = "model.py.j2"
 
@@ -44,16 +45,15 @@ def render_model_py(spec, plan: dict, header: str | None = None) -> str:
 
 
 def check_layout(spec, layout: dict) -> None:
-    """What the generated parallel code relies on; the spec checks report these to users first."""
-    tensor, m = layout["tensor"], spec.model
-    for name, value in (("n_heads", m.n_heads), ("n_kv_heads", m.kv_heads), ("d_ff", m.ff_dim)):
-        if value % tensor:
-            raise ValueError(f"parallel.tensor = {tensor} does not divide model.{name} = {value}")
-    if tensor > 1 and layout["sequence_parallel"] and spec.train.seq_len % tensor:
-        raise ValueError(
-            f"sequence parallel: parallel.tensor = {tensor} does not divide "
-            f"train.seq_len = {spec.train.seq_len}"
-        )
+    """What the generated parallel code relies on; the spec checks and the search apply the
+    same rules first, so this only guards direct callers."""
+    m, tensor = spec.model, layout["tensor"]
+    why = rules.tensor_divides_model(tensor, m.n_heads, m.kv_heads, m.ff_dim)
+    why = why or rules.sequence_parallel_divides_seq_len(
+        layout["sequence_parallel"], tensor, spec.train.seq_len
+    )
+    if why:
+        raise ValueError(why)
 
 
 def load_model_module(source: str, name: str = "generated_model") -> ModuleType:

@@ -4,7 +4,7 @@ Each figure is what autograd saves for the exact ops of the generated model
 (``F.scaled_dot_product_attention``, tanh GELU, ``silu(gate) * up``,
 ``nn.Dropout``, ``nn.LayerNorm`` / ``nn.RMSNorm``, fp32 log-softmax loss),
 checked op by op under ``FakeTensorMode`` + ``MemTracker``
-(``llmspec.plan.measure``). The Korthikanti et al. 2022 Table 2 constants
+(``llmspec.verify.measure``). The Korthikanti et al. 2022 Table 2 constants
 (34 sbh + 5as²b) assume 16-bit activations, 1-byte dropout masks and
 materialised attention scores; with SDPA/flash attention the s² term is gone
 and what is left depends on the kernels, hence this table.
@@ -26,7 +26,7 @@ All functions return bytes per token of one micro-batch (multiply by
 
 from __future__ import annotations
 
-from llmspec.plan.types import ModelDims
+from llmspec.graph.dims import ModelDims
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 2}  # fp8: activations stay 16-bit
 

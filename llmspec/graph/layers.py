@@ -30,7 +30,8 @@ from functools import lru_cache, partial
 import networkx as nx
 
 from llmspec.graph import activations
-from llmspec.plan.types import ModelDims
+from llmspec.graph.dims import ModelDims
+from llmspec.rules.layout import padded_vocab
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,6 @@ class ParamCounts:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def padded_vocab(vocab_size: int, tensor: int = 1) -> int:
-    """Vocabulary rows as built: padded up to a multiple of the tensor-parallel degree."""
-    return -(-vocab_size // tensor) * tensor
 
 
 def norm_params(dims: ModelDims) -> int:

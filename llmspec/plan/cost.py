@@ -4,7 +4,7 @@ Each part is a small function of the slice it needs, so it can be tested on a
 number worked out by hand. Units: bytes, seconds, GB/s = 1e9 bytes/s,
 TFLOP/s = 1e12 FLOP/s.
 
-Sources (see ../shared/PLANNER-REFERENCES.md):
+Sources (see docs/planner-references.md):
 - Ring all-reduce moves 2(n−1)/n of the buffer through every GPU's link;
   reduce-scatter and all-gather move (n−1)/n each (Patarasuk & Yuan 2009,
   "Bandwidth optimal all-reduce algorithms for clusters of workstations";
@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from llmspec.graph import layers
-from llmspec.plan.types import ModelDims
+from llmspec.graph.dims import ModelDims
+from llmspec.rules import deepspeed as ds_rules
 
 # Achieved fraction of nominal link bandwidth for large collectives: Calculon's
 # shipped system files (Isaev et al. 2023, "Calculon: a methodology and tool for
@@ -58,10 +59,6 @@ ADAM_BYTES_PER_PARAM = 30
 # ~3.5 GB/s sustained (vendor datasheets list 3.5–7 GB/s read, less for writes).
 HOST_MEMORY_GBPS_PER_NODE = 409.6
 
-# ZeRO stages whose gradient reduce-scatter overlaps the backward pass: those for which
-# the generated ds_config.json sets DeepSpeed's `overlap_comm` (llmspec/codegen/ds_config.py
-# turns it on for stage 3 only; change both together).
-OVERLAP_COMM_ZERO_STAGES = (3,)
 NVME_GBPS = 3.5
 
 
@@ -460,7 +457,7 @@ def step_time(
         calls = 1 if zero_stage in (0, 3) else 2
         steps = 2 * (data - 1) if zero_stage == 0 else data - 1
         dp += calls * ring_latency_s(steps, links.data_intra_node)
-    overlaps = zero_stage in OVERLAP_COMM_ZERO_STAGES and pipeline == 1
+    overlaps = ds_rules.overlaps_comm(zero_stage) and pipeline == 1
     dp_exposed = exposed_s(dp, backward_window if overlaps else 0.0)
 
     gather = 0.0

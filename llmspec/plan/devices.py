@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import networkx as nx
 
 from llmspec.plan.types import Layout
-from llmspec.spec.hardware import GIB, Gpu, get_gpu
+from llmspec.spec.hardware import Gpu, get_gpu
+from llmspec.units import GIB
 
 
 @dataclass(frozen=True)
@@ -92,11 +93,6 @@ def stage_ranks(layout: Layout, stage: int) -> list[int]:
 
 def group_spans_nodes(ranks: list[int], gpus_per_node: int) -> bool:
     return len({node_of(r, gpus_per_node) for r in ranks}) > 1
-
-
-def tensor_fits_in_node(tensor: int, gpus_per_node: int) -> bool:
-    """Tensor groups stay inside a node iff the degree divides the GPUs per node."""
-    return tensor <= gpus_per_node and gpus_per_node % tensor == 0
 
 
 # ----------------------------------------------------------------------------- bandwidth

@@ -11,12 +11,12 @@ softmax and norms are not counted.
 
 from __future__ import annotations
 
+from llmspec.graph.dims import ModelDims
 from llmspec.graph.layers import (
     attention_flops_per_token,
     block_fwd_flops_per_token,
     head_fwd_flops_per_token,
 )
-from llmspec.plan.types import ModelDims
 
 
 def forward_flops_per_token(dims: ModelDims) -> float:

@@ -2,7 +2,7 @@
 
 ``total`` is what ``torch.cuda.max_memory_allocated`` would report on the worst
 rank of a steady-state step: the largest of the sums at the moments where a
-step can peak (MEMORY-NOTES "where it happens"), not one sum of everything:
+step can peak (docs/memory-model.md, "Where the peak happens"), not one sum of everything:
 
 * the loss backward (last stage): every saved activation, the fp32
   log-softmax and its two fp32 gradients (vocab-wide), no gradients yet;
@@ -38,21 +38,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from llmspec.graph import activations as act
+from llmspec.graph.dims import ModelDims
 from llmspec.graph.layers import (
     attention_params,
     mlp_params,
     norm_params,
-    padded_vocab,
 )
-from llmspec.plan.types import Layout, MemoryEstimate, ModelDims, StageMemory
+from llmspec.plan.types import Layout, MemoryEstimate, StageMemory
+from llmspec.rules import deepspeed as ds_rules
+from llmspec.rules.layout import padded_vocab
 
 WEIGHT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 2}
-
-# DeepSpeed defaults (deepspeed/runtime/zero/config.py, v0.19): elements, not bytes.
-REDUCE_BUCKET_ELEMENTS = 500_000_000
-ALLGATHER_BUCKET_ELEMENTS = 500_000_000
-STAGE3_PREFETCH_ELEMENTS = 50_000_000
-STAGE3_MAX_LIVE_ELEMENTS = 1_000_000_000
 
 # Non-tensor overheads, reported beside the total (none of them is a tensor,
 # so max_memory_allocated never sees them). The CUDA context of a PyTorch
@@ -184,7 +180,7 @@ def model_states(n_params: float, precision: str, layout: Layout) -> ModelStates
     w = WEIGHT_BYTES[precision]
     mixed = precision != "fp32"
     n = n_params
-    bucket = w * REDUCE_BUCKET_ELEMENTS
+    bucket = w * ds_rules.REDUCE_BUCKET_ELEMENTS
     if z == 0:
         weights, optimizer = w * n, (12 if mixed else 8) * n
         grads_end = w * n
@@ -262,7 +258,11 @@ def estimate_memory(
         zero3_live = 0.0  # ZeRO-3: parameters gathered for the module running + prefetch
         if layout.zero_stage == 3:
             largest = max(c.block_params, c.embedding_params if first or last else 0.0)
-            live = min(STAGE3_MAX_LIVE_ELEMENTS, STAGE3_PREFETCH_ELEMENTS + largest, n_params)
+            live = min(
+                ds_rules.STAGE3_MAX_LIVE_ELEMENTS,
+                ds_rules.STAGE3_PREFETCH_ELEMENTS + largest,
+                n_params,
+            )
             zero3_live = w * live
         buffers = st.backward_buffer + zero3_live  # alive in forward/backward only
         grads_now = st.grads_end if accumulating else 0.0

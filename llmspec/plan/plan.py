@@ -9,21 +9,23 @@ gives the same JSON bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from llmspec import __version__
 from llmspec.errors import UserError
-from llmspec.graph.layers import ParamCounts
-from llmspec.plan import devices, partition
+from llmspec.graph.layers import ParamCounts, count_params
+from llmspec.plan import devices, partition, search
 from llmspec.plan.cost import StepTime
 from llmspec.plan.search import SIMPLER_WITHIN, Candidate
 from llmspec.plan.types import Layout, MemoryEstimate, Performance
+from llmspec.spec.hardware import CATALOG
+from llmspec.units import GIB
 
-GIB = 1024**3
 
-
-def sig(x: float, digits: int = 6) -> float:
-    """Round to `digits` significant digits (stable JSON floats)."""
+def sig(x: float | None, digits: int = 6) -> float | None:
+    """Round to `digits` significant digits (stable JSON floats); None stays None."""
+    if x is None:
+        return None
     if x == 0 or x != x or x in (float("inf"), float("-inf")):
         return float(x)
     return float(f"{x:.{digits}g}")
@@ -288,25 +290,10 @@ def _shape(lay: Layout) -> tuple:
 
 
 # ----------------------------------------------------------------------------- explanation
-def describe(lay: Layout) -> str:
-    text = (
-        f"data {lay.data} × tensor {lay.tensor} × pipeline {lay.pipeline}, ZeRO {lay.zero_stage}, "
-        f"micro-batch {lay.micro_batch_size} × {lay.grad_accum_steps} accumulation, "
-        f"recompute {lay.activation_checkpointing}"
-    )
-    if lay.sequence_parallel:
-        text += ", sequence parallel"
-    if lay.offload_optimizer != "none":
-        text += f", optimizer offload to {lay.offload_optimizer}"
-    if lay.offload_params != "none":
-        text += f", parameter offload to {lay.offload_params}"
-    return text
-
-
 def explain(problem, result, best: Candidate) -> tuple[str, ...]:
     """Plain sentences on why this layout: placement, bubble, memory, where the time goes."""
     lay, cluster = best.layout, problem.cluster
-    lines = [("chose " if best.fits else "closest layout: ") + describe(lay)]
+    lines = [("chose " if best.fits else "closest layout: ") + lay.describe()]
     if lay.tensor > 1:
         per_block = 6 if lay.activation_checkpointing == "full" else 4
         lines.append(
@@ -350,9 +337,6 @@ def explain(problem, result, best: Candidate) -> tuple[str, ...]:
 
 def versus_auto(problem, pinned: Candidate) -> list[str]:
     """With pins: what the planner would choose with none, and why the pinned layout loses."""
-    from dataclasses import replace
-
-    from llmspec.plan import search
 
     free = search.search(replace(problem, pins=()))
     if not free.ranked:
@@ -362,9 +346,9 @@ def versus_auto(problem, pinned: Candidate) -> list[str]:
         return ["auto (nothing pinned) chooses the same layout"]
     gain = pinned.step_time_s / best.step_time_s - 1
     if gain < 0.01:
-        return [f"auto (nothing pinned) would choose {describe(best.layout)}: within 1%"]
+        return [f"auto (nothing pinned) would choose {best.layout.describe()}: within 1%"]
     return [
-        f"auto (nothing pinned) would choose {describe(best.layout)}, {gain:.0%} faster; "
+        f"auto (nothing pinned) would choose {best.layout.describe()}, {gain:.0%} faster; "
         f"the pinned layout: {why_rejected(pinned, best)}"
     ]
 
@@ -376,10 +360,6 @@ def _more_nodes(problem, tries: int = 4):
     parameter for mixed-precision AdamW, Rajbhandari et al. 2020 §3), at least one more
     node than now; pins on `data` are dropped since the world size changes.
     """
-    from dataclasses import replace
-
-    from llmspec.graph.layers import count_params
-    from llmspec.plan import search
 
     cluster = problem.cluster
     states = 16 * count_params(problem.dims).total
@@ -403,10 +383,6 @@ def _more_nodes(problem, tries: int = 4):
 
 def fit_hints(problem, closest: Candidate) -> list[str]:
     """What would make a spec that fits nowhere fit."""
-    from dataclasses import replace
-
-    from llmspec.plan import search
-    from llmspec.spec.hardware import CATALOG
 
     hints = []
     if problem.pins:
@@ -415,7 +391,7 @@ def fit_hints(problem, closest: Candidate) -> list[str]:
             pins = ", ".join(f"{k}={v}" for k, v in problem.pins)
             c = free.ranked[0]
             hints.append(
-                f"fix: unpin ({pins}) — with everything auto, {describe(c.layout)} fits at "
+                f"fix: unpin ({pins}) — with everything auto, {c.layout.describe()} fits at "
                 f"{c.memory.total / GIB:.1f} GiB"
             )
     mem = closest.memory
@@ -445,7 +421,7 @@ def fit_hints(problem, closest: Candidate) -> list[str]:
         nodes, c = more
         hints.append(
             f"fix: cluster.nodes: {nodes} ({nodes * problem.cluster.gpus_per_node} GPUs) fits — "
-            f"{describe(c.layout)}, peak {c.memory.total / GIB:.1f} GiB, step {c.step_time_s:.3g} s"
+            f"{c.layout.describe()}, peak {c.memory.total / GIB:.1f} GiB, step {c.step_time_s:.3g} s"
         )
     else:
         hints.append(

@@ -25,10 +25,12 @@ from functools import lru_cache
 
 from llmspec.errors import UserError
 from llmspec.graph import layers
+from llmspec.graph.dims import ModelDims
 from llmspec.plan import cost, devices, partition
 from llmspec.plan.cost import block_flops, head_flops
 from llmspec.plan.memory import estimate_memory
-from llmspec.plan.types import Layout, MemoryEstimate, ModelDims
+from llmspec.plan.types import Layout, MemoryEstimate
+from llmspec.rules import layout as rules
 
 RECOMPUTE_ORDER = ("none", "selective", "full")
 
@@ -43,7 +45,7 @@ SIMPLER_WITHIN = 0.01
 
 
 @dataclass(frozen=True)
-class Problem:
+class SearchProblem:
     """Everything the search varies over or holds fixed (no pydantic inside)."""
 
     dims: ModelDims
@@ -152,42 +154,33 @@ def bytes_per_activation(precision: str) -> int:
 
 
 # ----------------------------------------------------------------------------- candidates
-def divisors(n: int) -> list[int]:
-    return [k for k in range(1, n + 1) if n % k == 0]
-
-
 def tensor_options(dims: ModelDims, cluster: devices.Cluster) -> list[int]:
-    return [
-        t
-        for t in divisors(cluster.gpus_per_node)
-        if dims.n_heads % t == 0
-        and dims.n_kv_heads % t == 0
-        and dims.d_ff % t == 0
-        and cluster.world_size % t == 0
-    ]
+    return rules.valid_tensor_degrees(
+        dims.n_heads, dims.n_kv_heads, dims.d_ff, cluster.gpus_per_node
+    )
 
 
-def _choices(problem: Problem, key: str, default: list) -> list:
+def _choices(problem: SearchProblem, key: str, default: list) -> list:
     pinned = problem.pinned(key)
     return [pinned] if pinned is not None else default
 
 
-def enumerate_groups(problem: Problem):
+def enumerate_groups(problem: SearchProblem):
     """Yield (data, tensor, pipeline) triples that pass the structural rules."""
     dims, cluster = problem.dims, problem.cluster
     world = cluster.world_size
     valid = tensor_options(dims, cluster)
     pinned = problem.pinned("tensor")
     if pinned is not None and pinned not in valid:
-        raise UserError(
-            f"tensor = {pinned} cannot be used: the tensor-parallel degree must divide the "
-            f"{cluster.gpus_per_node} GPUs per node (tensor groups stay inside a node), "
-            f"n_heads = {dims.n_heads}, n_kv_heads = {dims.n_kv_heads} and d_ff = {dims.d_ff} "
-            f"— valid values: {', '.join(map(str, valid))}"
-        )
+        reasons = [
+            rules.tensor_divides_model(pinned, dims.n_heads, dims.n_kv_heads, dims.d_ff),
+            rules.tensor_fits_node(pinned, cluster.gpus_per_node),
+        ]
+        why = "; ".join(r for r in reasons if r)
+        raise UserError(f"{why} — valid values: {', '.join(map(str, valid))}")
     for t in _choices(problem, "tensor", valid):
-        for p in _choices(problem, "pipeline", divisors(world // t) if world % t == 0 else []):
-            if world % (t * p) or p > dims.n_layers:
+        for p in _choices(problem, "pipeline", rules.divisors(world // t)):
+            if world % (t * p) or rules.pipeline_fits_layers(p, dims.n_layers):
                 continue
             d = world // (t * p)
             if problem.pinned("data") not in (None, d):
@@ -197,9 +190,9 @@ def enumerate_groups(problem: Problem):
             yield d, t, p
 
 
-def zero_options(problem: Problem, data: int, pipeline: int, offload: bool) -> list[int]:
+def zero_options(problem: SearchProblem, data: int, pipeline: int, offload: bool) -> list[int]:
     pinned = problem.pinned("zero_stage")
-    allowed = [0, 1] if pipeline > 1 else [0, 1, 2, 3]
+    allowed = list(rules.zero_stages_for(pipeline))
     if pinned is not None:
         return [pinned] if pinned in allowed else []
     if offload:
@@ -207,11 +200,11 @@ def zero_options(problem: Problem, data: int, pipeline: int, offload: bool) -> l
     return allowed if data > 1 else [0]
 
 
-def micro_batch_options(problem: Problem, data: int) -> list[int]:
+def micro_batch_options(problem: SearchProblem, data: int) -> list[int]:
     per_replica = problem.global_batch // data
     pinned_mbs = problem.pinned("micro_batch_size")
     pinned_ga = problem.pinned("grad_accum_steps")
-    options = divisors(per_replica)
+    options = rules.divisors(per_replica)
     if pinned_mbs is not None:
         options = [b for b in options if b == pinned_mbs]
     if pinned_ga is not None:
@@ -280,7 +273,7 @@ def links_for(layout: Layout, cluster: devices.Cluster) -> cost.Links:
 
 
 def evaluate(
-    problem: Problem, layout: Layout, stage_layers: tuple[int, ...] | None = None
+    problem: SearchProblem, layout: Layout, stage_layers: tuple[int, ...] | None = None
 ) -> Candidate:
     """Memory and step time of one layout (the stage partition chosen if not given)."""
     dims = problem.dims
@@ -297,7 +290,7 @@ def evaluate(
     return candidate
 
 
-def _candidate(problem: Problem, layout: Layout, stage_layers, memory) -> Candidate:
+def _candidate(problem: SearchProblem, layout: Layout, stage_layers, memory) -> Candidate:
     dims, cluster = problem.dims, problem.cluster
     model_block, hw_block = block_flops(dims, layout.activation_checkpointing)
     head = head_flops(dims)
@@ -346,7 +339,7 @@ def _candidate(problem: Problem, layout: Layout, stage_layers, memory) -> Candid
     )
 
 
-def _memory_aware(problem: Problem, first: Candidate) -> Candidate | None:
+def _memory_aware(problem: SearchProblem, first: Candidate) -> Candidate | None:
     """Move blocks off the stages that overflow onto those with room, if that makes it fit."""
     counts_a = first.stage_layers
     bytes_a = tuple(s.total for s in first.memory.stages)
@@ -377,7 +370,9 @@ def _memory_aware(problem: Problem, first: Candidate) -> Candidate | None:
 
 
 # ----------------------------------------------------------------------------- search
-def _layout(problem: Problem, g: _Group, zero: int, sp: bool, rc: str, mbs: int, offload) -> Layout:
+def _layout(
+    problem: SearchProblem, g: _Group, zero: int, sp: bool, rc: str, mbs: int, offload
+) -> Layout:
     return Layout(
         data=g.data,
         tensor=g.tensor,
@@ -392,7 +387,7 @@ def _layout(problem: Problem, g: _Group, zero: int, sp: bool, rc: str, mbs: int,
     )
 
 
-def _offload_options(problem: Problem, use_offload: bool) -> list[tuple[str, str]]:
+def _offload_options(problem: SearchProblem, use_offload: bool) -> list[tuple[str, str]]:
     opt, par = problem.pinned("offload_optimizer"), problem.pinned("offload_params")
     if not use_offload:
         return [(opt or "none", par or "none")]
@@ -401,7 +396,7 @@ def _offload_options(problem: Problem, use_offload: bool) -> list[tuple[str, str
     return [(o, p) for o in opts for p in pars if o != "none" or p != "none"]
 
 
-def search(problem: Problem, keep_rejected: int = 3) -> SearchResult:
+def search(problem: SearchProblem, keep_rejected: int = 3) -> SearchResult:
     """Every candidate layout, pruned as the module docstring says; fastest fitting first."""
     result = _search_pass(problem, use_offload=False, keep_rejected=keep_rejected)
     pinned_offload = problem.pinned("offload_optimizer") or problem.pinned("offload_params")
@@ -423,7 +418,7 @@ def search(problem: Problem, keep_rejected: int = 3) -> SearchResult:
     )
 
 
-def _search_pass(problem: Problem, *, use_offload: bool, keep_rejected: int) -> SearchResult:
+def _search_pass(problem: SearchProblem, *, use_offload: bool, keep_rejected: int) -> SearchResult:
     fitting: list[Candidate] = []
     rejected: list[Candidate] = []
     closest: Candidate | None = None
@@ -453,18 +448,23 @@ def _search_pass(problem: Problem, *, use_offload: bool, keep_rejected: int) -> 
         mbs_options = micro_batch_options(problem, d)
         if not mbs_options:
             continue
-        sp_options = _choices(problem, "sequence_parallel", [False, True] if t > 1 else [False])
-        if t == 1:
-            sp_options = [False]
+        seq_len = problem.dims.seq_len
+        sp_options = [
+            sp
+            for sp in _choices(problem, "sequence_parallel", [False, True])
+            if not rules.sequence_parallel_needs_tensor(sp, t)
+            and not rules.sequence_parallel_divides_seq_len(sp, t, seq_len)
+        ]
         for offload in _offload_options(problem, use_offload):
-            if offload[1] != "none" and problem.pinned("zero_stage") not in (None, 3):
+            pinned_zero = problem.pinned("zero_stage")
+            if pinned_zero is not None and rules.offload_params_needs_zero3(
+                offload[1], pinned_zero
+            ):
                 continue
             for zero in zero_options(problem, d, p, offload != ("none", "none")):
-                if offload[1] != "none" and zero != 3:
+                if rules.offload_params_needs_zero3(offload[1], zero):
                     continue
                 for sp in sp_options:
-                    if sp and problem.dims.seq_len % t:
-                        continue
                     # Lower bound for the whole group: smallest micro-batch, most recompute.
                     floor_rc = rc_options[-1]
                     bound = evaluate(
@@ -521,7 +521,9 @@ def _search_pass(problem: Problem, *, use_offload: bool, keep_rejected: int) -> 
     )
 
 
-def time_lower_bound(problem: Problem, g: _Group, recompute: str, sequence_parallel: bool) -> float:
+def time_lower_bound(
+    problem: SearchProblem, g: _Group, recompute: str, sequence_parallel: bool
+) -> float:
     """Compute + memory-bound time of a perfectly balanced step with free communication.
 
     The slowest stage does at least the mean stage's work, and every other part
@@ -546,7 +548,7 @@ def time_lower_bound(problem: Problem, g: _Group, recompute: str, sequence_paral
     ) + cost.elementwise_s(elem * dims.n_layers * tokens_per_gpu, cluster.gpu.hbm_gbps)
 
 
-def _no_layout_message(problem: Problem) -> str:
+def _no_layout_message(problem: SearchProblem) -> str:
     dims, cluster = problem.dims, problem.cluster
     pins = ", ".join(f"{k}={v}" for k, v in problem.pins) or "none"
     return (

@@ -1,6 +1,6 @@
 """Values the planning stage hands around: small, frozen, torch-free.
 
-Functions take the slice they need (`ModelDims`, `Layout`, a precision
+Functions take the slice they need (`graph.dims.ModelDims`, `Layout`, a precision
 string, a `Gpu`), not the whole Spec, so that the search can evaluate tens of
 thousands of layouts without touching pydantic.
 """
@@ -14,61 +14,8 @@ Recompute = Literal["none", "selective", "full"]
 Offload = Literal["none", "cpu", "nvme"]
 Precision = Literal["fp32", "fp16", "bf16", "fp8"]
 
-
-@dataclass(frozen=True)
-class ModelDims:
-    """Everything about the architecture and the objective that costs memory or FLOPs."""
-
-    arch: str  # gpt | llama | bert
-    vocab_size: int
-    d_model: int
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    d_ff: int
-    max_seq_len: int
-    seq_len: int
-    position: str  # learned | sinusoidal | rope
-    norm: str  # layernorm | rmsnorm
-    activation: str  # gelu | relu | swiglu
-    bias: bool
-    tie_embeddings: bool
-    type_vocab_size: int
-    dropout: float
-    attention_dropout: float
-    drop_path: float
-    objective: str  # causal_lm | masked_lm
-    label_smoothing: float = 0.0
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_heads
-
-    @classmethod
-    def from_spec(cls, spec) -> ModelDims:  # spec: llmspec.spec.model.Spec
-        m, t = spec.model, spec.train
-        return cls(
-            arch=m.arch,
-            vocab_size=m.vocab_size,
-            d_model=m.d_model,
-            n_layers=m.n_layers,
-            n_heads=m.n_heads,
-            n_kv_heads=m.kv_heads,
-            d_ff=m.ff_dim,
-            max_seq_len=m.max_seq_len,
-            seq_len=t.seq_len,
-            position=m.position,
-            norm=m.norm,
-            activation=m.activation,
-            bias=m.bias,
-            tie_embeddings=m.tie_embeddings,
-            type_vocab_size=m.type_vocab_size,
-            dropout=m.dropout,
-            attention_dropout=m.attention_dropout,
-            drop_path=m.drop_path,
-            objective=t.objective,
-            label_smoothing=t.label_smoothing,
-        )
+# What a GPU's tensor memory is split into (contract 2 `memory.per_gpu_bytes`, less `total`).
+MEMORY_CATEGORIES = ("params", "grads", "optimizer", "activations", "temporary")
 
 
 @dataclass(frozen=True)
@@ -93,6 +40,21 @@ class Layout:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def describe(self) -> str:
+        """One line for people: plan explanations, the README, train.py's settings."""
+        text = (
+            f"data {self.data} × tensor {self.tensor} × pipeline {self.pipeline}, "
+            f"ZeRO {self.zero_stage}, micro-batch {self.micro_batch_size} × "
+            f"{self.grad_accum_steps} accumulation, recompute {self.activation_checkpointing}"
+        )
+        if self.sequence_parallel:
+            text += ", sequence parallel"
+        if self.offload_optimizer != "none":
+            text += f", optimizer offload to {self.offload_optimizer}"
+        if self.offload_params != "none":
+            text += f", parameter offload to {self.offload_params}"
+        return text
+
 
 @dataclass(frozen=True)
 class StageMemory:
@@ -105,7 +67,7 @@ class StageMemory:
     optimizer: int
     activations: int
     temporary: int
-    total: int  # the step's peak; not always the sum (see MEMORY-NOTES.md)
+    total: int  # the step's peak; not always the sum (see docs/memory-model.md)
     host_bytes: int = 0  # offloaded optimizer state / params held in host RAM by this rank
 
 

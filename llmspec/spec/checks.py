@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from llmspec.errors import Problem
+from llmspec.rules import layout as rules
+from llmspec.rules.layout import divisors
 from llmspec.spec.hardware import CATALOG, get_gpu
 from llmspec.spec.interpolate import InterpolationError, check_syntax
 from llmspec.spec.model import ClusterSpec, DataSpec, ModelSpec, ParallelSpec, TrainSpec
@@ -94,11 +96,6 @@ class _Recorder:
         return getattr(self._section, attr)
 
 
-def divisors(n: int, limit: int = MAX_LISTED) -> list[int]:
-    """Divisors of n that are at most `limit` (bounded work for any n)."""
-    return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
-
-
 def _near(values: list[int], target: int, k: int = 4) -> str:
     picked = sorted(sorted(values, key=lambda v: (abs(v - target), v))[:k])
     return ", ".join(map(str, picked))
@@ -117,7 +114,7 @@ def heads_divide_width(model: ModelSpec) -> Iterator[Finding]:
             f"model.d_model = {model.d_model} is not divisible by model.n_heads = "
             f"{model.n_heads} ({model.d_model} / {model.n_heads} = "
             f"{model.d_model / model.n_heads:.4g})",
-            f"n_heads values that divide d_model: {_near(divisors(model.d_model), model.n_heads)}",
+            f"n_heads values that divide d_model: {_near(divisors(model.d_model, MAX_LISTED), model.n_heads)}",
             related=(("model", "d_model"),),
         )
 
@@ -130,7 +127,7 @@ def kv_heads_divide_heads(model: ModelSpec) -> Iterator[Finding]:
             ("model", "n_kv_heads"),
             f"model.n_kv_heads = {kv} does not divide model.n_heads = {model.n_heads}: "
             "each key/value head serves a whole group of query heads",
-            f"valid values: {_near(divisors(model.n_heads), kv, k=6)}",
+            f"valid values: {_near(divisors(model.n_heads, MAX_LISTED), kv, k=6)}",
             related=(("model", "n_heads"),),
         )
 
@@ -240,39 +237,31 @@ def tensor_parallel_fits(
     tp = _fixed(parallel.tensor)
     if tp is None:
         return
-    limit = min(cluster.gpus_per_node, MAX_LISTED)
-    split = math.gcd(model.n_heads, model.kv_heads, model.ff_dim)
-    valid = ", ".join(str(d) for d in divisors(split, limit)) or "1"
-    for name, size in (
-        ("n_heads", model.n_heads),
-        ("n_kv_heads", model.kv_heads),
-        ("d_ff", model.ff_dim),
-    ):
-        if size % tp:
-            yield Finding(
-                ("parallel", "tensor"),
-                f"parallel.tensor = {tp} does not divide model.{name} = {size} — "
-                f"valid values: {valid}",
-                "each tensor-parallel rank holds an equal share of the heads and the MLP",
-            )
-            return
-    if tp > cluster.gpus_per_node:
+    valid = rules.valid_tensor_degrees(
+        model.n_heads, model.kv_heads, model.ff_dim, cluster.gpus_per_node
+    )
+    valid_text = ", ".join(map(str, valid))
+    split = rules.tensor_divides_model(tp, model.n_heads, model.kv_heads, model.ff_dim)
+    if split:
         yield Finding(
             ("parallel", "tensor"),
-            f"parallel.tensor = {tp} exceeds cluster.gpus_per_node = {cluster.gpus_per_node}: "
-            "tensor parallelism all-reduces every layer and stays inside one node",
-            f"valid values: {valid}",
+            f"{split} — valid values: {valid_text}",
+            "each tensor-parallel rank holds an equal share of the heads and the MLP",
         )
+        return
+    node = rules.tensor_fits_node(tp, cluster.gpus_per_node)
+    if node:
+        yield Finding(("parallel", "tensor"), node, f"valid values: {valid_text}")
 
 
 @check
 def pipeline_fits_layers(model: ModelSpec, parallel: ParallelSpec) -> Iterator[Finding]:
     pp = _fixed(parallel.pipeline)
-    if pp is not None and pp > model.n_layers:
+    why = rules.pipeline_fits_layers(pp, model.n_layers) if pp is not None else None
+    if why:
         yield Finding(
             ("parallel", "pipeline"),
-            f"parallel.pipeline = {pp} exceeds model.n_layers = {model.n_layers}: "
-            "every stage needs at least one layer",
+            why,
             f"set parallel.pipeline between 1 and {model.n_layers}, or auto",
             related=(("model", "n_layers"),),
         )
@@ -352,19 +341,19 @@ def offload_needs_zero(parallel: ParallelSpec) -> Iterator[Finding]:
     stage = _fixed(parallel.zero_stage)
     if stage is None:
         return
-    if parallel.offload_params != "none" and stage != 3:
+    why = rules.offload_params_needs_zero3(parallel.offload_params, stage)
+    if why:
         yield Finding(
             ("parallel", "offload_params"),
-            f"offload_params = {parallel.offload_params} needs ZeRO stage 3, but "
-            f"parallel.zero_stage = {stage}",
+            why,
             "set parallel.zero_stage: 3 (or auto), or offload_params: none",
             related=(("parallel", "zero_stage"),),
         )
-    if parallel.offload_optimizer != "none" and stage == 0:
+    why = rules.offload_optimizer_needs_zero(parallel.offload_optimizer, stage)
+    if why:
         yield Finding(
             ("parallel", "offload_optimizer"),
-            f"offload_optimizer = {parallel.offload_optimizer} needs ZeRO stage 1, 2 or 3, but "
-            "parallel.zero_stage = 0",
+            why,
             "set parallel.zero_stage: 2 (or auto), or offload_optimizer: none",
             related=(("parallel", "zero_stage"),),
         )
@@ -372,26 +361,45 @@ def offload_needs_zero(parallel: ParallelSpec) -> Iterator[Finding]:
 
 @check
 def sequence_parallel_needs_tensor(parallel: ParallelSpec) -> Iterator[Finding]:
-    if parallel.sequence_parallel is True and _fixed(parallel.tensor) == 1:
+    tp = _fixed(parallel.tensor)
+    why = (
+        rules.sequence_parallel_needs_tensor(True, tp)
+        if parallel.sequence_parallel is True and tp is not None
+        else None
+    )
+    if why:
         yield Finding(
             ("parallel", "sequence_parallel"),
-            "sequence_parallel splits activations across tensor-parallel ranks, but "
-            "parallel.tensor = 1",
+            why,
             "set parallel.tensor > 1 (or auto), or sequence_parallel: false",
             related=(("parallel", "tensor"),),
         )
 
 
 @check
+def sequence_parallel_divides_seq_len(
+    parallel: ParallelSpec, train: TrainSpec
+) -> Iterator[Finding]:
+    tp = _fixed(parallel.tensor)
+    if parallel.sequence_parallel is True and tp is not None:
+        why = rules.sequence_parallel_divides_seq_len(True, tp, train.seq_len)
+        if why:
+            yield Finding(
+                ("train", "seq_len"),
+                why,
+                f"choose a train.seq_len divisible by {tp}, or sequence_parallel: false",
+                related=(("parallel", "sequence_parallel"), ("parallel", "tensor")),
+            )
+
+
+@check
 def pipeline_allows_zero_stage(parallel: ParallelSpec) -> Iterator[Finding]:
     stage, pp = _fixed(parallel.zero_stage), _fixed(parallel.pipeline)
-    if stage is not None and pp is not None and pp > 1 and stage >= 2:
-        # DeepSpeed's PipelineEngine asserts this (deepspeed/runtime/pipe/engine.py:
-        # "ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism").
+    why = rules.pipeline_allows_zero_stage(pp, stage) if None not in (stage, pp) else None
+    if why:
         yield Finding(
             ("parallel", "zero_stage"),
-            f"parallel.zero_stage = {stage} cannot be combined with parallel.pipeline = {pp}: "
-            "DeepSpeed's pipeline engine supports ZeRO stages 0 and 1 only",
+            why,
             "set parallel.zero_stage: 1 (or auto), or parallel.pipeline: 1",
             related=(("parallel", "pipeline"),),
         )

@@ -1,7 +1,7 @@
 """Hardware catalog: vendor datasheet figures, one source comment per entry.
 
 Peaks are dense (no 2:4 sparsity). Link figures are per GPU, per direction,
-in GB/s (1e9 bytes/s). See ../shared/PLANNER-REFERENCES.md section 3.
+in GB/s (1e9 bytes/s). See docs/planner-references.md section 3.
 Memory is the datasheet's "GB" read as 1e9 bytes: a conservative capacity,
 since the CUDA-visible total of these parts is somewhat larger (the planner
 keeps its own reserve for the runtime on top).
@@ -13,8 +13,7 @@ import difflib
 from dataclasses import dataclass, replace
 
 from llmspec.errors import UserError
-
-GIB = 1024**3
+from llmspec.units import GIB
 
 
 @dataclass(frozen=True)

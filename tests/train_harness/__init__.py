@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from llmspec.codegen.project import build_project
+from llmspec.pipeline import build_project
 
 # Small, stable modules present in every CPython 3.11+: ~250 KB of text.
 CORPUS_FILES = (

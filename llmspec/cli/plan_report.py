@@ -13,9 +13,11 @@ from rich.table import Table
 from rich.text import Text
 
 from llmspec.plan import devices
-from llmspec.plan.plan import GIB, Plan, describe
+from llmspec.plan.plan import Plan
+from llmspec.plan.types import MEMORY_CATEGORIES
+from llmspec.units import GIB
 
-CATEGORIES = ("params", "grads", "optimizer", "activations", "temporary", "total")
+CATEGORIES = (*MEMORY_CATEGORIES, "total")
 MAX_STAGE_ROWS = 12
 
 
@@ -169,7 +171,7 @@ def alternatives_table(plan: Plan) -> Table:
     table.add_column("why not")
     for alt in plan.alternatives:
         table.add_row(
-            describe(alt.layout),
+            alt.layout.describe(),
             f"{alt.step_time_s:.4g}",
             f"{alt.mfu:.1%}",
             f"{alt.tokens_per_s:,.0f}",
@@ -226,7 +228,7 @@ def to_dot(plan: Plan) -> str:
         "digraph plan {",
         "  rankdir=LR;",
         '  node [shape=box, fontname="Helvetica"];',
-        f'  label="{plan.name}: {describe(plan.layout)}";',
+        f'  label="{plan.name}: {plan.layout.describe()}";',
     ]
     rows = plan.stage_map()
     small = plan.cluster.world_size <= DOT_DEVICE_LIMIT
@@ -266,3 +268,24 @@ def to_dot(plan: Plan) -> str:
         previous = chain[-1][0]
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def comparison_table(predicted, measured, *, title: str | None = None) -> Table:
+    """Predicted vs measured per category and for the peak (GiB; error vs measured).
+
+    ``predicted`` is a MemoryEstimate (``kernels="cpu"`` for a CPU measurement),
+    ``measured`` a ``llmspec.verify.measure.MeasuredMemory``. Categories are split
+    the way MemTracker labels tensors at the peak; the peak is what to judge.
+    """
+    table = Table(
+        title=title or f"Predicted vs measured (measured in {measured.seconds:.1f} s)",
+        title_justify="left",
+    )
+    for col in ("category", "predicted GiB", "measured GiB", "error"):
+        table.add_column(col, justify="left" if col == "category" else "right")
+    for name in CATEGORIES:
+        p, m = getattr(predicted, name), getattr(measured, name)
+        err = f"{(p - m) / m:+.1%}" if m else "—"
+        label = "[bold]peak" if name == "total" else name
+        table.add_row(label, gib(p), gib(m), err)
+    return table

@@ -1,11 +1,12 @@
-"""The memory renderables: verdict wording and that every table renders."""
+"""`llmspec plan --measure`'s predicted-vs-measured table."""
 
 from rich.console import Console
 
-from llmspec.plan.measure import MeasuredMemory
+from llmspec.cli.plan_report import comparison_table
+from llmspec.graph.dims import ModelDims
 from llmspec.plan.memory import estimate_memory
-from llmspec.plan.memory_report import comparison_table, memory_report, verdict
-from llmspec.plan.types import Layout, ModelDims
+from llmspec.plan.types import Layout
+from llmspec.verify.measure import MeasuredMemory
 
 DIMS = ModelDims(
     arch="gpt", vocab_size=50257, d_model=768, n_layers=12, n_heads=12, n_kv_heads=12,
@@ -19,21 +20,6 @@ def render(renderable) -> str:
     console = Console(width=140, record=True, color_system=None)
     console.print(renderable)
     return console.export_text()
-
-
-def test_verdict_says_fits_or_by_how_much_it_does_not():
-    est = estimate_memory(DIMS, Layout(micro_batch_size=8), "bf16")
-    needed = est.total + est.overhead_bytes
-    assert "fits" in verdict(est, needed + 1).plain
-    assert "does not fit" in verdict(est, needed - 2**30).plain
-
-
-def test_report_shows_stages_only_when_pipelined():
-    single = render(memory_report(estimate_memory(DIMS, Layout(), "bf16"), 80 * 2**30))
-    assert "headroom" in single and "Per pipeline stage" not in single
-    piped = estimate_memory(DIMS, Layout(pipeline=4, grad_accum_steps=8), "bf16")
-    text = render(memory_report(piped, 80 * 2**30))
-    assert "Per pipeline stage" in text
 
 
 def test_comparison_table_reports_errors():

@@ -29,11 +29,12 @@ Torch is imported only here: the planner itself never needs it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
-from llmspec.plan.types import Layout
-
-CATEGORIES = ("params", "grads", "optimizer", "activations", "temporary")
+from llmspec.codegen.model_code import load_model_module, render_model_py
+from llmspec.graph.dims import ModelDims
+from llmspec.plan.memory import estimate_memory
+from llmspec.plan.types import Layout, MemoryEstimate
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,6 @@ def measure_step(spec, layout: Layout) -> MeasuredMemory:
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import MemTracker
-
-    from llmspec.codegen.model_code import load_model_module, render_model_py
 
     if layout.world_size != 1 or layout.zero_stage != 0:
         raise ValueError("measure_step measures one device: data = tensor = pipeline = 1, ZeRO 0")
@@ -151,3 +150,16 @@ def measure_step(spec, layout: Layout) -> MeasuredMemory:
         total=by_kind.get("Total", sum(peak.values())),
         seconds=time.perf_counter() - started,
     )
+
+
+def measure_against_plan(spec, plan) -> tuple[Layout, MemoryEstimate, MeasuredMemory]:
+    """The plan's micro-batch and recompute on one device: predicted (for the CPU kernels the
+    measurement runs, so both count the same tensors) and measured."""
+    single = replace(
+        Layout(),
+        micro_batch_size=plan.layout.micro_batch_size,
+        activation_checkpointing=plan.layout.activation_checkpointing,
+    )
+    dims = ModelDims.from_spec(spec)
+    predicted = estimate_memory(dims, single, spec.train.precision, kernels="cpu")
+    return single, predicted, measure_step(spec, single)

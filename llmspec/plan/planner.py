@@ -1,0 +1,92 @@
+"""`make_plan(spec, pins=...)`: the planning stage's entry point, spec → `Plan`.
+
+The search (`plan.search`) ranks every layout the rules allow by the memory
+model (`plan.memory`) and the cost model (`plan.cost`); this module turns the
+winner and its rivals into the `Plan` that the code generator and `--json`
+(contract 2) read.
+"""
+
+from __future__ import annotations
+
+from llmspec.errors import UserError
+from llmspec.graph.dims import ModelDims
+from llmspec.graph.layers import count_params
+from llmspec.plan import devices, search
+from llmspec.plan.flops import model_flops_per_token
+from llmspec.plan.pins import check_pins, normalize_pins, spec_pins
+from llmspec.plan.plan import (
+    Plan,
+    alternative_of,
+    explain,
+    fit_hints,
+    performance_of,
+    pick_alternatives,
+    versus_auto,
+)
+
+
+def make_plan(
+    spec, *, pins: dict | None = None, top: int = 5, attention_kernel: str = "flash"
+) -> Plan:
+    """Search the layouts of `spec` (respecting its pinned fields and `pins`) and plan the best.
+
+    Raises `UserError` when no layout satisfies the structural rules (e.g. pins
+    that do not multiply to the world size). A spec that fits nowhere still
+    gets a plan: `plan.fits` is False and `plan.explanation` says what to change.
+    `attention_kernel` is what the step is costed with: "flash" (the SDPA the
+    generated model uses) or "unfused" (to compare with runs that predate it).
+    """
+    dims = ModelDims.from_spec(spec)
+    cluster = devices.Cluster.from_spec(spec.cluster)
+    merged = normalize_pins({**spec_pins(spec), **(pins or {})})
+    check_pins(merged, cluster.world_size, f"{cluster.nodes} nodes × {cluster.gpus_per_node}")
+    problem = search.SearchProblem(
+        dims=dims,
+        cluster=cluster,
+        precision=spec.train.precision,
+        global_batch=spec.train.global_batch_size,
+        pins=tuple(sorted(merged.items())),
+        allow_offload=True,
+        attention_kernel=attention_kernel,
+    )
+    result = search.search(problem)
+    best = result.best
+    if best is None:
+        raise UserError(
+            "no layout could be evaluated: micro_batch_size / grad_accum_steps pins do not divide "
+            f"global_batch_size={problem.global_batch} per data-parallel replica"
+        )
+    peak = search.peak_tflops(cluster.gpu, problem.precision)
+    flops = model_flops_per_token(dims)
+    plan_args = (flops, problem.global_batch, dims.seq_len, spec.train.total_steps, peak)
+    alternatives = tuple(
+        alternative_of(c, best, plan_args)
+        for c in pick_alternatives(result.ranked, result.rejected, best, top)
+    )
+    explanation = explain(problem, result, best)
+    if not best.fits:
+        explanation = explanation + tuple(fit_hints(problem, best))
+    elif problem.pins:
+        explanation = explanation + tuple(versus_auto(problem, best))
+    return Plan(
+        name=spec.name,
+        params=count_params(dims, tensor=best.layout.tensor),
+        flops_per_token=flops,
+        layout=best.layout,
+        stage_layers=best.stage_layers,
+        memory=best.memory,
+        capacity_bytes=best.capacity_bytes,
+        fits=best.fits,
+        performance=performance_of(best, *plan_args),
+        step=best.time,
+        alternatives=alternatives,
+        cluster=cluster,
+        precision=problem.precision,
+        peak_tflops=peak,
+        explanation=explanation,
+        evaluated=result.evaluated,
+        pruned_groups=result.pruned_groups,
+        used_offload=result.used_offload,
+        pinned=tuple(f"{k}={v}" for k, v in problem.pins),
+        candidate=best,
+    )

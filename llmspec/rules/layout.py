@@ -1,0 +1,134 @@
+"""Which parallel layouts the generated code and DeepSpeed can run (pure; reasons, not raises)."""
+
+from __future__ import annotations
+
+import math
+
+ZERO_STAGES = (0, 1, 2, 3)
+# DeepSpeed's PipelineEngine asserts this (deepspeed/runtime/pipe/engine.py: "ZeRO-2 and
+# ZeRO-3 are incompatible with pipeline parallelism").
+ZERO_STAGES_WITH_PIPELINE = (0, 1)
+
+
+def divisors(n: int, limit: int | None = None) -> list[int]:
+    """The divisors of n (ascending) that are at most `limit`, in O(sqrt(n)) steps.
+
+    `limit` keeps the work bounded for numbers a user may make arbitrarily large.
+    """
+    if n < 1:
+        return []
+    top = n if limit is None else min(n, limit)
+    found = set()
+    for k in range(1, min(math.isqrt(n), top) + 1):
+        if n % k == 0:
+            found.add(k)
+            if n // k <= top:
+                found.add(n // k)
+    return sorted(found)
+
+
+def tensor_split_fields(n_heads: int, n_kv_heads: int, d_ff: int) -> tuple[tuple[str, int], ...]:
+    """What a tensor-parallel rank holds an equal share of (Megatron's column/row split)."""
+    return (("n_heads", n_heads), ("n_kv_heads", n_kv_heads), ("d_ff", d_ff))
+
+
+def tensor_divides_model(tensor: int, n_heads: int, n_kv_heads: int, d_ff: int) -> str | None:
+    for name, size in tensor_split_fields(n_heads, n_kv_heads, d_ff):
+        if size % tensor:
+            return f"parallel.tensor = {tensor} does not divide model.{name} = {size}"
+    return None
+
+
+def valid_tensor_degrees(n_heads: int, n_kv_heads: int, d_ff: int, gpus_per_node: int) -> list[int]:
+    """Tensor degrees that split the model evenly and tile the nodes (no group straddles two)."""
+    return divisors(math.gcd(n_heads, n_kv_heads, d_ff, gpus_per_node))
+
+
+def tensor_fits_node(tensor: int, gpus_per_node: int) -> str | None:
+    if tensor > gpus_per_node:
+        return (
+            f"parallel.tensor = {tensor} exceeds cluster.gpus_per_node = {gpus_per_node}: "
+            "tensor parallelism all-reduces every layer and stays inside one node"
+        )
+    if gpus_per_node % tensor:
+        return (
+            f"parallel.tensor = {tensor} does not divide cluster.gpus_per_node = "
+            f"{gpus_per_node}: tensor groups must not straddle nodes"
+        )
+    return None
+
+
+def sequence_parallel_needs_tensor(sequence_parallel: bool, tensor: int) -> str | None:
+    if sequence_parallel and tensor == 1:
+        return (
+            "sequence_parallel splits activations across tensor-parallel ranks, but "
+            "parallel.tensor = 1"
+        )
+    return None
+
+
+def sequence_parallel_divides_seq_len(
+    sequence_parallel: bool, tensor: int, seq_len: int
+) -> str | None:
+    if sequence_parallel and tensor > 1 and seq_len % tensor:
+        return (
+            f"sequence parallel: parallel.tensor = {tensor} does not divide "
+            f"train.seq_len = {seq_len}"
+        )
+    return None
+
+
+def pipeline_fits_layers(pipeline: int, n_layers: int) -> str | None:
+    if pipeline > n_layers:
+        return (
+            f"parallel.pipeline = {pipeline} exceeds model.n_layers = {n_layers}: "
+            "every stage needs at least one layer"
+        )
+    return None
+
+
+def zero_stages_for(pipeline: int) -> tuple[int, ...]:
+    return ZERO_STAGES_WITH_PIPELINE if pipeline > 1 else ZERO_STAGES
+
+
+def pipeline_allows_zero_stage(pipeline: int, zero_stage: int) -> str | None:
+    if zero_stage not in zero_stages_for(pipeline):
+        return (
+            f"parallel.zero_stage = {zero_stage} cannot be combined with parallel.pipeline = "
+            f"{pipeline}: DeepSpeed's pipeline engine supports ZeRO stages 0 and 1 only"
+        )
+    return None
+
+
+def offload_params_needs_zero3(offload_params: str, zero_stage: int) -> str | None:
+    if offload_params != "none" and zero_stage != 3:
+        return (
+            f"offload_params = {offload_params} needs ZeRO stage 3, but "
+            f"parallel.zero_stage = {zero_stage}"
+        )
+    return None
+
+
+def offload_optimizer_needs_zero(offload_optimizer: str, zero_stage: int) -> str | None:
+    if offload_optimizer != "none" and zero_stage == 0:
+        return (
+            f"offload_optimizer = {offload_optimizer} needs ZeRO stage 1, 2 or 3, but "
+            "parallel.zero_stage = 0"
+        )
+    return None
+
+
+def degrees_fill_world(data: int, tensor: int, pipeline: int, world: int) -> str | None:
+    product = data * tensor * pipeline
+    if product != world:
+        return (
+            f"data × tensor × pipeline = {data} × {tensor} × {pipeline} = {product}, "
+            f"but the cluster has {world} GPUs"
+        )
+    return None
+
+
+def padded_vocab(vocab_size: int, tensor: int = 1) -> int:
+    """The embedding's row count: vocab_size rounded up to a multiple of the tensor degree,
+    so that every tensor-parallel rank holds the same number of rows (as Megatron pads)."""
+    return -(-vocab_size // tensor) * tensor
