@@ -16,6 +16,7 @@ from pathlib import Path
 from llmspec import __version__
 from llmspec.codegen.data_context import data_context
 from llmspec.codegen.ds_config import build_ds_config
+from llmspec.codegen.model_context import model_context
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,13 @@ def template_context(
 ) -> dict:
     """The variables every template renders with (see the conventions in DESIGN.md).
 
-    `data` holds the spec's data paths rewritten relative to the project folder.
+    `data` holds the spec's data paths rewritten relative to the project folder; `model`
+    everything model.py's templates place (`llmspec.codegen.model_context`).
     """
     layout = plan["layout"]
     return {
         "data": data_context(spec.data, spec_dir=spec_dir, project_dir=project_dir),
+        "model": model_context(spec, plan),
         "spec": spec,
         "plan": plan,
         "layout": layout,

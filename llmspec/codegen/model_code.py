@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 from llmspec import __version__
+from llmspec.codegen.model_context import model_context
 from llmspec.codegen.render import format_python, render_template
 
 TEMPLATE = "model.py.j2"
@@ -35,9 +36,7 @@ def render_model_py(spec, plan: dict, header: str | None = None) -> str:
             )
     source = render_template(
         TEMPLATE,
-        spec=spec,
-        plan=plan,
-        layout=layout,
+        model=model_context(spec, plan),
         header=header if header is not None else default_header(spec),
     )
     return format_python(source, filename="model.py")
