@@ -16,6 +16,7 @@ import gc
 import json
 import os
 import sys
+from dataclasses import replace
 
 import torch
 
@@ -66,17 +67,17 @@ def count(engine) -> dict[str, int]:
     }
 
 
-def measure_stage(module, spec, plan, stage: int, micro_batch: int) -> dict:
+def measure_stage(module, spec, layout, stage: int, micro_batch: int) -> dict:
     """Two training steps under ZeRO `stage`; tensor bytes at four moments of the second."""
     import deepspeed
 
     from llmspec.codegen.ds_config import build_ds_config
-    from llmspec.plan.types import Layout
 
     torch.manual_seed(0)
     model = module.build_model()
-    layout = Layout(**dict(plan["layout"], zero_stage=stage))
-    config = build_ds_config(layout=layout, train=spec.train, on_cpu=True)
+    config = build_ds_config(
+        layout=replace(layout, zero_stage=stage), train=spec.train, on_cpu=True
+    )
     engine, *_ = deepspeed.initialize(model=model, config=config)
     counts: dict = {}
     measuring = [False]
@@ -112,6 +113,7 @@ def main() -> None:
     import torch.distributed as dist
 
     from llmspec.codegen.model_code import load_model_module, render_model_py
+    from llmspec.plan.types import Layout
     from llmspec.spec.model import Spec
 
     args = [a for a in sys.argv[1:] if not a.startswith("--local_rank")]
@@ -120,18 +122,11 @@ def main() -> None:
     spec = Spec.model_validate(spec_fields)
     deepspeed.init_distributed(dist_backend="gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    plan = {
-        "layout": {
-            "data": world, "tensor": 1, "pipeline": 1, "zero_stage": 0,
-            "micro_batch_size": micro_batch, "grad_accum_steps": 1,
-            "activation_checkpointing": "none", "sequence_parallel": False,
-            "offload_optimizer": "none", "offload_params": "none",
-        },
-        "memory": {"stages": [{"stage": 0, "layers": spec.model.n_layers}]},
-    }  # fmt: skip
-    module = load_model_module(render_model_py(spec, plan), f"zero_model_{rank}")
+    layout = Layout(data=world, micro_batch_size=micro_batch)
+    source = render_model_py(spec, layout, (spec.model.n_layers,))
+    module = load_model_module(source, f"zero_model_{rank}")
     for stage in stages:
-        counts = measure_stage(module, spec, plan, stage, micro_batch)
+        counts = measure_stage(module, spec, layout, stage, micro_batch)
         gathered = [None] * world
         dist.all_gather_object(gathered, counts)
         if rank == 0:

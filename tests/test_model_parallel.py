@@ -39,10 +39,10 @@ def test_tensor_parallel_matches_single_process(tmp_path):
     cases = []
     for name, (family, model, train, sequence_parallel, recompute) in TP_CASES.items():
         spec = tiny_spec(family, train={"seq_len": SEQ, **train}, **model)
-        single = render_model_py(spec, plan_for(spec))
+        single = render_model_py(spec, *plan_for(spec))
         parallel = render_model_py(
             spec,
-            plan_for(
+            *plan_for(
                 spec,
                 tensor=2,
                 sequence_parallel=sequence_parallel,
@@ -99,8 +99,8 @@ def run_pipeline_cases(tmp_path, cases: dict, nproc: int) -> dict:
         listed.append({
             "name": name, "vocab_size": spec.model.vocab_size, "seq_len": SEQ,
             "masked": spec.train.objective == "masked_lm", "sequence_parallel": sequence_parallel,
-            "single": write(tmp_path, f"single_{name}", render_model_py(spec, plan_for(spec))),
-            "pipeline": write(tmp_path, f"pp2_{name}", render_model_py(spec, plan)),
+            "single": write(tmp_path, f"single_{name}", render_model_py(spec, *plan_for(spec))),
+            "pipeline": write(tmp_path, f"pp2_{name}", render_model_py(spec, *plan)),
         })  # fmt: skip
     (tmp_path / "cases.json").write_text(json.dumps(listed))
     torchrun(

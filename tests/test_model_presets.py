@@ -3,6 +3,7 @@ published architectures, the sizes their authors report."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -24,11 +25,12 @@ PUBLISHED = {
 def test_generated_model_size_matches_the_plan(path):
     spec = load_spec(path)
     # Tensor 1: no vocabulary padding. Count the whole model in one process, without allocating it.
-    plan = make_plan(spec, pins={"tensor": 1}).to_dict()
-    plan["layout"].update(pipeline=1)
-    module = load_model_module(render_model_py(spec, plan), name=f"preset_{path.stem}")
+    plan = make_plan(spec, pins={"tensor": 1})
+    layout = dataclasses.replace(plan.layout, pipeline=1)
+    source = render_model_py(spec, layout, (spec.model.n_layers,))
+    module = load_model_module(source, name=f"preset_{path.stem}")
     with FakeTensorMode():
         params = sum(p.numel() for p in module.build_model().parameters())
-    assert params == plan["params"]["total"]
+    assert params == plan.params.total
     if spec.name in PUBLISHED:
         assert params == PUBLISHED[spec.name]

@@ -15,7 +15,7 @@ VOCAB, SEQ, BATCH = 101, 16, 2
 
 
 def build_generated(spec, name):
-    module = load_model_module(render_model_py(spec, plan_for(spec)), name=name)
+    module = load_model_module(render_model_py(spec, *plan_for(spec)), name=name)
     return module.build_model().eval()
 
 

@@ -62,7 +62,7 @@ COMBINATIONS = combinations()
 
 def render(family, model, layout, smoothing):
     spec = tiny_spec(family, train={"label_smoothing": smoothing}, **model)
-    return spec, render_model_py(spec, plan_for(spec, **layout))
+    return spec, render_model_py(spec, *plan_for(spec, **layout))
 
 
 @cache
@@ -113,7 +113,7 @@ def test_single_process_combinations_train_a_step(index):
 
 def test_llama_render_has_only_what_llama_uses():
     spec = tiny_spec("llama")
-    source = render_model_py(spec, plan_for(spec))
+    source = render_model_py(spec, *plan_for(spec))
     for absent in ["pos_emb", "pos_table", "bias", "Dropout", "DropPath", "checkpoint",
                    "layer_norm", "F.gelu", "type_emb", "dist.", "PipelineModule", "mask_tokens",
                    "tied_logits", "InputEncoding", "TENSOR_PARALLEL", "label_smoothing"]:  # fmt: skip
@@ -124,21 +124,21 @@ def test_llama_render_has_only_what_llama_uses():
 
 def test_options_bring_their_code_only_when_used():
     gpt = tiny_spec("gpt", dropout=0.1, attention_dropout=0.0)
-    plain = render_model_py(gpt, plan_for(gpt))
+    plain = render_model_py(gpt, *plan_for(gpt))
     assert "nn.Dropout(DROPOUT)" in plain and "ATTENTION_DROPOUT" not in plain
     assert "enable_gqa" not in plain and "RowParallelLinear" not in plain
-    tp = render_model_py(gpt, plan_for(gpt, tensor=2, activation_checkpointing="full"))
+    tp = render_model_py(gpt, *plan_for(gpt, tensor=2, activation_checkpointing="full"))
     assert "RowParallelLinear" in tp and "_VocabParallelCrossEntropy" in tp
     assert "_GatherSequence" not in tp and "checkpoint(self.layer, x, use_reentrant=False)" in tp
     bert = tiny_spec("bert")
-    mlm = render_model_py(bert, plan_for(bert))
+    mlm = render_model_py(bert, *plan_for(bert))
     assert "def mask_tokens" in mlm and "is_causal" not in mlm and "LogitsBias" in mlm
 
 
 def build_with(layout: dict, family="gpt", **model):
     spec = tiny_spec(family, **model)
     name = f"recompute_{family}_{layout.get('activation_checkpointing')}"
-    source = render_model_py(spec, plan_for(spec, **layout))
+    source = render_model_py(spec, *plan_for(spec, **layout))
     return spec, load_model_module(source, name=name).build_model()
 
 
@@ -166,7 +166,7 @@ def test_recompute_gives_the_same_loss_and_gradients(family):
 
 def test_mask_tokens_follows_bert_proportions():
     spec = tiny_spec("bert", vocab_size=1000)
-    module = load_model_module(render_model_py(spec, plan_for(spec)), name="masking")
+    module = load_model_module(render_model_py(spec, *plan_for(spec)), name="masking")
     ids = torch.randint(4, 1000, (64, 128), generator=torch.Generator().manual_seed(0))
     inputs, labels = module.mask_tokens(ids, 3, torch.Generator().manual_seed(5))
     again, _ = module.mask_tokens(ids, 3, torch.Generator().manual_seed(5))

@@ -2,7 +2,9 @@
 
 Each `templates/<path>.j2` becomes `<out>/<path>`; a template that renders to
 whitespace only is not emitted (that is how options the spec does not use
-leave no file behind). Output is normalised so that two builds are
+leave no file behind). Files and folders whose name starts with `_` are
+partials (e.g. `templates/_model/`): other templates include them, and they
+are never emitted themselves. Output is normalised so that two builds are
 byte-identical: Python through the pinned `ruff format`, JSON with sorted keys
 and a fixed indent, LF endings, a trailing newline, the provenance header on
 every file. Writing them is `codegen.write`'s; `llmspec.pipeline` runs the stages.
@@ -11,6 +13,7 @@ every file. Writing them is `codegen.write`'s; `llmspec.pipeline` runs the stage
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from llmspec.codegen.ds_config import DEFAULT_NVME_PATH
 from llmspec.codegen.render import environment, format_python, html_comment_text, templates_dir
@@ -26,6 +29,8 @@ def render_project(context: dict, header: str) -> dict[str, str]:
     root = templates_dir()
     files: dict[str, str] = {}
     for template in sorted(root.rglob("*.j2")):
+        if is_partial(template.relative_to(root)):
+            continue
         rel = template.relative_to(root).as_posix()
         text = env.get_template(rel).render(**context)
         if not text.strip():
@@ -33,6 +38,11 @@ def render_project(context: dict, header: str) -> dict[str, str]:
         out_rel = rel[: -len(".j2")]
         files[out_rel] = finish_file(out_rel, text, header)
     return files
+
+
+def is_partial(rel: Path) -> bool:
+    """A template other templates include (`_name.j2`, or anything under `_folder/`)."""
+    return any(part.startswith("_") for part in rel.parts)
 
 
 def finish_file(path: str, text: str, header: str) -> str:

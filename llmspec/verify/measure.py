@@ -53,14 +53,6 @@ class MeasuredMemory:
         return asdict(self)
 
 
-def _plan_dict(spec, layout: Layout) -> dict:
-    """The slice of contract 2 that model.py reads: the layout and the stage split."""
-    return {
-        "layout": layout.to_dict(),
-        "memory": {"stages": [{"stage": 0, "layers": spec.model.n_layers}]},
-    }
-
-
 def measure_step(spec, layout: Layout) -> MeasuredMemory:
     """Peak bytes of one steady-state training step of the generated model.
 
@@ -83,7 +75,7 @@ def measure_step(spec, layout: Layout) -> MeasuredMemory:
     precision = spec.train.precision
     if precision not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"cannot measure precision {precision!r} on CPU")
-    source = render_model_py(spec, _plan_dict(spec, layout))
+    source = render_model_py(spec, layout, (spec.model.n_layers,))
     module = load_model_module(source, f"llmspec_measured_{zlib.crc32(source.encode()):08x}")
     low = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     b, s = layout.micro_batch_size, spec.train.seq_len

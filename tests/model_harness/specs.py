@@ -1,7 +1,10 @@
-"""Tiny specs and contract-2 plan dicts for the generated model.py tests."""
+"""Tiny specs and the planned layouts the generated model.py tests render them for."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+from llmspec.plan.types import Layout
 from llmspec.spec.model import Spec
 
 # Tiny widths of each family (litgpt-style reference checks: 2 layers, d 32).
@@ -26,10 +29,17 @@ def tiny_spec(family: str = "gpt", *, train: dict | None = None, **model) -> Spe
     return Spec.model_validate({"name": f"tiny-{family}", "model": fields, "train": train_fields})
 
 
-def plan_for(spec: Spec, *, blocks_per_stage: list[int] | None = None, **layout) -> dict:
-    """Contract 2 from `llmspec.plan.make_plan` with the layout pinned to `layout`, on a CPU
-    cluster of exactly data × tensor × pipeline processes. `blocks_per_stage` replaces the
-    planner's stage split (to check that model.py honours any split it is given)."""
+class ModelPlan(NamedTuple):
+    """What model.py is rendered for: `render_model_py(spec, *plan_for(spec, ...))`."""
+
+    layout: Layout
+    stage_layers: tuple[int, ...]
+
+
+def plan_for(spec: Spec, *, blocks_per_stage: list[int] | None = None, **layout) -> ModelPlan:
+    """The planner's layout and stage split for `spec` with the layout pinned to `layout`, on
+    a CPU cluster of exactly data × tensor × pipeline processes. `blocks_per_stage` replaces
+    the planner's stage split (to check that model.py honours any split it is given)."""
     from llmspec.plan import make_plan
 
     pins = dict(data=1, tensor=1, pipeline=1, micro_batch_size=2, activation_checkpointing="none")
@@ -41,13 +51,12 @@ def plan_for(spec: Spec, *, blocks_per_stage: list[int] | None = None, **layout)
     fields["cluster"] = {"gpu": "cpu", "nodes": 1, "gpus_per_node": world}
     fields["train"]["global_batch_size"] = 2 * pins["micro_batch_size"] * pins["data"]
     plan = make_plan(Spec.model_validate(fields), pins={k: str(v) for k, v in pins.items()})
-    plan = plan.to_dict()
     for key, value in layout.items():
         if key == "sequence_parallel":
             value = value and pins["tensor"] > 1  # the planner drops it without tensor parallel
-        assert plan["layout"][key] == value, (key, plan["layout"])
+        assert getattr(plan.layout, key) == value, (key, plan.layout)
+    stage_layers = plan.stage_layers
     if blocks_per_stage is not None:
-        assert len(blocks_per_stage) == len(plan["memory"]["stages"])
-        for stage, blocks in zip(plan["memory"]["stages"], blocks_per_stage, strict=True):
-            stage["layers"] = blocks
-    return plan
+        assert len(blocks_per_stage) == len(stage_layers)
+        stage_layers = tuple(blocks_per_stage)
+    return ModelPlan(plan.layout, stage_layers)

@@ -1,0 +1,379 @@
+"""What the model templates read: `ModelContext`, every derived value and named option of model.py.
+
+`templates/model.py.j2` and its partials under `templates/_model/` only place these values:
+the rules that decide them (padded vocabulary, which layers exist, which code an option
+brings) live here, computed once from the spec and the plan, and are named so a template
+says `{% if model.tensor_parallel %}`, not `{% if layout.tensor > 1 %}`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from llmspec.plan.types import Layout
+from llmspec.rules.layout import padded_vocab
+
+CLASS_NAMES = {"gpt": "GPT", "llama": "Llama", "bert": "Bert"}
+
+
+@dataclass(frozen=True)
+class Constant:
+    """One line of model.py's settings block: `NAME = value  # origin`."""
+
+    name: str
+    value: object  # plain data: the template writes it with the `py` filter
+    origin: str
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    """The generated model.py of one spec under one plan: values first, then named conditions."""
+
+    # -- settings block: the spec's values as model.py declares them
+    class_name: str  # the nn.Module model.py defines: GPT | Llama | Bert
+    vocab_size: int  # model.vocab_size
+    padded_vocab_size: int  # vocab_size rounded up to a multiple of `tensor` (= vocab_size at 1)
+    d_model: int
+    n_layers: int
+    n_heads: int
+    kv_heads: int  # model.n_kv_heads, n_heads when unset
+    head_dim: int  # d_model / n_heads
+    d_ff: int  # model.d_ff, 4 × d_model when unset
+    max_seq_len: int
+    rope_theta: float
+    type_vocab_size: int  # 0 = no token-type embedding
+    norm_eps: float
+    dropout: float  # probability; 0 = no dropout layers
+    attention_dropout: float
+    drop_path: float  # the last block's stochastic-depth rate
+    label_smoothing: float  # train.label_smoothing
+    mask_prob: float  # train.mask_prob (masked LM only)
+    seed: int  # train.seed: initialisation
+    # -- architecture options
+    position: Literal["learned", "sinusoidal", "rope"]
+    norm: Literal["layernorm", "rmsnorm"]
+    norm_position: Literal["pre", "post"]
+    activation: Literal["gelu", "relu", "swiglu"]
+    bias: bool  # biases on linears and LayerNorms
+    tied: bool  # model.tie_embeddings: the token embedding is the output projection
+    causal: bool  # attends to earlier positions only (gpt, llama); bert is bidirectional
+    masked_lm: bool  # train.objective == masked_lm
+    # -- plan: the layout model.py is cut for
+    tensor: int  # layout.tensor
+    pipeline: int  # layout.pipeline
+    sequence_parallel: bool  # layout.sequence_parallel, only ever with tensor > 1
+    recompute: Literal["none", "selective", "full"]  # layout.activation_checkpointing
+    blocks_per_stage: tuple[int, ...]  # plan.memory.stages[*].layers; () without pipeline
+
+    # -- the settings block
+    @property
+    def spec_constants(self) -> tuple[Constant, ...]:
+        """The constants model.py takes from the spec, in order; an option's only when it is on."""
+        constants = [Constant("VOCAB_SIZE", self.vocab_size, "model.vocab_size")]
+        if self.tensor_parallel:
+            constants.append(
+                Constant(
+                    "PADDED_VOCAB_SIZE",
+                    self.padded_vocab_size,
+                    "vocab_size rounded up to a multiple of parallel.tensor",
+                )
+            )
+        gqa_note = " (grouped-query attention)" if self.grouped_query else ""
+        constants += [
+            Constant("D_MODEL", self.d_model, "model.d_model"),
+            Constant("N_LAYERS", self.n_layers, "model.n_layers"),
+            Constant("N_HEADS", self.n_heads, "model.n_heads"),
+            Constant("N_KV_HEADS", self.kv_heads, f"model.n_kv_heads{gqa_note}"),
+            Constant("HEAD_DIM", self.head_dim, "d_model / n_heads"),
+            Constant("D_FF", self.d_ff, "model.d_ff"),
+        ]
+        if self.uses_rope:
+            constants.append(Constant("ROPE_THETA", self.rope_theta, "model.rope_theta"))
+        else:
+            constants.append(
+                Constant(
+                    "MAX_SEQ_LEN", self.max_seq_len, "model.max_seq_len: rows of the position table"
+                )
+            )
+        if self.type_embedding:
+            constants.append(
+                Constant("TYPE_VOCAB_SIZE", self.type_vocab_size, "model.type_vocab_size")
+            )
+        constants.append(Constant("NORM_EPS", self.norm_eps, "model.norm_eps"))
+        if self.uses_dropout:
+            constants.append(Constant("DROPOUT", self.dropout, "model.dropout"))
+        if self.uses_attention_dropout:
+            constants.append(
+                Constant("ATTENTION_DROPOUT", self.attention_dropout, "model.attention_dropout")
+            )
+        if self.uses_drop_path:
+            constants.append(
+                Constant(
+                    "DROP_PATH",
+                    self.drop_path,
+                    "model.drop_path: the last block's rate, 0 for the first",
+                )
+            )
+        if self.uses_label_smoothing:
+            constants.append(
+                Constant("LABEL_SMOOTHING", self.label_smoothing, "train.label_smoothing")
+            )
+        if self.masked_lm:
+            constants += [
+                Constant("MASK_PROB", self.mask_prob, "train.mask_prob"),
+                Constant(
+                    "FIRST_ORDINARY_TOKEN",
+                    4,
+                    "0-3 are <pad> <eos> <unk> <mask>: never random replacements",
+                ),
+            ]
+        constants.append(Constant("SEED", self.seed, "train.seed: initialisation"))
+        return tuple(constants)
+
+    @property
+    def layout_constants(self) -> tuple[Constant, ...]:
+        """The constants model.py takes from the plan (none without model parallelism)."""
+        constants = []
+        if self.tensor_parallel:
+            sp_note = ", sequence parallel" if self.sequence_parallel else ""
+            constants.append(
+                Constant("TENSOR_PARALLEL", self.tensor, f"plan: layout.tensor{sp_note}")
+            )
+        if self.pipeline_parallel:
+            constants += [
+                Constant("PIPELINE_STAGES", self.pipeline, "plan: layout.pipeline"),
+                Constant(
+                    "BLOCKS_PER_STAGE",
+                    list(self.blocks_per_stage),
+                    "plan: memory.stages[*].layers",
+                ),
+            ]
+        return tuple(constants)
+
+    # -- parallel layout
+    @property
+    def tensor_parallel(self) -> bool:
+        return self.tensor > 1
+
+    @property
+    def pipeline_parallel(self) -> bool:
+        return self.pipeline > 1
+
+    @property
+    def distributed(self) -> bool:
+        """Needs torch.distributed, and build_model takes an mpu / grid."""
+        return self.tensor_parallel or self.pipeline_parallel
+
+    @property
+    def column_linear(self) -> str:
+        """The class of the linears that open a tensor-parallel region (q, k, v, MLP in)."""
+        return "ColumnParallelLinear" if self.tensor_parallel else "Linear"
+
+    @property
+    def row_linear(self) -> str:
+        """The class of the linears that close it (attention output, MLP out)."""
+        return "RowParallelLinear" if self.tensor_parallel else "Linear"
+
+    # -- recompute
+    @property
+    def recompute_full(self) -> bool:
+        return self.recompute == "full"
+
+    @property
+    def recompute_selective(self) -> bool:
+        return self.recompute == "selective"
+
+    @property
+    def uses_checkpoint(self) -> bool:
+        return self.recompute != "none"
+
+    # -- attention, MLP, norms
+    @property
+    def grouped_query(self) -> bool:
+        return self.kv_heads < self.n_heads
+
+    @property
+    def uses_attention_dropout(self) -> bool:
+        return self.attention_dropout > 0
+
+    @property
+    def swiglu(self) -> bool:
+        return self.activation == "swiglu"
+
+    @property
+    def activation_summary(self) -> str:
+        """The MLP activation as model.py computes it, for its docstring."""
+        return {
+            "gelu": 'F.gelu(x, approximate="tanh")',
+            "relu": "F.relu",
+            "swiglu": "SwiGLU = F.silu(gate) * up",
+        }[self.activation]
+
+    @property
+    def activation_function(self) -> bool:
+        """model.py defines `activation()`: SwiGLU's two inputs, or the region selective
+        recompute checkpoints."""
+        return self.swiglu or self.recompute_selective
+
+    @property
+    def layer_norm(self) -> bool:
+        """LayerNorm; else RMSNorm."""
+        return self.norm == "layernorm"
+
+    @property
+    def norm_function(self) -> str:
+        return "F.layer_norm" if self.layer_norm else "F.rms_norm"
+
+    @property
+    def norm_bias(self) -> bool:
+        """RMSNorm has a weight only."""
+        return self.layer_norm and self.bias
+
+    @property
+    def post_norm(self) -> bool:
+        return self.norm_position == "post"
+
+    # -- residual branches
+    @property
+    def uses_dropout(self) -> bool:
+        return self.dropout > 0
+
+    @property
+    def uses_drop_path(self) -> bool:
+        return self.drop_path > 0
+
+    def residual_branch(self, branch: str) -> str:
+        """`branch` (code) wrapped in the drop path and dropout the block applies to it."""
+        if self.uses_dropout:
+            branch = f"self.dropout({branch})"
+        if self.uses_drop_path:
+            branch = f"self.drop_path({branch})"
+        return branch
+
+    def replicated(self, param: str) -> str:
+        """`param` (code) as the sequence-parallel code applies it: its gradient is summed over
+        the tensor-parallel ranks, since each rank applies it to its own sequence shard."""
+        return f"replicated({param})" if self.sequence_parallel else param
+
+    # -- embeddings
+    @property
+    def learned_positions(self) -> bool:
+        return self.position == "learned"
+
+    @property
+    def sinusoidal_positions(self) -> bool:
+        return self.position == "sinusoidal"
+
+    @property
+    def uses_rope(self) -> bool:
+        return self.position == "rope"
+
+    @property
+    def type_embedding(self) -> bool:
+        return self.type_vocab_size > 0
+
+    @property
+    def indexes_positions(self) -> bool:
+        """The input encoding adds rows picked by position (a position table, token types)."""
+        return not self.uses_rope or self.type_embedding
+
+    @property
+    def input_encoding(self) -> bool:
+        """An `InputEncoding` layer follows the token embedding: positions, token types,
+        the post-norm embedding norm or the embedding dropout."""
+        return self.indexes_positions or self.post_norm or self.uses_dropout
+
+    @property
+    def input_encoding_parts(self) -> str:
+        """What InputEncoding does, for its docstring."""
+        parts = [
+            {
+                "learned": "learned positions",
+                "sinusoidal": "sinusoidal positions",
+                "rope": "no positions (RoPE acts in attention)",
+            }[self.position]
+        ]
+        if self.type_embedding:
+            parts.append("token types")
+        if self.post_norm:
+            parts.append("norm")
+        if self.uses_dropout:
+            parts.append("dropout")
+        return ", ".join(parts)
+
+    @property
+    def layers_before_blocks(self) -> int:
+        """Pipeline layers ahead of block 0: the token embedding, then the input encoding."""
+        return 2 if self.input_encoding else 1
+
+    # -- output side
+    @property
+    def final_norm(self) -> bool:
+        """A norm after the last block (pre-norm); post-norm models normalise the embeddings."""
+        return not self.post_norm
+
+    @property
+    def output_head(self) -> bool:
+        """An `OutputHead` layer after the blocks: the final norm and/or the MLM transform."""
+        return self.final_norm or self.masked_lm
+
+    @property
+    def output_head_summary(self) -> str:
+        """What OutputHead does, for its docstring."""
+        parts = []
+        if self.final_norm:
+            parts.append("The final norm")
+        if self.masked_lm:
+            parts.append("BERT's masked-LM transform: dense → GELU → norm")
+        return ", then ".join(parts)
+
+    @property
+    def decoder_bias(self) -> bool:
+        """The masked-LM decoder adds a bias per vocabulary entry (`LogitsBias`)."""
+        return self.masked_lm and self.bias
+
+    @property
+    def uses_label_smoothing(self) -> bool:
+        return self.label_smoothing > 0
+
+
+def model_context(spec, layout: Layout, stage_layers: tuple[int, ...]) -> ModelContext:
+    """The model context of `spec` under `layout`, pipeline stages holding `stage_layers`
+    transformer blocks each."""
+    m, train = spec.model, spec.train
+    tensor, pipeline = layout.tensor, layout.pipeline
+    return ModelContext(
+        class_name=CLASS_NAMES[m.arch],
+        vocab_size=m.vocab_size,
+        padded_vocab_size=padded_vocab(m.vocab_size, tensor),
+        d_model=m.d_model,
+        n_layers=m.n_layers,
+        n_heads=m.n_heads,
+        kv_heads=m.kv_heads,
+        head_dim=m.head_dim,
+        d_ff=m.ff_dim,
+        max_seq_len=m.max_seq_len,
+        rope_theta=m.rope_theta,
+        type_vocab_size=m.type_vocab_size,
+        norm_eps=m.norm_eps,
+        dropout=m.dropout,
+        attention_dropout=m.attention_dropout,
+        drop_path=m.drop_path,
+        label_smoothing=train.label_smoothing,
+        mask_prob=train.mask_prob,
+        seed=train.seed,
+        position=m.position,
+        norm=m.norm,
+        norm_position=m.norm_position,
+        activation=m.activation,
+        bias=m.bias,
+        tied=m.tie_embeddings,
+        causal=m.arch != "bert",
+        masked_lm=train.objective == "masked_lm",
+        tensor=tensor,
+        pipeline=pipeline,
+        sequence_parallel=tensor > 1 and layout.sequence_parallel,
+        recompute=layout.activation_checkpointing,
+        blocks_per_stage=tuple(stage_layers) if pipeline > 1 else (),
+    )
