@@ -15,8 +15,11 @@ which does not depend on how anyone counts FLOPs:
 - predicted tokens/s/GPU = global batch x sequence / (predicted step time x GPUs);
 - error = predicted / published - 1 (positive: the planner is too optimistic).
 
-The "pred" column repeats the prediction in the source's own unit (TFLOP/s by its formula,
-seconds per iteration, or tokens/s). Fields the source leaves unstated are left to the
+The "imb" column is the planned slowest pipeline stage over the mean stage, minus 1: the
+planner re-partitions layers when it thinks the even split does not fit, whereas the
+published Megatron runs split layers evenly (BLOOM: 5-6 blocks per stage, embeddings counted
+as blocks). The "pred" column repeats the prediction in the source's own unit (TFLOP/s by
+its formula, seconds per iteration, or tokens/s). Fields the source leaves unstated are left to the
 planner (its choice is shown in the layout column, lower case = chosen, not pinned).
 Runs the planner cannot represent (context parallelism, ZeRO-3/FSDP combined with pipeline
 parallelism, missing layout facts) are listed with the reason instead of being dropped;
@@ -78,6 +81,8 @@ def flops_per_token(run: dict, convention: str, dims) -> float | None:
         return 96 * layers * h * h * (1 + s / (6 * h) + v / (16 * layers * h))
     if convention == "korthikanti_eq7":
         return 72 * layers * h * h * (1 + s / (6 * h) + v / (12 * h * layers))
+    if convention == "palm":  # Chowdhery et al. 2022 App. B: 6N + 12 L H Q T, N as published
+        return 6 * m["params_b"] * 1e9 + 12 * layers * h * s
     if convention == "megatron_core":
         from llmspec.plan.flops import model_flops_per_token
 
@@ -240,6 +245,7 @@ class Result:
     zero_used: int | None = None
     peak_gib: float | None = None
     overhead_gib: float | None = None
+    imbalance: float = 0.0  # slowest pipeline stage's work over the mean stage's, minus 1
     capacity_gib: float | None = None
     breakdown: dict = field(default_factory=dict)
 
@@ -320,6 +326,7 @@ def evaluate(run: dict) -> Result:
     result.overhead_gib = plan.memory.overhead_bytes / GIB
     result.capacity_gib = plan.capacity_bytes / GIB
     result.breakdown = dict(plan.performance.breakdown_s)
+    result.imbalance = plan.step.stage_imbalance
     return result
 
 
@@ -430,7 +437,7 @@ def main(argv: list[str]) -> int:
             f"{run['id']:<38} {short_source(run, sources):<34} {gpu_label(run):<7} "
             f"{run['hardware']['gpus']:>5} {r.layout:<30} {published_text(run):>24} "
             f"{predicted_text(r):>12} {r.published_tps:>9.0f} {r.predicted_tps:>10.0f} "
-            f"{r.error:>+7.1%}{flag} {'yes' if r.fits else 'NO':>4}"
+            f"{r.error:>+7.1%}{flag} {'yes' if r.fits else 'NO':>4} {r.imbalance:>4.0%}"
         )
     print("\n~ = represented approximately:")
     for r in predicted:
@@ -490,6 +497,7 @@ def main(argv: list[str]) -> int:
                 "layout": r.layout,
                 "regime": regime(r) if r.error is not None else None,
                 "breakdown_s": r.breakdown,
+                "stage_imbalance": r.imbalance,
             }
             for r in results
         ]

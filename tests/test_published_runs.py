@@ -34,6 +34,7 @@ CONVENTIONS = {
     "llmfoundry",
     "megatron_core",
     "torchtitan",
+    "palm",
     "unstated",
 }
 PRIMARY = {"tflops_per_gpu", "mfu", "hfu", "tokens_per_s_per_gpu", "seconds_per_iteration"}
