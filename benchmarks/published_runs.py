@@ -15,7 +15,9 @@ which does not depend on how anyone counts FLOPs:
 - predicted tokens/s/GPU = global batch x sequence / (predicted step time x GPUs);
 - error = predicted / published - 1 (positive: the planner is too optimistic).
 
-The "imb" column is the planned slowest pipeline stage over the mean stage, minus 1: the
+The "fits" column: yes; NO (the planner says the published layout does not fit); rep (it
+fits only after the planner moved layers between pipeline stages: the even split the run
+used is predicted not to fit). The "imb" column is the planned slowest pipeline stage over the mean stage, minus 1: the
 planner re-partitions layers when it thinks the even split does not fit, whereas the
 published Megatron runs split layers evenly (BLOOM: 5-6 blocks per stage, embeddings counted
 as blocks). The "pred" column repeats the prediction in the source's own unit (TFLOP/s by
@@ -246,6 +248,8 @@ class Result:
     peak_gib: float | None = None
     overhead_gib: float | None = None
     imbalance: float = 0.0  # slowest pipeline stage's work over the mean stage's, minus 1
+    even_split_fits: bool | None = None  # pipeline runs: does the even layer split fit?
+    even_split_gib: float | None = None
     capacity_gib: float | None = None
     breakdown: dict = field(default_factory=dict)
 
@@ -327,6 +331,12 @@ def evaluate(run: dict) -> Result:
     result.capacity_gib = plan.capacity_bytes / GIB
     result.breakdown = dict(plan.performance.breakdown_s)
     result.imbalance = plan.step.stage_imbalance
+    if plan.layout.pipeline > 1:  # the published runs split layers evenly across stages
+        from llmspec.plan.memory import estimate_memory
+
+        even = estimate_memory(dims, plan.layout, plan.precision, stage_layers=None)
+        result.even_split_fits = even.total + even.overhead_bytes <= plan.capacity_bytes
+        result.even_split_gib = (even.total + even.overhead_bytes) / GIB
     return result
 
 
@@ -393,6 +403,12 @@ def predicted_text(result: Result) -> str:
     return f"{meas['tflops_per_gpu'] * ratio:.0f} TF/s"
 
 
+def fits_text(r: Result) -> str:
+    if not r.fits:
+        return "NO"
+    return "rep" if r.even_split_fits is False else "yes"
+
+
 def measured_memory(run: dict) -> str:
     gib = run["measured"].get("memory_gib")
     return f"  published peak {gib:g} GiB" if gib else ""
@@ -410,7 +426,7 @@ def stats_line(name: str, results: list[Result]) -> str:
         return f"  {name:<26} n=0"
     absolute = [abs(e) for e in errs]
     worst = max(results, key=lambda r: abs(r.error) if r.error is not None else -1)
-    not_fit = sum(1 for r in results if r.fits is False)
+    not_fit = sum(1 for r in results if r.fits is False or r.even_split_fits is False)
     return (
         f"  {name:<26} n={len(errs):>3}  mean|err| {sum(absolute) / len(absolute):6.1%}  "
         f"worst {worst.error:+7.1%} ({worst.run['id']})  "
@@ -437,7 +453,7 @@ def main(argv: list[str]) -> int:
             f"{run['id']:<38} {short_source(run, sources):<34} {gpu_label(run):<7} "
             f"{run['hardware']['gpus']:>5} {r.layout:<30} {published_text(run):>24} "
             f"{predicted_text(r):>12} {r.published_tps:>9.0f} {r.predicted_tps:>10.0f} "
-            f"{r.error:>+7.1%}{flag} {'yes' if r.fits else 'NO':>4} {r.imbalance:>4.0%}"
+            f"{r.error:>+7.1%}{flag} {fits_text(r):>4} {r.imbalance:>4.0%}"
         )
     print("\n~ = represented approximately:")
     for r in predicted:
@@ -451,6 +467,16 @@ def main(argv: list[str]) -> int:
             print(
                 f"  {r.run['id']}: {r.peak_gib:.1f} + {r.overhead_gib:.1f} / {r.capacity_gib:.1f}"
                 f"  ({r.layout}){measured_memory(r.run)}"
+            )
+    print(
+        "\nFit only after re-partitioning (rep): the even layer split the run used is predicted"
+        " not to fit (even-split peak + reserve / capacity, GiB):"
+    )
+    for r in predicted:
+        if r.fits and r.even_split_fits is False:
+            print(
+                f"  {r.run['id']}: {r.even_split_gib:.1f} / {r.capacity_gib:.1f}  ({r.layout}); "
+                f"planned partition is {r.imbalance:+.0%} imbalanced"
             )
     skipped = [r for r in results if r.error is None]
     print(f"\nNot predicted ({len(skipped)} runs, kept in the set):")
@@ -494,6 +520,7 @@ def main(argv: list[str]) -> int:
                 "predicted_tokens_per_s_per_gpu": r.predicted_tps,
                 "error": r.error,
                 "fits": r.fits,
+                "even_split_fits": r.even_split_fits,
                 "layout": r.layout,
                 "regime": regime(r) if r.error is not None else None,
                 "breakdown_s": r.breakdown,
