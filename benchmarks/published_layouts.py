@@ -4,6 +4,9 @@ layout pinned, then the planner's own choice.
     python benchmarks/published_layouts.py          # table on stdout; exit 1 if any row misses ±15 %
     python benchmarks/published_layouts.py --fit    # refit cost.COMPUTE_EFFICIENCY on Table 1 only
 
+The wider validation set (89 runs: A100/H100/H200, ZeRO-3/FSDP, FP8, ...) is
+`benchmarks/published_runs.yaml`, reported by `benchmarks/published_runs.py`.
+
 Each run is counted with its paper's own FLOPs formula on both sides, so the
 comparison is of step times: predicted TFLOP/s = F_paper / (predicted step × GPUs).
 
