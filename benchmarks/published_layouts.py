@@ -28,7 +28,7 @@ import sys
 from dataclasses import dataclass
 
 from llmspec.plan import cost, make_plan
-from llmspec.plan.plan import describe, why_rejected
+from llmspec.plan.plan import why_rejected
 from llmspec.spec.model import Spec
 
 SEQ, VOCAB = 2048, 51200
@@ -196,7 +196,7 @@ def main() -> int:
         if auto.layout == pinned.layout:
             choice = "same layout"
         else:
-            choice = f"{describe(auto.layout)}: {faster:+.1%} vs published"
+            choice = f"{auto.layout.describe()}: {faster:+.1%} vs published"
             if auto.fits:
                 choice += f" (published loses: {why_rejected(pinned.candidate, auto.candidate)})"
         if not auto.fits:

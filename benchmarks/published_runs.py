@@ -306,7 +306,7 @@ def describe_layout(run: dict, layout, pins: dict) -> str:
 def evaluate(run: dict) -> Result:
     from llmspec.errors import UserError
     from llmspec.plan import make_plan
-    from llmspec.plan.types import ModelDims
+    from llmspec.graph.dims import ModelDims
 
     result = Result(run=run, reason=representable(run), approx=approximations(run))
     if result.reason:
