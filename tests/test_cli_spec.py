@@ -21,7 +21,7 @@ import yaml
 
 from llmspec import __version__
 from llmspec.cli.main import build_parser, main
-from llmspec.cli.spec_cmds import spec_schema
+from llmspec.cli.spec_cmd import spec_schema
 from llmspec.spec.hardware import CATALOG
 from llmspec.spec.load import load_spec
 from llmspec.spec.presets import PRESETS

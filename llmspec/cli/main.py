@@ -14,7 +14,7 @@ from llmspec import __version__
 from llmspec.cli.output import print_error
 from llmspec.errors import UserError
 
-COMMAND_MODULES = ("llmspec.cli.spec_cmds", "llmspec.cli.build_cmd", "llmspec.cli.plan_cmd")
+COMMAND_MODULES = ("llmspec.cli.spec_cmd", "llmspec.cli.build_cmd", "llmspec.cli.plan_cmd")
 
 EPILOG = """examples:
   llmspec validate specs/*.yaml          check specs; every problem with file:line:col and a hint
