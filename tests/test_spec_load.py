@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from llmspec.errors import SpecError
+from llmspec.spec import source
 from llmspec.spec.load import load_located, load_spec, load_spec_text
 from llmspec.spec.presets import PRESETS
 
@@ -303,3 +306,55 @@ def test_huge_but_valid_numbers_do_not_hang_the_checks():
     with pytest.raises(SpecError) as exc:
         load_spec_text(f"model: {{d_model: {big + 1}, n_heads: 7}}\nparallel: {{tensor: 3}}\n")
     assert {p.field for p in exc.value.problems} == {"model.n_heads", "parallel.tensor"}
+
+
+# ----------------------------------------------------------------------------- special files
+@pytest.mark.timeout(30)
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_special_files_are_refused_without_reading_them(tmp_path):
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    (p,) = problems_of(fifo)
+    assert (p.code, p.message) == ("not-a-file", "is a FIFO (named pipe), not a regular file")
+    (p,) = problems_of("/dev/zero")  # never ends
+    assert (p.code, p.message) == ("not-a-file", "is a character device, not a regular file")
+    (p,) = problems_of(tmp_path)
+    assert (p.code, p.message) == ("not-a-file", "is a directory, not a spec file")
+    (p,) = problems_of(tmp_path / "spec.yaml" / "x.yaml")
+    assert p.code == "no-file"
+
+
+def test_a_huge_file_is_rejected_after_reading_only_the_cap(tmp_path, monkeypatch):
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as fh:
+        fh.truncate(2 * 1024**3)  # sparse: 2 GiB of NUL bytes, no disk used
+    read = []
+    real_read = os.read
+
+    def counting_read(fd, n):
+        data = real_read(fd, n)
+        read.append(len(data))
+        return data
+
+    monkeypatch.setattr(source.os, "read", counting_read)
+    (p,) = problems_of(big)
+    assert p.code == "too-large" and "larger than 4 MiB" in p.message
+    assert sum(read) == source.MAX_BYTES + 1
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_extends_naming_a_special_file_is_located_at_the_extends_line(tmp_path):
+    os.mkfifo(tmp_path / "pipe.yaml")
+    child = write(tmp_path / "child.yaml", "extends: [pipe.yaml, /dev/zero, .]\n")
+    problems = problems_of(child)
+    pipe = str(tmp_path / "pipe.yaml")
+    assert [(p.line, p.col, p.field) for p in problems] == [
+        (1, 11, "extends[0]"),
+        (1, 22, "extends[1]"),
+        (1, 33, "extends[2]"),
+    ]
+    assert [p.message for p in problems] == [
+        f"cannot extend {pipe!r}: is a FIFO (named pipe), not a regular file",
+        "cannot extend '/dev/zero': is a character device, not a regular file",
+        f"cannot extend {str(tmp_path)!r}: is a directory, not a spec file",
+    ]

@@ -22,6 +22,7 @@ from llmspec.spec.source import (
     Pos,
     YamlProblem,
     dotted,
+    not_a_spec_file,
     read_yaml_file,
     read_yaml_text,
 )
@@ -67,7 +68,7 @@ def resolve_text(
 def _identity(path: Path) -> str:
     try:
         return str(path.resolve())
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError, ValueError):
         return str(path.absolute())
 
 
@@ -117,8 +118,11 @@ def _resolve(
             )
             result.complete = False
             continue
-        if not target.is_file():
-            what = "is a directory" if target.is_dir() else "no such file"
+        try:
+            what = not_a_spec_file(target)
+        except (OSError, ValueError) as exc:  # e.g. a symlink loop, a parent without permission
+            what = f"cannot read it: {getattr(exc, 'strerror', None) or exc}"
+        if what is not None:
             result.problems.append(
                 problem_at(
                     pos,

@@ -12,7 +12,9 @@ Scalars resolve as in YAML 1.2 for floats: `3.0e11` and `1e-3` are numbers
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,8 @@ from llmspec.errors import Problem
 MAX_DEPTH = 64  # a spec is four levels deep; anything past this is junk
 MAX_NODES = 100_000  # guards against alias bombs ("billion laughs")
 MAX_BYTES = 4 * 1024 * 1024  # a spec is a few kB; this keeps binary junk cheap to reject
+NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
+PATH_MAX = 4096  # bytes in a whole path (Linux)
 
 Path_ = tuple  # a path into the data: ("data", "sources", 0, "path")
 
@@ -93,29 +97,91 @@ _SpecLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+
 
 
 def read_yaml_file(path: str | Path, display: str | None = None) -> Located:
-    """Read a spec file; every failure becomes a `YamlProblem` located in that file."""
+    """Read a spec file; every failure becomes a `YamlProblem` located in that file.
+
+    Only a regular file is read, and at most MAX_BYTES + 1 bytes of it: a FIFO
+    would block forever, /dev/zero would never end, and a 2 GB file would be read
+    whole just to be rejected."""
     name = display or str(path)
-    p = Path(path)
+    return read_yaml_bytes(read_spec_bytes(path, name), name)
+
+
+def read_spec_bytes(path: str | Path, name: str) -> bytes:
+    """At most MAX_BYTES + 1 bytes of the regular file at `path`, or a located `YamlProblem`."""
+
+    def fail(message: str, code: str, hint: str = "") -> YamlProblem:
+        return YamlProblem(Problem(message, file=name, code=code, hint=hint))
+
     try:
-        if p.is_dir():
-            raise YamlProblem(
-                Problem(
-                    "is a directory, not a spec file",
-                    file=name,
-                    code="not-a-file",
-                    hint="pass a .yaml file, e.g. specs/tiny-cpu.yaml",
-                )
-            )
-        raw = p.read_bytes()[: MAX_BYTES + 1]
+        why = not_a_spec_file(path)
+        if why is not None and why.startswith("no such file"):
+            raise fail(why, "no-file", "check the path")
+        if why is not None:
+            raise fail(why, "not-a-file", "pass a .yaml file, e.g. specs/tiny-cpu.yaml")
+        # O_NONBLOCK: should a FIFO replace the file after the check, opening it does not wait
+        # for a writer; fstat then says what was opened.
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path, flags)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise fail("not a regular file", "not-a-file", "pass a .yaml file")
+            chunks, left = [], MAX_BYTES + 1
+            while left > 0:
+                chunk = os.read(fd, min(left, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
-        raise YamlProblem(
-            Problem("no such file", file=name, code="no-file", hint="check the path")
-        ) from None
+        raise fail("no such file", "no-file", "check the path") from None
     except OSError as exc:
-        raise YamlProblem(
-            Problem(f"cannot read: {exc.strerror or exc}", file=name, code="unreadable")
-        ) from None
-    return read_yaml_bytes(raw, name)
+        raise fail(f"cannot read: {exc.strerror or exc}", "unreadable") from None
+    except ValueError as exc:  # a NUL or an unencodable character in the name
+        raise fail(f"cannot read: {bad_path_reason(str(path)) or exc}", "unreadable") from None
+
+
+_KINDS = (
+    (stat.S_ISDIR, "is a directory, not a spec file"),
+    (stat.S_ISFIFO, "is a FIFO (named pipe), not a regular file"),
+    (stat.S_ISCHR, "is a character device, not a regular file"),
+    (stat.S_ISBLK, "is a block device, not a regular file"),
+    (stat.S_ISSOCK, "is a socket, not a regular file"),
+)
+
+
+def not_a_spec_file(path: str | Path) -> str | None:
+    """Why `path` cannot be read as a spec ("no such file", "is a FIFO ..."), or None.
+
+    Raises OSError (e.g. name too long) and ValueError (NUL in the name) for the caller."""
+    try:
+        mode = os.stat(path).st_mode  # stat never blocks, not even on a FIFO
+    except FileNotFoundError:
+        return "no such file"
+    except NotADirectoryError:
+        return "no such file (a parent in the path is a file)"
+    for test, why in _KINDS:
+        if test(mode):
+            return why
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def bad_path_reason(text: str) -> str | None:
+    """What makes `text` unusable as a file path on this system, or None."""
+    if "\x00" in text:
+        return "the path contains a NUL character"
+    try:
+        encoded = os.fsencode(text)
+    except UnicodeError:
+        return "the path contains a character no file name can hold (a lone surrogate?)"
+    if len(encoded) > PATH_MAX:
+        return f"the path is longer than {PATH_MAX} bytes"
+    longest = max((len(part) for part in encoded.split(os.sep.encode())), default=0)
+    if longest > NAME_MAX:
+        return f"a name in the path is longer than {NAME_MAX} bytes (the file-system limit)"
+    return None
 
 
 def read_yaml_bytes(raw: bytes, name: str) -> Located:
