@@ -21,6 +21,7 @@ from llmspec.spec.source import (
     Located,
     Pos,
     YamlProblem,
+    bad_path_reason,
     dotted,
     not_a_spec_file,
     read_yaml_file,
@@ -184,6 +185,19 @@ def _extends_targets(located: Located, path: Path, display: str, env, result: Re
         except InterpolationError as exc:
             result.problems.append(
                 problem_at(pos, str(exc), field_=dotted(where), hint=exc.hint, code="env")
+            )
+            result.complete = False
+            continue
+        why = bad_path_reason(expanded) or bad_path_reason(str(path.parent / expanded))
+        if why is not None:
+            result.problems.append(
+                problem_at(
+                    pos,
+                    f"cannot extend {show_value(expanded)}: {why}",
+                    field_=dotted(where),
+                    hint="extends names a spec file by a short path relative to this file",
+                    code="extends-missing",
+                )
             )
             result.complete = False
             continue
