@@ -9,6 +9,7 @@ import pytest
 from llmspec.errors import SpecError
 from llmspec.spec import source
 from llmspec.spec.load import load_located, load_spec, load_spec_text
+from llmspec.spec.model import MAX_BATCH, MAX_GPUS_PER_NODE, MAX_HEADS, MAX_VOCAB, MAX_WIDTH
 from llmspec.spec.presets import PRESETS
 
 
@@ -295,16 +296,37 @@ def test_binary_file_and_directory_and_missing_file(tmp_path):
     assert p.code == "no-file"
 
 
-def test_huge_but_valid_numbers_do_not_hang_the_checks():
+def test_huge_numbers_are_located_range_errors():
     big = 10**60
-    spec = load_spec_text(
-        f"model: {{d_model: {big}, n_heads: {big // 2}, vocab_size: {big}}}\n"
-        f"train: {{global_batch_size: {big}}}\n"
-        "cluster: {gpus_per_node: 100000000}\n"
-    )
-    assert spec.model.d_model == big
     with pytest.raises(SpecError) as exc:
-        load_spec_text(f"model: {{d_model: {big + 1}, n_heads: 7}}\nparallel: {{tensor: 3}}\n")
+        load_spec_text(
+            f"model: {{d_model: {big}, n_heads: {big // 2}, vocab_size: {big}}}\n"
+            f"train: {{global_batch_size: {big}}}\n"
+            "cluster: {gpus_per_node: 100000000}\n"
+        )
+    problems = exc.value.problems
+    assert [(p.line, p.field) for p in problems] == [
+        (1, "model.d_model"),
+        (1, "model.n_heads"),
+        (1, "model.vocab_size"),
+        (2, "train.global_batch_size"),
+        (3, "cluster.gpus_per_node"),
+    ]
+    assert all(p.message.startswith("expected a value <= ") for p in problems)
+    assert all(p.hint for p in problems)  # the field's description: what the number is
+
+
+def test_the_largest_valid_numbers_do_not_hang_the_checks():
+    spec = load_spec_text(
+        f"model: {{d_model: {MAX_WIDTH}, n_heads: {MAX_HEADS}, vocab_size: {MAX_VOCAB}}}\n"
+        f"train: {{global_batch_size: {MAX_BATCH}}}\n"
+        f"cluster: {{gpus_per_node: {MAX_GPUS_PER_NODE}}}\n"
+    )
+    assert spec.model.d_model == MAX_WIDTH
+    with pytest.raises(SpecError) as exc:
+        load_spec_text(
+            f"model: {{d_model: {MAX_WIDTH - 1}, n_heads: 7}}\nparallel: {{tensor: 3}}\n"
+        )
     assert {p.field for p in exc.value.problems} == {"model.n_heads", "parallel.tensor"}
 
 

@@ -1,7 +1,9 @@
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from llmspec.spec.model import Spec, parse_bytes
+from llmspec.spec.model import MAX_BATCH, MAX_STEPS, MAX_WORLD, SEED_LIMIT, Spec, parse_bytes
 
 
 def test_defaults_fill_every_section():
@@ -26,3 +28,21 @@ def test_parse_bytes(text, expected):
 def test_parse_bytes_rejects(bad):
     with pytest.raises(ValueError):
         parse_bytes(bad)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_seed_bound_keeps_the_generated_reseeding_in_range():
+    """train.py reseeds torch with seed × 1_000_003 + step × replicas + rank (and BERT masks
+    with micro-steps): with the largest seed, steps and batch the spec allows that stays a
+    valid torch seed (< 2**64, here even < 2**63), and prepare_data.py packs it in 8 bytes."""
+    train = (ROOT / "templates" / "train.py.j2").read_text()
+    assert "torch.manual_seed(seed * 1_000_003 + step * dp_world + dp_rank)" in train
+    assert "manual_seed(seed * 1_000_003 + micro_step * dp_world + dp_rank)" in train
+    prepare = (ROOT / "templates" / "prepare_data.py.j2").read_text()
+    assert 'SPLIT_SEED.to_bytes(8, "little")' in prepare
+    # micro_step × replicas ≤ steps × global batch (each micro-step of a replica is ≥ 1 sequence)
+    largest = (SEED_LIMIT - 1) * 1_000_003 + MAX_STEPS * MAX_BATCH + MAX_WORLD
+    assert largest < 2**63
+    assert SEED_LIMIT <= 2**32  # numpy.random.seed (legacy) takes no more

@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from llmspec.errors import Problem
 from llmspec.spec.hardware import CATALOG, get_gpu
 from llmspec.spec.interpolate import InterpolationError, check_syntax
-from llmspec.spec.model import ClusterSpec, DataSpec, ModelSpec, ParallelSpec, TrainSpec
+from llmspec.spec.model import (
+    MAX_STEPS,
+    MAX_WORLD,
+    ClusterSpec,
+    DataSpec,
+    ModelSpec,
+    ParallelSpec,
+    TrainSpec,
+)
 from llmspec.spec.source import Pos, dotted
 
 MAX_LISTED = 1024  # never enumerate more candidates than this (specs may hold huge numbers)
@@ -206,6 +214,20 @@ def data_path_syntax(data: DataSpec) -> Iterator[Finding]:
             yield Finding(path, str(exc), exc.hint, "env")
 
 
+# ----------------------------------------------------------------------------- schedule
+@check
+def run_length_is_bounded(train: TrainSpec) -> Iterator[Finding]:
+    if train.tokens is not None and train.total_steps > MAX_STEPS:
+        yield Finding(
+            ("train", "tokens"),
+            f"train.tokens = {train.tokens:g} makes {train.total_steps} steps of "
+            f"global_batch_size × seq_len = {train.global_batch_size} × {train.seq_len} tokens, "
+            f"more than {MAX_STEPS}",
+            "lower train.tokens, or raise global_batch_size or seq_len",
+            related=(("train", "global_batch_size"), ("train", "seq_len")),
+        )
+
+
 # ----------------------------------------------------------------------------- hardware
 @check
 def gpu_is_known(cluster: ClusterSpec) -> Iterator[Finding]:
@@ -345,6 +367,18 @@ def batch_arithmetic(
         f"nearest valid: {nearest}",
         related=(("train", "micro_batch_size"), ("parallel", "data")),
     )
+
+
+@check
+def cluster_size_is_bounded(cluster: ClusterSpec) -> Iterator[Finding]:
+    if cluster.world_size > MAX_WORLD:
+        yield Finding(
+            ("cluster", "nodes"),
+            f"cluster.nodes × gpus_per_node = {cluster.nodes} × {cluster.gpus_per_node} = "
+            f"{cluster.world_size} GPUs, more than the {MAX_WORLD} llmspec plans for",
+            "the largest training clusters have about 100000 GPUs; lower cluster.nodes",
+            related=(("cluster", "gpus_per_node"),),
+        )
 
 
 @check
