@@ -390,6 +390,41 @@ CASES = [
         "",
     ),
     Bad(
+        "byte-level-bpe-too-small",
+        "model: {vocab_size: 256}\ndata:\n  tokenizer: {kind: bpe, vocab_size: 256}\n",
+        (3, 38),
+        "data.tokenizer.vocab_size",
+        "data.tokenizer.vocab_size = 256 is too small: a byte-level bpe has a token for each of "
+        "the 256 byte values besides its 4 special tokens (<pad>, <eos>, <unk>, <mask>), so at "
+        "least 260",
+        "data.tokenizer.vocab_size >= 260",
+    ),
+    Bad(
+        "model-vocab-too-small-for-default-tokenizer",
+        "model:\n  vocab_size: 256\n",
+        (2, 15),
+        "model.vocab_size",
+        "model.vocab_size = 256 is too small for the bpe tokenizer, whose size follows it "
+        "(data.tokenizer.vocab_size is not set)",
+        "set model.vocab_size >= 260",
+    ),
+    Bad(
+        "min-lr-above-lr",
+        "train:\n  optimizer: {lr: 1.0e-4}\n  schedule: {min_lr: 1.0e-3}\n",
+        (3, 22),
+        "train.schedule.min_lr",
+        "train.schedule.min_lr = 0.001 exceeds train.optimizer.lr = 0.0001",
+        "set train.schedule.min_lr <= 0.0001",
+    ),
+    Bad(
+        "warmup-beyond-steps",
+        "train:\n  steps: 100\n  schedule: {warmup_steps: 2000}\n",
+        (3, 28),
+        "train.schedule.warmup_steps",
+        "train.schedule.warmup_steps = 2000 exceeds the run's 100 steps (train.steps)",
+        "warmup_steps <= 100",
+    ),
+    Bad(
         "tokens-make-too-many-steps",
         "train: {tokens: 1.0e16, seq_len: 2, global_batch_size: 1}\n",
         (1, 17),

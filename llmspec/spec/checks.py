@@ -31,6 +31,9 @@ from llmspec.spec.model import (
 from llmspec.spec.source import Pos, dotted
 
 MAX_LISTED = 1024  # never enumerate more candidates than this (specs may hold huge numbers)
+# prepare_data.py adds these to every tokenizer it trains: <pad>, <eos>, <unk>, <mask>
+SPECIAL_TOKENS = 4
+BYTE_LEVEL_TOKENS = 256 + SPECIAL_TOKENS  # byte-level BPE starts from every byte value
 
 
 @dataclass(frozen=True)
@@ -188,13 +191,38 @@ def objective_matches_arch(model: ModelSpec, train: TrainSpec) -> Iterator[Findi
 @check
 def tokenizer_fits_embedding(model: ModelSpec, data: DataSpec) -> Iterator[Finding]:
     tok = data.tokenizer
-    if tok.path is None and tok.vocab_size > model.vocab_size:
+    if tok.path is not None:  # a given tokenizer.json: its size is known when data is prepared
+        return
+    given = tok.vocab_size is not None and "vocab_size" in tok.model_fields_set
+    size = tok.vocab_size if given else model.vocab_size
+    if given and size > model.vocab_size:
         yield Finding(
             ("data", "tokenizer", "vocab_size"),
-            f"data.tokenizer.vocab_size = {tok.vocab_size} exceeds model.vocab_size = "
+            f"data.tokenizer.vocab_size = {size} exceeds model.vocab_size = "
             f"{model.vocab_size}: token ids would index past the embedding",
             f"set data.tokenizer.vocab_size <= {model.vocab_size}, or raise model.vocab_size",
             related=(("model", "vocab_size"),),
+        )
+    least, why = (
+        (BYTE_LEVEL_TOKENS, "a byte-level bpe has a token for each of the 256 byte values")
+        if tok.kind == "bpe"
+        else (SPECIAL_TOKENS + 1, f"a {tok.kind} tokenizer needs room for text")
+    )
+    if size >= least:
+        return
+    why += f" besides its {SPECIAL_TOKENS} special tokens (<pad>, <eos>, <unk>, <mask>)"
+    if given:
+        yield Finding(
+            ("data", "tokenizer", "vocab_size"),
+            f"data.tokenizer.vocab_size = {size} is too small: {why}, so at least {least}",
+            f"set data.tokenizer.vocab_size >= {least} (and model.vocab_size at least as large)",
+        )
+    else:
+        yield Finding(
+            ("model", "vocab_size"),
+            f"model.vocab_size = {size} is too small for the {tok.kind} tokenizer, whose size "
+            f"follows it (data.tokenizer.vocab_size is not set): {why}, so at least {least}",
+            f"set model.vocab_size >= {least}",
         )
 
 
@@ -225,6 +253,35 @@ def run_length_is_bounded(train: TrainSpec) -> Iterator[Finding]:
             f"more than {MAX_STEPS}",
             "lower train.tokens, or raise global_batch_size or seq_len",
             related=(("train", "global_batch_size"), ("train", "seq_len")),
+        )
+
+
+@check
+def warmup_fits_run(train: TrainSpec) -> Iterator[Finding]:
+    warmup, steps = train.schedule.warmup_steps, train.total_steps
+    if warmup is not None and warmup > steps:
+        source = "train.steps" if train.steps is not None else "derived from train.tokens"
+        if train.steps is None and train.tokens is None:
+            source = "the default"
+        yield Finding(
+            ("train", "schedule", "warmup_steps"),
+            f"train.schedule.warmup_steps = {warmup} exceeds the run's {steps} steps ({source}): "
+            "the learning rate would never reach optimizer.lr",
+            f"set train.schedule.warmup_steps <= {steps} (e.g. {steps // 10}), or train longer",
+            related=(("train", "steps"), ("train", "tokens")),
+        )
+
+
+@check
+def min_lr_below_lr(train: TrainSpec) -> Iterator[Finding]:
+    lr, min_lr = train.optimizer.lr, train.schedule.min_lr
+    if train.schedule.name != "constant" and min_lr is not None and min_lr > lr:
+        yield Finding(
+            ("train", "schedule", "min_lr"),
+            f"train.schedule.min_lr = {min_lr:g} exceeds train.optimizer.lr = {lr:g}: the "
+            f"{train.schedule.name} schedule decays from lr down to min_lr",
+            f"set train.schedule.min_lr <= {lr:g} (e.g. {lr / 10:g}), or leave it out (lr / 10)",
+            related=(("train", "optimizer", "lr"),),
         )
 
 

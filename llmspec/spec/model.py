@@ -163,8 +163,10 @@ class TokenizerSpec(_Section):
     kind: Literal["bpe", "unigram", "wordpiece"] = Field(
         "bpe", description="Tokenizer model trained with `tokenizers` on the kept documents."
     )
-    vocab_size: _upto(MAX_VOCAB) = Field(
-        8192, description="Vocabulary size to train (tokens, special tokens included)."
+    vocab_size: _upto(MAX_VOCAB) | None = Field(
+        None,
+        description="Vocabulary size to train (tokens, special tokens included); null = "
+        "model.vocab_size. A byte-level bpe has at least 260 (256 bytes and 4 special tokens).",
     )
     path: str | None = Field(
         None, description="Load this tokenizer.json instead of training one (relative to the spec)."
@@ -345,10 +347,19 @@ class ScheduleSpec(_Section):
     name: Literal["cosine", "linear", "constant"] = Field(
         "cosine", description="Decay after warm-up."
     )
-    warmup_steps: int = Field(
-        2000, ge=0, le=MAX_STEPS, description="Linear warm-up from 0 to lr (optimizer steps)."
+    warmup_steps: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_STEPS,
+        description="Linear warm-up from 0 to lr (optimizer steps), at most the run's steps; "
+        "null = 2000, or a tenth of the steps when the run has fewer than 20000.",
     )
-    min_lr: float = Field(6.0e-5, ge=0, le=1, description="Learning rate at the last step.")
+    min_lr: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Learning rate at the last step, at most optimizer.lr; null = lr / 10.",
+    )
 
 
 class TrainSpec(_Section):
@@ -417,6 +428,20 @@ class TrainSpec(_Section):
     def _steps_or_tokens(self) -> TrainSpec:
         if self.steps is not None and self.tokens is not None:
             raise ValueError("give either steps or tokens, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _schedule_follows_run(self) -> TrainSpec:
+        """Unset warm-up and min_lr follow the run, so that the defaults agree with any steps/lr."""
+        changes = {}
+        if self.schedule.warmup_steps is None:
+            changes["warmup_steps"] = min(2000, self.total_steps // 10)
+        if (
+            self.schedule.min_lr is None
+        ):  # 15 digits: 6e-4 / 10 is 6e-05, not 5.9999999999999995e-05
+            changes["min_lr"] = float(f"{self.optimizer.lr / 10:.15g}")
+        if changes:
+            _set_once(self, "schedule", _filled(self.schedule, **changes))
         return self
 
     @property
@@ -565,3 +590,23 @@ class Spec(_Section):
     )
     cluster: ClusterSpec = Field(default_factory=ClusterSpec, description="Hardware.")
     tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="Experiment tracking.")
+
+    @model_validator(mode="after")
+    def _tokenizer_follows_model(self) -> Spec:
+        """An unset data.tokenizer.vocab_size is model.vocab_size, so that the defaults agree."""
+        tok = self.data.tokenizer
+        if tok.vocab_size is None:
+            filled = _filled(tok, vocab_size=self.model.vocab_size)
+            _set_once(self, "data", _filled(self.data, tokenizer=filled))
+        return self
+
+
+def _filled(section: BaseModel, **values) -> BaseModel:
+    """A copy of `section` with defaults resolved; the fields the spec gave stay marked as given."""
+    return type(section).model_construct(
+        _fields_set=set(section.model_fields_set), **{**dict(section), **values}
+    )
+
+
+def _set_once(model: BaseModel, name: str, value) -> None:
+    object.__setattr__(model, name, value)  # frozen models: resolved once, while validating
