@@ -433,6 +433,16 @@ CASES = [
         "lower train.tokens",
     ),
     Bad(
+        "no-layout-splits-the-batch",
+        "cluster:\n  nodes: 4096\ntrain:\n  global_batch_size: 480\n",
+        (4, 22),
+        "train.global_batch_size",
+        "train.global_batch_size = 480 cannot be split over the data-parallel replicas of any "
+        "layout of the 32768 GPUs (cluster.nodes × gpus_per_node = 4096 × 8): data = GPUs / "
+        "(tensor × pipeline) is one of 1024, 2048, 4096, 8192, 16384, 32768, and must divide it",
+        "nearest valid global_batch_size: 1024",
+    ),
+    Bad(
         "cluster-beyond-range",
         "cluster: {nodes: 65536, gpus_per_node: 1024}\n",
         (1, 18),

@@ -438,6 +438,63 @@ def cluster_size_is_bounded(cluster: ClusterSpec) -> Iterator[Finding]:
         )
 
 
+def data_degrees(model: ModelSpec, parallel: ParallelSpec, cluster: ClusterSpec) -> list[int]:
+    """Every data-parallel degree the planner can choose (plan/search.py, enumerate_groups):
+    data = GPUs / (tensor × pipeline), tensor dividing the GPUs of a node, the heads, the
+    kv heads and d_ff, pipeline dividing GPUs / tensor and at most n_layers; fixed degrees
+    of the spec are kept."""
+    world = cluster.world_size
+    tensors = [
+        t
+        for t in divisors(cluster.gpus_per_node)
+        if model.n_heads % t == 0 and model.kv_heads % t == 0 and model.ff_dim % t == 0
+    ]
+    tp, pp = _fixed(parallel.tensor), _fixed(parallel.pipeline)
+    if tp is not None:
+        tensors = [tp] if tp in tensors else []
+    found = set()
+    for t in tensors:
+        rest = world // t
+        for p in [pp] if pp is not None else range(1, min(model.n_layers, rest) + 1):
+            if p <= model.n_layers and rest % p == 0:
+                found.add(rest // p)
+    return sorted(found)
+
+
+@check
+def some_layout_splits_the_batch(
+    model: ModelSpec, train: TrainSpec, parallel: ParallelSpec, cluster: ClusterSpec
+) -> Iterator[Finding]:
+    world = cluster.world_size
+    fixed_data = _fixed(parallel.data) is not None
+    both_fixed = _fixed(parallel.tensor) is not None and _fixed(parallel.pipeline) is not None
+    if world > MAX_WORLD or fixed_data or both_fixed:  # batch_arithmetic checks those
+        return
+    degrees = data_degrees(model, parallel, cluster)
+    if not degrees:  # no layout at all: tensor_parallel_fits / pipeline_fits_layers say why
+        return
+    gbs, micro = train.global_batch_size, _fixed(train.micro_batch_size)
+    units = sorted({d * (micro or 1) for d in degrees})
+    if any(gbs % unit == 0 for unit in units):
+        return
+    need = (
+        "divide it" if micro is None else f"divide it into multiples of micro_batch_size = {micro}"
+    )
+    shown = ", ".join(map(str, degrees[:6])) + (", ..." if len(degrees) > 6 else "")
+    above = min(-(-gbs // u) * u for u in units)
+    below = max((gbs // u * u for u in units), default=0)
+    nearest = " or ".join(str(v) for v in (below, above) if v > 0)
+    yield Finding(
+        ("train", "global_batch_size"),
+        f"train.global_batch_size = {gbs} cannot be split over the data-parallel replicas of "
+        f"any layout of the {world} GPUs (cluster.nodes × gpus_per_node = {cluster.nodes} × "
+        f"{cluster.gpus_per_node}): data = GPUs / (tensor × pipeline) is one of {shown}, "
+        f"and must {need}",
+        f"nearest valid global_batch_size: {nearest}; or use fewer GPUs (cluster.nodes)",
+        related=(("cluster", "nodes"), ("cluster", "gpus_per_node")),
+    )
+
+
 @check
 def offload_needs_zero(parallel: ParallelSpec) -> Iterator[Finding]:
     stage = _fixed(parallel.zero_stage)
