@@ -451,6 +451,22 @@ CASES = [
         "lower cluster.nodes",
     ),
     Bad(
+        "yaml-11-octal",
+        "model:\n  n_layers: 010\n",
+        (2, 13),
+        "",
+        "010 has a leading zero: YAML 1.1 reads it as octal, YAML 1.2 as decimal; write 10",
+        "",
+    ),
+    Bad(
+        "yaml-11-sexagesimal",
+        "train:\n  steps: 1:30\n",
+        (2, 10),
+        "train.steps",
+        "expected an integer, got '1:30'",
+        "specs are read as YAML 1.2: numbers have no '_' separators, ':' (sexagesimal)",
+    ),
+    Bad(
         "yaml-syntax",
         "model:\n  d_model: 768\n   n_layers: 12\n",
         (3, 12),

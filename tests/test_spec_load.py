@@ -242,6 +242,28 @@ def test_yaml_12_floats_are_numbers():
     assert (spec.train.optimizer.lr, spec.train.optimizer.eps) == (1e-3, 1e-8)
 
 
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("10", 10),
+        ("-3", -3),
+        ("0", 0),
+        ("0o17", 15),
+        ("0x1F", 31),
+        ("1e-3", 1e-3),
+        (".5", 0.5),
+        ("+1.5E+3", 1500.0),
+        ("1:30", "1:30"),  # YAML 1.1: 90
+        ("0b11", "0b11"),  # YAML 1.1: 3
+        ("1_000", "1_000"),  # YAML 1.1: 1000
+        ("12abc", "12abc"),
+    ],
+)
+def test_numbers_resolve_by_the_yaml_12_core_schema(text, value):
+    data = source.read_yaml_text(f"a: {text}\n", "x.yaml").data["a"]
+    assert (type(data), data) == (type(value), value)
+
+
 def test_a_section_with_every_line_commented_out_means_defaults():
     spec = load_spec_text("name: x\nparallel:\n  # tensor: 2\ntrain:\n")
     assert spec.parallel.tensor == "auto" and spec.train.seq_len == 1024

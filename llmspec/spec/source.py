@@ -6,8 +6,10 @@ map `path -> position` come out together. The walk also rejects what
 safe_load would silently accept or crash on: duplicate keys, non-scalar
 keys, absurd nesting, alias bombs and numbers too long to convert.
 
-Scalars resolve as in YAML 1.2 for floats: `3.0e11` and `1e-3` are numbers
-(PyYAML's YAML 1.1 rules would read them as strings).
+Numbers resolve as in YAML 1.2's core schema: `3.0e11` and `1e-3` are numbers
+(PyYAML's YAML 1.1 rules read them as strings), `1:30`, `0b11` and `1_000` are
+strings (1.1: 90, 3, 1000), and `010`, which 1.1 reads as octal 8 and 1.2 as 10,
+is a located error.
 """
 
 from __future__ import annotations
@@ -85,15 +87,43 @@ class YamlProblem(Exception):
         self.problem = problem
 
 
-# YAML 1.2 core-schema floats: an exponent needs no dot and no sign.
-_FLOAT_12 = re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)$")
+# YAML 1.2 core schema for numbers. PyYAML resolves YAML 1.1, where `010` is octal 8,
+# `1:30` is sexagesimal 90, `0b11` is binary and `1_000` is 1000, while `1e-3` is a string.
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_INT_12 = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT_12 = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
 
 
 class _SpecLoader(yaml.SafeLoader):
-    """SafeLoader plus YAML 1.2 exponent floats."""
+    """SafeLoader with YAML 1.2 core-schema ints and floats."""
+
+    def construct_yaml_int(self, node):
+        text = self.construct_scalar(node)
+        sign, digits = (-1, text[1:]) if text[:1] == "-" else (1, text.lstrip("+"))
+        if digits.startswith(("0o", "0x")):
+            return sign * int(digits[2:], 8 if digits[1] == "o" else 16)
+        if len(digits) > 1 and digits[0] == "0":
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"{text} has a leading zero: YAML 1.1 reads it as octal, YAML 1.2 as decimal; "
+                f"write {sign * int(digits)} (or 0o{digits.lstrip('0') or '0'} for octal)",
+                node.start_mark,
+            )
+        return sign * int(digits)
 
 
-_SpecLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
+_SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SpecLoader.add_implicit_resolver(_INT, _INT_12, list("-+0123456789"))  # ints before floats
+_SpecLoader.add_implicit_resolver(_FLOAT, _FLOAT_12, list("-+0123456789."))
+_SpecLoader.add_constructor(_INT, _SpecLoader.construct_yaml_int)
 
 
 def read_yaml_file(path: str | Path, display: str | None = None) -> Located:
