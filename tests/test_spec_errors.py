@@ -321,9 +321,10 @@ CASES = [
         "extends-with-lone-surrogate",
         'extends: [ok.yaml, "b\\ud800.yaml"]\n',
         (1, 20),
-        "extends[1]",
-        "cannot extend 'b\\ud800.yaml': the path contains a character no file name can hold",
         "",
+        "'b\\ud800.yaml' contains a lone surrogate (a \\ud800-\\udfff escape), which no UTF-8 "
+        "text can hold",
+        "write the character itself",
     ),
     Bad(
         "host-memory-beyond-range",

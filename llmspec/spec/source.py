@@ -98,6 +98,9 @@ _FLOAT_12 = re.compile(
 )
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class _SpecLoader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 core-schema ints and floats."""
 
@@ -346,12 +349,21 @@ class _Walker:
 
     def _scalar(self, node) -> Any:
         try:
-            return self.loader.construct_object(node, deep=True)
+            value = self.loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
             raise self.fail(f"cannot read this value: {exc.problem}", node, "yaml-value") from None
         except (ValueError, OverflowError) as exc:
             # e.g. an integer literal longer than Python's 4300-digit conversion limit
             raise self.fail(f"cannot read this number: {exc}", node, "yaml-value") from None
+        if isinstance(value, str) and _SURROGATE.search(value):
+            raise self.fail(
+                f"'{value.encode('unicode_escape').decode('ascii')[:60]}' contains a lone "
+                "surrogate (a \\ud800-\\udfff escape), which no UTF-8 text can hold",
+                node,
+                "not-text",
+                hint="write the character itself, or its \\U0001xxxx escape",
+            )
+        return value
 
     def _mapping(self, node, path: tuple, depth: int) -> dict:
         if node.tag != "tag:yaml.org,2002:map":
