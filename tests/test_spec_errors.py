@@ -619,3 +619,33 @@ def test_validate_json_lists_problems_for_machines(tmp_path, capsys, root):
         "field": "model.n_layer",
         "code": "unknown-field",
     }
+
+
+# ----------------------------------------------------------------------------- plain output
+def test_line_100_is_not_an_emoji_code(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("\n" * 99 + "model: {n_layer: 1}\n")
+    _, err = run_validate(spec, capsys)
+    assert f"{spec}:100:9: error: model.n_layer: unknown field" in err
+    assert "💯" not in err
+
+
+def test_values_and_paths_are_printed_as_written_not_as_markup_or_emoji(tmp_path, capsys):
+    spec = tmp_path / "[bold]spec :fire:.yaml"
+    spec.write_text('model: {arch: ":fire: [red]x[/red]"}\n')
+    _, err = run_validate(spec, capsys)
+    assert f"{spec}:1:15: error: model.arch: expected one of 'gpt', 'llama', 'bert', got " in err
+    assert "':fire: [red]x[/red]'" in err
+    assert "🔥" not in err
+    good = tmp_path / "[bold]ok :fire:.yaml"
+    good.write_text("name: ok\n")
+    _, err = run_validate(good, capsys)
+    assert err.startswith(f"ok  {good}  (ok: gpt")
+
+
+def test_control_characters_in_keys_are_shown_escaped(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text('model: {"\\e[31mred\\u202e\\x07": 1}\n')
+    _, err = run_validate(spec, capsys)
+    assert f"{spec}:1:9: error: model.\\x1b[31mred\\u202e\\x07: unknown field" in err
+    assert not any(c in err for c in "\x1b\u202e\x07")

@@ -75,4 +75,6 @@ def run(args) -> int:
 def _esc(text: str) -> str:
     from rich.markup import escape
 
-    return escape(text)
+    from llmspec.cli.output import plain
+
+    return escape(plain(text))

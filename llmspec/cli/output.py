@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
+import unicodedata
 
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from llmspec.errors import Problem, UserError
 
@@ -22,9 +23,43 @@ def _console(stream, stderr: bool) -> Console:
         stderr=stderr,
         file=stream,
         highlight=False,
+        emoji=False,  # ":fire:" in a spec value stays ":fire:"; line 100 never reads ":100:"
         soft_wrap=not tty,
         width=None if tty else _columns(),
     )
+
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def plain(text: str) -> str:
+    """`text` with every control, format, separator or surrogate character shown escaped
+    (`\\x1b`, `\\u202e`), so that user text cannot move the cursor, recolour or reorder
+    the terminal, nor fail to encode."""
+    if text.isprintable():
+        return text
+    return "".join(_escape_char(c) if not c.isprintable() and c != " " else c for c in text)
+
+
+def _escape_char(c: str) -> str:
+    if c in _NAMED:
+        return _NAMED[c]
+    if unicodedata.category(c) == "Zs":  # a no-break or other space prints as itself
+        return c
+    code = ord(c)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
+
+
+def user_text(text: str, style: str = "") -> Text:
+    """User-supplied text as a rich Text: never read as markup or emoji, control characters
+    escaped."""
+    return Text(plain(text), style=style)
 
 
 def _columns() -> int:
@@ -45,29 +80,34 @@ def stdout_console() -> Console:
 def print_error(exc: UserError) -> None:
     console = stderr_console()
     if not exc.problems:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        console.print(Text.assemble(("error:", "bold red"), " ", user_text(str(exc))))
         return
     for problem in exc.problems:
         print_problem(console, problem)
     if len(exc.problems) > 1:
-        console.print(f"[bold red]{len(exc.problems)} problems[/] found", markup=True)
+        console.print(Text.assemble((f"{len(exc.problems)} problems", "bold red"), " found"))
 
 
 def print_problem(console: Console, p: Problem) -> None:
-    """`file:line:col: error: field: message`, the source line with a caret, then the hint."""
-    head = f"[bold]{escape(p.location())}[/]: [bold red]error:[/] "
+    """`file:line:col: error: field: message`, the source line with a caret, then the hint.
+
+    Every part is user text (the path, keys, values in the message) and is printed as
+    plain Text: no markup, no emoji codes, control characters escaped."""
+    head = Text.assemble(user_text(p.location(), "bold"), ": ", ("error:", "bold red"), " ")
     if p.field and not p.message.startswith(p.field + " "):
-        head += f"[bold]{escape(p.field)}[/]: "
-    console.print(head + escape(p.message))
+        head.append_text(user_text(p.field, "bold"))
+        head.append(": ")
+    head.append_text(user_text(p.message))
+    console.print(head)
     snippet = _source_line(p.file, p.line)
     if snippet is not None:
         gutter = f"{p.line:>5} | "
-        console.print(f"[dim]{gutter}[/]{escape(snippet)}")
+        console.print(Text.assemble((gutter, "dim"), user_text(snippet)))
         if p.col:
             caret = " " * (len(gutter) + _display_width(snippet[: p.col - 1])) + "^"
-            console.print(f"[bold red]{caret}[/]")
+            console.print(Text(caret, style="bold red"))
     if p.hint:
-        console.print(f"  [cyan]hint:[/] {escape(p.hint)}")
+        console.print(Text.assemble("  ", ("hint:", "cyan"), " ", user_text(p.hint)))
 
 
 def _display_width(text: str) -> int:
