@@ -55,6 +55,11 @@ def parse_layout(text: str) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
             raise UserError(f"--layout: cannot read {item!r}; write key=value, e.g. tensor=4")
+        if key.strip() in pins:
+            raise UserError(
+                f"--layout: {key.strip()} is given twice ({key.strip()}={pins[key.strip()]} and "
+                f"{item}); give each field once"
+            )
         pins[key.strip()] = value.strip()
     return pins
 

@@ -83,6 +83,8 @@ def parse_layout_args(text: str | None) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UserError(f"--layout {item!r}: expected key=value, e.g. zero_stage=3")
+        if key.strip() in pins:
+            raise UserError(f"--layout: {key.strip()} is given twice; give each field once")
         pins[key.strip()] = value.strip()
     return pins
 
