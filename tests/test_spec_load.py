@@ -402,3 +402,19 @@ def test_extends_naming_a_special_file_is_located_at_the_extends_line(tmp_path):
         "cannot extend '/dev/zero': is a character device, not a regular file",
         f"cannot extend {str(tmp_path)!r}: is a directory, not a spec file",
     ]
+
+
+@pytest.mark.parametrize(
+    "value,why",
+    [
+        ("a\ud800", "the path contains a character no file name can hold (a lone surrogate?)"),
+        ("a\x00b", "the path contains a NUL character"),
+        ("d/" * 2100, "the path is longer than 4096 bytes"),
+    ],
+)
+def test_extends_path_from_the_environment_that_no_file_can_have_is_located(value, why):
+    with pytest.raises(SpecError) as exc:
+        load_spec_text("name: x\nextends: ${BASE}/base.yaml\n", "child.yaml", env={"BASE": value})
+    (p,) = exc.value.problems
+    assert (p.file, p.line, p.col, p.field) == ("child.yaml", 2, 10, "extends")
+    assert p.message.endswith(why)
