@@ -436,9 +436,8 @@ class TrainSpec(_Section):
         changes = {}
         if self.schedule.warmup_steps is None:
             changes["warmup_steps"] = min(2000, self.total_steps // 10)
-        if (
-            self.schedule.min_lr is None
-        ):  # 15 digits: 6e-4 / 10 is 6e-05, not 5.9999999999999995e-05
+        if self.schedule.min_lr is None:
+            # 15 digits: 6e-4 / 10 is 6e-05, not 5.9999999999999995e-05
             changes["min_lr"] = float(f"{self.optimizer.lr / 10:.15g}")
         if changes:
             _set_once(self, "schedule", _filled(self.schedule, **changes))
