@@ -649,3 +649,13 @@ def test_control_characters_in_keys_are_shown_escaped(tmp_path, capsys):
     _, err = run_validate(spec, capsys)
     assert f"{spec}:1:9: error: model.\\x1b[31mred\\u202e\\x07: unknown field" in err
     assert not any(c in err for c in "\x1b\u202e\x07")
+
+
+def test_a_user_error_keeps_its_line_breaks_and_escapes_the_rest(capsys):
+    from llmspec.cli.output import print_error
+    from llmspec.errors import UserError
+
+    print_error(UserError("these files block it:\n  a\x1b[2J.txt\n  :fire: [red]b[/]"))
+    assert capsys.readouterr().err == (
+        "error: these files block it:\n  a\\x1b[2J.txt\n  :fire: [red]b[/]\n"
+    )

@@ -79,8 +79,9 @@ def stdout_console() -> Console:
 
 def print_error(exc: UserError) -> None:
     console = stderr_console()
-    if not exc.problems:
-        console.print(Text.assemble(("error:", "bold red"), " ", user_text(str(exc))))
+    if not exc.problems:  # llmspec's own text around user text: its line breaks are kept
+        lines = "\n".join(plain(line) for line in str(exc).split("\n"))
+        console.print(Text.assemble(("error:", "bold red"), " ", Text(lines)))
         return
     for problem in exc.problems:
         print_problem(console, problem)
