@@ -294,6 +294,22 @@ CASES = [
         "${NAME:-default}",
     ),
     Bad(
+        "data-path-with-nul",
+        'data:\n  tokenizer: {path: "tok\\0.json"}\n',
+        (2, 21),
+        "data.tokenizer.path",
+        "the path contains a NUL character",
+        "write the path of a file or a glob",
+    ),
+    Bad(
+        "data-path-name-too-long",
+        "data:\n  sources:\n    - path: corpus/" + "x" * 300 + "/*.txt\n",
+        (3, 13),
+        "data.sources[0].path",
+        "a name in the path is longer than 255 bytes",
+        "",
+    ),
+    Bad(
         "steps-and-tokens",
         "train:\n  steps: 10\n  tokens: 1.0e9\n",
         (2, 3),

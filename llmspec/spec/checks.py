@@ -28,7 +28,7 @@ from llmspec.spec.model import (
     ParallelSpec,
     TrainSpec,
 )
-from llmspec.spec.source import Pos, dotted
+from llmspec.spec.source import Pos, bad_path_reason, dotted
 
 MAX_LISTED = 1024  # never enumerate more candidates than this (specs may hold huge numbers)
 # prepare_data.py adds these to every tokenizer it trains: <pad>, <eos>, <unk>, <mask>
@@ -235,6 +235,12 @@ def data_path_syntax(data: DataSpec) -> Iterator[Finding]:
     ]
     for path, text in paths:
         if text is None:
+            continue
+        why = bad_path_reason(text)
+        if why is not None:  # no file has such a name: the path could never match
+            yield Finding(
+                path, why, "write the path of a file or a glob, e.g. corpus/*.txt", "path"
+            )
             continue
         try:
             check_syntax(text)
