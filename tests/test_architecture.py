@@ -16,6 +16,7 @@ STAGES = {
     "llmspec": 0,  # the package root: version only
     "llmspec.errors": 0,
     "llmspec.units": 0,
+    "llmspec.text": 0,
     "llmspec.rules": 0,
     "llmspec.spec": 1,
     "llmspec.graph": 2,

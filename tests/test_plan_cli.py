@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from llmspec.cli.main import main
 
 HUGE = """
@@ -49,6 +51,16 @@ def test_bad_layout_flag_is_a_user_error(root, capsys):
     assert "key=value" in capsys.readouterr().err
     assert main(["plan", spec, "--layout", "activation_checkpointing=most"]) == 2
     assert "expected one of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["plan", "build"])
+def test_a_layout_field_given_twice_is_refused_not_last_wins(command, root, capsys, tmp_path):
+    spec = str(root / "specs" / "tiny-cpu.yaml")
+    out = ["-o", str(tmp_path / "out")] if command == "build" else []
+    assert main([command, spec, *out, "--layout", "data=2, data=4"]) == 2
+    err = capsys.readouterr().err
+    assert "data is given twice" in err and "give each field once" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_measure_prints_predicted_beside_measured(root, capsys):

@@ -294,12 +294,194 @@ CASES = [
         "${NAME:-default}",
     ),
     Bad(
+        "data-path-with-nul",
+        'data:\n  tokenizer: {path: "tok\\0.json"}\n',
+        (2, 21),
+        "data.tokenizer.path",
+        "the path contains a NUL character",
+        "write the path of a file or a glob",
+    ),
+    Bad(
+        "data-path-name-too-long",
+        "data:\n  sources:\n    - path: corpus/" + "x" * 300 + "/*.txt\n",
+        (3, 13),
+        "data.sources[0].path",
+        "a name in the path is longer than 255 bytes",
+        "",
+    ),
+    Bad(
         "steps-and-tokens",
         "train:\n  steps: 10\n  tokens: 1.0e9\n",
         (2, 3),
         "train",
         "give either steps or tokens, not both",
         "",
+    ),
+    Bad(
+        "extends-name-too-long",
+        "name: x\nextends: " + "a" * 300 + ".yaml\n",
+        (2, 10),
+        "extends",
+        "a name in the path is longer than 255 bytes (the file-system limit)",
+        "short path relative to this file",
+    ),
+    Bad(
+        "extends-with-nul",
+        'extends: "base\\0.yaml"\n',
+        (1, 10),
+        "extends",
+        "cannot extend 'base\\x00.yaml': the path contains a NUL character",
+        "short path relative to this file",
+    ),
+    Bad(
+        "extends-with-lone-surrogate",
+        'extends: [ok.yaml, "b\\ud800.yaml"]\n',
+        (1, 20),
+        "",
+        "'b\\ud800.yaml' contains a lone surrogate (a \\ud800-\\udfff escape), which no UTF-8 "
+        "text can hold",
+        "write the character itself",
+    ),
+    Bad(
+        "host-memory-beyond-range",
+        "cluster:\n  host_memory_gib: 1e308\n",
+        (2, 20),
+        "cluster.host_memory_gib",
+        "expected a value <= 1048576.0, got 1e+308",
+        "Host RAM per node",
+    ),
+    Bad(
+        "gpu-memory-beyond-range",
+        "cluster:\n  gpu: {name: a100-80gb, memory_gib: 1e300}\n",
+        (2, 38),
+        "cluster.gpu.memory_gib",
+        "expected a value <= 1048576.0, got 1e+300",
+        "Usable device memory (GiB)",
+    ),
+    Bad(
+        "steps-with-401-digits",
+        "train:\n  steps: " + "9" * 401 + "\n",
+        (2, 10),
+        "train.steps",
+        "expected a value <= 1000000000, got a 401-digit integer",
+        "at most 10**9",
+    ),
+    Bad(
+        "seed-beyond-2-32",
+        "train: {seed: 20000000000000}\n",
+        (1, 15),
+        "train.seed",
+        "expected a value < 4294967296, got 20000000000000",
+        "below 2**32",
+    ),
+    Bad(
+        "seq-len-one",
+        "train:\n  seq_len: 1\n",
+        (2, 12),
+        "train.seq_len",
+        "expected a value >= 2, got 1",
+        "a 1-token sequence has no target",
+    ),
+    Bad(
+        "name-too-long",
+        "name: " + "a" * 300 + "\n",
+        (1, 7),
+        "name",
+        "expected at most 64 characters, got 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa... (300 characters)",
+        "at most 64 characters; names the output folder",
+    ),
+    Bad(
+        "workers-uncapped",
+        "data:\n  workers: 100000000\n",
+        (2, 12),
+        "data.workers",
+        "expected a value <= 1024 or 'auto', got 100000000",
+        "Processes for tokenizing, at most 1024",
+    ),
+    Bad(
+        "shard-size-beyond-range",
+        'data: {shard_size: "' + "9" * 400 + 'GB"}\n',
+        (1, 20),
+        "data.shard_size",
+        "is larger than 1TB",
+        "",
+    ),
+    Bad(
+        "byte-level-bpe-too-small",
+        "model: {vocab_size: 256}\ndata:\n  tokenizer: {kind: bpe, vocab_size: 256}\n",
+        (3, 38),
+        "data.tokenizer.vocab_size",
+        "data.tokenizer.vocab_size = 256 is too small: a byte-level bpe has a token for each of "
+        "the 256 byte values besides its 4 special tokens (<pad>, <eos>, <unk>, <mask>), so at "
+        "least 260",
+        "data.tokenizer.vocab_size >= 260",
+    ),
+    Bad(
+        "model-vocab-too-small-for-default-tokenizer",
+        "model:\n  vocab_size: 256\n",
+        (2, 15),
+        "model.vocab_size",
+        "model.vocab_size = 256 is too small for the bpe tokenizer, whose size follows it "
+        "(data.tokenizer.vocab_size is not set)",
+        "set model.vocab_size >= 260",
+    ),
+    Bad(
+        "min-lr-above-lr",
+        "train:\n  optimizer: {lr: 1.0e-4}\n  schedule: {min_lr: 1.0e-3}\n",
+        (3, 22),
+        "train.schedule.min_lr",
+        "train.schedule.min_lr = 0.001 exceeds train.optimizer.lr = 0.0001",
+        "set train.schedule.min_lr <= 0.0001",
+    ),
+    Bad(
+        "warmup-beyond-steps",
+        "train:\n  steps: 100\n  schedule: {warmup_steps: 2000}\n",
+        (3, 28),
+        "train.schedule.warmup_steps",
+        "train.schedule.warmup_steps = 2000 exceeds the run's 100 steps (train.steps)",
+        "warmup_steps <= 100",
+    ),
+    Bad(
+        "tokens-make-too-many-steps",
+        "train: {tokens: 1.0e16, seq_len: 2, global_batch_size: 1}\n",
+        (1, 17),
+        "train.tokens",
+        "makes 5000000000000000 steps",
+        "lower train.tokens",
+    ),
+    Bad(
+        "no-layout-splits-the-batch",
+        "cluster:\n  nodes: 4096\ntrain:\n  global_batch_size: 480\n",
+        (4, 22),
+        "train.global_batch_size",
+        "train.global_batch_size = 480 cannot be split over the data-parallel replicas of any "
+        "layout of the 32768 GPUs (cluster.nodes × gpus_per_node = 4096 × 8): data = GPUs / "
+        "(tensor × pipeline) is one of 1024, 2048, 4096, 8192, 16384, 32768, and must divide it",
+        "nearest valid global_batch_size: 1024",
+    ),
+    Bad(
+        "cluster-beyond-range",
+        "cluster: {nodes: 65536, gpus_per_node: 1024}\n",
+        (1, 18),
+        "cluster.nodes",
+        "= 67108864 GPUs, more than the 1048576 llmspec plans for",
+        "lower cluster.nodes",
+    ),
+    Bad(
+        "yaml-11-octal",
+        "model:\n  n_layers: 010\n",
+        (2, 13),
+        "",
+        "010 has a leading zero: YAML 1.1 reads it as octal, YAML 1.2 as decimal; write 10",
+        "",
+    ),
+    Bad(
+        "yaml-11-sexagesimal",
+        "train:\n  steps: 1:30\n",
+        (2, 10),
+        "train.steps",
+        "expected an integer, got '1:30'",
+        "specs are read as YAML 1.2: numbers have no '_' separators, ':' (sexagesimal)",
     ),
     Bad(
         "yaml-syntax",
@@ -453,3 +635,43 @@ def test_validate_json_lists_problems_for_machines(tmp_path, capsys, root):
         "field": "model.n_layer",
         "code": "unknown-field",
     }
+
+
+# ----------------------------------------------------------------------------- plain output
+def test_line_100_is_not_an_emoji_code(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("\n" * 99 + "model: {n_layer: 1}\n")
+    _, err = run_validate(spec, capsys)
+    assert f"{spec}:100:9: error: model.n_layer: unknown field" in err
+    assert "💯" not in err
+
+
+def test_values_and_paths_are_printed_as_written_not_as_markup_or_emoji(tmp_path, capsys):
+    spec = tmp_path / "[bold]spec :fire:.yaml"
+    spec.write_text('model: {arch: ":fire: [red]x[/red]"}\n')
+    _, err = run_validate(spec, capsys)
+    assert f"{spec}:1:15: error: model.arch: expected one of 'gpt', 'llama', 'bert', got " in err
+    assert "':fire: [red]x[/red]'" in err
+    assert "🔥" not in err
+    good = tmp_path / "[bold]ok :fire:.yaml"
+    good.write_text("name: ok\n")
+    _, err = run_validate(good, capsys)
+    assert err.startswith(f"ok  {good}  (ok: gpt")
+
+
+def test_control_characters_in_keys_are_shown_escaped(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text('model: {"\\e[31mred\\u202e\\x07": 1}\n')
+    _, err = run_validate(spec, capsys)
+    assert f"{spec}:1:9: error: model.\\x1b[31mred\\u202e\\x07: unknown field" in err
+    assert not any(c in err for c in "\x1b\u202e\x07")
+
+
+def test_a_user_error_keeps_its_line_breaks_and_escapes_the_rest(capsys):
+    from llmspec.cli.output import print_error
+    from llmspec.errors import UserError
+
+    print_error(UserError("these files block it:\n  a\x1b[2J.txt\n  :fire: [red]b[/]"))
+    assert capsys.readouterr().err == (
+        "error: these files block it:\n  a\\x1b[2J.txt\n  :fire: [red]b[/]\n"
+    )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from llmspec.errors import SpecError
+from llmspec.spec import source
 from llmspec.spec.load import load_located, load_spec, load_spec_text
+from llmspec.spec.model import MAX_BATCH, MAX_GPUS_PER_NODE, MAX_HEADS, MAX_VOCAB, MAX_WIDTH
 from llmspec.spec.presets import PRESETS
 
 
@@ -238,6 +242,28 @@ def test_yaml_12_floats_are_numbers():
     assert (spec.train.optimizer.lr, spec.train.optimizer.eps) == (1e-3, 1e-8)
 
 
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("10", 10),
+        ("-3", -3),
+        ("0", 0),
+        ("0o17", 15),
+        ("0x1F", 31),
+        ("1e-3", 1e-3),
+        (".5", 0.5),
+        ("+1.5E+3", 1500.0),
+        ("1:30", "1:30"),  # YAML 1.1: 90
+        ("0b11", "0b11"),  # YAML 1.1: 3
+        ("1_000", "1_000"),  # YAML 1.1: 1000
+        ("12abc", "12abc"),
+    ],
+)
+def test_numbers_resolve_by_the_yaml_12_core_schema(text, value):
+    data = source.read_yaml_text(f"a: {text}\n", "x.yaml").data["a"]
+    assert (type(data), data) == (type(value), value)
+
+
 def test_a_section_with_every_line_commented_out_means_defaults():
     spec = load_spec_text("name: x\nparallel:\n  # tensor: 2\ntrain:\n")
     assert spec.parallel.tensor == "auto" and spec.train.seq_len == 1024
@@ -292,14 +318,103 @@ def test_binary_file_and_directory_and_missing_file(tmp_path):
     assert p.code == "no-file"
 
 
-def test_huge_but_valid_numbers_do_not_hang_the_checks():
+def test_huge_numbers_are_located_range_errors():
     big = 10**60
-    spec = load_spec_text(
-        f"model: {{d_model: {big}, n_heads: {big // 2}, vocab_size: {big}}}\n"
-        f"train: {{global_batch_size: {big}}}\n"
-        "cluster: {gpus_per_node: 100000000}\n"
-    )
-    assert spec.model.d_model == big
     with pytest.raises(SpecError) as exc:
-        load_spec_text(f"model: {{d_model: {big + 1}, n_heads: 7}}\nparallel: {{tensor: 3}}\n")
+        load_spec_text(
+            f"model: {{d_model: {big}, n_heads: {big // 2}, vocab_size: {big}}}\n"
+            f"train: {{global_batch_size: {big}}}\n"
+            "cluster: {gpus_per_node: 100000000}\n"
+        )
+    problems = exc.value.problems
+    assert [(p.line, p.field) for p in problems] == [
+        (1, "model.d_model"),
+        (1, "model.n_heads"),
+        (1, "model.vocab_size"),
+        (2, "train.global_batch_size"),
+        (3, "cluster.gpus_per_node"),
+    ]
+    assert all(p.message.startswith("expected a value <= ") for p in problems)
+    assert all(p.hint for p in problems)  # the field's description: what the number is
+
+
+def test_the_largest_valid_numbers_do_not_hang_the_checks():
+    spec = load_spec_text(
+        f"model: {{d_model: {MAX_WIDTH}, n_heads: {MAX_HEADS}, vocab_size: {MAX_VOCAB}}}\n"
+        f"train: {{global_batch_size: {MAX_BATCH}}}\n"
+        f"cluster: {{gpus_per_node: {MAX_GPUS_PER_NODE}}}\n"
+    )
+    assert spec.model.d_model == MAX_WIDTH
+    with pytest.raises(SpecError) as exc:
+        load_spec_text(
+            f"model: {{d_model: {MAX_WIDTH - 1}, n_heads: 7}}\nparallel: {{tensor: 3}}\n"
+        )
     assert {p.field for p in exc.value.problems} == {"model.n_heads", "parallel.tensor"}
+
+
+# ----------------------------------------------------------------------------- special files
+@pytest.mark.timeout(30)
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_special_files_are_refused_without_reading_them(tmp_path):
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    (p,) = problems_of(fifo)
+    assert (p.code, p.message) == ("not-a-file", "is a FIFO (named pipe), not a regular file")
+    (p,) = problems_of("/dev/zero")  # never ends
+    assert (p.code, p.message) == ("not-a-file", "is a character device, not a regular file")
+    (p,) = problems_of(tmp_path)
+    assert (p.code, p.message) == ("not-a-file", "is a directory, not a spec file")
+    (p,) = problems_of(tmp_path / "spec.yaml" / "x.yaml")
+    assert p.code == "no-file"
+
+
+def test_a_huge_file_is_rejected_after_reading_only_the_cap(tmp_path, monkeypatch):
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as fh:
+        fh.truncate(2 * 1024**3)  # sparse: 2 GiB of NUL bytes, no disk used
+    read = []
+    real_read = os.read
+
+    def counting_read(fd, n):
+        data = real_read(fd, n)
+        read.append(len(data))
+        return data
+
+    monkeypatch.setattr(source.os, "read", counting_read)
+    (p,) = problems_of(big)
+    assert p.code == "too-large" and "larger than 4 MiB" in p.message
+    assert sum(read) == source.MAX_BYTES + 1
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_extends_naming_a_special_file_is_located_at_the_extends_line(tmp_path):
+    os.mkfifo(tmp_path / "pipe.yaml")
+    child = write(tmp_path / "child.yaml", "extends: [pipe.yaml, /dev/zero, .]\n")
+    problems = problems_of(child)
+    pipe = str(tmp_path / "pipe.yaml")
+    assert [(p.line, p.col, p.field) for p in problems] == [
+        (1, 11, "extends[0]"),
+        (1, 22, "extends[1]"),
+        (1, 33, "extends[2]"),
+    ]
+    assert [p.message for p in problems] == [
+        f"cannot extend {pipe!r}: is a FIFO (named pipe), not a regular file",
+        "cannot extend '/dev/zero': is a character device, not a regular file",
+        f"cannot extend {str(tmp_path)!r}: is a directory, not a spec file",
+    ]
+
+
+@pytest.mark.parametrize(
+    "value,why",
+    [
+        ("a\ud800", "the path contains a character no file name can hold (a lone surrogate?)"),
+        ("a\x00b", "the path contains a NUL character"),
+        ("d/" * 2100, "the path is longer than 4096 bytes"),
+    ],
+)
+def test_extends_path_from_the_environment_that_no_file_can_have_is_located(value, why):
+    with pytest.raises(SpecError) as exc:
+        load_spec_text("name: x\nextends: ${BASE}/base.yaml\n", "child.yaml", env={"BASE": value})
+    (p,) = exc.value.problems
+    assert (p.file, p.line, p.col, p.field) == ("child.yaml", 2, 10, "extends")
+    assert p.message.endswith(why)

@@ -1,16 +1,30 @@
 """Property: whatever a spec is mutated into, loading returns a Spec or raises SpecError whose
-problems are all located (file and line) — never any other exception."""
+problems are all located (file and line) — never any other exception.
+
+The hostile strategies cover the classes of issue 16: huge, tiny and odd numbers, odd strings
+(control and format characters, emoji codes, markup, lone surrogates, 300 characters) in names,
+keys and values, hostile `extends` paths, YAML 1.1 numbers; errors must print plainly and an
+accepted spec must plan with arithmetic that adds up. The 10,000-spec run is
+`python benchmarks/fuzz_specs.py` (it prints the counts); here a small sample keeps the default
+suite fast.
+"""
 
 from __future__ import annotations
 
 import copy
+import importlib.util
+import io
+import json
+import sys
 from pathlib import Path
 
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmspec.errors import SpecError
+from llmspec.cli.output import print_error
+from llmspec.errors import SpecError, UserError
+from llmspec.plan import make_plan
 from llmspec.spec.load import load_spec_text
 from llmspec.spec.model import Spec
 
@@ -137,3 +151,104 @@ def test_mutated_specs_load_or_give_located_problems(text):
 @given(mangled_text())
 def test_mangled_text_loads_or_gives_located_problems(text):
     _assert_loads_or_located(text)
+
+
+# ----------------------------------------------------------------------------- hostile classes
+huge_or_odd_numbers = st.one_of(
+    st.integers(min_value=2**31, max_value=10**420),
+    st.integers(min_value=-(10**420), max_value=-1),
+    st.sampled_from([2**32, 2**63, 2**64, 10**9 + 1, 1e308, 1e-300, 1e-9, 1e300, -0.0]),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+odd_strings = st.one_of(
+    st.text(st.characters(codec=None), max_size=20),  # control, format, surrogates, emoji
+    st.sampled_from([":fire:", ":100:", "[bold]x[/]", "\x1b[31mred", "a\u202eb", "x\x00y"]),
+    st.text("a-z0", min_size=200, max_size=320),
+)
+hostile_paths = st.one_of(
+    st.sampled_from(
+        ["a" * 300 + ".yaml", "x\x00.yaml", "b\ud800.yaml", "/dev/zero", ".", "${NOPE}"]
+    ),
+    st.text(max_size=40),
+)
+hostile_scalars = st.one_of(huge_or_odd_numbers, odd_strings)
+NUMERIC_FIELDS = sorted(
+    name for name in _field_names(Spec) if name not in {"name", "extends", "preset", "path"}
+)
+
+
+@st.composite
+def hostile_spec(draw):
+    data = copy.deepcopy(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 3))):
+        paths = [p for p in _paths(data) if p]
+        op = draw(st.sampled_from(["value", "value", "name", "key", "extends"]))
+        if op == "value":
+            data = _set(data, draw(st.sampled_from(paths)), draw(hostile_scalars))
+        elif op == "name":
+            data["name"] = draw(odd_strings)
+        elif op == "key":
+            parent = _get(data, draw(st.sampled_from([(), *paths])))
+            if isinstance(parent, dict):
+                parent[draw(odd_strings)] = draw(hostile_scalars)
+        else:
+            data["extends"] = draw(st.one_of(hostile_paths, st.lists(hostile_paths, max_size=2)))
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    if draw(st.booleans()):  # a YAML 1.1 number where a number was
+        field = draw(st.sampled_from(NUMERIC_FIELDS))
+        form = draw(st.sampled_from(["010", "1:30", "0b11", "1_000", "0o17"]))
+        text = "\n".join(
+            f"{line.split(':')[0]}: {form}" if line.strip().startswith(field + ":") else line
+            for line in text.splitlines()
+        )
+    return text
+
+
+def _printed(exc: SpecError) -> str:
+    saved, sys.stderr = sys.stderr, io.StringIO()
+    try:
+        print_error(exc)
+        return sys.stderr.getvalue()
+    finally:
+        sys.stderr = saved
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile_spec())
+def test_hostile_specs_give_located_problems_that_print_plainly(text):
+    try:
+        load_spec_text(text, "mutant.yaml", env={})
+    except SpecError as exc:
+        assert all(p.file == "mutant.yaml" and p.line for p in exc.problems), exc.problems
+        printed = _printed(exc)
+        assert all(c == "\n" or c.isprintable() for c in printed), ascii(printed)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_spec())
+def test_accepted_specs_plan_and_their_arithmetic_adds_up(text):
+    try:
+        spec = load_spec_text(text, "mutant.yaml", env={})
+    except SpecError:
+        return
+    try:
+        plan = make_plan(spec).to_dict()
+    except UserError as exc:  # the spec checks should have located what the planner refuses
+        raise AssertionError(f"validated, then the planner refused it: {exc}") from None
+    json.dumps(plan, allow_nan=False)  # every number finite
+    lay = plan["layout"]
+    assert lay["data"] * lay["tensor"] * lay["pipeline"] == spec.cluster.world_size
+    assert lay["micro_batch_size"] * lay["grad_accum_steps"] * lay["data"] == (
+        spec.train.global_batch_size
+    )
+
+
+def test_the_fuzz_benchmark_runs_clean_on_a_small_sample(capsys):
+    path = ROOT / "benchmarks" / "fuzz_specs.py"
+    module_spec = importlib.util.spec_from_file_location("fuzz_specs", path)
+    fuzz = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(fuzz)
+    assert fuzz.main(["-n", "120", "--seed", "16", "--timeout", "20"]) == 0
+    out = capsys.readouterr().out
+    for kind in ("traceback", "hang", "unlocated", "bad arithmetic", "plan refused"):
+        assert f"  {kind:<15} {0:>6}" in out, out

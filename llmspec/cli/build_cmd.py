@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rich.markup import escape as _esc
+from rich.markup import escape
 
-from llmspec.cli.output import stderr_console
+from llmspec.cli.output import plain, stderr_console
 from llmspec.pipeline import build_project
 
 EXAMPLES = """examples:
@@ -76,3 +76,8 @@ def run(args) -> int:
         else f"{_esc(str(result.out_dir))}: up to date ({len(result.files)} files)"
     )
     return 0
+
+
+def _esc(text: str) -> str:
+    """User text inside rich markup: markup escaped, control characters spelled out."""
+    return escape(plain(text))

@@ -11,9 +11,10 @@ import os
 import sys
 
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from llmspec.errors import Problem, UserError
+from llmspec.text import escape_unprintable
 
 
 def _console(stream, stderr: bool) -> Console:
@@ -22,9 +23,21 @@ def _console(stream, stderr: bool) -> Console:
         stderr=stderr,
         file=stream,
         highlight=False,
+        emoji=False,  # ":fire:" in a spec value stays ":fire:"; line 100 never reads ":100:"
         soft_wrap=not tty,
         width=None if tty else _columns(),
     )
+
+
+def plain(text: str) -> str:
+    """User text for the terminal: control, format and surrogate characters escaped."""
+    return escape_unprintable(text)
+
+
+def user_text(text: str, style: str = "") -> Text:
+    """User-supplied text as a rich Text: never read as markup or emoji, control characters
+    escaped."""
+    return Text(plain(text), style=style)
 
 
 def _columns() -> int:
@@ -44,30 +57,36 @@ def stdout_console() -> Console:
 
 def print_error(exc: UserError) -> None:
     console = stderr_console()
-    if not exc.problems:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}")
+    if not exc.problems:  # llmspec's own text around user text: its line breaks are kept
+        lines = "\n".join(plain(line) for line in str(exc).split("\n"))
+        console.print(Text.assemble(("error:", "bold red"), " ", Text(lines)))
         return
     for problem in exc.problems:
         print_problem(console, problem)
     if len(exc.problems) > 1:
-        console.print(f"[bold red]{len(exc.problems)} problems[/] found", markup=True)
+        console.print(Text.assemble((f"{len(exc.problems)} problems", "bold red"), " found"))
 
 
 def print_problem(console: Console, p: Problem) -> None:
-    """`file:line:col: error: field: message`, the source line with a caret, then the hint."""
-    head = f"[bold]{escape(p.location())}[/]: [bold red]error:[/] "
+    """`file:line:col: error: field: message`, the source line with a caret, then the hint.
+
+    Every part is user text (the path, keys, values in the message) and is printed as
+    plain Text: no markup, no emoji codes, control characters escaped."""
+    head = Text.assemble(user_text(p.location(), "bold"), ": ", ("error:", "bold red"), " ")
     if p.field and not p.message.startswith(p.field + " "):
-        head += f"[bold]{escape(p.field)}[/]: "
-    console.print(head + escape(p.message))
+        head.append_text(user_text(p.field, "bold"))
+        head.append(": ")
+    head.append_text(user_text(p.message))
+    console.print(head)
     snippet = _source_line(p.file, p.line)
     if snippet is not None:
         gutter = f"{p.line:>5} | "
-        console.print(f"[dim]{gutter}[/]{escape(snippet)}")
+        console.print(Text.assemble((gutter, "dim"), user_text(snippet)))
         if p.col:
             caret = " " * (len(gutter) + _display_width(snippet[: p.col - 1])) + "^"
-            console.print(f"[bold red]{caret}[/]")
+            console.print(Text(caret, style="bold red"))
     if p.hint:
-        console.print(f"  [cyan]hint:[/] {escape(p.hint)}")
+        console.print(Text.assemble("  ", ("hint:", "cyan"), " ", user_text(p.hint)))
 
 
 def _display_width(text: str) -> int:

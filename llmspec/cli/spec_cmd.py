@@ -10,8 +10,9 @@ from dataclasses import asdict
 
 import yaml
 from rich.table import Table
+from rich.text import Text
 
-from llmspec.cli.output import print_error, stderr_console, stdout_console
+from llmspec.cli.output import print_error, stderr_console, stdout_console, user_text
 from llmspec.errors import SpecError
 from llmspec.spec.hardware import CATALOG
 from llmspec.spec.load import load_located
@@ -106,7 +107,7 @@ def cmd_validate(args) -> int:
         summary = f"{spec.name}: {m.arch}, {m.n_layers} layers, d_model {m.d_model}"
         if m.preset:
             summary += f", preset {m.preset}"
-        console.print(f"[green]ok[/]  {path}  ({summary})", markup=True)
+        console.print(Text.assemble(("ok", "green"), "  ", user_text(f"{path}  ({summary})")))
     if failed and len(args.specs) > 1:
         console.print(f"{failed} of {len(args.specs)} specs failed", markup=False)
     if args.json:

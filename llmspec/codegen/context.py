@@ -18,6 +18,7 @@ from llmspec.codegen.data_context import data_context
 from llmspec.codegen.ds_config import build_ds_config
 from llmspec.codegen.model_context import model_context
 from llmspec.plan.plan import Plan, sig
+from llmspec.text import escape_unprintable
 from llmspec.units import GIB
 
 
@@ -84,22 +85,8 @@ def shell_word(text: str) -> str:
     """
     if text.isprintable():
         return shlex.quote(text)
-    out = []
-    for char in text:
-        if char in "\\'":
-            out.append("\\" + char)
-        elif char.isprintable():
-            out.append(char)
-        else:
-            code = ord(char)
-            out.append(
-                f"\\x{code:02x}"
-                if code < 0x100
-                else f"\\u{code:04x}"
-                if code < 0x10000
-                else f"\\U{code:08x}"
-            )
-    return "$'" + "".join(out) + "'"
+    quoted = text.replace("\\", "\\\\").replace("'", "\\'")
+    return "$'" + escape_unprintable(quoted) + "'"
 
 
 def _inside(path: Path, folder: Path) -> bool:

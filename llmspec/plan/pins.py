@@ -24,9 +24,15 @@ def parse_layout_text(text: str | None) -> dict[str, str]:
     pins: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
             raise UserError(f"--layout: cannot read {item!r}; write key=value, e.g. tensor=4")
-        pins[key.strip()] = value.strip()
+        if key in pins:
+            raise UserError(
+                f"--layout: {key} is given twice ({key}={pins[key]} and {item}); "
+                "give each field once"
+            )
+        pins[key] = value
     return pins
 
 

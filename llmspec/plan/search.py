@@ -178,16 +178,22 @@ def enumerate_groups(problem: SearchProblem):
         ]
         why = "; ".join(r for r in reasons if r)
         raise UserError(f"{why} — valid values: {', '.join(map(str, valid))}")
-    for t in _choices(problem, "tensor", valid):
-        for p in _choices(problem, "pipeline", rules.divisors(world // t)):
-            if world % (t * p) or rules.pipeline_fits_layers(p, dims.n_layers):
-                continue
-            d = world // (t * p)
-            if problem.pinned("data") not in (None, d):
-                continue
-            if problem.global_batch % d:
-                continue
-            yield d, t, p
+    triples = rules.degree_triples(
+        world,
+        cluster.gpus_per_node,
+        dims.n_heads,
+        dims.n_kv_heads,
+        dims.d_ff,
+        dims.n_layers,
+        tensor=pinned,
+        pipeline=problem.pinned("pipeline"),
+    )
+    for d, t, p in triples:
+        if problem.pinned("data") not in (None, d):
+            continue
+        if problem.global_batch % d:
+            continue
+        yield d, t, p
 
 
 def zero_options(problem: SearchProblem, data: int, pipeline: int, offload: bool) -> list[int]:

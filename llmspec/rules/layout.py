@@ -44,6 +44,31 @@ def valid_tensor_degrees(n_heads: int, n_kv_heads: int, d_ff: int, gpus_per_node
     return divisors(math.gcd(n_heads, n_kv_heads, d_ff, gpus_per_node))
 
 
+def degree_triples(
+    world: int,
+    gpus_per_node: int,
+    n_heads: int,
+    n_kv_heads: int,
+    d_ff: int,
+    n_layers: int,
+    *,
+    tensor: int | None = None,
+    pipeline: int | None = None,
+) -> list[tuple[int, int, int]]:
+    """Every (data, tensor, pipeline) with data × tensor × pipeline = world that the rules
+    allow, keeping a fixed `tensor` / `pipeline` (the planner's search space and the spec
+    check of the global batch both start here)."""
+    tensors = valid_tensor_degrees(n_heads, n_kv_heads, d_ff, gpus_per_node)
+    if tensor is not None:
+        tensors = [tensor] if tensor in tensors else []
+    triples = []
+    for t in tensors:
+        for p in [pipeline] if pipeline is not None else divisors(world // t):
+            if world % (t * p) == 0 and not pipeline_fits_layers(p, n_layers):
+                triples.append((world // (t * p), t, p))
+    return triples
+
+
 def tensor_fits_node(tensor: int, gpus_per_node: int) -> str | None:
     if tensor > gpus_per_node:
         return (

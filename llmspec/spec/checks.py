@@ -21,10 +21,21 @@ from llmspec.rules import layout as rules
 from llmspec.rules.layout import divisors
 from llmspec.spec.hardware import CATALOG, get_gpu
 from llmspec.spec.interpolate import InterpolationError, check_syntax
-from llmspec.spec.model import ClusterSpec, DataSpec, ModelSpec, ParallelSpec, TrainSpec
-from llmspec.spec.source import Pos, dotted
+from llmspec.spec.model import (
+    MAX_STEPS,
+    MAX_WORLD,
+    ClusterSpec,
+    DataSpec,
+    ModelSpec,
+    ParallelSpec,
+    TrainSpec,
+)
+from llmspec.spec.source import Pos, bad_path_reason, dotted
 
 MAX_LISTED = 1024  # never enumerate more candidates than this (specs may hold huge numbers)
+# prepare_data.py adds these to every tokenizer it trains: <pad>, <eos>, <unk>, <mask>
+SPECIAL_TOKENS = 4
+BYTE_LEVEL_TOKENS = 256 + SPECIAL_TOKENS  # byte-level BPE starts from every byte value
 
 
 @dataclass(frozen=True)
@@ -177,13 +188,38 @@ def objective_matches_arch(model: ModelSpec, train: TrainSpec) -> Iterator[Findi
 @check
 def tokenizer_fits_embedding(model: ModelSpec, data: DataSpec) -> Iterator[Finding]:
     tok = data.tokenizer
-    if tok.path is None and tok.vocab_size > model.vocab_size:
+    if tok.path is not None:  # a given tokenizer.json: its size is known when data is prepared
+        return
+    given = tok.vocab_size is not None and "vocab_size" in tok.model_fields_set
+    size = tok.vocab_size if given else model.vocab_size
+    if given and size > model.vocab_size:
         yield Finding(
             ("data", "tokenizer", "vocab_size"),
-            f"data.tokenizer.vocab_size = {tok.vocab_size} exceeds model.vocab_size = "
+            f"data.tokenizer.vocab_size = {size} exceeds model.vocab_size = "
             f"{model.vocab_size}: token ids would index past the embedding",
             f"set data.tokenizer.vocab_size <= {model.vocab_size}, or raise model.vocab_size",
             related=(("model", "vocab_size"),),
+        )
+    least, why = (
+        (BYTE_LEVEL_TOKENS, "a byte-level bpe has a token for each of the 256 byte values")
+        if tok.kind == "bpe"
+        else (SPECIAL_TOKENS + 1, f"a {tok.kind} tokenizer needs room for text")
+    )
+    if size >= least:
+        return
+    why += f" besides its {SPECIAL_TOKENS} special tokens (<pad>, <eos>, <unk>, <mask>)"
+    if given:
+        yield Finding(
+            ("data", "tokenizer", "vocab_size"),
+            f"data.tokenizer.vocab_size = {size} is too small: {why}, so at least {least}",
+            f"set data.tokenizer.vocab_size >= {least} (and model.vocab_size at least as large)",
+        )
+    else:
+        yield Finding(
+            ("model", "vocab_size"),
+            f"model.vocab_size = {size} is too small for the {tok.kind} tokenizer, whose size "
+            f"follows it (data.tokenizer.vocab_size is not set): {why}, so at least {least}",
+            f"set model.vocab_size >= {least}",
         )
 
 
@@ -197,10 +233,59 @@ def data_path_syntax(data: DataSpec) -> Iterator[Finding]:
     for path, text in paths:
         if text is None:
             continue
+        why = bad_path_reason(text)
+        if why is not None:  # no file has such a name: the path could never match
+            yield Finding(
+                path, why, "write the path of a file or a glob, e.g. corpus/*.txt", "path"
+            )
+            continue
         try:
             check_syntax(text)
         except InterpolationError as exc:
             yield Finding(path, str(exc), exc.hint, "env")
+
+
+# ----------------------------------------------------------------------------- schedule
+@check
+def run_length_is_bounded(train: TrainSpec) -> Iterator[Finding]:
+    if train.tokens is not None and train.total_steps > MAX_STEPS:
+        yield Finding(
+            ("train", "tokens"),
+            f"train.tokens = {train.tokens:g} makes {train.total_steps} steps of "
+            f"global_batch_size × seq_len = {train.global_batch_size} × {train.seq_len} tokens, "
+            f"more than {MAX_STEPS}",
+            "lower train.tokens, or raise global_batch_size or seq_len",
+            related=(("train", "global_batch_size"), ("train", "seq_len")),
+        )
+
+
+@check
+def warmup_fits_run(train: TrainSpec) -> Iterator[Finding]:
+    warmup, steps = train.schedule.warmup_steps, train.total_steps
+    if warmup is not None and warmup > steps:
+        source = "train.steps" if train.steps is not None else "derived from train.tokens"
+        if train.steps is None and train.tokens is None:
+            source = "the default"
+        yield Finding(
+            ("train", "schedule", "warmup_steps"),
+            f"train.schedule.warmup_steps = {warmup} exceeds the run's {steps} steps ({source}): "
+            "the learning rate would never reach optimizer.lr",
+            f"set train.schedule.warmup_steps <= {steps} (e.g. {steps // 10}), or train longer",
+            related=(("train", "steps"), ("train", "tokens")),
+        )
+
+
+@check
+def min_lr_below_lr(train: TrainSpec) -> Iterator[Finding]:
+    lr, min_lr = train.optimizer.lr, train.schedule.min_lr
+    if train.schedule.name != "constant" and min_lr is not None and min_lr > lr:
+        yield Finding(
+            ("train", "schedule", "min_lr"),
+            f"train.schedule.min_lr = {min_lr:g} exceeds train.optimizer.lr = {lr:g}: the "
+            f"{train.schedule.name} schedule decays from lr down to min_lr",
+            f"set train.schedule.min_lr <= {lr:g} (e.g. {lr / 10:g}), or leave it out (lr / 10)",
+            related=(("train", "optimizer", "lr"),),
+        )
 
 
 # ----------------------------------------------------------------------------- hardware
@@ -333,6 +418,67 @@ def batch_arithmetic(
         + " (global = micro × accumulation steps × data)",
         f"nearest valid: {nearest}",
         related=(("train", "micro_batch_size"), ("parallel", "data")),
+    )
+
+
+@check
+def cluster_size_is_bounded(cluster: ClusterSpec) -> Iterator[Finding]:
+    if cluster.world_size > MAX_WORLD:
+        yield Finding(
+            ("cluster", "nodes"),
+            f"cluster.nodes × gpus_per_node = {cluster.nodes} × {cluster.gpus_per_node} = "
+            f"{cluster.world_size} GPUs, more than the {MAX_WORLD} llmspec plans for",
+            "the largest training clusters have about 100000 GPUs; lower cluster.nodes",
+            related=(("cluster", "gpus_per_node"),),
+        )
+
+
+def data_degrees(model: ModelSpec, parallel: ParallelSpec, cluster: ClusterSpec) -> list[int]:
+    """Every data-parallel degree the planner can choose (the same rule its search uses)."""
+    triples = rules.degree_triples(
+        cluster.world_size,
+        cluster.gpus_per_node,
+        model.n_heads,
+        model.kv_heads,
+        model.ff_dim,
+        model.n_layers,
+        tensor=_fixed(parallel.tensor),
+        pipeline=_fixed(parallel.pipeline),
+    )
+    return sorted({d for d, _, _ in triples})
+
+
+@check
+def some_layout_splits_the_batch(
+    model: ModelSpec, train: TrainSpec, parallel: ParallelSpec, cluster: ClusterSpec
+) -> Iterator[Finding]:
+    world = cluster.world_size
+    fixed_data = _fixed(parallel.data) is not None
+    both_fixed = _fixed(parallel.tensor) is not None and _fixed(parallel.pipeline) is not None
+    if world > MAX_WORLD or fixed_data or both_fixed:  # batch_arithmetic checks those
+        return
+    degrees = data_degrees(model, parallel, cluster)
+    if not degrees:  # no layout at all: tensor_parallel_fits / pipeline_fits_layers say why
+        return
+    gbs, micro = train.global_batch_size, _fixed(train.micro_batch_size)
+    units = sorted({d * (micro or 1) for d in degrees})
+    if any(gbs % unit == 0 for unit in units):
+        return
+    need = (
+        "divide it" if micro is None else f"divide it into multiples of micro_batch_size = {micro}"
+    )
+    shown = ", ".join(map(str, degrees[:6])) + (", ..." if len(degrees) > 6 else "")
+    above = min(-(-gbs // u) * u for u in units)
+    below = max((gbs // u * u for u in units), default=0)
+    nearest = " or ".join(str(v) for v in (below, above) if v > 0)
+    yield Finding(
+        ("train", "global_batch_size"),
+        f"train.global_batch_size = {gbs} cannot be split over the data-parallel replicas of "
+        f"any layout of the {world} GPUs (cluster.nodes × gpus_per_node = {cluster.nodes} × "
+        f"{cluster.gpus_per_node}): data = GPUs / (tensor × pipeline) is one of {shown}, "
+        f"and must {need}",
+        f"nearest valid global_batch_size: {nearest}; or use fewer GPUs (cluster.nodes)",
+        related=(("cluster", "nodes"), ("cluster", "gpus_per_node")),
     )
 
 

@@ -158,9 +158,25 @@ def _problem(group: list[_Error], located: Located, model: type[BaseModel], pref
             wanted.append(phrase)
         if hint and hint not in hints:
             hints.append(hint)
+    if any(e.type in _BOUNDS or e.type == "string_too_long" for e in group):
+        # a range error: the field's description says what the range is for
+        info = _field_info(model, path[len(prefix) :])
+        if info is not None and info.description and info.description not in hints:
+            hints.append(info.description)
+    if isinstance(value, str) and _YAML_11_NUMBER.fullmatch(value):
+        hints.append(
+            "specs are read as YAML 1.2: numbers have no '_' separators, ':' (sexagesimal) or "
+            "0b prefix; write plain digits"
+        )
     message = f"expected {' or '.join(wanted)}, got {show_value(value)}"
     code = "type" if all(e.type in _TYPE_NOUNS for e in group) else "value"
     return _located(pos, field, message, " ".join(hints), code)
+
+
+# What YAML 1.1 (PyYAML) would read as a number and YAML 1.2 reads as a string.
+_YAML_11_NUMBER = re.compile(
+    r"[-+]?(?:0b[01_]+|[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?|[0-9][0-9_]*(?:\.[0-9_]*)?)"
+)
 
 
 def _expected(err: _Error) -> tuple[str, str]:
@@ -182,6 +198,8 @@ def _expected(err: _Error) -> tuple[str, str]:
         return f"at least {ctx.get('min_length')} item(s)", ""
     if err.type == "too_long":
         return f"at most {ctx.get('max_length')} item(s)", ""
+    if err.type == "string_too_long":
+        return f"at most {ctx.get('max_length')} characters", ""
     if err.type == "value_error":
         return str(ctx.get("error", raw["msg"])), ""
     return raw["msg"], ""
@@ -196,7 +214,11 @@ def show_value(value) -> str:
         return "a mapping"
     if isinstance(value, list):
         return f"a list of {len(value)}"
+    if isinstance(value, int) and abs(value) >= 10**40:
+        return f"a {len(str(abs(value)))}-digit integer"
     text = repr(value) if isinstance(value, str) else str(value)
+    if isinstance(value, str) and len(value) > 40:
+        return f"{text[:37]}... ({len(value)} characters)"
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -214,6 +236,22 @@ def _field_names(model: type[BaseModel], path: tuple) -> list[str]:
         info = current.model_fields.get(part)
         current = _model_in(info.annotation) if info else None
     return list(current.model_fields) if current else []
+
+
+def _field_info(model: type[BaseModel], path: tuple):
+    """The FieldInfo of the field at `path` (list indices skipped), or None."""
+    current: type | None = model
+    info = None
+    for part in path:
+        if isinstance(part, int):
+            continue
+        if current is None:
+            return None
+        info = current.model_fields.get(part)
+        if info is None:
+            return None
+        current = _model_in(info.annotation)
+    return info
 
 
 def _model_in(annotation) -> type[BaseModel] | None:

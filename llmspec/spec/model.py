@@ -20,6 +20,31 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 SLUG_RE = r"^[a-z0-9][a-z0-9._-]*$"
 AUTO = "auto"
 
+# Bounds on every number a spec gives. Each is far beyond any real run, and low enough that
+# what is derived from it (bytes, FLOPs, seconds, seeds) stays a finite float or a 64-bit
+# integer, and that every search over it stays small. A value outside is a located error.
+MAX_NAME = 64  # the output folder's name; build adds siblings such as .<name>.tmp-XXXX
+MAX_VOCAB = 2**24  # tokens (the largest published vocabularies have ~256k)
+MAX_SEQ = 2**22  # tokens per sequence (4M)
+MAX_WIDTH = 2**20  # d_model and d_ff (GPT-3: 12288 and 49152)
+MAX_LAYERS = 4096
+MAX_HEADS = 2**14
+MAX_TYPE_VOCAB = 1024  # token types (BERT: 2)
+MAX_BATCH = 2**20  # sequences per optimizer step (GPT-3: 1536)
+MAX_STEPS = 10**9  # optimizer steps (also warm-up and every interval)
+MAX_TOKENS = 1e16  # tokens to train on (Llama 3: 1.5e13)
+MAX_NODES = 2**16
+MAX_GPUS_PER_NODE = 1024
+MAX_WORLD = 2**20  # nodes × gpus_per_node (checks.py): the largest clusters have ~1e5 GPUs
+MAX_WORKERS = 1024  # data-preparation processes
+SEED_LIMIT = 2**32  # seeds are < 2**32: numpy's legacy seeding takes no more, and train.py's
+# per-step torch reseed (seed × 1_000_003 + step × replicas + rank) then stays below 2**63
+MAX_GIB = 2.0**20  # GiB of memory per GPU or host (1 PiB)
+MIN_GIB = 1e-3  # GiB (1 MiB)
+MAX_RATE = 1e6  # TFLOP/s and GB/s figures of a GPU override
+MIN_RATE = 1e-3
+MAX_BYTES_SIZE = 2**40  # bytes per token shard (1 TiB); characters per document filter
+
 
 class _Section(BaseModel):
     # strict: YAML already gives real ints, floats and bools, so `n_layers: true` or
@@ -31,6 +56,11 @@ class _Section(BaseModel):
 
 PosInt = Annotated[int, Field(gt=0)]
 AutoInt = PosInt | Literal["auto"]
+
+
+def _upto(limit: int) -> type:
+    """A positive integer at most `limit`."""
+    return Annotated[int, Field(gt=0, le=limit)]
 
 
 # ----------------------------------------------------------------------------- model
@@ -45,29 +75,31 @@ class ModelSpec(_Section):
         "gpt",
         description="Model family: gpt (causal, learned positions), llama (rope, rmsnorm, swiglu), bert (bidirectional encoder).",
     )
-    vocab_size: PosInt = Field(50257, description="Rows of the token embedding (tokens).")
-    max_seq_len: PosInt = Field(
+    vocab_size: _upto(MAX_VOCAB) = Field(
+        50257, description=f"Rows of the token embedding (tokens), at most {MAX_VOCAB}."
+    )
+    max_seq_len: _upto(MAX_SEQ) = Field(
         1024,
         description="Longest sequence the model supports (tokens); sizes learned position tables.",
     )
-    d_model: PosInt = Field(768, description="Hidden size h.")
-    n_layers: PosInt = Field(12, description="Number of transformer blocks L.")
-    n_heads: PosInt = Field(
+    d_model: _upto(MAX_WIDTH) = Field(768, description="Hidden size h.")
+    n_layers: _upto(MAX_LAYERS) = Field(12, description="Number of transformer blocks L.")
+    n_heads: _upto(MAX_HEADS) = Field(
         12, description="Attention (query) heads a; d_model must be divisible by it."
     )
-    n_kv_heads: PosInt | None = Field(
+    n_kv_heads: _upto(MAX_HEADS) | None = Field(
         None,
         description="Key/value heads; fewer than n_heads = grouped-query attention. null = n_heads.",
     )
-    d_ff: PosInt | None = Field(None, description="MLP inner size. null = 4 × d_model.")
+    d_ff: _upto(MAX_WIDTH) | None = Field(None, description="MLP inner size. null = 4 × d_model.")
     position: Literal["learned", "sinusoidal", "rope"] = Field(
         "learned", description="Position encoding."
     )
     rope_theta: float = Field(
-        10000.0, gt=0, description="RoPE base frequency (only with position: rope)."
+        10000.0, gt=0, le=1e12, description="RoPE base frequency (only with position: rope)."
     )
     norm: Literal["layernorm", "rmsnorm"] = Field("layernorm", description="Normalisation layer.")
-    norm_eps: float = Field(1e-5, gt=0, description="Epsilon of every norm layer.")
+    norm_eps: float = Field(1e-5, gt=0, le=1, description="Epsilon of every norm layer.")
     norm_position: Literal["pre", "post"] = Field(
         "pre", description="Norm before (pre) or after (post) each residual branch."
     )
@@ -79,7 +111,10 @@ class ModelSpec(_Section):
         True, description="Share the token embedding with the output (LM head) weight."
     )
     type_vocab_size: int = Field(
-        0, ge=0, description="Token-type (segment) embeddings; 0 = none (BERT uses 2)."
+        0,
+        ge=0,
+        le=MAX_TYPE_VOCAB,
+        description="Token-type (segment) embeddings; 0 = none (BERT uses 2).",
     )
     dropout: float = Field(
         0.1, ge=0, lt=1, description="Dropout on embeddings and residual branches (probability)."
@@ -128,8 +163,10 @@ class TokenizerSpec(_Section):
     kind: Literal["bpe", "unigram", "wordpiece"] = Field(
         "bpe", description="Tokenizer model trained with `tokenizers` on the kept documents."
     )
-    vocab_size: PosInt = Field(
-        8192, description="Vocabulary size to train (tokens, special tokens included)."
+    vocab_size: _upto(MAX_VOCAB) | None = Field(
+        None,
+        description="Vocabulary size to train (tokens, special tokens included); null = "
+        "model.vocab_size. A byte-level bpe has at least 260 (256 bytes and 4 special tokens).",
     )
     path: str | None = Field(
         None, description="Load this tokenizer.json instead of training one (relative to the spec)."
@@ -144,8 +181,8 @@ class NearDedupSpec(_Section):
         le=1,
         description="Estimated Jaccard similarity at or above which a document is a near-duplicate.",
     )
-    num_perm: PosInt = Field(128, description="MinHash permutations.")
-    shingle_size: PosInt = Field(5, description="Word n-gram size of the shingles.")
+    num_perm: _upto(4096) = Field(128, description="MinHash permutations (at most 4096).")
+    shingle_size: _upto(1024) = Field(5, description="Word n-gram size of the shingles.")
 
 
 class DedupSpec(_Section):
@@ -160,10 +197,16 @@ class DedupSpec(_Section):
 
 class FilterSpec(_Section):
     min_chars: int = Field(
-        1, ge=0, description="Drop documents shorter than this after normalisation (characters)."
+        1,
+        ge=0,
+        le=MAX_BYTES_SIZE,
+        description="Drop documents shorter than this after normalisation (characters).",
     )
     max_chars: int | None = Field(
-        None, gt=0, description="Drop documents longer than this (characters); null = no limit."
+        None,
+        gt=0,
+        le=MAX_BYTES_SIZE,
+        description="Drop documents longer than this (characters); null = no limit.",
     )
     max_repeated_line_fraction: float = Field(
         0.5,
@@ -204,7 +247,8 @@ class DataSpec(_Section):
     )
     shard_size: int | str = Field(
         "1GB",
-        description='Target bytes per token shard: an integer or "512MB", "1GB", ... (powers of 1024).',
+        description='Target bytes per token shard: an integer or "512MB", "1GB", ... (powers of '
+        "1024), at most 1TB.",
     )
     validation_fraction: float = Field(
         0.01,
@@ -216,7 +260,10 @@ class DataSpec(_Section):
         True,
         description="Join documents with EOS and pack into seq_len sequences; false = one document per sequence, length-bucketed and padded.",
     )
-    workers: AutoInt = Field("auto", description="Processes for tokenizing; auto = all cores.")
+    workers: _upto(MAX_WORKERS) | Literal["auto"] = Field(
+        "auto",
+        description=f"Processes for tokenizing, at most {MAX_WORKERS}; auto = all cores.",
+    )
 
     @field_validator("shard_size")
     @classmethod
@@ -250,14 +297,24 @@ def parse_bytes(v: int | str) -> int:
     if isinstance(v, int):
         if v <= 0:
             raise ValueError("size must be positive")
+        if v > MAX_BYTES_SIZE:
+            raise ValueError(f"size {show_size(v)} is larger than 1TB ({MAX_BYTES_SIZE} bytes)")
         return v
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(v))
     if not m or m.group(2).upper() not in _UNITS:
         raise ValueError(f"cannot read size {v!r}; write e.g. 512MB or 1GB")
-    n = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+    size = float(m.group(1)) * _UNITS[m.group(2).upper()]  # inf for absurdly many digits
+    if not size <= MAX_BYTES_SIZE:
+        raise ValueError(f"size {show_size(v)} is larger than 1TB; write e.g. 512MB or 1GB")
+    n = int(size)
     if n <= 0:
         raise ValueError("size must be positive")
     return n
+
+
+def show_size(v: int | str) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 # ----------------------------------------------------------------------------- train
@@ -265,13 +322,17 @@ class OptimizerSpec(_Section):
     name: Literal["adamw"] = Field(
         "adamw", description="Optimizer (AdamW, decoupled weight decay)."
     )
-    lr: float = Field(6.0e-4, gt=0, description="Peak learning rate.")
+    lr: float = Field(6.0e-4, gt=0, le=1, description="Peak learning rate (at most 1).")
     betas: tuple[float, float] = Field(
         (0.9, 0.95), strict=False, description="Adam β1, β2, each in [0, 1)."
     )
-    eps: float = Field(1.0e-8, gt=0, description="Adam ε.")
+    eps: float = Field(1.0e-8, gt=0, le=1, description="Adam ε.")
     weight_decay: float = Field(
-        0.1, ge=0, description="Decoupled weight decay (not applied to biases and norms)."
+        0.1,
+        ge=0,
+        le=1,
+        description="Decoupled weight decay (not applied to biases and norms); each step "
+        "multiplies weights by 1 − lr × weight_decay, so at most 1.",
     )
 
     @field_validator("betas")
@@ -286,10 +347,19 @@ class ScheduleSpec(_Section):
     name: Literal["cosine", "linear", "constant"] = Field(
         "cosine", description="Decay after warm-up."
     )
-    warmup_steps: int = Field(
-        2000, ge=0, description="Linear warm-up from 0 to lr (optimizer steps)."
+    warmup_steps: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_STEPS,
+        description="Linear warm-up from 0 to lr (optimizer steps), at most the run's steps; "
+        "null = 2000, or a tenth of the steps when the run has fewer than 20000.",
     )
-    min_lr: float = Field(6.0e-5, ge=0, description="Learning rate at the last step.")
+    min_lr: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Learning rate at the last step, at most optimizer.lr; null = lr / 10.",
+    )
 
 
 class TrainSpec(_Section):
@@ -302,22 +372,29 @@ class TrainSpec(_Section):
         lt=1,
         description="masked_lm: fraction of tokens selected (80% [MASK], 10% random, 10% kept).",
     )
-    seq_len: PosInt = Field(
-        1024, description="Tokens per training sequence; at most model.max_seq_len."
+    seq_len: int = Field(
+        1024,
+        ge=2,
+        le=MAX_SEQ,
+        description="Tokens per training sequence; at most model.max_seq_len, at least 2: a "
+        "causal LM learns to predict each token from those before it, so a 1-token sequence "
+        "has no target and its loss is NaN.",
     )
-    global_batch_size: PosInt = Field(
+    global_batch_size: _upto(MAX_BATCH) = Field(
         512, description="Sequences per optimizer step (= micro × accumulation × data parallel)."
     )
-    micro_batch_size: AutoInt = Field(
+    micro_batch_size: _upto(MAX_BATCH) | Literal["auto"] = Field(
         "auto", description="Sequences per GPU per forward; auto = the planner chooses."
     )
-    steps: PosInt | None = Field(
+    steps: _upto(MAX_STEPS) | None = Field(
         None,
-        description="Optimizer steps; null = derived from tokens (default 300000 when both are null).",
+        description="Optimizer steps, at most 10**9; null = derived from tokens (default 300000 "
+        "when both are null).",
     )
     tokens: float | None = Field(
         None,
         gt=0,
+        le=MAX_TOKENS,
         description="Tokens to train on; sets steps = tokens / (global_batch_size × seq_len).",
     )
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="Optimizer.")
@@ -325,17 +402,25 @@ class TrainSpec(_Section):
         default_factory=ScheduleSpec, description="Learning-rate schedule."
     )
     grad_clip: float = Field(
-        1.0, ge=0, description="Clip the global gradient norm to this; 0 disables."
+        1.0, ge=0, le=1e6, description="Clip the global gradient norm to this; 0 disables."
     )
     precision: Literal["fp32", "fp16", "bf16", "fp8"] = Field(
         "bf16", description="Training precision (fp16 uses dynamic loss scaling)."
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")
-    seed: int = Field(1234, ge=0, description="Seed for initialisation, data order and masking.")
-    log_interval: PosInt = Field(10, description="Steps between metric lines in out/metrics.jsonl.")
-    eval_interval: PosInt = Field(1000, description="Steps between validation passes.")
-    eval_batches: PosInt = Field(20, description="Micro-batches per validation pass.")
-    checkpoint_interval: PosInt = Field(
+    seed: int = Field(
+        1234,
+        ge=0,
+        lt=SEED_LIMIT,
+        description="Seed for initialisation, data order and masking; below 2**32, which "
+        "numpy and torch both accept.",
+    )
+    log_interval: _upto(MAX_STEPS) = Field(
+        10, description="Steps between metric lines in out/metrics.jsonl."
+    )
+    eval_interval: _upto(MAX_STEPS) = Field(1000, description="Steps between validation passes.")
+    eval_batches: _upto(MAX_STEPS) = Field(20, description="Micro-batches per validation pass.")
+    checkpoint_interval: _upto(MAX_STEPS) = Field(
         1000, description="Steps between checkpoints (and at the last step)."
     )
 
@@ -343,6 +428,19 @@ class TrainSpec(_Section):
     def _steps_or_tokens(self) -> TrainSpec:
         if self.steps is not None and self.tokens is not None:
             raise ValueError("give either steps or tokens, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _schedule_follows_run(self) -> TrainSpec:
+        """Unset warm-up and min_lr follow the run, so that the defaults agree with any steps/lr."""
+        changes = {}
+        if self.schedule.warmup_steps is None:
+            changes["warmup_steps"] = min(2000, self.total_steps // 10)
+        if self.schedule.min_lr is None:
+            # 15 digits: 6e-4 / 10 is 6e-05, not 5.9999999999999995e-05
+            changes["min_lr"] = float(f"{self.optimizer.lr / 10:.15g}")
+        if changes:
+            _set_once(self, "schedule", _filled(self.schedule, **changes))
         return self
 
     @property
@@ -358,12 +456,14 @@ class TrainSpec(_Section):
 class ParallelSpec(_Section):
     """Every field is a value, or auto: the planner chooses."""
 
-    data: AutoInt = Field("auto", description="Data-parallel replicas.")
-    tensor: AutoInt = Field(
+    data: _upto(MAX_WORLD) | Literal["auto"] = Field("auto", description="Data-parallel replicas.")
+    tensor: _upto(MAX_GPUS_PER_NODE) | Literal["auto"] = Field(
         "auto",
         description="Tensor-parallel degree (inside one node; divides heads, kv heads and d_ff).",
     )
-    pipeline: AutoInt = Field("auto", description="Pipeline stages (at most n_layers).")
+    pipeline: _upto(MAX_LAYERS) | Literal["auto"] = Field(
+        "auto", description="Pipeline stages (at most n_layers)."
+    )
     zero_stage: Literal[0, 1, 2, 3, "auto"] = Field(
         "auto",
         description="DeepSpeed ZeRO stage: 1 shards optimizer state, 2 also gradients, 3 also parameters.",
@@ -394,17 +494,29 @@ class GpuOverride(_Section):
     """A catalog GPU with some figures replaced (e.g. a cut-down SKU or a measured link)."""
 
     name: str = Field(..., description="Catalog entry to start from (`llmspec hardware`).")
-    memory_gib: float | None = Field(None, gt=0, description="Usable device memory (GiB).")
-    peak_tflops: float | None = Field(None, gt=0, description="Dense 16-bit peak (TFLOP/s).")
-    fp8_tflops: float | None = Field(
-        None, ge=0, description="Dense FP8 peak (TFLOP/s); 0 = no FP8."
+    memory_gib: float | None = Field(
+        None, ge=MIN_GIB, le=MAX_GIB, description="Usable device memory (GiB)."
     )
-    hbm_gbps: float | None = Field(None, gt=0, description="Memory bandwidth (GB/s).")
+    peak_tflops: float | None = Field(
+        None, ge=MIN_RATE, le=MAX_RATE, description="Dense 16-bit peak (TFLOP/s)."
+    )
+    fp8_tflops: float | None = Field(
+        None, ge=0, le=MAX_RATE, description="Dense FP8 peak (TFLOP/s); 0 = no FP8."
+    )
+    hbm_gbps: float | None = Field(
+        None, ge=MIN_RATE, le=MAX_RATE, description="Memory bandwidth (GB/s)."
+    )
     intra_node_gbps: float | None = Field(
-        None, gt=0, description="Per-GPU, per-direction bandwidth inside a node (GB/s)."
+        None,
+        ge=MIN_RATE,
+        le=MAX_RATE,
+        description="Per-GPU, per-direction bandwidth inside a node (GB/s).",
     )
     inter_node_gbps: float | None = Field(
-        None, gt=0, description="Per-GPU, per-direction network bandwidth between nodes (GB/s)."
+        None,
+        ge=MIN_RATE,
+        le=MAX_RATE,
+        description="Per-GPU, per-direction network bandwidth between nodes (GB/s).",
     )
 
 
@@ -413,12 +525,17 @@ class ClusterSpec(_Section):
         "a100-80gb",
         description="Catalog name (`llmspec hardware`), or a mapping {name: ..., figure: value} overriding it.",
     )
-    nodes: PosInt = Field(1, description="Machines.")
-    gpus_per_node: PosInt = Field(
+    nodes: _upto(MAX_NODES) = Field(
+        1, description=f"Machines; nodes × gpus_per_node is at most {MAX_WORLD}."
+    )
+    gpus_per_node: _upto(MAX_GPUS_PER_NODE) = Field(
         8, description="Accelerators per machine (processes per node on CPU)."
     )
     host_memory_gib: float = Field(
-        1024.0, gt=0, description="Host RAM per node available for offload (GiB)."
+        1024.0,
+        ge=MIN_GIB,
+        le=MAX_GIB,
+        description="Host RAM per node available for offload (GiB).",
     )
 
     @property
@@ -450,7 +567,11 @@ class Spec(_Section):
     """One LLM training run. Sections reserved for later versions: finetune, eval."""
 
     name: str = Field(
-        "run", pattern=SLUG_RE, description="Slug [a-z0-9][a-z0-9._-]*; names the output folder."
+        "run",
+        pattern=SLUG_RE,
+        max_length=MAX_NAME,
+        description=f"Slug [a-z0-9][a-z0-9._-]*, at most {MAX_NAME} characters; names the output "
+        "folder (a file name holds at most 255 bytes, and build writes siblings that add to it).",
     )
     extends: str | list[str] | None = Field(
         None, description="Spec(s) this one deep-merges over, paths relative to this file."
@@ -468,3 +589,23 @@ class Spec(_Section):
     )
     cluster: ClusterSpec = Field(default_factory=ClusterSpec, description="Hardware.")
     tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="Experiment tracking.")
+
+    @model_validator(mode="after")
+    def _tokenizer_follows_model(self) -> Spec:
+        """An unset data.tokenizer.vocab_size is model.vocab_size, so that the defaults agree."""
+        tok = self.data.tokenizer
+        if tok.vocab_size is None:
+            filled = _filled(tok, vocab_size=self.model.vocab_size)
+            _set_once(self, "data", _filled(self.data, tokenizer=filled))
+        return self
+
+
+def _filled(section: BaseModel, **values) -> BaseModel:
+    """A copy of `section` with defaults resolved; the fields the spec gave stay marked as given."""
+    return type(section).model_construct(
+        _fields_set=set(section.model_fields_set), **{**dict(section), **values}
+    )
+
+
+def _set_once(model: BaseModel, name: str, value) -> None:
+    object.__setattr__(model, name, value)  # frozen models: resolved once, while validating

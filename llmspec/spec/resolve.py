@@ -21,7 +21,9 @@ from llmspec.spec.source import (
     Located,
     Pos,
     YamlProblem,
+    bad_path_reason,
     dotted,
+    not_a_spec_file,
     read_yaml_file,
     read_yaml_text,
 )
@@ -67,7 +69,7 @@ def resolve_text(
 def _identity(path: Path) -> str:
     try:
         return str(path.resolve())
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError, ValueError):
         return str(path.absolute())
 
 
@@ -117,8 +119,11 @@ def _resolve(
             )
             result.complete = False
             continue
-        if not target.is_file():
-            what = "is a directory" if target.is_dir() else "no such file"
+        try:
+            what = not_a_spec_file(target)
+        except (OSError, ValueError) as exc:  # e.g. a symlink loop, a parent without permission
+            what = f"cannot read it: {getattr(exc, 'strerror', None) or exc}"
+        if what is not None:
             result.problems.append(
                 problem_at(
                     pos,
@@ -180,6 +185,19 @@ def _extends_targets(located: Located, path: Path, display: str, env, result: Re
         except InterpolationError as exc:
             result.problems.append(
                 problem_at(pos, str(exc), field_=dotted(where), hint=exc.hint, code="env")
+            )
+            result.complete = False
+            continue
+        why = bad_path_reason(expanded) or bad_path_reason(str(path.parent / expanded))
+        if why is not None:
+            result.problems.append(
+                problem_at(
+                    pos,
+                    f"cannot extend {show_value(expanded)}: {why}",
+                    field_=dotted(where),
+                    hint="extends names a spec file by a short path relative to this file",
+                    code="extends-missing",
+                )
             )
             result.complete = False
             continue

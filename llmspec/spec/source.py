@@ -6,13 +6,17 @@ map `path -> position` come out together. The walk also rejects what
 safe_load would silently accept or crash on: duplicate keys, non-scalar
 keys, absurd nesting, alias bombs and numbers too long to convert.
 
-Scalars resolve as in YAML 1.2 for floats: `3.0e11` and `1e-3` are numbers
-(PyYAML's YAML 1.1 rules would read them as strings).
+Numbers resolve as in YAML 1.2's core schema: `3.0e11` and `1e-3` are numbers
+(PyYAML's YAML 1.1 rules read them as strings), `1:30`, `0b11` and `1_000` are
+strings (1.1: 90, 3, 1000), and `010`, which 1.1 reads as octal 8 and 1.2 as 10,
+is a located error.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,8 @@ from llmspec.errors import Problem
 MAX_DEPTH = 64  # a spec is four levels deep; anything past this is junk
 MAX_NODES = 100_000  # guards against alias bombs ("billion laughs")
 MAX_BYTES = 4 * 1024 * 1024  # a spec is a few kB; this keeps binary junk cheap to reject
+NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
+PATH_MAX = 4096  # bytes in a whole path (Linux)
 
 Path_ = tuple  # a path into the data: ("data", "sources", 0, "path")
 
@@ -81,41 +87,134 @@ class YamlProblem(Exception):
         self.problem = problem
 
 
-# YAML 1.2 core-schema floats: an exponent needs no dot and no sign.
-_FLOAT_12 = re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)$")
+# YAML 1.2 core schema for numbers. PyYAML resolves YAML 1.1, where `010` is octal 8,
+# `1:30` is sexagesimal 90, `0b11` is binary and `1_000` is 1000, while `1e-3` is a string.
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_INT_12 = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT_12 = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _SpecLoader(yaml.SafeLoader):
-    """SafeLoader plus YAML 1.2 exponent floats."""
+    """SafeLoader with YAML 1.2 core-schema ints and floats."""
+
+    def construct_yaml_int(self, node):
+        text = self.construct_scalar(node)
+        sign, digits = (-1, text[1:]) if text[:1] == "-" else (1, text.lstrip("+"))
+        if digits.startswith(("0o", "0x")):
+            return sign * int(digits[2:], 8 if digits[1] == "o" else 16)
+        if len(digits) > 1 and digits[0] == "0":
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"{text} has a leading zero: YAML 1.1 reads it as octal, YAML 1.2 as decimal; "
+                f"write {sign * int(digits)} (or 0o{digits.lstrip('0') or '0'} for octal)",
+                node.start_mark,
+            )
+        return sign * int(digits)
 
 
-_SpecLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
+_SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SpecLoader.add_implicit_resolver(_INT, _INT_12, list("-+0123456789"))  # ints before floats
+_SpecLoader.add_implicit_resolver(_FLOAT, _FLOAT_12, list("-+0123456789."))
+_SpecLoader.add_constructor(_INT, _SpecLoader.construct_yaml_int)
 
 
 def read_yaml_file(path: str | Path, display: str | None = None) -> Located:
-    """Read a spec file; every failure becomes a `YamlProblem` located in that file."""
+    """Read a spec file; every failure becomes a `YamlProblem` located in that file.
+
+    Only a regular file is read, and at most MAX_BYTES + 1 bytes of it: a FIFO
+    would block forever, /dev/zero would never end, and a 2 GB file would be read
+    whole just to be rejected."""
     name = display or str(path)
-    p = Path(path)
+    return read_yaml_bytes(read_spec_bytes(path, name), name)
+
+
+def read_spec_bytes(path: str | Path, name: str) -> bytes:
+    """At most MAX_BYTES + 1 bytes of the regular file at `path`, or a located `YamlProblem`."""
+
+    def fail(message: str, code: str, hint: str = "") -> YamlProblem:
+        return YamlProblem(Problem(message, file=name, code=code, hint=hint))
+
     try:
-        if p.is_dir():
-            raise YamlProblem(
-                Problem(
-                    "is a directory, not a spec file",
-                    file=name,
-                    code="not-a-file",
-                    hint="pass a .yaml file, e.g. specs/tiny-cpu.yaml",
-                )
-            )
-        raw = p.read_bytes()[: MAX_BYTES + 1]
+        why = not_a_spec_file(path)
+        if why is not None and why.startswith("no such file"):
+            raise fail(why, "no-file", "check the path")
+        if why is not None:
+            raise fail(why, "not-a-file", "pass a .yaml file, e.g. specs/tiny-cpu.yaml")
+        # O_NONBLOCK: should a FIFO replace the file after the check, opening it does not wait
+        # for a writer; fstat then says what was opened.
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path, flags)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise fail("not a regular file", "not-a-file", "pass a .yaml file")
+            chunks, left = [], MAX_BYTES + 1
+            while left > 0:
+                chunk = os.read(fd, min(left, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
-        raise YamlProblem(
-            Problem("no such file", file=name, code="no-file", hint="check the path")
-        ) from None
+        raise fail("no such file", "no-file", "check the path") from None
     except OSError as exc:
-        raise YamlProblem(
-            Problem(f"cannot read: {exc.strerror or exc}", file=name, code="unreadable")
-        ) from None
-    return read_yaml_bytes(raw, name)
+        raise fail(f"cannot read: {exc.strerror or exc}", "unreadable") from None
+    except ValueError as exc:  # a NUL or an unencodable character in the name
+        raise fail(f"cannot read: {bad_path_reason(str(path)) or exc}", "unreadable") from None
+
+
+_KINDS = (
+    (stat.S_ISDIR, "is a directory, not a spec file"),
+    (stat.S_ISFIFO, "is a FIFO (named pipe), not a regular file"),
+    (stat.S_ISCHR, "is a character device, not a regular file"),
+    (stat.S_ISBLK, "is a block device, not a regular file"),
+    (stat.S_ISSOCK, "is a socket, not a regular file"),
+)
+
+
+def not_a_spec_file(path: str | Path) -> str | None:
+    """Why `path` cannot be read as a spec ("no such file", "is a FIFO ..."), or None.
+
+    Raises OSError (e.g. name too long) and ValueError (NUL in the name) for the caller."""
+    try:
+        mode = os.stat(path).st_mode  # stat never blocks, not even on a FIFO
+    except FileNotFoundError:
+        return "no such file"
+    except NotADirectoryError:
+        return "no such file (a parent in the path is a file)"
+    for test, why in _KINDS:
+        if test(mode):
+            return why
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def bad_path_reason(text: str) -> str | None:
+    """What makes `text` unusable as a file path on this system, or None."""
+    if "\x00" in text:
+        return "the path contains a NUL character"
+    try:
+        encoded = os.fsencode(text)
+    except UnicodeError:
+        return "the path contains a character no file name can hold (a lone surrogate?)"
+    if len(encoded) > PATH_MAX:
+        return f"the path is longer than {PATH_MAX} bytes"
+    longest = max((len(part) for part in encoded.split(os.sep.encode())), default=0)
+    if longest > NAME_MAX:
+        return f"a name in the path is longer than {NAME_MAX} bytes (the file-system limit)"
+    return None
 
 
 def read_yaml_bytes(raw: bytes, name: str) -> Located:
@@ -250,12 +349,21 @@ class _Walker:
 
     def _scalar(self, node) -> Any:
         try:
-            return self.loader.construct_object(node, deep=True)
+            value = self.loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
             raise self.fail(f"cannot read this value: {exc.problem}", node, "yaml-value") from None
         except (ValueError, OverflowError) as exc:
             # e.g. an integer literal longer than Python's 4300-digit conversion limit
             raise self.fail(f"cannot read this number: {exc}", node, "yaml-value") from None
+        if isinstance(value, str) and _SURROGATE.search(value):
+            raise self.fail(
+                f"'{value.encode('unicode_escape').decode('ascii')[:60]}' contains a lone "
+                "surrogate (a \\ud800-\\udfff escape), which no UTF-8 text can hold",
+                node,
+                "not-text",
+                hint="write the character itself, or its \\U0001xxxx escape",
+            )
+        return value
 
     def _mapping(self, node, path: tuple, depth: int) -> dict:
         if node.tag != "tag:yaml.org,2002:map":
