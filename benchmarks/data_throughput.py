@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from data_harness.project import render_data_files  # noqa: E402
 
-from llmspec.spec.model import Spec  # noqa: E402
+from llmspec.spec.schema import Spec  # noqa: E402
 
 WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

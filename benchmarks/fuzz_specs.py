@@ -141,7 +141,7 @@ JUNK_KEYS = ["n_layer", "", "\x1b[31m", ":fire:", "extends", "preset", "<<", "a"
 
 
 def field_names() -> list[str]:
-    from llmspec.spec.model import Spec
+    from llmspec.spec.schema import Spec
 
     names: set[str] = set()
 

@@ -39,7 +39,7 @@ from llmspec.graph.dims import ModelDims  # noqa: E402
 from llmspec.graph.layers import count_params  # noqa: E402
 from llmspec.plan.memory import estimate_memory, model_states  # noqa: E402
 from llmspec.plan.types import Layout  # noqa: E402
-from llmspec.spec.model import Spec  # noqa: E402
+from llmspec.spec.schema import Spec  # noqa: E402
 
 GIB = 1024**3
 FAMILIES = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from llmspec.plan import make_plan
-from llmspec.spec.model import Spec
+from llmspec.spec.schema import Spec
 
 REPEATS = 3
 

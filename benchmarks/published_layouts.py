@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from llmspec.plan import cost, make_plan
 from llmspec.plan.plan import why_rejected
-from llmspec.spec.model import Spec
+from llmspec.spec.schema import Spec
 
 SEQ, VOCAB = 2048, 51200
 

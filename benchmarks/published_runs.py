@@ -148,7 +148,7 @@ def approximations(run: dict) -> list[str]:
 
 
 def spec_for(run: dict):
-    from llmspec.spec.model import Spec
+    from llmspec.spec.schema import Spec
 
     m, hw = run["model"], run["hardware"]
     s = m["seq_len"]

@@ -114,7 +114,7 @@ def main() -> None:
 
     from llmspec.codegen.model_code import load_model_module, render_model_py
     from llmspec.plan.types import Layout
-    from llmspec.spec.model import Spec
+    from llmspec.spec.schema import Spec
 
     args = [a for a in sys.argv[1:] if not a.startswith("--local_rank")]
     spec_fields, micro_batch = json.loads(args[0]), 2

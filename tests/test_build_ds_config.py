@@ -225,7 +225,7 @@ def test_pipeline_with_sequence_parallel_keeps_stage_activations_whole(
     not partition it as if the ranks held identical copies (it gave a wrong loss)."""
     from llmspec.codegen.ds_config import build_ds_config
     from llmspec.plan.types import Layout
-    from llmspec.spec.model import TrainSpec
+    from llmspec.spec.schema import TrainSpec
 
     layout = Layout(
         tensor=tensor,

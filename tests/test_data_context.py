@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from llmspec.codegen.data_context import data_context, project_relative
-from llmspec.spec.model import DataSpec
+from llmspec.spec.schema import DataSpec
 
 
 def test_relative_paths_go_from_the_project_to_the_same_place(tmp_path):

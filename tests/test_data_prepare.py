@@ -17,7 +17,7 @@ from data_harness.corpus import plant_corpus, planted_spec
 from data_harness.project import render_data_files, run_prepare, sibling_copy
 from tokenizers import Tokenizer
 
-from llmspec.spec.model import Spec
+from llmspec.spec.schema import Spec
 
 prepared = fixtures.prepared
 prepared_unpacked = fixtures.prepared_unpacked

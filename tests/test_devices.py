@@ -9,7 +9,7 @@ from llmspec.plan import devices
 from llmspec.plan.types import Layout
 from llmspec.rules import layout as rules
 from llmspec.spec.hardware import CATALOG
-from llmspec.spec.model import ClusterSpec
+from llmspec.spec.schema import ClusterSpec
 
 
 def cluster(nodes: int, gpus_per_node: int, gpu: str = "a100-80gb") -> devices.Cluster:

@@ -11,7 +11,7 @@ import pytest
 from llmspec.graph.dims import ModelDims
 from llmspec.plan.memory import estimate_memory
 from llmspec.plan.types import Layout
-from llmspec.spec.model import Spec
+from llmspec.spec.schema import Spec
 
 pytest.importorskip("torch")
 from llmspec.verify.measure import measure_step  # noqa: E402

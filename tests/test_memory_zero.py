@@ -12,7 +12,7 @@ from llmspec.graph.dims import ModelDims
 from llmspec.graph.layers import count_params
 from llmspec.plan.memory import model_states
 from llmspec.plan.types import Layout
-from llmspec.spec.model import Spec
+from llmspec.spec.schema import Spec
 
 ROOT = Path(__file__).resolve().parents[1]
 

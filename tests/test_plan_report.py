@@ -11,7 +11,7 @@ from llmspec.plan import devices, make_plan, search
 from llmspec.plan.plan import why_rejected
 from llmspec.plan.types import Layout
 from llmspec.spec.hardware import CATALOG
-from llmspec.spec.model import Spec
+from llmspec.spec.schema import Spec
 
 GPT_1T = {
     "name": "gpt-1t",

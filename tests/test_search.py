@@ -12,7 +12,7 @@ from llmspec.graph.dims import ModelDims
 from llmspec.plan import devices, make_plan, search
 from llmspec.plan.types import Layout
 from llmspec.spec.hardware import CATALOG
-from llmspec.spec.model import Spec
+from llmspec.spec.schema import Spec
 
 
 def small_spec(**over) -> Spec:

@@ -18,8 +18,8 @@ from llmspec.plan.devices import Cluster
 from llmspec.plan.pins import normalize_pins, spec_pins
 from llmspec.spec.checks import data_degrees
 from llmspec.spec.load import load_spec_text
-from llmspec.spec.model import Spec
 from llmspec.spec.resolve import resolve_text
+from llmspec.spec.schema import Spec
 
 GRID = list(
     itertools.product(

@@ -9,8 +9,8 @@ import pytest
 from llmspec.errors import SpecError
 from llmspec.spec import source
 from llmspec.spec.load import load_located, load_spec, load_spec_text
-from llmspec.spec.model import MAX_BATCH, MAX_GPUS_PER_NODE, MAX_HEADS, MAX_VOCAB, MAX_WIDTH
 from llmspec.spec.presets import PRESETS
+from llmspec.spec.schema import MAX_BATCH, MAX_GPUS_PER_NODE, MAX_HEADS, MAX_VOCAB, MAX_WIDTH
 
 
 def problems_of(path, **kw):

@@ -6,7 +6,7 @@ from pydantic import ValidationError
 
 from llmspec.spec.checks import BYTE_LEVEL_TOKENS, SPECIAL_TOKENS
 from llmspec.spec.load import load_spec_text
-from llmspec.spec.model import MAX_BATCH, MAX_STEPS, MAX_WORLD, SEED_LIMIT, Spec, parse_bytes
+from llmspec.spec.schema import MAX_BATCH, MAX_STEPS, MAX_WORLD, SEED_LIMIT, Spec, parse_bytes
 
 
 def test_defaults_fill_every_section():

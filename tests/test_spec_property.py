@@ -26,7 +26,7 @@ from llmspec.cli.output import print_error
 from llmspec.errors import SpecError, UserError
 from llmspec.plan import make_plan
 from llmspec.spec.load import load_spec_text
-from llmspec.spec.model import Spec
+from llmspec.spec.schema import Spec
 
 ROOT = Path(__file__).resolve().parents[1]
 # Valid starting points: the self-contained example specs (extends would be relative to cwd).

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from llmspec.spec.model import Spec
 from llmspec.spec.reference import render_reference
+from llmspec.spec.schema import Spec
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "spec-reference.md"
 

@@ -16,8 +16,8 @@ from llmspec.cli.output import print_error, stderr_console, stdout_console, user
 from llmspec.errors import SpecError
 from llmspec.spec.hardware import CATALOG
 from llmspec.spec.load import load_located
-from llmspec.spec.model import Spec
 from llmspec.spec.presets import PRESETS, SOURCES
+from llmspec.spec.schema import Spec
 
 
 def register(subparsers) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-from llmspec.spec.model import DataSpec
+from llmspec.spec.schema import DataSpec
 
 
 def project_relative(path: str, *, spec_dir: Path, project_dir: Path) -> str:

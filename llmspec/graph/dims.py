@@ -39,7 +39,7 @@ class ModelDims:
         return self.d_model // self.n_heads
 
     @classmethod
-    def from_spec(cls, spec) -> ModelDims:  # spec: llmspec.spec.model.Spec
+    def from_spec(cls, spec) -> ModelDims:  # spec: llmspec.spec.schema.Spec
         m, t = spec.model, spec.train
         return cls(
             arch=m.arch,

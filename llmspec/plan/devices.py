@@ -45,7 +45,7 @@ class Cluster:
         return self.gpu.inter_node_gbps
 
     @classmethod
-    def from_spec(cls, cluster_spec) -> Cluster:  # llmspec.spec.model.ClusterSpec
+    def from_spec(cls, cluster_spec) -> Cluster:  # llmspec.spec.schema.ClusterSpec
         return cls(
             gpu=get_gpu(cluster_spec.gpu),
             nodes=cluster_spec.nodes,

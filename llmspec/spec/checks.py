@@ -21,7 +21,7 @@ from llmspec.rules import layout as rules
 from llmspec.rules.layout import divisors
 from llmspec.spec.hardware import CATALOG, get_gpu
 from llmspec.spec.interpolate import InterpolationError, check_syntax
-from llmspec.spec.model import (
+from llmspec.spec.schema import (
     MAX_STEPS,
     MAX_WORLD,
     ClusterSpec,

@@ -19,7 +19,7 @@ from collections import defaultdict
 from pydantic import BaseModel, ValidationError
 
 from llmspec.errors import Problem
-from llmspec.spec.model import SLUG_RE
+from llmspec.spec.schema import SLUG_RE
 from llmspec.spec.source import Located, dotted
 
 _TYPE_NOUNS = {

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ValidationError
 from llmspec.errors import Problem, SpecError
 from llmspec.spec.checks import run_checks
 from llmspec.spec.diagnostics import validation_problems
-from llmspec.spec.model import Spec
 from llmspec.spec.resolve import Resolution, resolve_file, resolve_text
+from llmspec.spec.schema import Spec
 from llmspec.spec.source import Located
 
 SECTIONS = ("model", "data", "train", "parallel", "cluster", "tracking")

@@ -15,8 +15,8 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from llmspec.spec.model import Spec
 from llmspec.spec.presets import PRESETS
+from llmspec.spec.schema import Spec
 
 INTRO = """\
 # Spec reference (v1)

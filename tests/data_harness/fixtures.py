@@ -10,7 +10,7 @@ import pytest
 
 from data_harness.corpus import PlantedCorpus, plant_corpus, planted_spec
 from data_harness.project import render_data_files, run_prepare
-from llmspec.spec.model import Spec
+from llmspec.spec.schema import Spec
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from llmspec.plan.types import Layout
-from llmspec.spec.model import Spec
+from llmspec.spec.schema import Spec
 
 # Tiny widths of each family (litgpt-style reference checks: 2 layers, d 32).
 FAMILIES = {
