@@ -1,6 +1,8 @@
 """`build_project`: spec → plan → every template rendered → files written (or compared).
 
-Each `templates/<path>.j2` becomes `<out>/<path>`; a template that renders to
+Each `templates/<path>.j2` becomes `<out>/<path>`, except partials: a template
+whose path has a part starting with `_` (`templates/_prepare_data/*.j2`) is only
+ever included by others and never emitted on its own. A template that renders to
 whitespace only is not emitted (that is how options the spec does not use
 leave no file behind). Output is normalised so that two builds are
 byte-identical: Python through the pinned `ruff format`, JSON with sorted keys
@@ -101,13 +103,24 @@ def plan_dict(spec, pins: dict) -> dict:
     return plan
 
 
+def is_partial(rel: str) -> bool:
+    """A template under a folder (or with a name) starting with `_`: included, never emitted."""
+    return any(part.startswith("_") for part in rel.split("/"))
+
+
 def render_project(context: dict, header: str) -> dict[str, str]:
-    """Relative output path → final file content, in sorted path order."""
+    """Relative output path → final file content, in sorted path order.
+
+    Every `*.j2` under templates/ is rendered to its path less `.j2`, except partials
+    (`is_partial`: a path part starting with `_`), which only `{% include %}` renders.
+    """
     env = environment()
     root = templates_dir()
     files: dict[str, str] = {}
     for template in sorted(root.rglob("*.j2")):
         rel = template.relative_to(root).as_posix()
+        if is_partial(rel):
+            continue
         text = env.get_template(rel).render(**context)
         if not text.strip():
             continue
