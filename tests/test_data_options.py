@@ -42,7 +42,7 @@ PREPARE_CODE = {
     "max_chars": ["MAX_CHARS"],
     "unicode_normalization": ["unicodedata"],
     "packed": ["dropped_tail_tokens"],
-    "unpacked": ["index_files", "deque"],
+    "unpacked": ["index_files", "self.pending.popleft()"],
 }
 DATA_CODE = {
     "packed": ["reshape(-1, self.seq_len)"],

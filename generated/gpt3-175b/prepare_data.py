@@ -8,7 +8,7 @@
 Stages; each is skipped when its inputs are unchanged since it last finished (a key
 in out/data/stages/):
   1. documents  read every file the sources match (JSON lines: a document per record); decode (UTF-8,
-                bad bytes replaced), skip binary / empty / unreadable, normalise, filter, drop
+                bad bytes replaced), skip binary / empty / unreadable / too large, normalise, filter, drop
                 exact duplicates (hash) and near duplicates (MinHash + LSH)
   2. tokenizer  train a bpe tokenizer on the kept training documents (an even
                 sample of 32 MiB when there are more)
@@ -30,11 +30,13 @@ import re
 import sysconfig
 import time
 import unicodedata
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from fnmatch import fnmatchcase
 from glob import glob
-from itertools import chain
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +53,7 @@ SOURCES = [
     },  # data.sources[0]
 ]
 UNICODE_FORM = "NFC"  # data.normalize.unicode
+MAX_DOCUMENT_BYTES = 8388608  # data.max_document_size (8MB): larger ones are skipped unread
 MIN_CHARS = 1  # data.filters.min_chars
 MAX_REPEATED_LINE_FRACTION = 0.5  # data.filters.max_repeated_line_fraction
 NEAR_DEDUP_THRESHOLD = 0.8  # data.dedup.near.threshold (estimated Jaccard)
@@ -72,10 +75,10 @@ SPLIT_SEED = 1234  # train.seed: salts the document hash that picks the split
 
 # What the manifest counts, by name (documents.filtered_by and documents.skipped).
 FILTER_REASONS = ("too_short", "too_long", "repeated_lines", "blocklist")
-SKIP_REASONS = ("binary", "empty", "unreadable", "bad_json", "bad_unicode")
+SKIP_REASONS = ("binary", "empty", "unreadable", "bad_json", "bad_unicode", "too_large")
 
 PROJECT_DIR = Path(__file__).resolve().parent  # relative source paths start here
-STAGE_VERSION = 2  # bump when this file's processing changes, so stage keys change too
+STAGE_VERSION = 3  # bump when this file's processing changes, so stage keys change too
 console = Console(stderr=True)
 
 
@@ -149,19 +152,31 @@ def decode(raw: bytes) -> tuple[str, bool]:
 
 
 def read_documents(path: str, text_field: str):
-    """Yield (status, text or None, replaced) for each document of one input (a file, or a JSON-lines record)."""
+    """Yield (status, text or None, replaced) for each document of one input (a file, or a JSON-lines record);
+    no more than MAX_DOCUMENT_BYTES of a document is ever read."""
     try:
         if not os.path.isfile(path):  # dangling link, FIFO, socket, vanished file
             raise FileNotFoundError(path)
         with open(path, "rb") as f:
-            raw = f.read()
+            if any(b"\0" in chunk for chunk in iter(lambda: f.read(1 << 20), b"")):
+                yield "binary", None, False  # NUL bytes: a binary file, not JSON lines
+                return
+            f.seek(0)
+            yield from json_records(f, text_field)
     except OSError:
         yield "unreadable", None, False
-        return
-    if b"\0" in raw:  # NUL bytes: a binary file, not text
-        yield "binary", None, False
-        return
-    for line in raw.split(b"\n"):
+
+
+def json_records(f, text_field: str):
+    """Yield (status, text or None, replaced) for each record of an open JSON-lines file,
+    reading one line at a time and no more than MAX_DOCUMENT_BYTES + 1 bytes of any."""
+    while line := f.readline(MAX_DOCUMENT_BYTES + 1):
+        if len(line) > MAX_DOCUMENT_BYTES and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):  # skip the rest of it unread
+                line = f.readline(1 << 20)
+            yield "too_large", None, False
+            continue
+        line = line.removesuffix(b"\n")
         if not line.strip():  # blank lines separate nothing in JSON lines: not documents
             continue
         text, replaced = decode(line)
@@ -312,18 +327,41 @@ def make_progress() -> Progress:
     return Progress(*columns, TimeElapsedColumn(), console=console)
 
 
+def apply_all(function, tasks: list) -> list:
+    return [function(task) for task in tasks]
+
+
 @contextmanager
 def worker_pool(workers: int, initializer=None, initargs=()):
     """imap(function, tasks, chunksize): results in task order, from `workers` processes
-    (or from this one when workers is 1, after running the initializer here)."""
+    (or from this one when workers is 1, after running the initializer here), with at most
+    two chunks a worker in flight. A worker that dies (killed for memory, a crash in native
+    code) ends the run with an error; it never waits forever for the lost results."""
     if workers == 1:
         if initializer is not None:
             initializer(*initargs)
         yield lambda function, tasks, chunksize=1: map(function, tasks)
         return
+
+    def imap(function, tasks, chunksize=1):
+        tasks, pending = iter(tasks), deque()
+        while True:
+            while len(pending) < 2 * workers and (chunk := list(islice(tasks, chunksize))):
+                pending.append(pool.submit(apply_all, function, chunk))
+            if not pending:
+                return
+            try:
+                yield from pending.popleft().result()
+            except BrokenProcessPool:
+                raise SystemExit(
+                    "prepare_data.py: a worker process died (out of memory? see `dmesg`); "
+                    "rerun with fewer --workers or a smaller data.max_document_size"
+                ) from None
+
     # spawn: the parent may already run tokenizers' thread pool, which fork would break.
-    with multiprocessing.get_context("spawn").Pool(workers, initializer, initargs) as pool:
-        yield pool.imap
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, context, initializer, initargs) as pool:
+        yield imap
 
 
 # ---------------------------------------------------------------------------- stage 1
@@ -334,9 +372,9 @@ def stage_documents(data_dir: Path, workers: int) -> tuple[str, dict]:
     if not inputs:
         patterns = ", ".join(resolve(source["path"]) for source in SOURCES)
         raise SystemExit(f"prepare_data.py: data.sources matched no files ({patterns})")
-    settings = [STAGE_VERSION, SOURCES, UNICODE_FORM, True, MIN_CHARS, None,
-    MAX_REPEATED_LINE_FRACTION, [], True, NEAR_DEDUP_THRESHOLD, MINHASH_PERMUTATIONS, SHINGLE_WORDS,
-    VALIDATION_FRACTION, SPLIT_SEED]  # fmt: skip
+    settings = [STAGE_VERSION, SOURCES, MAX_DOCUMENT_BYTES, UNICODE_FORM, True, MIN_CHARS,
+    None, MAX_REPEATED_LINE_FRACTION, [], True, NEAR_DEDUP_THRESHOLD, MINHASH_PERMUTATIONS,
+    SHINGLE_WORDS, VALIDATION_FRACTION, SPLIT_SEED]  # fmt: skip
     fingerprint = input_fingerprint(inputs)
     key = stage_key(settings, fingerprint)
     if marker := unchanged(stages, "documents", key):

@@ -112,6 +112,7 @@ def data_context(data: DataSpec, *, spec_dir: Path, project_dir: Path) -> dict:
     documents_key = [
         "STAGE_VERSION",
         "SOURCES",
+        "MAX_DOCUMENT_BYTES",
         "UNICODE_FORM" if data.normalize.unicode != "none" else "None",
         repr(data.normalize.whitespace),
         "MIN_CHARS",

@@ -83,7 +83,9 @@ def plant_corpus(spec_dir: Path, *, seed: int = 7, shingle: int = 5) -> PlantedC
         ["kept", "exact_duplicates", "near_duplicates", "decode_errors_replaced"], 0
     )
     filtered = dict.fromkeys(["too_short", "too_long", "repeated_lines", "blocklist"], 0)
-    skipped = dict.fromkeys(["binary", "empty", "unreadable", "bad_json", "bad_unicode"], 0)
+    skipped = dict.fromkeys(
+        ["binary", "empty", "unreadable", "bad_json", "bad_unicode", "too_large"], 0
+    )
 
     originals = []
     for i in range(40):
