@@ -7,8 +7,9 @@
 
 Stages; each is skipped when its inputs are unchanged since it last finished (a key
 in out/data/stages/):
-  1. documents  read every file the sources match; decode (UTF-8,
-                bad bytes replaced), skip binary / empty / unreadable / too large, normalise, filter, drop
+  1. documents  read every file the sources match;
+                decode (UTF-8, bad bytes replaced); skip binary, empty, unreadable and
+                too large documents; normalise and filter them, then drop
                 exact duplicates (hash) and near duplicates (MinHash + LSH)
   2. tokenizer  train a wordpiece tokenizer on the kept training documents (an even
                 sample of 32 MiB when there are more)
@@ -152,8 +153,8 @@ def decode(raw: bytes) -> tuple[str, bool]:
 
 
 def read_documents(path: str):
-    """Yield (status, text or None, replaced) for each document of one input (a file);
-    no more than MAX_DOCUMENT_BYTES of a document is ever read."""
+    """Yield (status, text or None, replaced) for the document of one input, a file; no more
+    than MAX_DOCUMENT_BYTES of it is ever read."""
     try:
         if not os.path.isfile(path):  # dangling link, FIFO, socket, vanished file
             raise FileNotFoundError(path)
@@ -212,11 +213,9 @@ def clean_input(path: str) -> list[tuple]:
 # (a polynomial of per-word blake2b hashes); permutation p is the multiply-shift hash
 # (a_p * x + b_p) mod 2^64, top 32 bits (Dietzfelbinger et al. 1997).
 _rng = np.random.default_rng(0x5EED)  # fixed: signatures must not change between runs
-PERM_A = _rng.integers(1, 2**63, MINHASH_PERMUTATIONS, dtype=np.uint64) * np.uint64(2) + np.uint64(
-    1
-)
+PERM_A = _rng.integers(1, 2**63, MINHASH_PERMUTATIONS, dtype=np.uint64) * 2 + 1  # odd
 PERM_B = _rng.integers(0, 2**63, MINHASH_PERMUTATIONS, dtype=np.uint64)
-SHINGLE_MIX = _rng.integers(1, 2**63, SHINGLE_WORDS, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+SHINGLE_MIX = _rng.integers(1, 2**63, SHINGLE_WORDS, dtype=np.uint64) * 2 + 1  # odd
 _word_hashes: dict[str, int] = {}  # per process; words repeat across documents
 
 
