@@ -335,8 +335,9 @@ def worker_pool(workers: int, initializer=None, initargs=()):
                 yield from pending.popleft().result()
             except BrokenProcessPool:
                 raise SystemExit(
-                    "prepare_data.py: a worker process died (out of memory? see `dmesg`); "
-                    "rerun with fewer --workers or a smaller data.max_document_size"
+                    "prepare_data.py: a worker process died (out of memory? see `dmesg`) or "
+                    "could not start (its error is above); rerun with fewer --workers or a "
+                    "smaller data.max_document_size"
                 ) from None
 
     # spawn: the parent may already run tokenizers' thread pool, which fork would break.
