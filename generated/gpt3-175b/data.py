@@ -24,8 +24,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-IGNORE_INDEX = -100  # labels of padding: F.cross_entropy(ignore_index=-100) skips them
-
 
 def load_manifest(data_dir: str | Path) -> dict:
     """out/data/manifest.json: document counts, tokenizer, dtype, seq_len and the shards."""
@@ -36,53 +34,34 @@ def load_manifest(data_dir: str | Path) -> dict:
 
 
 class Sequences:
-    """The sequences of one split, read from its shards by memory map (nothing is loaded)."""
+    """The seq_len-token rows of one split, read from its shards by memory map (nothing is loaded)."""
 
     def __init__(self, data_dir: str | Path, split: str):
         data_dir = Path(data_dir)
         manifest = load_manifest(data_dir)
-        info = manifest["splits"][split]
+        if not manifest["packing"]:
+            raise ValueError(
+                f"{data_dir} holds unpacked shards: run `python prepare_data.py` again"
+            )
         dtype = np.dtype(manifest["dtype"]).newbyteorder("<")
         self.seq_len = manifest["seq_len"]
-        self.pad_id = manifest["special_tokens"]["pad"]
-        self.packed = manifest["packing"]
-        self.shards = [np.memmap(data_dir / f, dtype=dtype, mode="r") for f in info["files"]]
-        if self.packed:
-            self.shards = [s.reshape(-1, self.seq_len) for s in self.shards]
-            counts = [len(s) for s in self.shards]
-            self.offsets = None
-        else:
-            self.offsets = [np.fromfile(data_dir / f, dtype="<i8") for f in info["index_files"]]
-            counts = [len(o) - 1 for o in self.offsets]
-        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        files = manifest["splits"][split]["files"]
+        self.shards = [
+            np.memmap(data_dir / f, dtype=dtype, mode="r").reshape(-1, self.seq_len) for f in files
+        ]
+        self.starts = np.concatenate([[0], np.cumsum([len(s) for s in self.shards])]).astype(
+            np.int64
+        )
 
     def __len__(self) -> int:
         return int(self.starts[-1])
 
     def __getitem__(self, i: int) -> np.ndarray:
         shard = int(np.searchsorted(self.starts, i, side="right")) - 1
-        row = int(i - self.starts[shard])
-        if self.packed:
-            return self.shards[shard][row]
-        offsets = self.offsets[shard]
-        return self.shards[shard][offsets[row] : offsets[row + 1]]
+        return self.shards[shard][int(i - self.starts[shard])]
 
-    def lengths(self) -> np.ndarray:
-        if self.packed:
-            return np.full(len(self), self.seq_len, dtype=np.int64)
-        return np.concatenate([np.diff(o) for o in self.offsets])
-
-    def collate(self, indices: np.ndarray):
-        rows = [self[int(i)] for i in indices]
-        if self.packed:
-            return torch.from_numpy(np.stack(rows).astype(np.int64))
-        longest = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), longest), IGNORE_INDEX, dtype=torch.long)
-        for i, r in enumerate(rows):
-            input_ids[i, : len(r)] = torch.from_numpy(r.astype(np.int64))
-            labels[i, : len(r)] = input_ids[i, : len(r)]
-        return input_ids, labels
+    def collate(self, indices: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.stack([self[int(i)] for i in indices]).astype(np.int64))
 
 
 def rank_share(order: np.ndarray, dp_rank: int, dp_world: int) -> np.ndarray:

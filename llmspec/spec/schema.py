@@ -264,8 +264,12 @@ class DataSpec(_Section):
         "auto",
         description=f"Processes for tokenizing, at most {MAX_WORKERS}; auto = all cores.",
     )
+    max_document_size: int | str = Field(
+        "8MB",
+        description='Largest document read (a file, or one JSON-lines record), in bytes or "8MB", ...; larger ones are skipped unread and counted as documents.skipped.too_large. Bounds the memory data preparation needs: about 150 bytes for each byte of the largest document (3.1 GB for a 21 MB one).',
+    )
 
-    @field_validator("shard_size")
+    @field_validator("shard_size", "max_document_size")
     @classmethod
     def _size(cls, v: int | str) -> int | str:
         parse_bytes(v)
@@ -274,6 +278,10 @@ class DataSpec(_Section):
     @property
     def shard_size_bytes(self) -> int:
         return parse_bytes(self.shard_size)
+
+    @property
+    def max_document_bytes(self) -> int:
+        return parse_bytes(self.max_document_size)
 
 
 _UNITS = {

@@ -83,7 +83,9 @@ def plant_corpus(spec_dir: Path, *, seed: int = 7, shingle: int = 5) -> PlantedC
         ["kept", "exact_duplicates", "near_duplicates", "decode_errors_replaced"], 0
     )
     filtered = dict.fromkeys(["too_short", "too_long", "repeated_lines", "blocklist"], 0)
-    skipped = dict.fromkeys(["binary", "empty", "unreadable", "bad_json"], 0)
+    skipped = dict.fromkeys(
+        ["binary", "empty", "unreadable", "bad_json", "bad_unicode", "too_large"], 0
+    )
 
     originals = []
     for i in range(40):
@@ -157,6 +159,10 @@ def plant_corpus(spec_dir: Path, *, seed: int = 7, shingle: int = 5) -> PlantedC
     skipped["bad_json"] += 4
     records.append(json.dumps({"body": "   \n "}))
     skipped["empty"] += 1
+    # A lone surrogate (valid JSON, common in scraped data) is no text: skipped, not fatal.
+    surrogate = random_document(rng, vocab, 80)
+    records.append(json.dumps({"body": surrogate[:40] + "\ud800" + surrogate[40:]}))
+    skipped["bad_unicode"] += 1
     records.append("")  # a blank line is no record, and not counted
     write(corpus / "records.jsonl", "\n".join(records) + "\n")
 
