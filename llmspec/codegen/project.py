@@ -15,7 +15,6 @@ every file. Writing them is `codegen.write`'s; `llmspec.pipeline` runs the stage
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from llmspec.codegen.ds_config import DEFAULT_NVME_PATH
 from llmspec.codegen.render import environment, format_python, html_comment_text, templates_dir
@@ -40,8 +39,6 @@ def render_project(context: dict, header: str) -> dict[str, str]:
     root = templates_dir()
     files: dict[str, str] = {}
     for template in sorted(root.rglob("*.j2")):
-        if is_partial(template.relative_to(root)):
-            continue
         rel = template.relative_to(root).as_posix()
         if is_partial(rel):
             continue
@@ -51,11 +48,6 @@ def render_project(context: dict, header: str) -> dict[str, str]:
         out_rel = rel[: -len(".j2")]
         files[out_rel] = finish_file(out_rel, text, header)
     return files
-
-
-def is_partial(rel: Path) -> bool:
-    """A template other templates include (`_name.j2`, or anything under `_folder/`)."""
-    return any(part.startswith("_") for part in rel.parts)
 
 
 def finish_file(path: str, text: str, header: str) -> str:
