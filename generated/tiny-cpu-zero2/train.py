@@ -26,12 +26,13 @@ import torch
 import torch.distributed as dist
 from rich.progress import MofNCompleteColumn, Progress, TextColumn
 
-from data import train_batches, val_batches
+from data import load_manifest, train_batches, val_batches
 from model import build_model
 
 # -----------------------------------------------------------------------------
 # settings: every value says where it came from (spec = specs/tiny-cpu-zero2.yaml, plan = plan.json)
 run_name = "tiny-cpu-zero2"  # spec: name
+vocab_size = 4096  # spec: model.vocab_size
 seq_len = 128  # spec: train.seq_len
 global_batch_size = 16  # spec: train.global_batch_size
 micro_batch_size = 8  # spec: train.micro_batch_size; plan: peak 2.0 of 8.0 GiB
@@ -63,6 +64,15 @@ out_dir = args.out
 data_dir = args.data or os.path.join(out_dir, "data")
 checkpoint_dir = os.path.join(out_dir, "checkpoints")
 last_step = min(args.max_steps, max_steps)
+
+# the prepared data must fit this model: token ids index the embedding, rows are seq_len long
+manifest = load_manifest(data_dir)
+if manifest["vocab_size"] > vocab_size or manifest["seq_len"] != seq_len:
+    raise SystemExit(
+        f"{data_dir}/manifest.json does not fit this model: tokenizer vocabulary "
+        f"{manifest['vocab_size']} (model.vocab_size {vocab_size}), seq_len {manifest['seq_len']} "
+        f"(train.seq_len {seq_len}). Prepare the data again (python prepare_data.py) or fix the spec."
+    )
 
 # init: one process per CPU worker (gloo)
 deepspeed.init_distributed(dist_backend="gloo")
@@ -126,6 +136,46 @@ def save_checkpoint(step):
     )
 
 
+def checkpoints_to_try():
+    """step_N checkpoints, newest first, from the one `latest` names when it exists (a newer
+    folder than that was still being written when the run stopped)."""
+    found = []
+    if os.path.isdir(checkpoint_dir):
+        found = [t for t in os.listdir(checkpoint_dir) if t.startswith("step_") and t[5:].isdigit()]
+    found.sort(key=lambda tag: int(tag[5:]), reverse=True)
+    latest_file = os.path.join(checkpoint_dir, "latest")
+    latest = open(latest_file).read().strip() if os.path.isfile(latest_file) else None
+    if latest in found:
+        skipped = found[: found.index(latest)]
+        if master and skipped:
+            print(f"skipping {', '.join(skipped)}: newer than 'latest' ({latest}), not finished")
+        return found[found.index(latest) :]
+    if master and latest:
+        print(f"'latest' names {latest}, which is not in {checkpoint_dir}")
+    return found
+
+
+def resume():
+    """Load the newest checkpoint that loads on every rank; returns its client state."""
+    for tag in checkpoints_to_try():
+        try:
+            path, client_state = engine.load_checkpoint(checkpoint_dir, tag=tag)
+            error = None if path else "no checkpoint files"
+        except Exception as exc:  # truncated or partly deleted: try the one before it
+            client_state, error = None, f"{type(exc).__name__}: {str(exc)[:200]}"
+        loaded = torch.tensor([0 if error else 1], device=engine.device)
+        dist.all_reduce(loaded, op=dist.ReduceOp.MIN)  # every rank resumes from the same one
+        if loaded.item():
+            if master:
+                print(f"resumed from {path} at step {client_state['step']}")
+            return client_state
+        if master:
+            print(f"skipping checkpoint {tag}: {error or 'it did not load on another rank'}")
+    raise SystemExit(
+        f"no checkpoint in {checkpoint_dir} loads (see above); move the folder away to start over"
+    )
+
+
 def write_metrics(record):
     with open(os.path.join(out_dir, "metrics.jsonl"), "a") as f:
         f.write(json.dumps(record) + "\n")
@@ -133,12 +183,11 @@ def write_metrics(record):
 
 # resume: the newest checkpoint restores weights, optimizer, scheduler and the data position
 step = 0
-if os.path.isfile(os.path.join(checkpoint_dir, "latest")):
-    path, client_state = engine.load_checkpoint(checkpoint_dir)
+if checkpoints_to_try():
+    client_state = resume()
     step = client_state["step"]
     assert client_state["micro_steps_consumed"] == step * grad_accum_steps, "accumulation changed"
     if master:
-        print(f"resumed from {path} at step {step}")
         # drop metric lines a killed run wrote after that checkpoint: they will be redone
         metrics_path = os.path.join(out_dir, "metrics.jsonl")
         if os.path.exists(metrics_path):
@@ -175,6 +224,7 @@ progress = Progress(*Progress.get_default_columns(), *columns, disable=not maste
 task = progress.add_task("steps", total=last_step, completed=step, loss="-")
 progress.start()
 logged_at, logged_step = time.perf_counter(), step
+diverged = False
 while step < last_step:
     lr = engine.get_lr()[0]
     # summed on the device: reading it back (.item()) waits for the GPU, so only at log steps
@@ -202,6 +252,18 @@ while step < last_step:
             val_loss = evaluate()
             if val_loss is not None:
                 record.update(val_loss=val_loss, val_perplexity=math.exp(min(val_loss, 80.0)))
+        if not all(math.isfinite(v) for v in (loss, record.get("val_loss", 0.0))):
+            # metrics.jsonl stays valid JSON: no NaN line; the weights are kept to inspect,
+            # and `latest` still names the last good checkpoint, which a rerun resumes from
+            engine.save_checkpoint(checkpoint_dir, tag=f"diverged_step_{step}", save_latest=False)
+            if master:
+                progress.console.print(
+                    f"loss {loss} at step {step}: training diverged and stopped; weights in "
+                    f"{checkpoint_dir}/diverged_step_{step}. Lower train.optimizer.lr, raise "
+                    "train.schedule.warmup_steps or train.grad_clip, then rerun to resume."
+                )
+            diverged = True
+            break
         if master:
             write_metrics(record)
             for name, value in record.items():
@@ -220,7 +282,7 @@ while step < last_step:
 progress.stop()
 if master:
     tensorboard.close()
-    print(f"done: step {step}, checkpoints in {checkpoint_dir}")
+    print(f"{'stopped' if diverged else 'done'}: step {step}, checkpoints in {checkpoint_dir}")
 # gloo can abort a rank at interpreter exit ("terminate called without an active
 # exception"); leave the process group cleanly and skip interpreter teardown
 # (os._exit does not flush, so flush first).
@@ -228,4 +290,4 @@ sys.stdout.flush()
 sys.stderr.flush()
 dist.barrier()
 dist.destroy_process_group()
-os._exit(0)
+os._exit(1 if diverged else 0)

@@ -150,6 +150,7 @@ def train_settings(spec, plan: Plan) -> list[Setting]:
     )
     settings = [
         Setting("run_name", spec.name, "spec: name"),
+        Setting("vocab_size", spec.model.vocab_size, "spec: model.vocab_size"),
         Setting("seq_len", train.seq_len, "spec: train.seq_len"),
         Setting("global_batch_size", train.global_batch_size, "spec: train.global_batch_size"),
         Setting("micro_batch_size", micro, micro_origin),
