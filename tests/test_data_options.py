@@ -213,7 +213,8 @@ def test_given_tokenizer_without_normalization_runs(tmp_path, prepared):
 
 
 def test_partials_are_included_never_emitted(tmp_path, root, monkeypatch):
-    from llmspec.pipeline import build_project, is_partial
+    from llmspec.codegen.project import is_partial
+    from llmspec.pipeline import build_project
 
     partials = sorted((root / "templates").glob("_*/*.j2"))
     assert len(partials) > 10 and all(

@@ -629,7 +629,12 @@ def print_summary(manifest: dict) -> None:
 def main(argv: list[str] | None = None) -> dict:
     workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="out", help="run output folder; data goes to OUT/data")
+    here = (
+        Path(__file__).resolve().parent
+    )  # as train.py: out/ beside the project, wherever it runs from
+    parser.add_argument(
+        "--out", default=str(here / "out"), help="run output folder; data goes to OUT/data"
+    )
     parser.add_argument("--workers", type=int, default=workers, help="processes")
     args = parser.parse_args(argv)
     data_dir = Path(args.out) / "data"
