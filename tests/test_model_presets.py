@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from model_harness.specs import plan_for, tiny_spec
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from llmspec.codegen.model_code import load_model_module, render_model_py
@@ -34,3 +35,15 @@ def test_generated_model_size_matches_the_plan(path):
     assert params == plan.params.total
     if spec.name in PUBLISHED:
         assert params == PUBLISHED[spec.name]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_masked_lm_head_counts_its_decoder_bias_only_when_the_model_has_biases(bias):
+    """The planner counts the generated bert exactly, biases on or off (it counted the
+    decoder's vocab_size-long bias even with bias: false)."""
+    spec = tiny_spec("bert", bias=bias)
+    layout, stages = plan_for(spec)
+    module = load_model_module(render_model_py(spec, layout, stages), name=f"bert_bias_{bias}")
+    with FakeTensorMode():
+        built = sum(p.numel() for p in module.build_model().parameters())
+    assert built == make_plan(spec, pins={"tensor": 1}).params.total

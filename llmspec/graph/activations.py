@@ -27,6 +27,7 @@ All functions return bytes per token of one micro-batch (multiply by
 from __future__ import annotations
 
 from llmspec.graph.dims import ModelDims
+from llmspec.rules.layout import padded_vocab
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 2}  # fp8: activations stay 16-bit
 
@@ -191,7 +192,7 @@ def output_bytes(
     """Bytes of a node's output tensor for one micro-batch on one rank."""
     e, tokens = act_bytes(precision), micro_batch * dims.seq_len
     if kind in ("lm_head", "mlm_head"):
-        return tokens * -(-dims.vocab_size // tensor) * e
+        return tokens * padded_vocab(dims.vocab_size, tensor) // tensor * e
     width = dims.d_model // tensor if sequence_parallel else dims.d_model
     return tokens * width * e
 

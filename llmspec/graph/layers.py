@@ -90,7 +90,8 @@ def head_params(dims: ModelDims, tensor: int = 1) -> int:
     n = norm_params(dims)  # final norm (pre-norm) or embedding norm (post-norm BERT)
     if dims.objective == "masked_lm":
         dense = h * h + (h if dims.bias else 0)
-        n += dense + norm_params(dims) + v  # transform dense, its norm, decoder bias
+        n += dense + norm_params(dims)  # transform dense and its norm
+        n += v if dims.bias else 0  # the decoder's bias, one per vocabulary row
     if not dims.tie_embeddings:
         n += v * h
     return n

@@ -105,7 +105,8 @@ def _constants(
         embedding_params += dims.max_seq_len * h
     head_params = norm_params(dims)
     if dims.objective == "masked_lm":
-        head_params += h * h + (h if dims.bias else 0) + norm_params(dims) + vocab_rows
+        head_params += h * h + (h if dims.bias else 0) + norm_params(dims)
+        head_params += vocab_rows if dims.bias else 0  # decoder bias
     untied_head = 0.0 if dims.tie_embeddings else vocab_rows * h
     tied_copy = vocab_rows * h if dims.tie_embeddings else 0.0
 
