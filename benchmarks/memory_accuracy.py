@@ -56,7 +56,8 @@ GPT2_SMALL = dict(
 )
 LLAMA_SMALL = dict(SMALL, n_kv_heads=2, d_ff=704)
 
-# (label, family, model overrides, precision, recompute, micro-batch, seq_len[, accumulation])
+# (label, family, model overrides, precision, recompute, micro-batch, seq_len[, accumulation
+#  [, layout fields]])
 MATRIX = [
     ("gpt", "gpt", SMALL, "fp32", "none", 8, 256),
     ("gpt dropout 0.1", "gpt", dict(SMALL, dropout=0.1), "fp32", "none", 4, 256),
@@ -78,6 +79,13 @@ MATRIX = [
     ("GPT-2 small", "gpt", GPT2_SMALL, "fp32", "none", 4, 1024),
     ("GPT-2 small", "gpt", GPT2_SMALL, "bf16", "selective", 4, 1024),
     ("GPT-2 small", "gpt", GPT2_SMALL, "bf16", "full", 8, 1024),
+    # one tensor-parallel rank, its peers stood in for by torch's fake process group
+    ("gpt, tensor 2", "gpt", SMALL, "bf16", "none", 4, 256, 1, {"tensor": 2}),
+    ("gpt, tensor 4 + sequence parallel", "gpt", SMALL, "bf16", "selective", 4, 256, 1, {"tensor": 4, "sequence_parallel": True}),
+    ("llama GQA 8/2, tensor 2 + sequence parallel", "llama", LLAMA_SMALL, "bf16", "none", 2, 512, 1, {"tensor": 2, "sequence_parallel": True}),
+    ("GPT-2 small, tensor 2", "gpt", GPT2_SMALL, "bf16", "selective", 4, 1024, 1, {"tensor": 2}),
+    ("GPT-2 small, tensor 4 + sequence parallel", "gpt", dict(GPT2_SMALL, n_heads=12), "bf16", "none", 4, 1024, 1, {"tensor": 4, "sequence_parallel": True}),
+    ("bert, tensor 2", "bert", dict(SMALL, max_seq_len=512), "bf16", "none", 4, 256, 1, {"tensor": 2}),
 ]  # fmt: skip
 
 ZERO_MODEL = dict(vocab_size=4096, max_seq_len=64, d_model=256, n_layers=4, n_heads=4, d_ff=1024)
@@ -100,12 +108,13 @@ def fake_tensor_matrix() -> list[float]:
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     errors = []
-    for label, family, model, precision, recompute, micro_batch, seq_len, *accum in MATRIX:
+    for label, family, model, precision, recompute, micro_batch, seq_len, *rest in MATRIX:
         spec = make_spec(family, model, precision, seq_len)
         layout = Layout(
             micro_batch_size=micro_batch,
             activation_checkpointing=recompute,
-            grad_accum_steps=accum[0] if accum else 1,
+            grad_accum_steps=rest[0] if rest else 1,
+            **(rest[1] if len(rest) > 1 else {}),
         )
         dims = ModelDims.from_spec(spec)
         measured = measure_step(spec, layout)

@@ -79,3 +79,31 @@ def test_gradient_accumulation_keeps_gradients_alive_through_backward():
     assert measured[1] > measured[0] and planned[1] > planned[0]
     for p, m in zip(planned, measured, strict=True):
         assert abs(p - m) / m < 0.05
+
+
+@pytest.mark.parametrize("family", ["gpt", "llama", "bert"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize(
+    ("tensor", "sequence_parallel", "recompute"),
+    [(2, False, "none"), (2, True, "selective"), (4, True, "none"), (4, False, "full")],
+)
+def test_tensor_parallel_rank_peak_matches_the_plan(
+    family, precision, tensor, sequence_parallel, recompute, request
+):
+    """One tensor-parallel rank of the generated model, run under torch's fake process
+    group (its peers' collectives return at once) and measured: the plan's per-rank peak
+    within 3%."""
+    if precision == "fp32" and tensor == 4 and (recompute == "full" or family == "bert"):
+        # measured: the plan over-predicts these by 4-8% (the backward-peak transients);
+        # strict, so the test says so when a fix closes the gap
+        request.node.add_marker(pytest.mark.xfail(strict=True, reason="known 4-8% over"))
+    spec = small_spec(family, precision, n_heads=8, n_kv_heads=4 if family == "llama" else 8)
+    layout = Layout(
+        tensor=tensor,
+        sequence_parallel=sequence_parallel,
+        activation_checkpointing=recompute,
+        micro_batch_size=2,
+    )
+    measured = measure_step(spec, layout)
+    planned = estimate_memory(ModelDims.from_spec(spec), layout, precision, kernels="cpu")
+    assert planned.total == pytest.approx(measured.total, rel=0.03), (planned, measured)

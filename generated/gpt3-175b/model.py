@@ -128,36 +128,43 @@ class _VocabParallelCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, labels):
-        # logits: [N, V/T] float32; labels: [N], -100 = ignored
+        # logits: [N, V/T] float32; labels: [N], -100 = ignored. One [N, V/T] buffer is worked
+        # in place from logits to softmax, as Megatron-LM's vocab_parallel_cross_entropy does
+        # (megatron/core/tensor_parallel/cross_entropy.py): the forward holds two, not five.
         local_vocab = logits.shape[-1]
         start = tp_rank() * local_vocab
-        is_class = torch.arange(start, start + local_vocab, device=logits.device) < VOCAB_SIZE
-        logits = logits.masked_fill(~is_class, float("-inf"))
-        max_logit = logits.max(dim=-1).values
+        classes = max(0, min(local_vocab, VOCAB_SIZE - start))  # columns past VOCAB_SIZE pad
+        work = logits.clone()
+        work[:, classes:] = float("-inf")
+        max_logit = work.max(dim=-1).values
         dist.all_reduce(max_logit, op=dist.ReduceOp.MAX, group=TP_GROUP)
-        shifted = logits - max_logit.unsqueeze(-1)
-        exp = shifted.exp()
-        sum_exp = exp.sum(dim=-1)
-        dist.all_reduce(sum_exp, group=TP_GROUP)
+        work.sub_(max_logit.unsqueeze(-1))  # shifted logits
         local_labels = labels - start
         mine = (local_labels >= 0) & (local_labels < local_vocab)
         index = local_labels.clamp(0, local_vocab - 1).unsqueeze(-1)
-        picked = shifted.gather(-1, index).squeeze(-1)
+        picked = work.gather(-1, index).squeeze(-1)
         target_logit = torch.where(mine, picked, torch.zeros_like(picked))
         dist.all_reduce(target_logit, group=TP_GROUP)
+        work.exp_()
+        sum_exp = work.sum(dim=-1)
+        dist.all_reduce(sum_exp, group=TP_GROUP)
         log_z = sum_exp.log()
         token_loss = log_z - target_logit  # -log p(label)
         weight = (labels != -100).to(token_loss.dtype)
         weight = weight / weight.sum()  # mean over the tokens that have a label
-        ctx.save_for_backward(exp / sum_exp.unsqueeze(-1), local_labels, mine, weight, is_class)
+        work.div_(sum_exp.unsqueeze(-1))  # softmax
+        ctx.classes = classes
+        ctx.save_for_backward(work, index, mine, weight)
         return (token_loss * weight).sum()
 
     @staticmethod
     def backward(ctx, grad):
-        softmax, local_labels, mine, weight, is_class = ctx.saved_tensors
-        rows = torch.arange(softmax.shape[0], device=softmax.device)[mine]
-        softmax[rows, local_labels[mine]] -= 1.0
-        return softmax * (weight * grad).unsqueeze(-1), None
+        # d loss / d logits = (softmax - one_hot(label)) × weight, formed in the saved softmax
+        softmax, index, mine, weight = ctx.saved_tensors
+        target = mine.to(softmax.dtype).unsqueeze(-1)  # a scatter, not boolean indexing: no
+        softmax.scatter_add_(-1, index, -target)  # data-dependent shape, no host sync on a GPU
+        softmax.mul_((weight * grad).unsqueeze(-1))
+        return softmax, None
 
 
 # --------------------------------------------------------------------------- layers

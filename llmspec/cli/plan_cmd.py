@@ -73,12 +73,13 @@ def run(args) -> int:
 
 
 def _measure(spec, plan, *, to_stderr: bool) -> None:
-    """Predicted vs measured for the plan's micro-batch and recompute on one device."""
+    """Predicted vs measured for one rank of the plan's layout (verify.measure_against_plan)."""
     layout, predicted, measured = measure_against_plan(spec, plan)
     table = comparison_table(
         predicted,
         measured,
-        title=f"Predicted vs measured, one device, micro-batch {layout.micro_batch_size}, "
+        title=f"Predicted vs measured, one rank (tensor {layout.tensor}), micro-batch "
+        f"{layout.micro_batch_size}, "
         f"recompute {layout.activation_checkpointing} (GiB; measured in {measured.seconds:.1f} s)",
     )
     (stderr_console() if to_stderr else stdout_console()).print(table)

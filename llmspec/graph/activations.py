@@ -175,10 +175,19 @@ def head_saved(dims: ModelDims, e: int, kernels: str = "cuda") -> float:
     return saved + 4 * v  # fp32 log-softmax output
 
 
-def loss_backward_transient(dims: ModelDims, e: int) -> float:
-    """Extra bytes while the loss backward runs: the gradient arriving at the fp32
-    log-softmax and the one it produces (both fp32, vocab-wide)."""
-    return 8.0 * dims.vocab_size
+def loss_transient(dims: ModelDims, e: int, tensor: int = 1) -> float:
+    """Bytes per token at the loss's own peak beyond what it saves.
+
+    One device: F.cross_entropy's backward holds the gradient arriving at the fp32
+    log-softmax and the one it produces (both fp32, vocab-wide). Tensor parallel: the
+    generated vocab-parallel loss works one fp32 buffer in place from logits to softmax
+    to gradient (as Megatron-LM's does), so its peak is in the forward: the fp32 logits it
+    reads, beside that buffer, and the 16-bit logits they were cast from.
+    """
+    if tensor == 1:
+        return 8.0 * dims.vocab_size
+    rows = padded_vocab(dims.vocab_size, tensor) / tensor
+    return (4 + (e if e != 4 else 0)) * rows
 
 
 def output_bytes(

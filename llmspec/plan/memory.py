@@ -130,7 +130,7 @@ def _constants(
         block_act_fixed=0.0 if recompute == "full" else act.rope_table_bytes(dims, e),
         embedding_act=act.embedding_saved(dims, e, kernels),
         head_act=head_act - 4 * dims.vocab_size + 4 * dims.vocab_size / t,
-        loss_transient=act.loss_backward_transient(dims, e) / t,
+        loss_transient=act.loss_transient(dims, e, t),
         block_transient=block_transient,
         block_weight_grad=block_weight_grad,
         head_weight_grad=e * vocab_rows * h,

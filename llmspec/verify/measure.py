@@ -29,6 +29,7 @@ Torch is imported only here: the planner itself never needs it.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 
 from llmspec.codegen.model_code import load_model_module, render_model_py
@@ -53,11 +54,31 @@ class MeasuredMemory:
         return asdict(self)
 
 
+@contextmanager
+def fake_world(world: int):
+    """A process group of `world` ranks inside this process, as rank 0, on torch's fake
+    backend (collectives return at once, shapes intact), so that one tensor-parallel rank's
+    step runs, and is measured, without its peers. Nothing is set up for one rank."""
+    import torch.distributed as dist
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    if world == 1:
+        yield
+        return
+    if dist.is_initialized():
+        raise RuntimeError("measure_step needs this process's default process group free")
+    dist.init_process_group("fake", rank=0, world_size=world, store=FakeStore())
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
 def measure_step(spec, layout: Layout) -> MeasuredMemory:
     """Peak bytes of one steady-state training step of the generated model.
 
-    Single device only: ``layout`` must have data = tensor = pipeline = 1 and
-    ZeRO stage 0 (sharded states are measured on real DeepSpeed runs, see
+    One rank: ``layout`` must have data = pipeline = 1 and ZeRO stage 0 (a tensor-parallel
+    rank runs under ``fake_world``) (sharded states are measured on real DeepSpeed runs, see
     ``benchmarks/memory_accuracy.py``); precision comes from the spec,
     recompute, micro-batch size and gradient accumulation from ``layout``.
     """
@@ -69,8 +90,8 @@ def measure_step(spec, layout: Layout) -> MeasuredMemory:
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import MemTracker
 
-    if layout.world_size != 1 or layout.zero_stage != 0:
-        raise ValueError("measure_step measures one device: data = tensor = pipeline = 1, ZeRO 0")
+    if layout.data != 1 or layout.pipeline != 1 or layout.zero_stage != 0:
+        raise ValueError("measure_step measures one rank: data = pipeline = 1, ZeRO 0")
     started = time.perf_counter()
     precision = spec.train.precision
     if precision not in ("fp32", "bf16", "fp16"):
@@ -81,14 +102,18 @@ def measure_step(spec, layout: Layout) -> MeasuredMemory:
     b, s = layout.micro_batch_size, spec.train.seq_len
     vocab = spec.model.vocab_size
 
-    with FakeTensorMode(allow_non_fake_inputs=False):
+    with fake_world(layout.tensor), FakeTensorMode(allow_non_fake_inputs=False):
         torch.manual_seed(0)
         # DeepSpeed builds in fp32 and casts; building straight in the 16-bit dtype
         # reaches the same steady state (module.to() cannot swap fake parameters).
         default_dtype = torch.get_default_dtype()
         torch.set_default_dtype(low)
         try:
-            model = module.build_model()
+            model = (
+                module.build_model(module.init_parallel())
+                if layout.tensor > 1
+                else module.build_model()
+            )
         finally:
             torch.set_default_dtype(default_dtype)
         model.train()
@@ -145,10 +170,13 @@ def measure_step(spec, layout: Layout) -> MeasuredMemory:
 
 
 def measure_against_plan(spec, plan) -> tuple[Layout, MemoryEstimate, MeasuredMemory]:
-    """The plan's micro-batch and recompute on one device: predicted (for the CPU kernels the
-    measurement runs, so both count the same tensors) and measured."""
+    """One rank of the plan's layout (its tensor-parallel degree, micro-batch and recompute;
+    no data or pipeline parallelism, ZeRO 0): predicted for the CPU kernels the measurement
+    runs, so both count the same tensors, and measured."""
     single = replace(
         Layout(),
+        tensor=plan.layout.tensor,
+        sequence_parallel=plan.layout.sequence_parallel,
         micro_batch_size=plan.layout.micro_batch_size,
         activation_checkpointing=plan.layout.activation_checkpointing,
     )
