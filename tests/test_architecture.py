@@ -24,6 +24,7 @@ STAGES = {
     "llmspec.codegen": 4,
     "llmspec.verify": 5,
     "llmspec.pipeline": 6,
+    "llmspec.review": 6,
     "llmspec.cli": 7,
     "llmspec.__main__": 8,
 }

@@ -14,13 +14,19 @@ from llmspec import __version__
 from llmspec.cli.output import print_error
 from llmspec.errors import UserError
 
-COMMAND_MODULES = ("llmspec.cli.spec_cmd", "llmspec.cli.build_cmd", "llmspec.cli.plan_cmd")
+COMMAND_MODULES = (
+    "llmspec.cli.spec_cmd",
+    "llmspec.cli.build_cmd",
+    "llmspec.cli.plan_cmd",
+    "llmspec.cli.diff_cmd",
+)
 
 EPILOG = """examples:
   llmspec validate specs/*.yaml          check specs; every problem with file:line:col and a hint
   llmspec show specs/llama2-7b.yaml      the fully resolved spec (extends, preset, defaults)
   llmspec plan specs/gpt3-175b.yaml      choose the layout: memory per GPU, step time, why
   llmspec build specs/tiny-cpu.yaml      write the runnable project to generated/tiny-cpu/
+  llmspec diff --git main SPEC           what a change does: fields, layout, memory, speed, files
   llmspec schema > llmspec.schema.json   JSON Schema for editors (yaml-language-server)
   llmspec hardware                       the GPU catalog with datasheet figures
   llmspec presets                        named architectures for model.preset
