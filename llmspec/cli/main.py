@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "llmspec.cli.build_cmd",
     "llmspec.cli.plan_cmd",
     "llmspec.cli.diff_cmd",
+    "llmspec.cli.report_cmd",
 )
 
 EPILOG = """examples:
@@ -27,6 +28,7 @@ EPILOG = """examples:
   llmspec plan specs/gpt3-175b.yaml      choose the layout: memory per GPU, step time, why
   llmspec build specs/tiny-cpu.yaml      write the runnable project to generated/tiny-cpu/
   llmspec diff --git main SPEC           what a change does: fields, layout, memory, speed, files
+  llmspec report SPEC -o plan.html       the plan as a page: memory per stage, schedule, alternatives
   llmspec schema > llmspec.schema.json   JSON Schema for editors (yaml-language-server)
   llmspec hardware                       the GPU catalog with datasheet figures
   llmspec presets                        named architectures for model.preset
