@@ -13,7 +13,7 @@ from llmspec.graph.dims import ModelDims
 from llmspec.graph.layers import count_params
 from llmspec.plan import devices, search
 from llmspec.plan.flops import model_flops_per_token
-from llmspec.plan.pins import check_pins, normalize_pins, spec_pins
+from llmspec.plan.pins import check_pins, normalize_pins, spec_pins, user_pins
 from llmspec.plan.plan import (
     Plan,
     alternative_of,
@@ -66,7 +66,7 @@ def make_plan(
     explanation = explain(problem, result, best)
     if not best.fits:
         explanation = explanation + tuple(fit_hints(problem, best))
-    elif problem.pins:
+    elif user_pins(problem.pins):
         explanation = explanation + tuple(versus_auto(problem, best))
     return Plan(
         name=spec.name,

@@ -1,5 +1,6 @@
 """Layout search: enumerate data × tensor × pipeline × ZeRO × micro-batch × recompute ×
-sequence parallel (× offload when nothing else fits), prune, evaluate, rank.
+sequence parallel (× offload when nothing else fits and offload is not pinned — a spec's
+offload value, its default "none" included, always is), prune, evaluate, rank.
 
 Pruning keeps a full search of a 1T model on 3072 GPUs under two seconds:
 - structural rules first (tensor inside a node and dividing heads, kv heads
@@ -53,7 +54,7 @@ class SearchProblem:
     precision: str
     global_batch: int
     pins: tuple[tuple[str, object], ...] = ()  # sorted (layout field, value)
-    allow_offload: bool = True  # try offload when nothing fits without it
+    allow_offload: bool = True  # try offload fields left unpinned when nothing fits without it
     # Attention kernel of the code being costed: "flash" = the SDPA that llmspec generates;
     # "unfused" = Megatron-LM's softmax kernels of 2021-22 (for the published-run benchmark).
     attention_kernel: str = "flash"
@@ -399,8 +400,10 @@ def _offload_options(problem: SearchProblem, use_offload: bool) -> list[tuple[st
 def search(problem: SearchProblem, keep_rejected: int = 3) -> SearchResult:
     """Every candidate layout, pruned as the module docstring says; fastest fitting first."""
     result = _search_pass(problem, use_offload=False, keep_rejected=keep_rejected)
-    pinned_offload = problem.pinned("offload_optimizer") or problem.pinned("offload_params")
-    if result.ranked or pinned_offload or not problem.allow_offload:
+    # Offload is tried only where a field is left free (`--layout offload_optimizer=auto`):
+    # a spec's offload value, its default "none" included, is a pin (`pins.spec_pins`).
+    both_pinned = problem.pinned("offload_optimizer") and problem.pinned("offload_params")
+    if result.ranked or both_pinned or not problem.allow_offload:
         return result
     offloaded = _search_pass(problem, use_offload=True, keep_rejected=keep_rejected)
     if offloaded.ranked:
