@@ -305,8 +305,8 @@ def describe_layout(run: dict, layout, pins: dict) -> str:
 
 def evaluate(run: dict) -> Result:
     from llmspec.errors import UserError
-    from llmspec.plan import make_plan
     from llmspec.graph.dims import ModelDims
+    from llmspec.plan import make_plan
 
     result = Result(run=run, reason=representable(run), approx=approximations(run))
     if result.reason:
