@@ -16,9 +16,12 @@ Sources (see docs/planner-references.md):
 - Pipeline (1F1B / PipeDream-Flush): bubble = (p−1)/m of the ideal time;
   b·s·h activations cross each stage boundary per micro-batch, forward and
   backward (Narayanan et al. 2021 §2.2, §4.1).
-- ZeRO: stages 1–2 move the same volume as an all-reduce (reduce-scatter
-  of gradients, all-gather of updated parameters); stage 3 adds a parameter
-  all-gather before each forward and backward (Rajbhandari et al. 2020 §7).
+- ZeRO: as DeepSpeed 0.19 schedules it (read in `runtime/engine.py`,
+  `runtime/zero/stage_1_and_2.py`, `stage3.py`, `partitioned_param_coordinator.py`;
+  summarised in `llmspec/rules/deepspeed.py`): stages 1-2 all-reduce gradient buckets
+  (stage 2 every micro-batch) and all-gather the updated parameters; stage 3
+  reduce-scatters every micro-batch and gathers parameters module by module in each
+  forward and backward pass (Rajbhandari et al. 2020 §7 for the volumes).
 """
 
 from __future__ import annotations
@@ -62,21 +65,74 @@ HOST_MEMORY_GBPS_PER_NODE = 409.6
 NVME_GBPS = 3.5
 
 
-# Latency of a collective, from NCCL's own cost model (NVIDIA/nccl src/graph/tuning.cc,
-# Ring algorithm, Simple protocol): a base latency per call plus one hardware latency
-# per ring step — 3.4 µs over NVLink, 9.6 µs over the network. A ring all-reduce takes
-# 2(n−1) steps, a reduce-scatter or all-gather n−1 (the α of the α-β model of Thakur,
-# Rabenseifner & Gropp 2005). It matters for small messages: per-block collectives
-# of small models, and ZeRO-3's per-block gathers over hundreds of ranks.
+# Latency of a collective, from NCCL's own cost model (NVIDIA/nccl `src/graph/tuning.cc`,
+# master at 5067397c, `ncclTunerConstantsDefaults`, Simple protocol): a base latency per call
+# (Ring 8.4 µs) plus one hardware latency per ring step — 3.4 µs over NVLink, 14.0 µs over the
+# network. A ring all-reduce takes 2(n−1) steps, a reduce-scatter or all-gather n−1; of these,
+# only the steps that cross a node boundary pay the network latency (2(nodes−1) for an
+# all-reduce, nodes−1 otherwise); the others pay max(NVLink, 3 × the per-message network
+# overhead, 1 µs on Intel hosts) when the ring spans nodes (`getNetOverhead`). This is the α of
+# the α-β model (Thakur, Rabenseifner & Gropp 2005) and what makes a collective's bus bandwidth
+# a function of message size and rank count: the nccl-tests curves rise with size because α
+# is paid per call, and ZeRO-3's per-module gathers over thousands of ranks pay it ~n times.
 NCCL_BASE_LATENCY_S = 8.4e-6
-NCCL_STEP_LATENCY_S = {True: 3.4e-6, False: 9.6e-6}  # intra-node (NVLink), network
+NCCL_STEP_LATENCY_S = {True: 3.4e-6, False: 14.0e-6}  # intra-node (NVLink), network
+NCCL_NET_OVERHEAD_S = 1.0e-6
+# All-reduce may use NCCL's Tree instead (tuning.cc: base 8.4 µs, NVLink 4.0, network 14.0
+# per hop; 2·((ppn−1)·intra + log2(nodes)·net); bus bandwidth 0.92 of the ring's for Simple).
+NCCL_TREE_STEP_LATENCY_S = {True: 4.0e-6, False: 14.0e-6}
+NCCL_TREE_BANDWIDTH_FACTOR = 0.92
 
 
 def ring_latency_s(steps: int, intra_node: bool) -> float:
-    """Fixed cost of one ring collective of `steps` steps (0 for a group of one)."""
+    """Fixed cost of one ring collective of `steps` steps, all of one kind (0 for one rank)."""
     if steps <= 0:
         return 0.0
     return NCCL_BASE_LATENCY_S + steps * NCCL_STEP_LATENCY_S[intra_node]
+
+
+def nccl_ring_latency_s(kind: str, ranks: int, nodes: int) -> float:
+    """NCCL's ring latency for `kind` ("all_reduce", "all_gather", "reduce_scatter") over
+    `ranks` ranks spread over `nodes` nodes (tuning.cc, ring branch)."""
+    if ranks <= 1:
+        return 0.0
+    steps = 2 * (ranks - 1) if kind == "all_reduce" else ranks - 1
+    if nodes <= 1:
+        return NCCL_BASE_LATENCY_S + steps * NCCL_STEP_LATENCY_S[True]
+    inter = 2 * (nodes - 1) if kind == "all_reduce" else nodes - 1
+    intra = max(NCCL_STEP_LATENCY_S[True], 3 * NCCL_NET_OVERHEAD_S)
+    return NCCL_BASE_LATENCY_S + (steps - inter) * intra + inter * NCCL_STEP_LATENCY_S[False]
+
+
+def nccl_tree_latency_s(ranks: int, nodes: int) -> float:
+    """NCCL's tree all-reduce latency (tuning.cc, tree branch)."""
+    per_node = max(1, ranks // max(1, nodes))
+    hops = 2 * (
+        (per_node - 1) * NCCL_TREE_STEP_LATENCY_S[True]
+        + max(0, (nodes - 1).bit_length()) * NCCL_TREE_STEP_LATENCY_S[False]
+    )
+    return NCCL_BASE_LATENCY_S + hops
+
+
+def collective_s(kind: str, nbytes: float, ranks: int, nodes: int, gbps: float, calls=1) -> float:
+    """`calls` NCCL collectives of `kind` moving `nbytes` in all over one group.
+
+    Ring bandwidth: each rank sends (n−1)/n of the buffer (all-gather, reduce-scatter) or
+    2(n−1)/n (all-reduce) through its link of `gbps` bus bandwidth (Patarasuk & Yuan 2009);
+    plus NCCL's latency per call. An all-reduce takes the faster of ring and tree, as NCCL's
+    tuner does; all-gather and reduce-scatter are ring-only (PAT needs one GPU per node).
+    """
+    if ranks <= 1 or nbytes <= 0 or calls <= 0:
+        return 0.0
+    per_rank = (ranks - 1) / ranks
+    beta = nbytes / _gbps(gbps)
+    if kind != "all_reduce":
+        return per_rank * beta + calls * nccl_ring_latency_s(kind, ranks, nodes)
+    ring = 2 * per_rank * beta + calls * nccl_ring_latency_s(kind, ranks, nodes)
+    if nodes <= 1:
+        return ring
+    tree = 2 * beta / NCCL_TREE_BANDWIDTH_FACTOR + calls * nccl_tree_latency_s(ranks, nodes)
+    return min(ring, tree)
 
 
 def _gbps(gbps: float) -> float:
@@ -184,27 +240,66 @@ def tensor_parallel_s_per_block(
 
 
 # ----------------------------------------------------------------------------- data parallel
-def data_parallel_s(
-    grad_bytes: float, param_bytes: float, zero_stage: int, data: int, gbps: float
-) -> float:
-    """Per-step gradient synchronisation of one rank's (tensor/pipeline-sharded) model.
+def _ceil(x: float) -> int:
+    return max(1, -int(-x // 1))
 
-    ZeRO 0: all-reduce of the gradients. ZeRO 1–2: reduce-scatter of the
-    gradients + all-gather of the updated 16-bit parameters. ZeRO 3: the
-    reduce-scatter only (its parameter gathers are per micro-batch, see
-    `zero3_gather_s`).
+
+def gradient_sync_s(
+    zero_stage: int,
+    rank_params: float,
+    grad_bytes: int,
+    data: int,
+    nodes: int,
+    gbps: float,
+) -> tuple[float, float]:
+    """(per micro-batch, per step) seconds of DeepSpeed's gradient reduction for one rank.
+
+    DeepSpeed 0.19's schedule (`rules/deepspeed.py` cites the source): stage 0 all-reduces at
+    the step boundary in 5e8-element buffers; stage 1 all-reduces its reduce buckets at the
+    boundary; stage 2 does the same every micro-batch (every backward); both then all-gather
+    the updated 16-bit parameters once per step. Stage 3 reduce-scatters every micro-batch
+    (its parameter gathers are `zero3_gather_pass_s`).
     """
+    if data <= 1 or rank_params <= 0:
+        return 0.0, 0.0
+    grads = rank_params * grad_bytes
+    calls = _ceil(rank_params / ds_rules.gradient_bucket_elements(zero_stage))
+    kind = (
+        "all_reduce" if zero_stage in ds_rules.ALLREDUCE_GRADIENTS_ZERO_STAGES else "reduce_scatter"
+    )
+    reduce = collective_s(kind, grads, data, nodes, gbps, calls)
+    gather = 0.0
+    if zero_stage in (1, 2):
+        pieces = _ceil(rank_params / ds_rules.ALLGATHER_BUCKET_ELEMENTS)
+        gather = collective_s("all_gather", rank_params * 2, data, nodes, gbps, pieces)
+    if ds_rules.reduces_every_micro_batch(zero_stage):
+        return reduce, gather
+    return 0.0, reduce + gather
+
+
+def zero3_gather_calls(
+    modules: int, params: float, bucket: int = ds_rules.STAGE3_PREFETCH_ELEMENTS
+) -> int:
+    """All-gathers per pass over `modules` parameterised modules holding `params` elements.
+
+    DeepSpeed fetches parameters module by module (`partitioned_param_coordinator.py`
+    `fetch_sub_module`); each fetch also prefetches the next modules' parameters, up to
+    `stage3_prefetch_bucket_size` elements, in one coalesced all-gather. So a pass costs one
+    call per module when modules are larger than the bucket, and ~params/bucket calls when
+    they are smaller. Norm weights under `stage3_param_persistence_threshold` stay gathered.
+    """
+    if modules <= 0 or params <= 0:
+        return 0
+    return max(1, min(modules, _ceil(params / bucket)))
+
+
+def zero3_gather_pass_s(
+    rank_params: float, calls: int, data: int, nodes: int, gbps: float, param_bytes: int = 2
+) -> float:
+    """ZeRO-3 parameter all-gathers of one forward or backward pass."""
     if data <= 1:
         return 0.0
-    if zero_stage == 0:
-        return ring_allreduce_s(grad_bytes, data, gbps)
-    gather = ring_all_gather_s(param_bytes, data, gbps) if zero_stage in (1, 2) else 0.0
-    return ring_reduce_scatter_s(grad_bytes, data, gbps) + gather
-
-
-def zero3_gather_s(param_bytes: float, data: int, gbps: float, passes: int) -> float:
-    """ZeRO-3 parameter all-gathers for one micro-batch: one per forward/backward pass."""
-    return passes * ring_all_gather_s(param_bytes, data, gbps)
+    return collective_s("all_gather", rank_params * param_bytes, data, nodes, gbps, calls)
 
 
 def exposed_s(comm_s: float, overlap_window_s: float) -> float:
@@ -353,6 +448,7 @@ class StageWork:
     model_flops_per_token: float  # the same without recomputation
     params_per_rank: float  # after tensor-parallel sharding, before ZeRO sharding
     elementwise_bytes_per_token: float = 0.0  # whole stage, per GPU (`elementwise_bytes_per_token`)
+    modules: int = 0  # parameterised modules (linears, embeddings) ZeRO-3 fetches one by one
 
 
 @dataclass(frozen=True)
@@ -367,6 +463,7 @@ class Links:
     gpus_per_node: int
     data_intra_node: bool = True  # the data-parallel group lies inside one node
     pipeline_intra_node: bool = True  # neighbouring stages share a node
+    data_nodes: int = 1  # nodes one data-parallel group spans (NCCL's inter-node ring steps)
 
 
 def step_time(
@@ -391,14 +488,17 @@ def step_time(
 ) -> StepTime:
     """Predicted time of one optimizer step (m micro-batches through p stages).
 
-    Overlap assumptions, explicitly:
+    Overlap assumptions, explicitly (DeepSpeed 0.19's schedule, `rules/deepspeed.py`):
     - tensor-parallel collectives and pipeline sends are not overlapped with
       compute (Megatron's blocking f/g operators, DeepSpeed's blocking p2p);
-    - gradient reduction hides behind the last micro-batch's backward only with
-      ZeRO 3 on a non-pipelined model: the generated ds_config.json turns
-      DeepSpeed's `overlap_comm` on for stage 3 only (llmspec/codegen/ds_config.py);
+    - gradients are reduced every micro-batch at ZeRO 2/3, once at the step boundary at
+      ZeRO 0/1 (`gradient_sync_s`); the reduction hides behind the backward only where the
+      generated ds_config.json turns `overlap_comm` on (stage 3) on a non-pipelined model;
       ZeRO 0-2 and the pipeline engine reduce on the compute stream, exposed;
-    - ZeRO-3 gathers are prefetched behind the same micro-batch's compute;
+    - ZeRO-3 gathers module by module on a side stream, prefetched: each pass's gathers
+      hide behind that pass's compute, the backward's sharing the links with the
+      reduce-scatter; what does not fit behind it is exposed, per micro-batch;
+    - every collective pays NCCL's latency per call (`collective_s`);
     - offload: gradient copies to the host hide behind the backward, the CPU
       Adam step and the parameter copy back are exposed.
     """
@@ -449,25 +549,40 @@ def step_time(
 
     work = stages[slowest]
     rank_params = work.params_per_rank
-    backward_window = comp_mb * 2 / 3  # backward ≈ 2/3 of a micro-batch's model FLOPs
-    dp = data_parallel_s(
-        rank_params * grad_bytes, rank_params * 2, zero_stage, data, links.data_gbps
+    # Forward and backward halves of the micro-batch: the backward is 2/3 of the model FLOPs,
+    # plus any recomputed forward (replayed inside the backward).
+    fwd_share = work.model_flops_per_token / 3 / work.hardware_flops_per_token
+    comp_fwd = comp_mb * fwd_share if work.hardware_flops_per_token > 0 else 0.0
+    comp_bwd = comp_mb - comp_fwd
+    backward_window = comp_bwd
+    dp_nodes = links.data_nodes
+    per_mb_sync, per_step_sync = gradient_sync_s(
+        zero_stage, rank_params, grad_bytes, data, dp_nodes, links.data_gbps
     )
-    if data > 1:  # one all-reduce, or a reduce-scatter (+ all-gather below ZeRO 3)
-        calls = 1 if zero_stage in (0, 3) else 2
-        steps = 2 * (data - 1) if zero_stage == 0 else data - 1
-        dp += calls * ring_latency_s(steps, links.data_intra_node)
     overlaps = ds_rules.overlaps_comm(zero_stage) and pipeline == 1
-    dp_exposed = exposed_s(dp, backward_window if overlaps else 0.0)
 
     gather = 0.0
     if zero_stage == 3 and data > 1:
-        passes = 2 + (1 if recompute == "full" else 0)
-        per_mb = zero3_gather_s(rank_params * 2, data, links.data_gbps, passes)
-        # DeepSpeed gathers module by module: at least one all-gather per block and pass.
-        calls = passes * max(1, work.blocks)
-        per_mb += calls * ring_latency_s(data - 1, links.data_intra_node)
-        gather = exposed_s(per_mb, comp_mb) * micro_batches
+        # Gathered on DeepSpeed's all-gather stream, prefetched ahead of use: hidden behind
+        # the pass's compute where it is shorter. The backward gathers again (and again for
+        # the recomputed forward under full recompute) while the reduce-scatter of the
+        # gradients shares the same links (overlap_comm).
+        calls = zero3_gather_calls(work.modules, rank_params)
+        one_pass = zero3_gather_pass_s(rank_params, calls, data, dp_nodes, links.data_gbps)
+        bwd_passes = 1 + (1 if recompute == "full" else 0)
+        fwd_exposed = exposed_s(one_pass, comp_fwd)
+        bwd_gather_exposed = exposed_s(bwd_passes * one_pass, comp_bwd)
+        if overlaps:
+            bwd_exposed = exposed_s(bwd_passes * one_pass + per_mb_sync, comp_bwd)
+        else:
+            bwd_exposed = bwd_gather_exposed + per_mb_sync
+        gather = (fwd_exposed + bwd_gather_exposed) * micro_batches
+        dp_exposed = (bwd_exposed - bwd_gather_exposed) * micro_batches
+    else:
+        window = backward_window if overlaps else 0.0
+        dp_exposed = exposed_s(per_mb_sync, window) * micro_batches
+        # At the boundary the reduction can hide only behind the last micro-batch's backward.
+        dp_exposed += exposed_s(per_step_sync, window)
 
     shard = rank_params / (data if zero_stage >= 1 else 1)
     offload = 0.0

@@ -251,6 +251,12 @@ def default_partition(dims: ModelDims, pipeline: int) -> tuple[int, ...]:
     return part
 
 
+def linears_per_block(dims: ModelDims) -> int:
+    """Linear modules of one generated block: q, k, v, o and the MLP's two (three with a
+    gated activation) — templates/_model/attention.py.j2, mlp.py.j2."""
+    return 4 + (3 if dims.activation == "swiglu" else 2)
+
+
 def links_for(layout: Layout, cluster: devices.Cluster) -> cost.Links:
     """Effective bandwidths: nominal × Calculon's efficiency for the link kind."""
 
@@ -270,6 +276,7 @@ def links_for(layout: Layout, cluster: devices.Cluster) -> cost.Links:
         gpus_per_node=cluster.gpus_per_node,
         data_intra_node=devices.group_in_node(d, t, cluster),
         pipeline_intra_node=pp_intra,
+        data_nodes=max(1, -(-(d * t) // cluster.gpus_per_node)) if d > 1 else 1,
     )
 
 
@@ -306,6 +313,7 @@ def _candidate(problem: SearchProblem, layout: Layout, stage_layers, memory) -> 
         act_bytes=act,
     )
     last = len(stage_layers) - 1
+    linears = linears_per_block(dims)
     stages = tuple(
         cost.StageWork(
             blocks=n,
@@ -313,6 +321,7 @@ def _candidate(problem: SearchProblem, layout: Layout, stage_layers, memory) -> 
             model_flops_per_token=n * model_block + (head if i == last else 0.0),
             params_per_rank=params[i],
             elementwise_bytes_per_token=n * elem_block,
+            modules=n * linears + (i == 0) + (i == last),
         )
         for i, n in enumerate(stage_layers)
     )
