@@ -2,6 +2,7 @@
 
     python benchmarks/published_runs.py            # the table and the summaries on stdout
     python benchmarks/published_runs.py --json F   # also write per-run results to F
+    python benchmarks/published_runs.py --fit-hopper   # refit cost.GEMM_FRACTION['hopper']
 
 For each run a spec is built from the published architecture, batch and cluster, the
 published layout is pinned (tensor, pipeline, data, ZeRO / FSDP stage, micro-batch,
@@ -435,8 +436,49 @@ def stats_line(name: str, results: list[Result]) -> str:
     )
 
 
+def hopper_fit_subset(runs: list[dict]) -> list[dict]:
+    """The runs `cost.GEMM_FRACTION['hopper']` is fitted on: single-node (8-GPU) H100 BF16 runs,
+    whose communication stays on NVLink, so compute dominates what the fit sees."""
+    return [
+        r
+        for r in runs
+        if r["hardware"]["gpu"] == "h100-sxm"
+        and r["hardware"]["gpus"] == 8
+        and "fp8" not in str(r["precision"]).lower()
+        and representable(r) is None
+    ]
+
+
+def fit_hopper(runs: list[dict]) -> float:
+    """Least squares in log error of tokens/s over `hopper_fit_subset` (golden section)."""
+    import math
+
+    from llmspec.plan import cost
+
+    subset = hopper_fit_subset(runs)
+
+    def loss(frac: float) -> float:
+        cost.set_gemm_fraction("hopper", frac)
+        errs = [evaluate(r).error for r in subset]
+        return sum(math.log(1 + e) ** 2 for e in errs if e is not None)
+
+    lo, hi = 0.3, 0.95
+    golden = (math.sqrt(5) - 1) / 2
+    for _ in range(20):
+        a, b = hi - golden * (hi - lo), lo + golden * (hi - lo)
+        if loss(a) < loss(b):
+            hi = b
+        else:
+            lo = a
+    print(f"fitted on {len(subset)} runs: " + ", ".join(r["id"] for r in subset))
+    return (lo + hi) / 2
+
+
 def main(argv: list[str]) -> int:
     data = load()
+    if "--fit-hopper" in argv:
+        print(f"cost.GEMM_FRACTION['hopper'] = {fit_hopper(data['runs']):.3f}")
+        return 0
     sources = data["sources"]
     results = [evaluate(run) for run in data["runs"]]
     predicted = [r for r in results if r.error is not None]

@@ -385,3 +385,42 @@ def test_cost_model_counts_the_same_flops_as_the_flops_module(recompute):
     per_token = dims.n_layers * cost.block_flops(dims, recompute)[1] + cost.head_flops(dims)
     assert per_token == pytest.approx(flops.hardware_flops_per_token(dims, recompute))
     assert cost.model_flops_per_token(dims) == pytest.approx(flops.model_flops_per_token(dims))
+
+
+def test_gemm_efficiency_falls_for_small_matrices_and_more_on_hopper():
+    from llmspec.spec.hardware import CATALOG
+
+    a100, h100 = CATALOG["a100-80gb"], CATALOG["h100-sxm"]
+    for gpu in (a100, h100):
+        big = cost.gemm_efficiency(16384, 8192, 8192, gpu)
+        small = cost.gemm_efficiency(256, 8192, 8192, gpu)
+        assert small < big <= cost.max_efficiency(gpu)
+    # The H100's FLOP:byte ratio is higher, so the same skinny (HBM-bound) GEMM is further
+    # below its roof.
+    rel = {
+        g.name: cost.gemm_efficiency(16, 8192, 8192, g) / cost.gemm_efficiency(16384, 8192, 8192, g)
+        for g in (a100, h100)
+    }
+    assert rel["h100-sxm"] < rel["a100-80gb"]
+    # Wave quantization: 109 tiles on 108 SMs take two waves.
+    assert cost.gemm_efficiency(128 * 109, 128, 1 << 16, a100) < 0.6 * cost.max_efficiency(a100)
+
+
+def test_fp8_speeds_up_only_the_linears_and_pays_for_its_casts():
+    from llmspec.spec.hardware import CATALOG
+
+    h100 = CATALOG["h100-sxm"]
+    dims = gpt(4096, 32, 32, seq=4096)
+    kw = dict(recompute="none", tensor=1, micro_batch=2, gpu=h100, attention_kernel="flash")
+    bf16 = cost.block_compute_s_per_token(dims, peak_tflops=989.5, fp8=False, **kw)
+    fp8 = cost.block_compute_s_per_token(dims, peak_tflops=989.5, fp8=True, **kw)
+    m = 2 * 4096
+    linears = sum(
+        3 * 2 * n * k / (989.5e12 * cost.gemm_efficiency(m, n, k, h100))
+        for n, k in cost._linear_shapes(dims, 1)
+    )
+    attention = bf16 - linears
+    assert attention > 0
+    # FP8 halves at most the linears' time; the attention core does not change; casts cost.
+    assert fp8 > attention + linears / 2
+    assert 1.0 < bf16 / fp8 < 2.0

@@ -200,6 +200,189 @@ def model_flops_per_token(dims: ModelDims) -> float:
     return dims.n_layers * block_flops(dims, "none")[0] + head_flops(dims)
 
 
+# ----------------------------------------------------------------------------- GEMM efficiency
+# GPU generation of each catalog entry (the dies: GA100, GH100 — the H200 is a GH100 with
+# HBM3e —, CDNA 2, CDNA 3). Entries not listed use the A100's figures and are reported as
+# unvalidated (`plan.uncertainty`).
+GPU_GENERATION = {
+    "a100-40gb": "ampere",
+    "a100-80gb": "ampere",
+    "h100-sxm": "hopper",
+    "h200": "hopper",
+    "mi250x": "cdna2",
+    "mi300x": "cdna3",
+}
+
+# Streaming multiprocessors (compute units) that GEMM tiles are spread over: NVIDIA A100
+# Tensor Core GPU Architecture whitepaper (108 SMs), NVIDIA H100 Tensor Core GPU Architecture
+# whitepaper (132 SMs, SXM5), AMD CDNA 2 whitepaper (110 CUs per MI250X GCD), AMD CDNA 3
+# whitepaper (304 CUs, MI300X).
+SM_COUNT = {"ampere": 108, "hopper": 132, "cdna2": 110, "cdna3": 304}
+
+# Output tile of one thread block, for wave quantization: cuBLAS's large BF16 kernels use
+# 128×128 and larger tiles; NVIDIA's "Matrix Multiplication Background" guide (Deep Learning
+# Performance docs) explains tile and wave quantization with 128×128 / 256×128 examples.
+GEMM_TILE = 128
+
+# Achieved end-to-end fraction of the dense peak for large, compute-bound GEMM work, one
+# number per GPU generation: the kernel's own efficiency plus what the model does not
+# itemise (launch gaps, small kernels between the GEMMs). FITTED, and the only fitted
+# compute constants: Ampere on the 10 runs of Narayanan et al. 2021 Table 1 (A100, 1.7B-1T,
+# `python benchmarks/published_layouts.py --fit` → 0.745), Korthikanti 2022 Table 5 held
+# out; Hopper on the single-node H100 BF16 runs of the published set (llm-foundry MPT 1B, 7B,
+# 7B at 8k, 13B, 30B and torchtitan Llama 3.1 8B on 8 GPUs: 6 runs, intra-node communication
+# only; `python benchmarks/published_runs.py --fit-hopper` → 0.452), the other 76 held out.
+# The H200 (same GH100 die) uses Hopper's. For scale:
+# cuBLAS reaches ~0.8-0.9 of peak on large A100 GEMMs, less on H100 (power- and
+# clock-limited at 700 W); Calculon's tables use 0.95-0.99 for the kernels alone.
+GEMM_FRACTION = {"ampere": 0.745, "hopper": 0.452}
+
+# FlashAttention-2 (what torch SDPA's flash backend runs) forward+backward throughput as a
+# fraction of the dense BF16 peak, head dim 128, sequence 2k-8k: A100 ~170-190 TFLOP/s
+# (Dao 2023, "FlashAttention-2", Fig. 4-6: 50-73% of peak forward, less backward) → 0.55;
+# H100 SXM5 ~330-370 TFLOP/s forward, less backward (Shah et al. 2024, "FlashAttention-3",
+# Fig. 5-6, FlashAttention-2 bars) → 0.35. Kernel measurements, not fitted.
+FLASH_ATTENTION_FRACTION = {"ampere": 0.55, "hopper": 0.35}
+
+
+def set_gemm_fraction(generation: str, value: float) -> None:
+    """Change one generation's GEMM_FRACTION (the benchmarks' fits) and drop cached times."""
+    GEMM_FRACTION[generation] = value
+    block_compute_s_per_token.cache_clear()
+    head_compute_s_per_token.cache_clear()
+
+
+def gpu_generation(gpu) -> str:
+    return GPU_GENERATION.get(gpu.name, "ampere")
+
+
+def gemm_efficiency(m: float, n: float, k: float, gpu, *, in_bytes: float = 2.0) -> float:
+    """Achieved fraction of the dense peak for one (M×K)·(K×N) GEMM on `gpu`.
+
+    GEMM_FRACTION of the generation, times two shape effects from NVIDIA's "Matrix
+    Multiplication Background User's Guide": wave quantization (⌈M/128⌉·⌈N/128⌉ output tiles
+    spread over the SMs in whole waves) and the roofline (a GEMM whose arithmetic intensity
+    2MNK / bytes(A, B, C) is below the GPU's FLOP:byte ratio is bound by HBM bandwidth).
+    `in_bytes` is the width of the inputs (1 for FP8); the output is 16-bit.
+    """
+    gen = gpu_generation(gpu)
+    frac = GEMM_FRACTION.get(gen, GEMM_FRACTION["ampere"])
+    if m <= 0 or n <= 0 or k <= 0:
+        return frac
+    sms = SM_COUNT.get(gen)
+    wave = 1.0
+    if sms:
+        tiles = -(-m // GEMM_TILE) * -(-n // GEMM_TILE)
+        wave = tiles / (-(-tiles // sms) * sms)
+    peak = gpu.fp8_tflops if in_bytes < 2 and gpu.has_fp8 else gpu.peak_tflops
+    intensity = 2 * m * n * k / (in_bytes * (m * k + k * n) + 2 * m * n)
+    ridge = peak * 1e12 / (gpu.hbm_gbps * 1e9)
+    return frac * wave * min(1.0, intensity / ridge)
+
+
+def attention_efficiency(gpu) -> float:
+    """Fraction of the BF16 peak the FlashAttention core reaches (never above the GEMMs')."""
+    gen = gpu_generation(gpu)
+    frac = GEMM_FRACTION.get(gen, GEMM_FRACTION["ampere"])
+    return min(frac, FLASH_ATTENTION_FRACTION.get(gen, FLASH_ATTENTION_FRACTION["ampere"]))
+
+
+def max_efficiency(gpu) -> float:
+    """No compute runs faster than this fraction of the precision's peak (search bounds)."""
+    return GEMM_FRACTION.get(gpu_generation(gpu), GEMM_FRACTION["ampere"])
+
+
+# FP8 casts (Transformer Engine / torchao float8 linears): each FP8 linear quantizes its
+# 16-bit input and weight in the forward and the output gradient in the backward, computing
+# the amax scale in the same pass (TE docs, "Using FP8 with Transformer Engine": delayed or
+# current scaling, per-tensor amax). A cast reads 2 bytes and writes 1 per element; the
+# backward also writes the transposed FP8 weight (1 byte). Memory-bound: priced at HBM
+# bandwidth. Only the block linears run in FP8: attention core, norms, element-wise ops, the
+# optimizer and the LM head stay 16-bit (torchtitan's float8 converter skips `output`;
+# TE's `fp8_autocast` covers te.Linear/LayerNormLinear/MLP modules only).
+FP8_CAST_BYTES_PER_ELEMENT = 3
+
+
+def _linear_shapes(dims: ModelDims, tensor: int) -> tuple[tuple[float, float], ...]:
+    """(N, K) of each linear of one block on one tensor rank (M is the token count)."""
+    h, hq, kv, ff = (
+        dims.d_model,
+        dims.n_heads * dims.head_dim,
+        dims.n_kv_heads * dims.head_dim,
+        dims.d_ff,
+    )
+    t = tensor
+    attn = ((hq / t, h), (kv / t, h), (kv / t, h), (h, hq / t))
+    mlp_in = ((ff / t, h),) * (2 if dims.activation == "swiglu" else 1)
+    return attn + mlp_in + ((h, ff / t),)
+
+
+@lru_cache(maxsize=8192)
+def block_compute_s_per_token(
+    dims: ModelDims,
+    *,
+    recompute: str,
+    tensor: int,
+    micro_batch: int,
+    gpu,
+    peak_tflops: float,
+    fp8: bool,
+    attention_kernel: str,
+) -> float:
+    """Seconds per token of one block's GEMMs and attention core on one GPU, fwd + bwd.
+
+    Each linear runs three GEMMs of the same size (forward, input gradient, weight gradient;
+    Narayanan et al. 2021 §5.1), at `gemm_efficiency` of its shape with M = micro-batch ×
+    sequence tokens; full recomputation replays the forward. The attention core runs at the
+    FlashAttention efficiency (causal: the kernel skips the masked half, Dao 2023 §3.1), or —
+    unfused, Megatron 2021-22 — as batched QKᵀ and scores·V GEMMs of their own shapes.
+    `peak_tflops` is the 16-bit (or fp32) peak; with `fp8` the linears run at the FP8 peak
+    and pay their casts (FP8_CAST_BYTES_PER_ELEMENT) from HBM.
+    """
+    m = micro_batch * dims.seq_len
+    fwd_passes = 2 if recompute == "full" else 1
+    passes = fwd_passes + 2
+    seconds = 0.0
+    hbm = gpu.hbm_gbps * 1e9
+    for n, k in _linear_shapes(dims, tensor):
+        flops = 2 * n * k  # per token, one GEMM
+        if fp8 and gpu.has_fp8:
+            eff = gemm_efficiency(m, n, k, gpu, in_bytes=1)
+            seconds += passes * flops / (gpu.fp8_tflops * 1e12 * eff)
+            weight = n * k / m  # per token
+            cast = fwd_passes * (k + weight) + (n + weight / 3)
+            seconds += cast * FP8_CAST_BYTES_PER_ELEMENT / hbm
+        else:
+            seconds += passes * flops / (peak_tflops * 1e12 * gemm_efficiency(m, n, k, gpu))
+    core = layers.attention_flops_per_token(dims)[1] / tensor  # forward, per token
+    core_passes = passes + (1 if recompute == "selective" else 0)
+    if attention_kernel == "unfused":
+        s, d = dims.seq_len, dims.head_dim
+        frac = GEMM_FRACTION.get(gpu_generation(gpu), GEMM_FRACTION["ampere"])
+        ridge = peak_tflops * 1e12 / hbm
+        qk = min(1.0, (2 * s * s * d) / (2 * (2 * s * d + s * s)) / ridge)
+        av = qk  # (s×s)·(s×d): the same bytes and FLOPs
+        eff = frac * (qk + av) / 2
+        seconds += core_passes * core / (peak_tflops * 1e12 * eff)
+    else:
+        causal = 0.5 if dims.objective != "masked_lm" else 1.0
+        seconds += core_passes * core * causal / (peak_tflops * 1e12 * attention_efficiency(gpu))
+    return seconds
+
+
+@lru_cache(maxsize=4096)
+def head_compute_s_per_token(
+    dims: ModelDims, *, tensor: int, micro_batch: int, gpu, peak_tflops: float
+) -> float:
+    """Seconds per token of the LM head's GEMMs (forward + two backward), 16-bit."""
+    m = micro_batch * dims.seq_len
+    n, k = dims.vocab_size / tensor, dims.d_model
+    seconds = 3 * 2 * n * k / (peak_tflops * 1e12 * gemm_efficiency(m, n, k, gpu))
+    if dims.objective == "masked_lm":
+        seconds += 3 * 2 * k * k / (peak_tflops * 1e12 * gemm_efficiency(m, k, k, gpu))
+    return seconds
+
+
 def compute_s(flops: float, peak_tflops: float, efficiency: float = COMPUTE_EFFICIENCY) -> float:
     """Time for `flops` on one GPU at `efficiency` of its dense peak."""
     return flops / (peak_tflops * 1e12 * efficiency)
@@ -449,6 +632,7 @@ class StageWork:
     params_per_rank: float  # after tensor-parallel sharding, before ZeRO sharding
     elementwise_bytes_per_token: float = 0.0  # whole stage, per GPU (`elementwise_bytes_per_token`)
     modules: int = 0  # parameterised modules (linears, embeddings) ZeRO-3 fetches one by one
+    compute_s_per_token: float = 0.0  # GEMMs + attention core, per GPU (0: from FLOPs × efficiency)
 
 
 @dataclass(frozen=True)
@@ -502,7 +686,10 @@ def step_time(
     - offload: gradient copies to the host hide behind the backward, the CPU
       Adam step and the parameter copy back are exposed.
     """
-    if efficiency is None:  # read at call time so benchmarks/published_layouts.py --fit can vary it
+    # An explicit `efficiency` prices FLOPs at one flat fraction of the peak (worked examples
+    # in the tests); otherwise each stage's shape-aware `compute_s_per_token` is used.
+    explicit_efficiency = efficiency is not None
+    if efficiency is None:
         efficiency = COMPUTE_EFFICIENCY
     pipeline = len(stages)
     tokens_mb = micro_batch * seq_len
@@ -511,9 +698,12 @@ def step_time(
     tp_latency_per_block = tp_calls * ring_latency_s(2 * (tensor - 1), True) if tensor > 1 else 0.0
 
     def per_micro_batch(i: int, work: StageWork) -> tuple[float, float, float]:
-        comp = compute_s(
-            work.hardware_flops_per_token * tokens_mb / tensor, peak_tflops, efficiency
-        )
+        if work.compute_s_per_token > 0 and not explicit_efficiency:
+            comp = work.compute_s_per_token * tokens_mb
+        else:
+            comp = compute_s(
+                work.hardware_flops_per_token * tokens_mb / tensor, peak_tflops, efficiency
+            )
         elem = elementwise_s(work.elementwise_bytes_per_token * tokens_mb, links.hbm_gbps)
         tp = (
             tensor_parallel_s_per_block(

@@ -314,6 +314,25 @@ def _candidate(problem: SearchProblem, layout: Layout, stage_layers, memory) -> 
     )
     last = len(stage_layers) - 1
     linears = linears_per_block(dims)
+    gpu = cluster.gpu
+    sixteen = peak_tflops(gpu, "bf16" if problem.precision == "fp8" else problem.precision)
+    block_s = cost.block_compute_s_per_token(
+        dims,
+        recompute=layout.activation_checkpointing,
+        tensor=layout.tensor,
+        micro_batch=layout.micro_batch_size,
+        gpu=gpu,
+        peak_tflops=sixteen,
+        fp8=problem.precision == "fp8",
+        attention_kernel=problem.attention_kernel,
+    )
+    head_s = cost.head_compute_s_per_token(
+        dims,
+        tensor=layout.tensor,
+        micro_batch=layout.micro_batch_size,
+        gpu=gpu,
+        peak_tflops=sixteen,
+    )
     stages = tuple(
         cost.StageWork(
             blocks=n,
@@ -322,6 +341,7 @@ def _candidate(problem: SearchProblem, layout: Layout, stage_layers, memory) -> 
             params_per_rank=params[i],
             elementwise_bytes_per_token=n * elem_block,
             modules=n * linears + (i == 0) + (i == last),
+            compute_s_per_token=n * block_s + (head_s if i == last else 0.0),
         )
         for i, n in enumerate(stage_layers)
     )
@@ -556,7 +576,7 @@ def time_lower_bound(
     return cost.compute_s(
         hw * tokens_per_gpu / g.tensor,
         peak_tflops(cluster.gpu, problem.precision),
-        cost.COMPUTE_EFFICIENCY,
+        cost.max_efficiency(cluster.gpu),
     ) + cost.elementwise_s(elem * dims.n_layers * tokens_per_gpu, cluster.gpu.hbm_gbps)
 
 
