@@ -81,6 +81,13 @@ def test_contract_2_keys(gpt2_plan):
         assert alt["rejected_because"]
 
 
+def test_performance_carries_its_uncertainty(gpt2_plan):
+    u = gpt2_plan.to_dict()["performance"]["uncertainty"]
+    assert {"band", "regime", "validated", "note"} <= set(u)
+    assert u["band"] > 0 and isinstance(u["validated"], bool) and u["regime"] in u["note"]
+    assert any(line.startswith("prediction band ±") for line in gpt2_plan.explanation)
+
+
 def test_figures_are_consistent(gpt2_plan, root):
     spec = load_spec(root / "specs" / "gpt2-small.yaml")
     d = gpt2_plan.to_dict()

@@ -19,6 +19,7 @@ from llmspec.plan.cost import StepTime
 from llmspec.plan.pins import OFFLOAD_FIELDS, default_pins, user_pins
 from llmspec.plan.search import SIMPLER_WITHIN, Candidate
 from llmspec.plan.types import Layout, MemoryEstimate, Performance
+from llmspec.plan.uncertainty import Uncertainty
 from llmspec.spec.hardware import CATALOG
 from llmspec.units import GIB
 
@@ -82,6 +83,7 @@ class Plan:
     used_offload: bool
     pinned: tuple[str, ...]
     candidate: Candidate
+    uncertainty: Uncertainty
 
     @property
     def headroom_bytes(self) -> int:
@@ -145,6 +147,7 @@ class Plan:
                 "mfu": sig(self.performance.mfu, 4),
                 "time_to_train_s": sig(self.performance.time_to_train_s),
                 "breakdown_s": {k: sig(v) for k, v in self.step.to_dict().items()},
+                "uncertainty": self.uncertainty.to_dict(),
             },
             "alternatives": [a.to_dict() for a in self.alternatives],
             "stage_map": self.stage_map(),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from llmspec.errors import UserError
 from llmspec.graph.dims import ModelDims
 from llmspec.graph.layers import count_params
-from llmspec.plan import devices, search
+from llmspec.plan import devices, search, uncertainty
 from llmspec.plan.flops import model_flops_per_token
 from llmspec.plan.pins import check_pins, normalize_pins, spec_pins, user_pins
 from llmspec.plan.plan import (
@@ -63,7 +63,10 @@ def make_plan(
         alternative_of(c, best, plan_args)
         for c in pick_alternatives(result.ranked, result.rejected, best, top)
     )
-    explanation = explain(problem, result, best)
+    assessed = uncertainty.assess(best.layout, cluster.gpu, cluster.gpus_per_node)
+    explanation = explain(problem, result, best) + (
+        f"prediction band ±{assessed.band:.0%}: {assessed.note}",
+    )
     if not best.fits:
         explanation = explanation + tuple(fit_hints(problem, best))
     elif user_pins(problem.pins):
@@ -89,4 +92,5 @@ def make_plan(
         used_offload=result.used_offload,
         pinned=tuple(f"{k}={v}" for k, v in problem.pins),
         candidate=best,
+        uncertainty=assessed,
     )

@@ -27,7 +27,7 @@ from functools import lru_cache
 from llmspec.errors import UserError
 from llmspec.graph import layers
 from llmspec.graph.dims import ModelDims
-from llmspec.plan import cost, devices, partition
+from llmspec.plan import cost, devices, partition, uncertainty
 from llmspec.plan.cost import block_flops, head_flops
 from llmspec.plan.memory import estimate_memory
 from llmspec.plan.types import Layout, MemoryEstimate
@@ -532,11 +532,7 @@ def _search_pass(problem: SearchProblem, *, use_offload: bool, keep_rejected: in
                             best_by_shape[shape] = min(best_by_shape.get(shape, inf), c.step_time_s)
     fitting.sort(key=Candidate.rank_key)
     if fitting:
-        # Within SIMPLER_WITHIN of the fastest, take the simplest layout: the cost model's
-        # error on published runs (±9%) dwarfs such gaps, and each extra ZeRO stage or
-        # model-parallel rank brings hook overhead and failure modes the model ignores.
-        limit = fitting[0].step_time_s * (1 + SIMPLER_WITHIN)
-        chosen = min((c for c in fitting if c.step_time_s <= limit), key=Candidate.simplicity_key)
+        chosen = choose(problem, fitting)
         fitting.remove(chosen)
         fitting.insert(0, chosen)
     best_time = fitting[0].step_time_s if fitting else float("inf")
@@ -551,6 +547,27 @@ def _search_pass(problem: SearchProblem, *, use_offload: bool, keep_rejected: in
         pruned_groups=pruned,
         used_offload=use_offload,
     )
+
+
+def risk_adjusted_s(problem: SearchProblem, c: Candidate) -> float:
+    """Step time with the prediction's uncertainty as a cost (`plan.uncertainty`): a layout
+    in a regime the validation set does not vouch for counts as `band` slower."""
+    gpu, per_node = problem.cluster.gpu, problem.cluster.gpus_per_node
+    return uncertainty.risk_adjusted_s(c.step_time_s, uncertainty.assess(c.layout, gpu, per_node))
+
+
+def choose(problem: SearchProblem, fitting: list[Candidate]) -> Candidate:
+    """The winner among fitting candidates.
+
+    Ranked by risk-adjusted time: an unvalidated layout must beat the others by more than
+    its band. Within SIMPLER_WITHIN of the best risk-adjusted time, the simplest layout wins:
+    gaps that small are noise next to the model's error on published runs, and each extra
+    ZeRO stage or model-parallel rank brings hook overhead and failure modes it ignores.
+    """
+    risk = {id(c): risk_adjusted_s(problem, c) for c in fitting}
+    best = min(fitting, key=lambda c: (risk[id(c)], c.rank_key()))
+    limit = risk[id(best)] * (1 + SIMPLER_WITHIN)
+    return min((c for c in fitting if risk[id(c)] <= limit), key=Candidate.simplicity_key)
 
 
 def time_lower_bound(
