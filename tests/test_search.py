@@ -70,7 +70,11 @@ def test_every_candidate_is_a_valid_layout(nodes, per_node, heads):
     risk = [search.risk_adjusted_s(problem, c) for c in result.ranked]
     fastest = min(risk)
     assert search.risk_adjusted_s(problem, best) <= fastest * (1 + search.SIMPLER_WITHIN) + 1e-12
-    band = [c for c, r in zip(result.ranked, risk) if r <= fastest * (1 + search.SIMPLER_WITHIN)]
+    band = [
+        c
+        for c, r in zip(result.ranked, risk, strict=True)
+        if r <= fastest * (1 + search.SIMPLER_WITHIN)
+    ]
     assert best.simplicity_key() == min(c.simplicity_key() for c in band)
 
 
