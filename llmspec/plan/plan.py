@@ -211,6 +211,9 @@ def why_rejected(alt: Candidate, best: Candidate) -> str:
             return f"OOM by {alt.oom_bytes / GIB:.1f} GiB on stage {alt.worst_stage}"
         return f"host memory short by {alt.host_oom_bytes / GIB:.1f} GiB for offload"
     slower = alt.step_time_s / best.step_time_s - 1
+    u = alt.uncertainty
+    if slower < -1e-9 and u is not None and not u.validated and -slower <= u.band:
+        return f"{-slower:.1%} faster by prediction, less than its ±{u.band:.0%} band: {u.note}"
     if slower < -1e-9:
         return (
             f"{-slower:.1%} faster by prediction, inside the {SIMPLER_WITHIN:.0%} margin where "

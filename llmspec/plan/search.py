@@ -76,6 +76,7 @@ class Candidate:
     time: cost.StepTime
     capacity_bytes: int
     host_capacity_bytes: int  # per rank
+    uncertainty: uncertainty.Uncertainty | None = None  # of the step-time prediction
 
     @property
     def step_time_s(self) -> float:
@@ -364,8 +365,9 @@ def _candidate(problem: SearchProblem, layout: Layout, stage_layers, memory) -> 
         links=links_for(layout, cluster),
     )
     host_per_rank = cluster.host_memory_bytes // cluster.gpus_per_node
+    assessed = uncertainty.assess(layout, cluster.gpu, cluster.gpus_per_node)
     return Candidate(
-        layout, tuple(stage_layers), memory, time, cluster.gpu.memory_bytes, host_per_rank
+        layout, tuple(stage_layers), memory, time, cluster.gpu.memory_bytes, host_per_rank, assessed
     )
 
 
@@ -552,8 +554,10 @@ def _search_pass(problem: SearchProblem, *, use_offload: bool, keep_rejected: in
 def risk_adjusted_s(problem: SearchProblem, c: Candidate) -> float:
     """Step time with the prediction's uncertainty as a cost (`plan.uncertainty`): a layout
     in a regime the validation set does not vouch for counts as `band` slower."""
-    gpu, per_node = problem.cluster.gpu, problem.cluster.gpus_per_node
-    return uncertainty.risk_adjusted_s(c.step_time_s, uncertainty.assess(c.layout, gpu, per_node))
+    assessed = c.uncertainty
+    if assessed is None:
+        assessed = uncertainty.assess(c.layout, problem.cluster.gpu, problem.cluster.gpus_per_node)
+    return uncertainty.risk_adjusted_s(c.step_time_s, assessed)
 
 
 def choose(problem: SearchProblem, fitting: list[Candidate]) -> Candidate:
