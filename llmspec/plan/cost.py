@@ -202,8 +202,9 @@ def model_flops_per_token(dims: ModelDims) -> float:
 
 # ----------------------------------------------------------------------------- GEMM efficiency
 # GPU generation of each catalog entry (the dies: GA100, GH100 — the H200 is a GH100 with
-# HBM3e —, CDNA 2, CDNA 3). Entries not listed use the A100's figures and are reported as
-# unvalidated (`plan.uncertainty`).
+# HBM3e —, CDNA 2, CDNA 3). Entries not listed ("other": the TPU, the nominal `cpu`) use the
+# A100's fractions without wave quantization, and are reported as unvalidated
+# (`plan.uncertainty`).
 GPU_GENERATION = {
     "a100-40gb": "ampere",
     "a100-80gb": "ampere",
@@ -253,7 +254,8 @@ def set_gemm_fraction(generation: str, value: float) -> None:
 
 
 def gpu_generation(gpu) -> str:
-    return GPU_GENERATION.get(gpu.name, "ampere")
+    """The die generation; "other" (no SM count, Ampere's fractions) for entries not listed."""
+    return GPU_GENERATION.get(gpu.name, "other")
 
 
 def gemm_efficiency(m: float, n: float, k: float, gpu, *, in_bytes: float = 2.0) -> float:
