@@ -26,8 +26,10 @@ its formula, seconds per iteration, or tokens/s). Fields the source leaves unsta
 planner (its choice is shown in the layout column, lower case = chosen, not pinned).
 Runs the planner cannot represent (context parallelism, ZeRO-3/FSDP combined with pipeline
 parallelism, missing layout facts) are listed with the reason instead of being dropped;
-runs it represents only approximately (interleaved pipeline schedules, which it costs as
-plain 1F1B) are predicted and flagged `~`, and the summaries are given with and without them.
+runs it represents only approximately (interleaved pipeline schedules: bubble and sends
+costed for the stated chunk count, plain 1F1B where the source does not state it; their extra
+activation memory not) are predicted and flagged `~`, and the summaries are given with and
+without them.
 
 Nothing here tunes the cost model: this is the validation set's report, errors included.
 """
@@ -128,7 +130,10 @@ def approximations(run: dict) -> list[str]:
     lay = run["layout"]
     out = []
     if (lay.get("virtual_stages") or 1) > 1:
-        out.append(f"interleaved schedule (VP {lay['virtual_stages']}) costed as plain 1F1B")
+        out.append(
+            f"interleaved schedule (VP {lay['virtual_stages']}): bubble and sends costed, "
+            "its extra activation memory not"
+        )
     if (
         run["metric"].get("flops_convention") == "unstated"
         and run["metric"]["primary"] == "tflops_per_gpu"
@@ -318,7 +323,13 @@ def evaluate(run: dict) -> Result:
     result.published_tps = published_tps(run, dims)
     pins = pins_for(run)
     try:
-        plan = make_plan(spec, pins=pins, top=0, attention_kernel=attention_kernel(run))
+        plan = make_plan(
+            spec,
+            pins=pins,
+            top=0,
+            attention_kernel=attention_kernel(run),
+            virtual_stages=run["layout"].get("virtual_stages") or 1,
+        )
     except UserError as exc:
         result.reason = f"planner refused the published layout: {exc}"
         return result

@@ -613,15 +613,16 @@ class StepTime:
 
 
 def one_f_one_b_s(
-    per_micro_batch_s: float, pipeline: int, micro_batches: int
+    per_micro_batch_s: float, pipeline: int, micro_batches: int, virtual_stages: int = 1
 ) -> tuple[float, float]:
     """(ideal, bubble) time of a 1F1B schedule whose slowest stage takes `per_micro_batch_s`.
 
     The slowest stage paces the pipeline: m micro-batches at its rate, plus
-    p−1 slots of fill and drain = bubble fraction (p−1)/m of the ideal.
+    p−1 slots of fill and drain = bubble fraction (p−1)/m of the ideal. The interleaved
+    schedule with v model chunks per GPU divides it by v (Narayanan et al. 2021 §2.2.2).
     """
     ideal = per_micro_batch_s * micro_batches
-    return ideal, ideal * pipeline_bubble_fraction(pipeline, micro_batches)
+    return ideal, ideal * pipeline_bubble_fraction(pipeline, micro_batches) / virtual_stages
 
 
 @dataclass(frozen=True)
@@ -671,6 +672,7 @@ def step_time(
     peak_tflops: float,
     links: Links,
     efficiency: float | None = None,
+    virtual_stages: int = 1,
 ) -> StepTime:
     """Predicted time of one optimizer step (m micro-batches through p stages).
 
@@ -732,12 +734,15 @@ def step_time(
     p2p_mb = 0.0
     if pipeline > 1:  # one send forward, one backward; latency of a one-step transfer each
         one = p2p_s(boundary, links.pipeline_gbps) + ring_latency_s(1, links.pipeline_intra_node)
-        p2p_mb = 2 * one
+        # Interleaving sends v times per micro-batch: each chunk boundary is a stage
+        # boundary (Narayanan et al. 2021 §2.2.2, "the amount of communication also
+        # increases by v").
+        p2p_mb = 2 * one * virtual_stages
 
     mean_slot = sum(sum(c) for c in costs) / pipeline
     imbalance = sum(costs[slowest]) / mean_slot - 1 if mean_slot > 0 else 0.0
     slot = comp_mb + elem_mb + tp_mb + p2p_mb
-    _, bubble = one_f_one_b_s(slot, pipeline, micro_batches)
+    _, bubble = one_f_one_b_s(slot, pipeline, micro_batches, virtual_stages)
 
     work = stages[slowest]
     rank_params = work.params_per_rank

@@ -26,7 +26,12 @@ from llmspec.plan.plan import (
 
 
 def make_plan(
-    spec, *, pins: dict | None = None, top: int = 5, attention_kernel: str = "flash"
+    spec,
+    *,
+    pins: dict | None = None,
+    top: int = 5,
+    attention_kernel: str = "flash",
+    virtual_stages: int = 1,
 ) -> Plan:
     """Search the layouts of `spec` (respecting its pinned fields and `pins`) and plan the best.
 
@@ -34,7 +39,9 @@ def make_plan(
     that do not multiply to the world size). A spec that fits nowhere still
     gets a plan: `plan.fits` is False and `plan.explanation` says what to change.
     `attention_kernel` is what the step is costed with: "flash" (the SDPA the
-    generated model uses) or "unfused" (to compare with runs that predate it).
+    generated model uses) or "unfused" (to compare with runs that predate it);
+    `virtual_stages` > 1 costs Megatron's interleaved 1F1B (published runs only: the
+    generated DeepSpeed pipeline runs plain 1F1B).
     """
     dims = ModelDims.from_spec(spec)
     cluster = devices.Cluster.from_spec(spec.cluster)
@@ -48,6 +55,7 @@ def make_plan(
         pins=tuple(sorted(merged.items())),
         allow_offload=True,
         attention_kernel=attention_kernel,
+        virtual_stages=virtual_stages,
     )
     result = search.search(problem)
     best = result.best

@@ -58,6 +58,10 @@ class SearchProblem:
     # Attention kernel of the code being costed: "flash" = the SDPA that llmspec generates;
     # "unfused" = Megatron-LM's softmax kernels of 2021-22 (for the published-run benchmark).
     attention_kernel: str = "flash"
+    # Interleaved 1F1B chunks per GPU of the schedule being costed. The generated code runs
+    # DeepSpeed's pipeline engine (plain 1F1B, 1); Megatron's interleaved schedule is here so
+    # the published-run benchmark can cost the runs that used it. Not a layout choice.
+    virtual_stages: int = 1
 
     @property
     def kernels(self) -> str:
@@ -363,6 +367,7 @@ def _candidate(problem: SearchProblem, layout: Layout, stage_layers, memory) -> 
         grad_bytes=act,
         peak_tflops=peak_tflops(cluster.gpu, problem.precision),
         links=links_for(layout, cluster),
+        virtual_stages=problem.virtual_stages if layout.pipeline > 1 else 1,
     )
     host_per_rank = cluster.host_memory_bytes // cluster.gpus_per_node
     assessed = uncertainty.assess(layout, cluster.gpu, cluster.gpus_per_node)
@@ -517,9 +522,11 @@ def _search_pass(problem: SearchProblem, *, use_offload: bool, keep_rejected: in
                         if bound_s > best_by_shape.get(shape, inf):
                             continue
                         for mbs in mbs_options:
-                            # With the bubble: ≥ bound × (1 + (p−1)/m), and m falls as mbs grows.
+                            # With the bubble: ≥ bound × (1 + (p−1)/(v·m)), and m falls as mbs
+                            # grows.
                             m = problem.global_batch // (d * mbs)
-                            if bound_s * (1 + (p - 1) / m) > best_by_shape.get(shape, inf):
+                            bubble = (p - 1) / (m * problem.virtual_stages)
+                            if bound_s * (1 + bubble) > best_by_shape.get(shape, inf):
                                 break
                             if rc == floor_rc and mbs == mbs_options[0]:
                                 c = bound
