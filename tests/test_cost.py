@@ -424,3 +424,14 @@ def test_fp8_speeds_up_only_the_linears_and_pays_for_its_casts():
     # FP8 halves at most the linears' time; the attention core does not change; casts cost.
     assert fp8 > attention + linears / 2
     assert 1.0 < bf16 / fp8 < 2.0
+
+
+def test_interleaving_divides_the_bubble_and_multiplies_the_sends():
+    stages = (_stage(4, 1e9, 1e8),) * 4
+    kw = _dp_kw(data=1, micro_batches=8, links=_links(pipeline_gbps=10.0))
+    plain = cost.step_time(stages, zero_stage=0, **kw)
+    chunks = cost.step_time(stages, zero_stage=0, virtual_stages=3, **kw)
+    assert chunks.pipeline_p2p == pytest.approx(3 * plain.pipeline_p2p)
+    slot = (chunks.compute + chunks.elementwise + chunks.pipeline_p2p) / 8
+    assert chunks.bubble == pytest.approx(8 * slot * (3 / 8) / 3)  # ideal × (p−1)/m / v
+    assert chunks.compute == pytest.approx(plain.compute)
