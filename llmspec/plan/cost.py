@@ -40,14 +40,11 @@ from llmspec.rules import deepspeed as ds_rules
 NVLINK_EFFICIENCY = 0.65
 NETWORK_EFFICIENCY = 0.9
 
-# Achievable fraction of the dense tensor-core peak for GEMM FLOPs on one GPU. The
-# memory-bound kernels between the GEMMs are costed separately (`elementwise_*`),
-# communication and the bubble too, so this is the one free constant of the model.
-# It is fitted, least squares in log error, to the 10 runs of Narayanan et al. 2021
-# Table 1 (A100, 1.7B-1T; `python benchmarks/published_layouts.py --fit` prints
-# 0.701); Korthikanti et al. 2022 Table 5 is held out as a check. For scale:
-# Calculon's GEMM efficiency tables give 0.95-0.99 for large GEMMs alone, and
-# Megatron's best end-to-end runs reach 0.52-0.57 of peak.
+# Flat fraction of the dense peak, used only where a caller prices FLOPs without shapes
+# (`step_time(efficiency=...)` worked examples, stages built without `compute_s_per_token`).
+# The planner prices each stage by shape and GPU generation instead: `gemm_efficiency`,
+# `attention_efficiency`, `block_compute_s_per_token` below (GEMM_FRACTION holds the fitted
+# per-generation numbers and says on what they were fitted).
 COMPUTE_EFFICIENCY = 0.70
 
 # Optimizer step on the GPU is memory-bound: AdamW reads the fp32 master weight,
