@@ -508,10 +508,19 @@ def write_summary(predicted: list[Result]) -> None:
         "the error of the predicted tokens/s with the published layout pinned.",
         '"""',
         "",
-        "RUNS: list[dict] = [",
+        "# (id, regime, error)",
+        "ROWS: list[tuple[str, str, float]] = [",
     ]
-    lines += [f"    {row!r}," for row in rows]
-    lines += ["]", ""]
+    lines += [
+        f"    ({json.dumps(row['id'])}, {json.dumps(row['regime'])}, {row['error']!r}),"
+        for row in rows
+    ]
+    lines += [
+        "]",
+        "",
+        'RUNS: list[dict] = [{"id": i, "regime": r, "error": e} for i, r, e in ROWS]',
+        "",
+    ]
     SUMMARY.write_text("\n".join(lines))
     print(f"wrote {SUMMARY} ({len(rows)} runs)")
 
