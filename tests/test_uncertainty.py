@@ -61,3 +61,20 @@ def test_the_summary_covers_every_regime_the_benchmark_predicts():
     for r in RUNS:
         gen, par, scale = r["regime"].split("|")
         assert par in uncertainty.PARALLELISM_TEXT and scale in uncertainty.SCALES
+
+
+def test_the_summary_matches_todays_cost_model(monkeypatch):
+    # Drift check: the committed per-run errors are what the cost model predicts now. When
+    # this fails, regenerate: `python benchmarks/published_runs.py --write-summary`.
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "published_runs.py"
+    spec = importlib.util.spec_from_file_location("benchmark_published_runs", path)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)  # dataclasses look their module up
+    spec.loader.exec_module(bench)
+    results = [bench.evaluate(run) for run in bench.load()["runs"]]
+    now = {r.run["id"]: (r.regime_key, round(r.error, 4)) for r in results if r.error is not None}
+    assert now == {r["id"]: (r["regime"], r["error"]) for r in RUNS}
