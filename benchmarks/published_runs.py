@@ -602,6 +602,16 @@ def main(argv: list[str]) -> int:
         for name in sorted(groups):
             print(stats_line(name, groups[name]))
 
+    print("Prediction bands by regime (llmspec.plan.uncertainty, from the committed summary):")
+    from llmspec.plan import uncertainty
+    from llmspec.plan.validation_summary import RUNS as SUMMARY_RUNS
+
+    for key in sorted({row["regime"] for row in SUMMARY_RUNS}):
+        u = uncertainty.assess_regime(*key.split("|"))
+        print(
+            f"  {key:<28} n={u.covered_runs:>3}  mean|err| {u.mean_abs_error:6.1%}  "
+            f"band ±{u.band:.0%}  {'validated' if u.validated else 'NOT validated'}"
+        )
     if "--write-summary" in argv:
         write_summary(predicted)
     if "--json" in argv:
