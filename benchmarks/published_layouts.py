@@ -2,7 +2,7 @@
 layout pinned, then the planner's own choice.
 
     python benchmarks/published_layouts.py          # table on stdout; exit 1 if any row misses ±15 %
-    python benchmarks/published_layouts.py --fit    # refit cost.COMPUTE_EFFICIENCY on Table 1 only
+    python benchmarks/published_layouts.py --fit    # refit cost.GEMM_FRACTION['ampere'] on Table 1 only
 
 The wider validation set (89 runs: A100/H100/H200, ZeRO-3/FSDP, FP8, ...) is
 `benchmarks/published_runs.yaml`, reported by `benchmarks/published_runs.py`.
@@ -158,7 +158,7 @@ def fit_efficiency() -> float:
     rows = [r for r in RUNS if r.source == N21]
 
     def loss(eff: float) -> float:
-        cost.COMPUTE_EFFICIENCY = eff
+        cost.set_gemm_fraction("ampere", eff)
         return sum(math.log(predicted_tflops(r)[1] / r.published_tflops) ** 2 for r in rows)
 
     lo, hi = 0.4, 0.95
@@ -175,7 +175,7 @@ def fit_efficiency() -> float:
 def main() -> int:
     if "--fit" in sys.argv[1:]:
         eff = fit_efficiency()
-        print(f"COMPUTE_EFFICIENCY fitted on Narayanan 2021 Table 1: {eff:.3f}")
+        print(f"cost.GEMM_FRACTION['ampere'] fitted on Narayanan 2021 Table 1: {eff:.3f}")
         return 0
     header = (
         f"{'source':<20} {'model':>7} {'GPUs':>5} {'t':>2} {'p':>3} {'b':>2} "

@@ -2,6 +2,7 @@
 
     python benchmarks/published_runs.py            # the table and the summaries on stdout
     python benchmarks/published_runs.py --json F   # also write per-run results to F
+    python benchmarks/published_runs.py --fit-hopper   # refit cost.GEMM_FRACTION['hopper']
 
 For each run a spec is built from the published architecture, batch and cluster, the
 published layout is pinned (tensor, pipeline, data, ZeRO / FSDP stage, micro-batch,
@@ -25,8 +26,10 @@ its formula, seconds per iteration, or tokens/s). Fields the source leaves unsta
 planner (its choice is shown in the layout column, lower case = chosen, not pinned).
 Runs the planner cannot represent (context parallelism, ZeRO-3/FSDP combined with pipeline
 parallelism, missing layout facts) are listed with the reason instead of being dropped;
-runs it represents only approximately (interleaved pipeline schedules, which it costs as
-plain 1F1B) are predicted and flagged `~`, and the summaries are given with and without them.
+runs it represents only approximately (interleaved pipeline schedules: bubble and sends
+costed for the stated chunk count, plain 1F1B where the source does not state it; their extra
+activation memory not) are predicted and flagged `~`, and the summaries are given with and
+without them.
 
 Nothing here tunes the cost model: this is the validation set's report, errors included.
 """
@@ -127,7 +130,10 @@ def approximations(run: dict) -> list[str]:
     lay = run["layout"]
     out = []
     if (lay.get("virtual_stages") or 1) > 1:
-        out.append(f"interleaved schedule (VP {lay['virtual_stages']}) costed as plain 1F1B")
+        out.append(
+            f"interleaved schedule (VP {lay['virtual_stages']}): bubble and sends costed, "
+            "its extra activation memory not"
+        )
     if (
         run["metric"].get("flops_convention") == "unstated"
         and run["metric"]["primary"] == "tflops_per_gpu"
@@ -252,6 +258,7 @@ class Result:
     even_split_gib: float | None = None
     capacity_gib: float | None = None
     breakdown: dict = field(default_factory=dict)
+    regime_key: str | None = None  # llmspec.plan.uncertainty's regime of the predicted layout
 
     @property
     def error(self) -> float | None:
@@ -316,7 +323,13 @@ def evaluate(run: dict) -> Result:
     result.published_tps = published_tps(run, dims)
     pins = pins_for(run)
     try:
-        plan = make_plan(spec, pins=pins, top=0, attention_kernel=attention_kernel(run))
+        plan = make_plan(
+            spec,
+            pins=pins,
+            top=0,
+            attention_kernel=attention_kernel(run),
+            virtual_stages=run["layout"].get("virtual_stages") or 1,
+        )
     except UserError as exc:
         result.reason = f"planner refused the published layout: {exc}"
         return result
@@ -331,6 +344,7 @@ def evaluate(run: dict) -> Result:
     result.capacity_gib = plan.capacity_bytes / GIB
     result.breakdown = dict(plan.performance.breakdown_s)
     result.imbalance = plan.step.stage_imbalance
+    result.regime_key = plan.uncertainty.regime_key
     if plan.layout.pipeline > 1:  # the published runs split layers evenly across stages
         from llmspec.plan.memory import estimate_memory
 
@@ -435,8 +449,87 @@ def stats_line(name: str, results: list[Result]) -> str:
     )
 
 
+def hopper_fit_subset(runs: list[dict]) -> list[dict]:
+    """The runs `cost.GEMM_FRACTION['hopper']` is fitted on: single-node (8-GPU) H100 BF16 runs,
+    whose communication stays on NVLink, so compute dominates what the fit sees."""
+    return [
+        r
+        for r in runs
+        if r["hardware"]["gpu"] == "h100-sxm"
+        and r["hardware"]["gpus"] == 8
+        and "fp8" not in str(r["precision"]).lower()
+        and representable(r) is None
+    ]
+
+
+def fit_hopper(runs: list[dict]) -> float:
+    """Least squares in log error of tokens/s over `hopper_fit_subset` (golden section)."""
+    import math
+
+    from llmspec.plan import cost
+
+    subset = hopper_fit_subset(runs)
+
+    def loss(frac: float) -> float:
+        cost.set_gemm_fraction("hopper", frac)
+        errs = [evaluate(r).error for r in subset]
+        return sum(math.log(1 + e) ** 2 for e in errs if e is not None)
+
+    lo, hi = 0.3, 0.95
+    golden = (math.sqrt(5) - 1) / 2
+    for _ in range(20):
+        a, b = hi - golden * (hi - lo), lo + golden * (hi - lo)
+        if loss(a) < loss(b):
+            hi = b
+        else:
+            lo = a
+    print(f"fitted on {len(subset)} runs: " + ", ".join(r["id"] for r in subset))
+    return (lo + hi) / 2
+
+
+SUMMARY = Path(__file__).resolve().parent.parent / "llmspec" / "plan" / "validation_summary.py"
+
+
+def write_summary(predicted: list[Result]) -> None:
+    """The per-run errors `llmspec.plan.uncertainty` reads, as a generated Python module."""
+    rows = sorted(
+        (
+            {"id": r.run["id"], "regime": r.regime_key, "error": round(r.error, 4)}
+            for r in predicted
+            if r.regime_key
+        ),
+        key=lambda row: row["id"],
+    )
+    lines = [
+        '"""Generated by `python benchmarks/published_runs.py --write-summary`: do not edit.',
+        "",
+        "One row per published run the planner predicts (benchmarks/published_runs.yaml):",
+        "its regime (GPU generation | parallelism | scale, `llmspec.plan.uncertainty`) and",
+        "the error of the predicted tokens/s with the published layout pinned.",
+        '"""',
+        "",
+        "# (id, regime, error)",
+        "ROWS: list[tuple[str, str, float]] = [",
+    ]
+    lines += [
+        f"    ({json.dumps(row['id'])}, {json.dumps(row['regime'])}, {row['error']!r}),"
+        for row in rows
+    ]
+    lines += [
+        "]",
+        "",
+        'RUNS: list[dict] = [{"id": i, "regime": r, "error": e} for i, r, e in ROWS]',
+        "",
+    ]
+    SUMMARY.write_text("\n".join(lines))
+    print(f"wrote {SUMMARY} ({len(rows)} runs)")
+
+
 def main(argv: list[str]) -> int:
     data = load()
+    if "--fit-hopper" in argv:
+        print(f"cost.GEMM_FRACTION['hopper'] = {fit_hopper(data['runs']):.3f}")
+        return 0
     sources = data["sources"]
     results = [evaluate(run) for run in data["runs"]]
     predicted = [r for r in results if r.error is not None]
@@ -509,6 +602,18 @@ def main(argv: list[str]) -> int:
         for name in sorted(groups):
             print(stats_line(name, groups[name]))
 
+    print("Prediction bands by regime (llmspec.plan.uncertainty, from the committed summary):")
+    from llmspec.plan import uncertainty
+    from llmspec.plan.validation_summary import RUNS as SUMMARY_RUNS
+
+    for key in sorted({row["regime"] for row in SUMMARY_RUNS}):
+        u = uncertainty.assess_regime(*key.split("|"))
+        print(
+            f"  {key:<28} n={u.covered_runs:>3}  mean|err| {u.mean_abs_error:6.1%}  "
+            f"band ±{u.band:.0%}  {'validated' if u.validated else 'NOT validated'}"
+        )
+    if "--write-summary" in argv:
+        write_summary(predicted)
     if "--json" in argv:
         out = Path(argv[argv.index("--json") + 1])
         rows = [

@@ -42,27 +42,73 @@ def test_ring_allreduce_known_time():
 
 
 def test_collective_latency_from_nccls_cost_model():
-    # Ring all-reduce over 8 GPUs on NVLink: 8.4 µs + 2·7 steps × 3.4 µs = 56 µs;
-    # over the network each step costs 9.6 µs.
+    # NCCL tuning.cc, ring, Simple: base 8.4 µs + 3.4 µs per NVLink step, 14 µs per network step.
+    # Ring all-reduce over 8 GPUs on NVLink: 8.4 µs + 2·7 steps × 3.4 µs = 56 µs.
     assert cost.ring_latency_s(14, True) == pytest.approx(56e-6)
-    assert cost.ring_latency_s(14, False) == pytest.approx(8.4e-6 + 14 * 9.6e-6)
+    assert cost.ring_latency_s(14, False) == pytest.approx(8.4e-6 + 14 * 14.0e-6)
     assert cost.ring_latency_s(0, True) == 0.0
+    # An all-gather over 4 nodes × 8 GPUs: 31 steps, 3 of them cross a node boundary.
+    assert cost.nccl_ring_latency_s("all_gather", 32, 4) == pytest.approx(
+        8.4e-6 + 28 * 3.4e-6 + 3 * 14.0e-6
+    )
+    assert cost.nccl_ring_latency_s("all_reduce", 32, 4) == pytest.approx(
+        8.4e-6 + 56 * 3.4e-6 + 6 * 14.0e-6
+    )
+    # Ring latency grows with the rank count; the tree's with log2(nodes).
+    assert cost.nccl_ring_latency_s("all_gather", 1024, 128) > 8 * cost.nccl_ring_latency_s(
+        "all_gather", 128, 16
+    )
+    assert cost.nccl_tree_latency_s(1024, 128) < cost.nccl_ring_latency_s("all_reduce", 1024, 128)
+
+
+def test_collective_bus_bandwidth_rises_with_message_size():
+    # The α-β model behind the nccl-tests curves: algorithm bandwidth = bytes / time rises
+    # towards the link's bandwidth as the message grows.
+    def algbw(nbytes):
+        return nbytes / cost.collective_s("all_gather", nbytes, 64, 8, 180.0) / 1e9
+
+    small, mid, large = algbw(1e5), algbw(1e7), algbw(1e10)
+    assert small < mid < large < 180.0 * 64 / 63
+    assert large > 0.95 * 180.0
+    # Many small calls cost more than one large one moving the same bytes.
+    one = cost.collective_s("reduce_scatter", 1e9, 64, 8, 180.0, calls=1)
+    many = cost.collective_s("reduce_scatter", 1e9, 64, 8, 180.0, calls=100)
+    assert many - one == pytest.approx(99 * cost.nccl_ring_latency_s("reduce_scatter", 64, 8))
 
 
 def test_reduce_scatter_plus_all_gather_is_an_all_reduce():
-    n, nbytes, bw = 16, 3.2e9, 25.0
+    nbytes, n, bw = 4e9, 16, 50.0
     split = cost.ring_reduce_scatter_s(nbytes, n, bw) + cost.ring_all_gather_s(nbytes, n, bw)
     assert split == pytest.approx(cost.ring_allreduce_s(nbytes, n, bw))
 
 
-def test_zero_stages_communication_volume():
-    # ZeRO 1-2 move the same bytes as an all-reduce (Rajbhandari et al. 2020 §7); ZeRO 3's
-    # step-level part is the reduce-scatter only.
-    g = p = 2e9
-    allreduce = cost.data_parallel_s(g, p, 0, 8, 50.0)
-    assert cost.data_parallel_s(g, p, 1, 8, 50.0) == pytest.approx(allreduce)
-    assert cost.data_parallel_s(g, p, 3, 8, 50.0) == pytest.approx(allreduce / 2)
-    assert cost.data_parallel_s(g, p, 0, 1, 50.0) == 0.0
+def test_gradient_reduction_follows_deepspeeds_schedule():
+    # 1e9 parameters, 16-bit gradients, 8 ranks in one node at 50 GB/s.
+    n, params = 8, 1e9
+    z0 = cost.gradient_sync_s(0, params, 2, n, 1, 50.0)
+    z1 = cost.gradient_sync_s(1, params, 2, n, 1, 50.0)
+    z2 = cost.gradient_sync_s(2, params, 2, n, 1, 50.0)
+    z3 = cost.gradient_sync_s(3, params, 2, n, 1, 50.0)
+    allreduce = cost.collective_s("all_reduce", 2e9, n, 1, 50.0, calls=2)  # 5e8-element buckets
+    gather = cost.collective_s("all_gather", 2e9, n, 1, 50.0, calls=2)
+    # Stages 0 and 1: once per step, at the accumulation boundary; 1 adds the parameter gather.
+    assert z0 == (0.0, pytest.approx(allreduce))
+    assert z1 == (0.0, pytest.approx(allreduce + gather))
+    # Stage 2: the all-reduce every micro-batch, the gather once per step.
+    assert z2 == (pytest.approx(allreduce), pytest.approx(gather))
+    # Stage 3: a reduce-scatter every micro-batch, half an all-reduce's bytes.
+    rs = cost.collective_s("reduce_scatter", 2e9, n, 1, 50.0, calls=2)
+    assert z3 == (pytest.approx(rs), 0.0)
+    assert cost.gradient_sync_s(3, params, 2, 1, 1, 50.0) == (0.0, 0.0)
+
+
+def test_zero3_gathers_one_call_per_module_or_per_prefetch_bucket():
+    bucket = 50_000_000
+    # 96 blocks × 6 linears of ~300M parameters each: one call per module.
+    assert cost.zero3_gather_calls(96 * 6, 96 * 1.8e9, bucket) == 96 * 6
+    # 24 blocks of 1M-parameter linears: prefetch coalesces them into bucket-sized calls.
+    assert cost.zero3_gather_calls(24 * 6, 24 * 6e6, bucket) == 3
+    assert cost.zero3_gather_calls(0, 0, bucket) == 0
 
 
 def test_pipeline_bubble_fraction_known():
@@ -187,8 +233,7 @@ def test_step_time_pipeline_is_paced_by_the_slowest_stage():
     assert slow_link.pipeline_p2p == pytest.approx(8 * 2 * (1000 * 1024 * 2 / 1e9 + send))
 
 
-def test_gradient_sync_overlaps_only_where_deepspeed_overlaps_it():
-    stages = (_stage(10, 1e9, 1e9),)
+def _dp_kw(**over):
     kw = dict(
         micro_batch=1,
         micro_batches=1,
@@ -206,18 +251,68 @@ def test_gradient_sync_overlaps_only_where_deepspeed_overlaps_it():
         links=_links(),
         efficiency=0.5,
     )
-    z0 = cost.step_time(stages, zero_stage=0, **kw)
-    z2 = cost.step_time(stages, zero_stage=2, **kw)
-    z3 = cost.step_time(stages, zero_stage=3, **kw)
-    full = cost.ring_allreduce_s(2e9, 8, 22.5)
-    assert z0.data_parallel == pytest.approx(full + cost.ring_latency_s(14, True))
-    # ZeRO 2: reduce-scatter + all-gather (7 ring steps each), not overlapped.
-    assert z2.data_parallel == pytest.approx(full + 2 * cost.ring_latency_s(7, True))
-    # ZeRO 3 (overlap_comm in the generated ds_config): the reduce-scatter hides behind backward.
-    backward = z3.compute * 2 / 3
-    rs = full / 2 + cost.ring_latency_s(7, True)
-    assert z3.data_parallel == pytest.approx(max(0.0, rs - backward))
+    kw.update(over)
+    return kw
+
+
+def test_gradient_sync_overlaps_only_where_deepspeed_overlaps_it():
+    stages = (_stage(10, 1e9, 1e9),)
+    z0 = cost.step_time(stages, zero_stage=0, **_dp_kw())
+    z2 = cost.step_time(stages, zero_stage=2, **_dp_kw())
+    z3 = cost.step_time(stages, zero_stage=3, **_dp_kw())
+    sync0 = sum(cost.gradient_sync_s(0, 1e9, 2, 8, 1, 22.5))
+    sync2 = sum(cost.gradient_sync_s(2, 1e9, 2, 8, 1, 22.5))
+    # ZeRO 0 and 2 (overlap_comm off in the generated ds_config): fully exposed.
+    assert z0.data_parallel == pytest.approx(sync0)
+    assert z2.data_parallel == pytest.approx(sync2) and sync2 > sync0
+    # ZeRO 3 (overlap_comm on): the reduce-scatter shares the backward with the gathers.
+    rs, _ = cost.gradient_sync_s(3, 1e9, 2, 8, 1, 22.5)
     assert z3.data_parallel < rs
+
+
+def test_reductions_per_step_equal_micro_batches_at_stages_2_and_3():
+    stages = (_stage(10, 1e9, 1e9),)
+    for zero, every in ((0, False), (1, False), (2, True)):
+        one = cost.step_time(stages, zero_stage=zero, **_dp_kw(micro_batches=1))
+        four = cost.step_time(stages, zero_stage=zero, **_dp_kw(micro_batches=4))
+        per_mb, per_step = cost.gradient_sync_s(zero, 1e9, 2, 8, 1, 22.5)
+        assert four.data_parallel == pytest.approx(4 * per_mb + per_step)
+        assert (four.data_parallel > 2 * one.data_parallel) == every
+    # Stage 3 on a slow network, nothing hidden: 4 micro-batches pay 4 reduce-scatters.
+    slow = _links(data_gbps=0.5)
+    one = cost.step_time(stages, zero_stage=3, **_dp_kw(links=slow, micro_batches=1))
+    four = cost.step_time(stages, zero_stage=3, **_dp_kw(links=slow, micro_batches=4))
+    assert four.data_parallel == pytest.approx(4 * one.data_parallel)
+    assert four.zero3_gather == pytest.approx(4 * one.zero3_gather)
+
+
+def test_zero3_step_time_grows_with_data_parallel_degree_at_fixed_per_gpu_batch():
+    # Narayanan et al. 2021 Table 2: ZeRO-3 175B on 384 → 1536 A100s; same work per GPU,
+    # per-GPU gather volume fixed, but every all-gather ring has more ranks (more α).
+    from llmspec.plan import devices, search
+    from llmspec.plan.types import Layout
+    from llmspec.spec.hardware import CATALOG
+
+    def step(nodes):
+        problem = search.SearchProblem(
+            dims=gpt(12288, 96, 96),
+            cluster=devices.Cluster(CATALOG["a100-80gb"], nodes, 8, 1 << 40),
+            precision="bf16",
+            global_batch=nodes * 8,
+        )
+        layout = Layout(
+            data=nodes * 8,
+            zero_stage=3,
+            micro_batch_size=1,
+            grad_accum_steps=1,
+            activation_checkpointing="full",
+        )
+        return search.evaluate(problem, layout).time
+
+    t48, t96, t192 = step(48), step(96), step(192)
+    assert t48.compute == pytest.approx(t192.compute)
+    assert t48.total < t96.total < t192.total
+    assert t48.zero3_gather + t48.data_parallel < t192.zero3_gather + t192.data_parallel
 
 
 def test_offload_adds_host_step_and_transfers():
@@ -290,3 +385,53 @@ def test_cost_model_counts_the_same_flops_as_the_flops_module(recompute):
     per_token = dims.n_layers * cost.block_flops(dims, recompute)[1] + cost.head_flops(dims)
     assert per_token == pytest.approx(flops.hardware_flops_per_token(dims, recompute))
     assert cost.model_flops_per_token(dims) == pytest.approx(flops.model_flops_per_token(dims))
+
+
+def test_gemm_efficiency_falls_for_small_matrices_and_more_on_hopper():
+    from llmspec.spec.hardware import CATALOG
+
+    a100, h100 = CATALOG["a100-80gb"], CATALOG["h100-sxm"]
+    for gpu in (a100, h100):
+        big = cost.gemm_efficiency(16384, 8192, 8192, gpu)
+        small = cost.gemm_efficiency(256, 8192, 8192, gpu)
+        assert small < big <= cost.max_efficiency(gpu)
+    # The H100's FLOP:byte ratio is higher, so the same skinny (HBM-bound) GEMM is further
+    # below its roof.
+    rel = {
+        g.name: cost.gemm_efficiency(16, 8192, 8192, g) / cost.gemm_efficiency(16384, 8192, 8192, g)
+        for g in (a100, h100)
+    }
+    assert rel["h100-sxm"] < rel["a100-80gb"]
+    # Wave quantization: 109 tiles on 108 SMs take two waves.
+    assert cost.gemm_efficiency(128 * 109, 128, 1 << 16, a100) < 0.6 * cost.max_efficiency(a100)
+
+
+def test_fp8_speeds_up_only_the_linears_and_pays_for_its_casts():
+    from llmspec.spec.hardware import CATALOG
+
+    h100 = CATALOG["h100-sxm"]
+    dims = gpt(4096, 32, 32, seq=4096)
+    kw = dict(recompute="none", tensor=1, micro_batch=2, gpu=h100, attention_kernel="flash")
+    bf16 = cost.block_compute_s_per_token(dims, peak_tflops=989.5, fp8=False, **kw)
+    fp8 = cost.block_compute_s_per_token(dims, peak_tflops=989.5, fp8=True, **kw)
+    m = 2 * 4096
+    linears = sum(
+        3 * 2 * n * k / (989.5e12 * cost.gemm_efficiency(m, n, k, h100))
+        for n, k in cost._linear_shapes(dims, 1)
+    )
+    attention = bf16 - linears
+    assert attention > 0
+    # FP8 halves at most the linears' time; the attention core does not change; casts cost.
+    assert fp8 > attention + linears / 2
+    assert 1.0 < bf16 / fp8 < 2.0
+
+
+def test_interleaving_divides_the_bubble_and_multiplies_the_sends():
+    stages = (_stage(4, 1e9, 1e8),) * 4
+    kw = _dp_kw(data=1, micro_batches=8, links=_links(pipeline_gbps=10.0))
+    plain = cost.step_time(stages, zero_stage=0, **kw)
+    chunks = cost.step_time(stages, zero_stage=0, virtual_stages=3, **kw)
+    assert chunks.pipeline_p2p == pytest.approx(3 * plain.pipeline_p2p)
+    slot = (chunks.compute + chunks.elementwise + chunks.pipeline_p2p) / 8
+    assert chunks.bubble == pytest.approx(8 * slot * (3 / 8) / 3)  # ideal × (p−1)/m / v
+    assert chunks.compute == pytest.approx(plain.compute)

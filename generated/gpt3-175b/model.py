@@ -2,12 +2,12 @@
 # Regenerate: llmspec build specs/gpt3-175b.yaml -o generated/gpt3-175b
 """The GPT model this run trains: 96 blocks, d_model 12288, 96 heads.
 
-`build_model(mpu)` returns a module whose `forward(input_ids, labels=None)`
-returns the mean loss when labels are given, else the logits.
-Call `init_parallel()` after `deepspeed.init_distributed()` and pass its result to
-`build_model` and to `deepspeed.initialize(mpu=...)`.
-Tensor parallel 2: logits are this rank's slice of the vocabulary, padded from
-50257 to 50258 entries so that every rank holds the same number.
+`build_model(mpu)` returns a DeepSpeed PipelineModule (4 stages) fed
+`(input_ids, labels)` tuples through `engine.train_batch`.
+Call `init_parallel()` after `deepspeed.init_distributed()` and pass its grid to `build_model`;
+`deepspeed.initialize` then takes the grid from the PipelineModule (pass it no mpu).
+Tensor parallel 4: logits are this rank's slice of the vocabulary, padded from
+50257 to 50260 entries so that every rank holds the same number.
 
 Implementation choices (the planner's memory model assumes exactly these):
 - attention: F.scaled_dot_product_attention, is_causal=True, dropout_p=attention_dropout while training;
@@ -16,8 +16,12 @@ Implementation choices (the planner's memory model assumes exactly these):
 - logits in the training dtype, .float() before the cross-entropy; labels are the input ids, shifted here
   with F.pad so the logits are never copied;
 - parameters created in fp32 (DeepSpeed casts them for bf16 / fp16), GPT-2 initialisation;
-- tensor parallel 2 (Megatron-LM, Shoeybi et al. 2019): column / row-parallel linears with explicit
+- tensor parallel 4 (Megatron-LM, Shoeybi et al. 2019): column / row-parallel linears with explicit
   autograd collectives, vocabulary-parallel embedding, head and cross-entropy (logits never gathered);
+  sequence parallel (Korthikanti et al. 2022): norms and dropout on sequence shards, all-gather before and
+  reduce-scatter after each tensor-parallel region;
+- pipeline 4: DeepSpeed PipelineModule, blocks per stage [24, 24, 24, 24] as planned, the token
+  embedding tied between the first and the last stage;
 """
 
 import math
@@ -26,11 +30,13 @@ import zlib
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from deepspeed.pipe import LayerSpec, PipelineModule, TiedLayerSpec
+from deepspeed.runtime.pipe.topology import PipelineParallelGrid, PipeModelDataParallelTopology
 from torch import nn
 
 # --------------------------------------------------------------------------- settings (from the spec)
 VOCAB_SIZE = 50257  # model.vocab_size
-PADDED_VOCAB_SIZE = 50258  # vocab_size rounded up to a multiple of parallel.tensor
+PADDED_VOCAB_SIZE = 50260  # vocab_size rounded up to a multiple of parallel.tensor
 D_MODEL = 12288  # model.d_model
 N_LAYERS = 96  # model.n_layers
 N_HEADS = 96  # model.n_heads
@@ -44,7 +50,9 @@ ATTENTION_DROPOUT = 0.1  # model.attention_dropout
 SEED = 1234  # train.seed: initialisation
 INIT_STD = 0.02  # GPT-2 (Radford et al. 2019)
 RESIDUAL_INIT_STD = INIT_STD / math.sqrt(2 * N_LAYERS)  # GPT-2 §2.3: 2 residual branches per block
-TENSOR_PARALLEL = 2  # plan: layout.tensor
+TENSOR_PARALLEL = 4  # plan: layout.tensor, sequence parallel
+PIPELINE_STAGES = 4  # plan: layout.pipeline
+BLOCKS_PER_STAGE = [24, 24, 24, 24]  # plan: memory.stages[*].layers
 
 
 def init_normal(key: str, shape: tuple[int, ...], std: float) -> torch.Tensor:
@@ -94,28 +102,57 @@ class _CopyToTensorParallel(torch.autograd.Function):
         return grad
 
 
-class _ReduceFromTensorParallel(torch.autograd.Function):
-    """All-reduce forward; identity backward (Megatron's g)."""
+def _all_gather_sequence(x: torch.Tensor) -> torch.Tensor:
+    chunks = [torch.empty_like(x) for _ in range(TENSOR_PARALLEL)]
+    dist.all_gather(chunks, x.contiguous(), group=TP_GROUP)
+    return torch.cat(chunks, dim=1)
+
+
+def _reduce_scatter_sequence(x: torch.Tensor) -> torch.Tensor:
+    chunks = [chunk.contiguous() for chunk in x.chunk(TENSOR_PARALLEL, dim=1)]
+    out = torch.empty_like(chunks[0])
+    dist.reduce_scatter(out, chunks, group=TP_GROUP)
+    return out
+
+
+class _GatherSequence(torch.autograd.Function):
+    """All-gather along the sequence forward; reduce-scatter backward (Korthikanti et al. 2022, §4.2.2)."""
 
     @staticmethod
     def forward(ctx, x):
-        x = x.contiguous().clone()
-        dist.all_reduce(x, group=TP_GROUP)
-        return x
+        return _all_gather_sequence(x)
 
     @staticmethod
     def backward(ctx, grad):
-        return grad
+        return _reduce_scatter_sequence(grad)
+
+
+class _ReduceScatterSequence(torch.autograd.Function):
+    """Reduce-scatter along the sequence forward; all-gather backward."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return _reduce_scatter_sequence(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _all_gather_sequence(grad)
 
 
 def enter_tensor_parallel(x: torch.Tensor) -> torch.Tensor:
-    """Replicated activations → input of the column-parallel linears."""
-    return _CopyToTensorParallel.apply(x)
+    """Sequence shard [B, S/T, D] → full sequence for the column-parallel linears."""
+    return _GatherSequence.apply(x)
 
 
 def exit_tensor_parallel(x: torch.Tensor) -> torch.Tensor:
-    """Partial sums of the row-parallel linears → replicated activations."""
-    return _ReduceFromTensorParallel.apply(x)
+    """Partial sums of the row-parallel linears [B, S, D] → summed sequence shard [B, S/T, D]."""
+    return _ReduceScatterSequence.apply(x)
+
+
+def replicated(param: torch.Tensor) -> torch.Tensor:
+    """A parameter every rank holds whole but applies to its own sequence shard: identity forward,
+    gradient summed over the tensor-parallel ranks so that all of them see the full gradient."""
+    return _CopyToTensorParallel.apply(param)
 
 
 class _VocabParallelCrossEntropy(torch.autograd.Function):
@@ -177,7 +214,7 @@ class Norm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(D_MODEL))
 
     def forward(self, x):
-        return F.layer_norm(x, (D_MODEL,), self.weight, self.bias, NORM_EPS)
+        return F.layer_norm(x, (D_MODEL,), replicated(self.weight), replicated(self.bias), NORM_EPS)
 
 
 class Linear(nn.Module):
@@ -189,7 +226,7 @@ class Linear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(d_out))
 
     def forward(self, x):
-        return F.linear(x, self.weight, self.bias)
+        return F.linear(x, replicated(self.weight), replicated(self.bias))
 
 
 class ColumnParallelLinear(nn.Module):
@@ -213,7 +250,7 @@ class RowParallelLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(d_out))  # replicated: added once, after the sum
 
     def forward(self, x):
-        return exit_tensor_parallel(F.linear(x, self.weight)) + self.bias
+        return exit_tensor_parallel(F.linear(x, self.weight)) + replicated(self.bias)
 
 
 class TokenEmbedding(nn.Module):
@@ -248,8 +285,9 @@ class InputEncoding(nn.Module):
         self.dropout = nn.Dropout(DROPOUT)
 
     def forward(self, x):
-        positions = slice(0, x.shape[1])
-        x = x + self.pos_emb[positions]
+        seq = x.shape[1]  # this rank's shard of the sequence: offset the positions
+        positions = slice(tp_rank() * seq, (tp_rank() + 1) * seq)
+        x = x + replicated(self.pos_emb)[positions]
         x = self.dropout(x)
         return x
 
@@ -324,75 +362,59 @@ def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return _VocabParallelCrossEntropy.apply(logits.view(-1, logits.shape[-1]), labels.reshape(-1))
 
 
-# --------------------------------------------------------------------------- model
-class GPT(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.tok_emb = TokenEmbedding()
-        self.input_encoding = InputEncoding()
-        self.blocks = nn.ModuleList(Block(i) for i in range(N_LAYERS))
-        self.head = OutputHead()
+# --------------------------------------------------------------------------- pipeline
+def tied_logits(tok_emb: TokenEmbedding, hidden: torch.Tensor) -> torch.Tensor:
+    return tok_emb.logits(hidden)
 
-    def forward(self, input_ids, labels=None):
-        x = self.tok_emb(input_ids)
-        x = self.input_encoding(x)
-        for block in self.blocks:
-            x = block(x)
-        x = self.head(x)
-        logits = self.tok_emb.logits(x)
-        if labels is None:
-            return logits
-        return lm_loss(logits, labels)
+
+def pipeline_layers() -> list:
+    """The model as a flat list of layers: DeepSpeed cuts it into stages."""
+    return [
+        TiedLayerSpec("tok_emb", TokenEmbedding),
+        LayerSpec(InputEncoding),
+        *[LayerSpec(Block, i) for i in range(N_LAYERS)],
+        LayerSpec(OutputHead),
+        TiedLayerSpec("tok_emb", TokenEmbedding, forward_fn=tied_logits),
+    ]
+
+
+LAYERS_BEFORE_BLOCKS = 2  # token embedding, input encoding
+
+
+class PlannedPipeline(PipelineModule):
+    """A PipelineModule cut where the plan says (BLOCKS_PER_STAGE), not by DeepSpeed's heuristics:
+    the embedding layers join the first stage, the head layers the last."""
+
+    def _partition_layers(self, method="uniform"):
+        # Stage s starts at its first block; a block's layer index is offset by the embedding layers.
+        first_blocks = [sum(BLOCKS_PER_STAGE[:stage]) for stage in range(1, PIPELINE_STAGES)]
+        starts = [LAYERS_BEFORE_BLOCKS + block for block in first_blocks]
+        self.parts = [0, *starts, len(self._layer_specs)]
+        stage = self._topo.get_coord(self.global_rank).pipe
+        self._set_bounds(start=self.parts[stage], stop=self.parts[stage + 1])
 
 
 # --------------------------------------------------------------------------- process groups
-class ModelParallelUnit:
-    """Tensor-parallel groups of TENSOR_PARALLEL consecutive ranks, data-parallel groups across
-    them: the mpu interface DeepSpeed reads (get_{model,data}_parallel_{rank,world_size,group})."""
-
-    def __init__(self):
-        world, rank = dist.get_world_size(), dist.get_rank()
-        if world % TENSOR_PARALLEL:
-            raise RuntimeError(
-                f"world size {world} is not a multiple of tensor parallel {TENSOR_PARALLEL}"
-            )
-        for start in range(0, world, TENSOR_PARALLEL):  # every rank creates every group, in order
-            group = dist.new_group(list(range(start, start + TENSOR_PARALLEL)))
-            if start <= rank < start + TENSOR_PARALLEL:
-                self.tp_group = group
-        for offset in range(TENSOR_PARALLEL):
-            group = dist.new_group(list(range(offset, world, TENSOR_PARALLEL)))
-            if rank % TENSOR_PARALLEL == offset:
-                self.dp_group = group
-
-    def get_model_parallel_rank(self):
-        return dist.get_rank(self.tp_group)
-
-    def get_model_parallel_world_size(self):
-        return dist.get_world_size(self.tp_group)
-
-    def get_model_parallel_group(self):
-        return self.tp_group
-
-    def get_data_parallel_rank(self):
-        return dist.get_rank(self.dp_group)
-
-    def get_data_parallel_world_size(self):
-        return dist.get_world_size(self.dp_group)
-
-    def get_data_parallel_group(self):
-        return self.dp_group
-
-
-def init_parallel() -> ModelParallelUnit:
-    """Process groups for tensor parallel 2; call after deepspeed.init_distributed()."""
-    return ModelParallelUnit()
+def init_parallel() -> PipelineParallelGrid:
+    """DeepSpeed's grid of pipeline × tensor × data ranks; call after deepspeed.init_distributed().
+    Built before the PipelineModule so that the tensor-parallel layers find their group.
+    """
+    world = dist.get_world_size()
+    data = world // (PIPELINE_STAGES * TENSOR_PARALLEL)
+    topology = PipeModelDataParallelTopology(
+        num_pp=PIPELINE_STAGES, num_mp=TENSOR_PARALLEL, num_dp=data
+    )
+    return PipelineParallelGrid(topology=topology)
 
 
 def build_model(mpu=None) -> nn.Module:
-    """This rank's shard of the model; pass init_parallel()'s result."""
+    """The pipeline stage of this rank (a PipelineModule); needs init_parallel()'s grid."""
     global TP_GROUP
     if mpu is None:
         raise RuntimeError("tensor parallel: pass build_model(init_parallel())")
-    TP_GROUP = mpu.get_model_parallel_group()
-    return GPT()
+    TP_GROUP = mpu.get_slice_parallel_group()
+    return PlannedPipeline(
+        layers=pipeline_layers(),
+        topology=mpu.topology(),
+        loss_fn=lm_loss,
+    )

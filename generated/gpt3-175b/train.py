@@ -35,21 +35,22 @@ run_name = "gpt3-175b"  # spec: name
 vocab_size = 50257  # spec: model.vocab_size
 seq_len = 2048  # spec: train.seq_len
 global_batch_size = 1536  # spec: train.global_batch_size
-micro_batch_size = 1  # plan: peak 55.6 of 74.5 GiB
-grad_accum_steps = 3  # plan: 1536 sequences / (1 per micro-batch × 512 data-parallel)
-data_parallel = 512  # plan
-tensor_parallel = 2  # plan
+micro_batch_size = 1  # plan: peak 50.2 of 74.5 GiB
+grad_accum_steps = 24  # plan: 1536 sequences / (1 per micro-batch × 64 data-parallel)
+data_parallel = 64  # plan
+tensor_parallel = 4  # plan
+pipeline_stages = 4  # plan
 max_steps = 300000  # spec: train.steps
 log_interval = 10  # spec: train.log_interval
 eval_interval = 1000  # spec: train.eval_interval
 eval_batches = 20  # spec: train.eval_batches
 checkpoint_interval = 1000  # spec: train.checkpoint_interval
 seed = 1234  # spec: train.seed
-planned_params = 174604271616  # plan: params.total
-planned_layout = "data 512 × tensor 2 × pipeline 1, ZeRO 3, micro-batch 1 × 3 accumulation, recompute none"  # plan: layout (plan.json)
-planned_peak_gib = 55.56  # plan: peak 55.6 of 74.5 GiB
+planned_params = 174604296192  # plan: params.total
+planned_layout = "data 64 × tensor 4 × pipeline 4, ZeRO 1, micro-batch 1 × 24 accumulation, recompute none, sequence parallel"  # plan: layout (plan.json)
+planned_peak_gib = 50.18  # plan: peak 50.2 of 74.5 GiB
 gpu_memory_gib = 74.51  # cluster.gpu: a100-80gb
-planned_tokens_per_s = 198833  # plan: performance.tokens_per_s
+planned_tokens_per_s = 157047  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len
 # -----------------------------------------------------------------------------
 
@@ -80,7 +81,7 @@ torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 deepspeed.init_distributed(dist_backend="nccl")
 rank = dist.get_rank()
 master = rank == 0
-mpu = init_parallel()  # tensor-parallel groups and their data-parallel groups
+mpu = init_parallel()  # pipeline stages and their data-parallel groups
 dp_rank, dp_world = mpu.get_data_parallel_rank(), mpu.get_data_parallel_world_size()
 dp_group = mpu.get_data_parallel_group()
 if dp_world != data_parallel:
@@ -101,7 +102,6 @@ engine, _, _, _ = deepspeed.initialize(
     model=model,
     model_parameters=param_groups,
     config=os.path.join(here, "ds_config.json"),
-    mpu=mpu,
 )
 
 
@@ -113,6 +113,14 @@ def all_ranks_mean(values):
     return (total / dp_world).tolist()
 
 
+def pipeline_batches(batches, first_micro_step):
+    """(inputs, labels) pairs for the pipeline engine; it pulls grad_accum_steps per step."""
+    micro_step = first_micro_step
+    for input_ids in batches:
+        yield input_ids, input_ids  # the model shifts the labels
+        micro_step += 1
+
+
 def evaluate():
     """Mean validation loss over up to eval_batches micro-batches per replica."""
     batches = list(
@@ -120,17 +128,12 @@ def evaluate():
             data_dir, micro_batch_size, dp_rank=dp_rank, dp_world=dp_world, max_batches=eval_batches
         )
     )
-    engine.eval()
-    losses = []
-    with torch.no_grad():
-        for input_ids in batches:
-            labels = input_ids
-            losses.append(
-                engine(input_ids.to(engine.device), labels=labels.to(engine.device)).item()
-            )
-    engine.train()
-    total, count = all_ranks_mean([sum(losses), len(losses)])
-    return total / count if count else None
+    count = torch.tensor([len(batches)], device=engine.device)
+    dist.all_reduce(count, op=dist.ReduceOp.MIN)  # every stage and replica runs the same count
+    if count.item() == 0:
+        return None
+    pairs = iter([(b, b) for b in batches[: count.item()]])
+    return engine.eval_batch(pairs, num_micro_batches=count.item()).item()
 
 
 def save_checkpoint(step):
@@ -209,6 +212,7 @@ batches = train_batches(
     seed=seed,
     start_micro_step=step * grad_accum_steps,
 )
+pairs = pipeline_batches(batches, step * grad_accum_steps)
 
 # logging
 if master:
@@ -234,20 +238,12 @@ while step < last_step:
     # reseed per step and replica so that a resumed run draws the same dropout masks
     torch.manual_seed(seed * 1_000_003 + step * dp_world + dp_rank)
     lr = engine.get_lr()[0]
-    # summed on the device: reading it back (.item()) waits for the GPU, so only at log steps
-    loss_sum = torch.zeros((), device=engine.device)
-    for _ in range(grad_accum_steps):
-        input_ids = next(batches)
-        labels = input_ids  # the model shifts them by one position
-        loss = engine(input_ids.to(engine.device), labels=labels.to(engine.device))
-        engine.backward(loss)
-        engine.step()  # DeepSpeed updates the weights after the last micro-batch
-        loss_sum += loss.detach().float()
+    loss = engine.train_batch(data_iter=pairs)  # averaged over micro-batches and replicas
     step += 1
 
     is_eval = step % eval_interval == 0 or step == last_step
     if step % log_interval == 0 or is_eval:
-        (loss,) = all_ranks_mean([loss_sum.item() / grad_accum_steps])
+        loss = loss.item()
         now = time.perf_counter()
         record = {
             "step": step,

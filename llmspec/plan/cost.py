@@ -16,9 +16,12 @@ Sources (see docs/planner-references.md):
 - Pipeline (1F1B / PipeDream-Flush): bubble = (p−1)/m of the ideal time;
   b·s·h activations cross each stage boundary per micro-batch, forward and
   backward (Narayanan et al. 2021 §2.2, §4.1).
-- ZeRO: stages 1–2 move the same volume as an all-reduce (reduce-scatter
-  of gradients, all-gather of updated parameters); stage 3 adds a parameter
-  all-gather before each forward and backward (Rajbhandari et al. 2020 §7).
+- ZeRO: as DeepSpeed 0.19 schedules it (read in `runtime/engine.py`,
+  `runtime/zero/stage_1_and_2.py`, `stage3.py`, `partitioned_param_coordinator.py`;
+  summarised in `llmspec/rules/deepspeed.py`): stages 1-2 all-reduce gradient buckets
+  (stage 2 every micro-batch) and all-gather the updated parameters; stage 3
+  reduce-scatters every micro-batch and gathers parameters module by module in each
+  forward and backward pass (Rajbhandari et al. 2020 §7 for the volumes).
 """
 
 from __future__ import annotations
@@ -37,14 +40,11 @@ from llmspec.rules import deepspeed as ds_rules
 NVLINK_EFFICIENCY = 0.65
 NETWORK_EFFICIENCY = 0.9
 
-# Achievable fraction of the dense tensor-core peak for GEMM FLOPs on one GPU. The
-# memory-bound kernels between the GEMMs are costed separately (`elementwise_*`),
-# communication and the bubble too, so this is the one free constant of the model.
-# It is fitted, least squares in log error, to the 10 runs of Narayanan et al. 2021
-# Table 1 (A100, 1.7B-1T; `python benchmarks/published_layouts.py --fit` prints
-# 0.701); Korthikanti et al. 2022 Table 5 is held out as a check. For scale:
-# Calculon's GEMM efficiency tables give 0.95-0.99 for large GEMMs alone, and
-# Megatron's best end-to-end runs reach 0.52-0.57 of peak.
+# Flat fraction of the dense peak, used only where a caller prices FLOPs without shapes
+# (`step_time(efficiency=...)` worked examples, stages built without `compute_s_per_token`).
+# The planner prices each stage by shape and GPU generation instead: `gemm_efficiency`,
+# `attention_efficiency`, `block_compute_s_per_token` below (GEMM_FRACTION holds the fitted
+# per-generation numbers and says on what they were fitted).
 COMPUTE_EFFICIENCY = 0.70
 
 # Optimizer step on the GPU is memory-bound: AdamW reads the fp32 master weight,
@@ -62,21 +62,74 @@ HOST_MEMORY_GBPS_PER_NODE = 409.6
 NVME_GBPS = 3.5
 
 
-# Latency of a collective, from NCCL's own cost model (NVIDIA/nccl src/graph/tuning.cc,
-# Ring algorithm, Simple protocol): a base latency per call plus one hardware latency
-# per ring step — 3.4 µs over NVLink, 9.6 µs over the network. A ring all-reduce takes
-# 2(n−1) steps, a reduce-scatter or all-gather n−1 (the α of the α-β model of Thakur,
-# Rabenseifner & Gropp 2005). It matters for small messages: per-block collectives
-# of small models, and ZeRO-3's per-block gathers over hundreds of ranks.
+# Latency of a collective, from NCCL's own cost model (NVIDIA/nccl `src/graph/tuning.cc`,
+# master at 5067397c, `ncclTunerConstantsDefaults`, Simple protocol): a base latency per call
+# (Ring 8.4 µs) plus one hardware latency per ring step — 3.4 µs over NVLink, 14.0 µs over the
+# network. A ring all-reduce takes 2(n−1) steps, a reduce-scatter or all-gather n−1; of these,
+# only the steps that cross a node boundary pay the network latency (2(nodes−1) for an
+# all-reduce, nodes−1 otherwise); the others pay max(NVLink, 3 × the per-message network
+# overhead, 1 µs on Intel hosts) when the ring spans nodes (`getNetOverhead`). This is the α of
+# the α-β model (Thakur, Rabenseifner & Gropp 2005) and what makes a collective's bus bandwidth
+# a function of message size and rank count: the nccl-tests curves rise with size because α
+# is paid per call, and ZeRO-3's per-module gathers over thousands of ranks pay it ~n times.
 NCCL_BASE_LATENCY_S = 8.4e-6
-NCCL_STEP_LATENCY_S = {True: 3.4e-6, False: 9.6e-6}  # intra-node (NVLink), network
+NCCL_STEP_LATENCY_S = {True: 3.4e-6, False: 14.0e-6}  # intra-node (NVLink), network
+NCCL_NET_OVERHEAD_S = 1.0e-6
+# All-reduce may use NCCL's Tree instead (tuning.cc: base 8.4 µs, NVLink 4.0, network 14.0
+# per hop; 2·((ppn−1)·intra + log2(nodes)·net); bus bandwidth 0.92 of the ring's for Simple).
+NCCL_TREE_STEP_LATENCY_S = {True: 4.0e-6, False: 14.0e-6}
+NCCL_TREE_BANDWIDTH_FACTOR = 0.92
 
 
 def ring_latency_s(steps: int, intra_node: bool) -> float:
-    """Fixed cost of one ring collective of `steps` steps (0 for a group of one)."""
+    """Fixed cost of one ring collective of `steps` steps, all of one kind (0 for one rank)."""
     if steps <= 0:
         return 0.0
     return NCCL_BASE_LATENCY_S + steps * NCCL_STEP_LATENCY_S[intra_node]
+
+
+def nccl_ring_latency_s(kind: str, ranks: int, nodes: int) -> float:
+    """NCCL's ring latency for `kind` ("all_reduce", "all_gather", "reduce_scatter") over
+    `ranks` ranks spread over `nodes` nodes (tuning.cc, ring branch)."""
+    if ranks <= 1:
+        return 0.0
+    steps = 2 * (ranks - 1) if kind == "all_reduce" else ranks - 1
+    if nodes <= 1:
+        return NCCL_BASE_LATENCY_S + steps * NCCL_STEP_LATENCY_S[True]
+    inter = 2 * (nodes - 1) if kind == "all_reduce" else nodes - 1
+    intra = max(NCCL_STEP_LATENCY_S[True], 3 * NCCL_NET_OVERHEAD_S)
+    return NCCL_BASE_LATENCY_S + (steps - inter) * intra + inter * NCCL_STEP_LATENCY_S[False]
+
+
+def nccl_tree_latency_s(ranks: int, nodes: int) -> float:
+    """NCCL's tree all-reduce latency (tuning.cc, tree branch)."""
+    per_node = max(1, ranks // max(1, nodes))
+    hops = 2 * (
+        (per_node - 1) * NCCL_TREE_STEP_LATENCY_S[True]
+        + max(0, (nodes - 1).bit_length()) * NCCL_TREE_STEP_LATENCY_S[False]
+    )
+    return NCCL_BASE_LATENCY_S + hops
+
+
+def collective_s(kind: str, nbytes: float, ranks: int, nodes: int, gbps: float, calls=1) -> float:
+    """`calls` NCCL collectives of `kind` moving `nbytes` in all over one group.
+
+    Ring bandwidth: each rank sends (n−1)/n of the buffer (all-gather, reduce-scatter) or
+    2(n−1)/n (all-reduce) through its link of `gbps` bus bandwidth (Patarasuk & Yuan 2009);
+    plus NCCL's latency per call. An all-reduce takes the faster of ring and tree, as NCCL's
+    tuner does; all-gather and reduce-scatter are ring-only (PAT needs one GPU per node).
+    """
+    if ranks <= 1 or nbytes <= 0 or calls <= 0:
+        return 0.0
+    per_rank = (ranks - 1) / ranks
+    beta = nbytes / _gbps(gbps)
+    if kind != "all_reduce":
+        return per_rank * beta + calls * nccl_ring_latency_s(kind, ranks, nodes)
+    ring = 2 * per_rank * beta + calls * nccl_ring_latency_s(kind, ranks, nodes)
+    if nodes <= 1:
+        return ring
+    tree = 2 * beta / NCCL_TREE_BANDWIDTH_FACTOR + calls * nccl_tree_latency_s(ranks, nodes)
+    return min(ring, tree)
 
 
 def _gbps(gbps: float) -> float:
@@ -144,6 +197,191 @@ def model_flops_per_token(dims: ModelDims) -> float:
     return dims.n_layers * block_flops(dims, "none")[0] + head_flops(dims)
 
 
+# ----------------------------------------------------------------------------- GEMM efficiency
+# GPU generation of each catalog entry (the dies: GA100, GH100 — the H200 is a GH100 with
+# HBM3e —, CDNA 2, CDNA 3). Entries not listed ("other": the TPU, the nominal `cpu`) use the
+# A100's fractions without wave quantization, and are reported as unvalidated
+# (`plan.uncertainty`).
+GPU_GENERATION = {
+    "a100-40gb": "ampere",
+    "a100-80gb": "ampere",
+    "h100-sxm": "hopper",
+    "h200": "hopper",
+    "mi250x": "cdna2",
+    "mi300x": "cdna3",
+}
+
+# Streaming multiprocessors (compute units) that GEMM tiles are spread over: NVIDIA A100
+# Tensor Core GPU Architecture whitepaper (108 SMs), NVIDIA H100 Tensor Core GPU Architecture
+# whitepaper (132 SMs, SXM5), AMD CDNA 2 whitepaper (110 CUs per MI250X GCD), AMD CDNA 3
+# whitepaper (304 CUs, MI300X).
+SM_COUNT = {"ampere": 108, "hopper": 132, "cdna2": 110, "cdna3": 304}
+
+# Output tile of one thread block, for wave quantization: cuBLAS's large BF16 kernels use
+# 128×128 and larger tiles; NVIDIA's "Matrix Multiplication Background" guide (Deep Learning
+# Performance docs) explains tile and wave quantization with 128×128 / 256×128 examples.
+GEMM_TILE = 128
+
+# Achieved end-to-end fraction of the dense peak for large, compute-bound GEMM work, one
+# number per GPU generation: the kernel's own efficiency plus what the model does not
+# itemise (launch gaps, small kernels between the GEMMs). FITTED, and the only fitted
+# compute constants: Ampere on the 10 runs of Narayanan et al. 2021 Table 1 (A100, 1.7B-1T,
+# `python benchmarks/published_layouts.py --fit` → 0.745), Korthikanti 2022 Table 5 held
+# out; Hopper on the single-node H100 BF16 runs of the published set (llm-foundry MPT 1B, 7B,
+# 7B at 8k, 13B, 30B and torchtitan Llama 3.1 8B on 8 GPUs: 6 runs, intra-node communication
+# only; `python benchmarks/published_runs.py --fit-hopper` → 0.452), the other 76 held out.
+# The H200 (same GH100 die) uses Hopper's. For scale:
+# cuBLAS reaches ~0.8-0.9 of peak on large A100 GEMMs, less on H100 (power- and
+# clock-limited at 700 W); Calculon's tables use 0.95-0.99 for the kernels alone.
+GEMM_FRACTION = {"ampere": 0.745, "hopper": 0.452}
+
+# FlashAttention-2 (what torch SDPA's flash backend runs) forward+backward throughput as a
+# fraction of the dense BF16 peak, head dim 128, sequence 2k-8k: A100 ~170-190 TFLOP/s
+# (Dao 2023, "FlashAttention-2", Fig. 4-6: 50-73% of peak forward, less backward) → 0.55;
+# H100 SXM5 ~330-370 TFLOP/s forward, less backward (Shah et al. 2024, "FlashAttention-3",
+# Fig. 5-6, FlashAttention-2 bars) → 0.35. Kernel measurements, not fitted.
+FLASH_ATTENTION_FRACTION = {"ampere": 0.55, "hopper": 0.35}
+
+
+def set_gemm_fraction(generation: str, value: float) -> None:
+    """Change one generation's GEMM_FRACTION (the benchmarks' fits) and drop cached times."""
+    GEMM_FRACTION[generation] = value
+    block_compute_s_per_token.cache_clear()
+    head_compute_s_per_token.cache_clear()
+
+
+def gpu_generation(gpu) -> str:
+    """The die generation; "other" (no SM count, Ampere's fractions) for entries not listed."""
+    return GPU_GENERATION.get(gpu.name, "other")
+
+
+def gemm_efficiency(m: float, n: float, k: float, gpu, *, in_bytes: float = 2.0) -> float:
+    """Achieved fraction of the dense peak for one (M×K)·(K×N) GEMM on `gpu`.
+
+    GEMM_FRACTION of the generation, times two shape effects from NVIDIA's "Matrix
+    Multiplication Background User's Guide": wave quantization (⌈M/128⌉·⌈N/128⌉ output tiles
+    spread over the SMs in whole waves) and the roofline (a GEMM whose arithmetic intensity
+    2MNK / bytes(A, B, C) is below the GPU's FLOP:byte ratio is bound by HBM bandwidth).
+    `in_bytes` is the width of the inputs (1 for FP8); the output is 16-bit.
+    """
+    gen = gpu_generation(gpu)
+    frac = GEMM_FRACTION.get(gen, GEMM_FRACTION["ampere"])
+    if m <= 0 or n <= 0 or k <= 0:
+        return frac
+    sms = SM_COUNT.get(gen)
+    wave = 1.0
+    if sms:
+        tiles = -(-m // GEMM_TILE) * -(-n // GEMM_TILE)
+        wave = tiles / (-(-tiles // sms) * sms)
+    peak = gpu.fp8_tflops if in_bytes < 2 and gpu.has_fp8 else gpu.peak_tflops
+    intensity = 2 * m * n * k / (in_bytes * (m * k + k * n) + 2 * m * n)
+    ridge = peak * 1e12 / (gpu.hbm_gbps * 1e9)
+    return frac * wave * min(1.0, intensity / ridge)
+
+
+def attention_efficiency(gpu) -> float:
+    """Fraction of the BF16 peak the FlashAttention core reaches (never above the GEMMs')."""
+    gen = gpu_generation(gpu)
+    frac = GEMM_FRACTION.get(gen, GEMM_FRACTION["ampere"])
+    return min(frac, FLASH_ATTENTION_FRACTION.get(gen, FLASH_ATTENTION_FRACTION["ampere"]))
+
+
+def max_efficiency(gpu) -> float:
+    """No compute runs faster than this fraction of the precision's peak (search bounds)."""
+    return GEMM_FRACTION.get(gpu_generation(gpu), GEMM_FRACTION["ampere"])
+
+
+# FP8 casts (Transformer Engine / torchao float8 linears): each FP8 linear quantizes its
+# 16-bit input and weight in the forward and the output gradient in the backward, computing
+# the amax scale in the same pass (TE docs, "Using FP8 with Transformer Engine": delayed or
+# current scaling, per-tensor amax). A cast reads 2 bytes and writes 1 per element; the
+# backward also writes the transposed FP8 weight (1 byte). Memory-bound: priced at HBM
+# bandwidth. Only the block linears run in FP8: attention core, norms, element-wise ops, the
+# optimizer and the LM head stay 16-bit (torchtitan's float8 converter skips `output`;
+# TE's `fp8_autocast` covers te.Linear/LayerNormLinear/MLP modules only).
+FP8_CAST_BYTES_PER_ELEMENT = 3
+
+
+def _linear_shapes(dims: ModelDims, tensor: int) -> tuple[tuple[float, float], ...]:
+    """(N, K) of each linear of one block on one tensor rank (M is the token count)."""
+    h, hq, kv, ff = (
+        dims.d_model,
+        dims.n_heads * dims.head_dim,
+        dims.n_kv_heads * dims.head_dim,
+        dims.d_ff,
+    )
+    t = tensor
+    attn = ((hq / t, h), (kv / t, h), (kv / t, h), (h, hq / t))
+    mlp_in = ((ff / t, h),) * (2 if dims.activation == "swiglu" else 1)
+    return attn + mlp_in + ((h, ff / t),)
+
+
+@lru_cache(maxsize=8192)
+def block_compute_s_per_token(
+    dims: ModelDims,
+    *,
+    recompute: str,
+    tensor: int,
+    micro_batch: int,
+    gpu,
+    peak_tflops: float,
+    fp8: bool,
+    attention_kernel: str,
+) -> float:
+    """Seconds per token of one block's GEMMs and attention core on one GPU, fwd + bwd.
+
+    Each linear runs three GEMMs of the same size (forward, input gradient, weight gradient;
+    Narayanan et al. 2021 §5.1), at `gemm_efficiency` of its shape with M = micro-batch ×
+    sequence tokens; full recomputation replays the forward. The attention core runs at the
+    FlashAttention efficiency (causal: the kernel skips the masked half, Dao 2023 §3.1), or —
+    unfused, Megatron 2021-22 — as batched QKᵀ and scores·V GEMMs of their own shapes.
+    `peak_tflops` is the 16-bit (or fp32) peak; with `fp8` the linears run at the FP8 peak
+    and pay their casts (FP8_CAST_BYTES_PER_ELEMENT) from HBM.
+    """
+    m = micro_batch * dims.seq_len
+    fwd_passes = 2 if recompute == "full" else 1
+    passes = fwd_passes + 2
+    seconds = 0.0
+    hbm = gpu.hbm_gbps * 1e9
+    for n, k in _linear_shapes(dims, tensor):
+        flops = 2 * n * k  # per token, one GEMM
+        if fp8 and gpu.has_fp8:
+            eff = gemm_efficiency(m, n, k, gpu, in_bytes=1)
+            seconds += passes * flops / (gpu.fp8_tflops * 1e12 * eff)
+            weight = n * k / m  # per token
+            cast = fwd_passes * (k + weight) + (n + weight / 3)
+            seconds += cast * FP8_CAST_BYTES_PER_ELEMENT / hbm
+        else:
+            seconds += passes * flops / (peak_tflops * 1e12 * gemm_efficiency(m, n, k, gpu))
+    core = layers.attention_flops_per_token(dims)[1] / tensor  # forward, per token
+    core_passes = passes + (1 if recompute == "selective" else 0)
+    if attention_kernel == "unfused":
+        s, d = dims.seq_len, dims.head_dim
+        frac = GEMM_FRACTION.get(gpu_generation(gpu), GEMM_FRACTION["ampere"])
+        ridge = peak_tflops * 1e12 / hbm
+        qk = min(1.0, (2 * s * s * d) / (2 * (2 * s * d + s * s)) / ridge)
+        av = qk  # (s×s)·(s×d): the same bytes and FLOPs
+        eff = frac * (qk + av) / 2
+        seconds += core_passes * core / (peak_tflops * 1e12 * eff)
+    else:
+        causal = 0.5 if dims.objective != "masked_lm" else 1.0
+        seconds += core_passes * core * causal / (peak_tflops * 1e12 * attention_efficiency(gpu))
+    return seconds
+
+
+@lru_cache(maxsize=4096)
+def head_compute_s_per_token(
+    dims: ModelDims, *, tensor: int, micro_batch: int, gpu, peak_tflops: float
+) -> float:
+    """Seconds per token of the LM head's GEMMs (forward + two backward), 16-bit."""
+    m = micro_batch * dims.seq_len
+    n, k = dims.vocab_size / tensor, dims.d_model
+    seconds = 3 * 2 * n * k / (peak_tflops * 1e12 * gemm_efficiency(m, n, k, gpu))
+    if dims.objective == "masked_lm":
+        seconds += 3 * 2 * k * k / (peak_tflops * 1e12 * gemm_efficiency(m, k, k, gpu))
+    return seconds
+
+
 def compute_s(flops: float, peak_tflops: float, efficiency: float = COMPUTE_EFFICIENCY) -> float:
     """Time for `flops` on one GPU at `efficiency` of its dense peak."""
     return flops / (peak_tflops * 1e12 * efficiency)
@@ -184,27 +422,66 @@ def tensor_parallel_s_per_block(
 
 
 # ----------------------------------------------------------------------------- data parallel
-def data_parallel_s(
-    grad_bytes: float, param_bytes: float, zero_stage: int, data: int, gbps: float
-) -> float:
-    """Per-step gradient synchronisation of one rank's (tensor/pipeline-sharded) model.
+def _ceil(x: float) -> int:
+    return max(1, -int(-x // 1))
 
-    ZeRO 0: all-reduce of the gradients. ZeRO 1–2: reduce-scatter of the
-    gradients + all-gather of the updated 16-bit parameters. ZeRO 3: the
-    reduce-scatter only (its parameter gathers are per micro-batch, see
-    `zero3_gather_s`).
+
+def gradient_sync_s(
+    zero_stage: int,
+    rank_params: float,
+    grad_bytes: int,
+    data: int,
+    nodes: int,
+    gbps: float,
+) -> tuple[float, float]:
+    """(per micro-batch, per step) seconds of DeepSpeed's gradient reduction for one rank.
+
+    DeepSpeed 0.19's schedule (`rules/deepspeed.py` cites the source): stage 0 all-reduces at
+    the step boundary in 5e8-element buffers; stage 1 all-reduces its reduce buckets at the
+    boundary; stage 2 does the same every micro-batch (every backward); both then all-gather
+    the updated 16-bit parameters once per step. Stage 3 reduce-scatters every micro-batch
+    (its parameter gathers are `zero3_gather_pass_s`).
     """
+    if data <= 1 or rank_params <= 0:
+        return 0.0, 0.0
+    grads = rank_params * grad_bytes
+    calls = _ceil(rank_params / ds_rules.gradient_bucket_elements(zero_stage))
+    kind = (
+        "all_reduce" if zero_stage in ds_rules.ALLREDUCE_GRADIENTS_ZERO_STAGES else "reduce_scatter"
+    )
+    reduce = collective_s(kind, grads, data, nodes, gbps, calls)
+    gather = 0.0
+    if zero_stage in (1, 2):
+        pieces = _ceil(rank_params / ds_rules.ALLGATHER_BUCKET_ELEMENTS)
+        gather = collective_s("all_gather", rank_params * 2, data, nodes, gbps, pieces)
+    if ds_rules.reduces_every_micro_batch(zero_stage):
+        return reduce, gather
+    return 0.0, reduce + gather
+
+
+def zero3_gather_calls(
+    modules: int, params: float, bucket: int = ds_rules.STAGE3_PREFETCH_ELEMENTS
+) -> int:
+    """All-gathers per pass over `modules` parameterised modules holding `params` elements.
+
+    DeepSpeed fetches parameters module by module (`partitioned_param_coordinator.py`
+    `fetch_sub_module`); each fetch also prefetches the next modules' parameters, up to
+    `stage3_prefetch_bucket_size` elements, in one coalesced all-gather. So a pass costs one
+    call per module when modules are larger than the bucket, and ~params/bucket calls when
+    they are smaller. Norm weights under `stage3_param_persistence_threshold` stay gathered.
+    """
+    if modules <= 0 or params <= 0:
+        return 0
+    return max(1, min(modules, _ceil(params / bucket)))
+
+
+def zero3_gather_pass_s(
+    rank_params: float, calls: int, data: int, nodes: int, gbps: float, param_bytes: int = 2
+) -> float:
+    """ZeRO-3 parameter all-gathers of one forward or backward pass."""
     if data <= 1:
         return 0.0
-    if zero_stage == 0:
-        return ring_allreduce_s(grad_bytes, data, gbps)
-    gather = ring_all_gather_s(param_bytes, data, gbps) if zero_stage in (1, 2) else 0.0
-    return ring_reduce_scatter_s(grad_bytes, data, gbps) + gather
-
-
-def zero3_gather_s(param_bytes: float, data: int, gbps: float, passes: int) -> float:
-    """ZeRO-3 parameter all-gathers for one micro-batch: one per forward/backward pass."""
-    return passes * ring_all_gather_s(param_bytes, data, gbps)
+    return collective_s("all_gather", rank_params * param_bytes, data, nodes, gbps, calls)
 
 
 def exposed_s(comm_s: float, overlap_window_s: float) -> float:
@@ -333,15 +610,16 @@ class StepTime:
 
 
 def one_f_one_b_s(
-    per_micro_batch_s: float, pipeline: int, micro_batches: int
+    per_micro_batch_s: float, pipeline: int, micro_batches: int, virtual_stages: int = 1
 ) -> tuple[float, float]:
     """(ideal, bubble) time of a 1F1B schedule whose slowest stage takes `per_micro_batch_s`.
 
     The slowest stage paces the pipeline: m micro-batches at its rate, plus
-    p−1 slots of fill and drain = bubble fraction (p−1)/m of the ideal.
+    p−1 slots of fill and drain = bubble fraction (p−1)/m of the ideal. The interleaved
+    schedule with v model chunks per GPU divides it by v (Narayanan et al. 2021 §2.2.2).
     """
     ideal = per_micro_batch_s * micro_batches
-    return ideal, ideal * pipeline_bubble_fraction(pipeline, micro_batches)
+    return ideal, ideal * pipeline_bubble_fraction(pipeline, micro_batches) / virtual_stages
 
 
 @dataclass(frozen=True)
@@ -353,6 +631,8 @@ class StageWork:
     model_flops_per_token: float  # the same without recomputation
     params_per_rank: float  # after tensor-parallel sharding, before ZeRO sharding
     elementwise_bytes_per_token: float = 0.0  # whole stage, per GPU (`elementwise_bytes_per_token`)
+    modules: int = 0  # parameterised modules (linears, embeddings) ZeRO-3 fetches one by one
+    compute_s_per_token: float = 0.0  # GEMMs + attention core, per GPU (0: from FLOPs × efficiency)
 
 
 @dataclass(frozen=True)
@@ -367,6 +647,7 @@ class Links:
     gpus_per_node: int
     data_intra_node: bool = True  # the data-parallel group lies inside one node
     pipeline_intra_node: bool = True  # neighbouring stages share a node
+    data_nodes: int = 1  # nodes one data-parallel group spans (NCCL's inter-node ring steps)
 
 
 def step_time(
@@ -388,21 +669,28 @@ def step_time(
     peak_tflops: float,
     links: Links,
     efficiency: float | None = None,
+    virtual_stages: int = 1,
 ) -> StepTime:
     """Predicted time of one optimizer step (m micro-batches through p stages).
 
-    Overlap assumptions, explicitly:
+    Overlap assumptions, explicitly (DeepSpeed 0.19's schedule, `rules/deepspeed.py`):
     - tensor-parallel collectives and pipeline sends are not overlapped with
       compute (Megatron's blocking f/g operators, DeepSpeed's blocking p2p);
-    - gradient reduction hides behind the last micro-batch's backward only with
-      ZeRO 3 on a non-pipelined model: the generated ds_config.json turns
-      DeepSpeed's `overlap_comm` on for stage 3 only (llmspec/codegen/ds_config.py);
+    - gradients are reduced every micro-batch at ZeRO 2/3, once at the step boundary at
+      ZeRO 0/1 (`gradient_sync_s`); the reduction hides behind the backward only where the
+      generated ds_config.json turns `overlap_comm` on (stage 3) on a non-pipelined model;
       ZeRO 0-2 and the pipeline engine reduce on the compute stream, exposed;
-    - ZeRO-3 gathers are prefetched behind the same micro-batch's compute;
+    - ZeRO-3 gathers module by module on a side stream, prefetched: each pass's gathers
+      hide behind that pass's compute, the backward's sharing the links with the
+      reduce-scatter; what does not fit behind it is exposed, per micro-batch;
+    - every collective pays NCCL's latency per call (`collective_s`);
     - offload: gradient copies to the host hide behind the backward, the CPU
       Adam step and the parameter copy back are exposed.
     """
-    if efficiency is None:  # read at call time so benchmarks/published_layouts.py --fit can vary it
+    # An explicit `efficiency` prices FLOPs at one flat fraction of the peak (worked examples
+    # in the tests); otherwise each stage's shape-aware `compute_s_per_token` is used.
+    explicit_efficiency = efficiency is not None
+    if efficiency is None:
         efficiency = COMPUTE_EFFICIENCY
     pipeline = len(stages)
     tokens_mb = micro_batch * seq_len
@@ -411,9 +699,12 @@ def step_time(
     tp_latency_per_block = tp_calls * ring_latency_s(2 * (tensor - 1), True) if tensor > 1 else 0.0
 
     def per_micro_batch(i: int, work: StageWork) -> tuple[float, float, float]:
-        comp = compute_s(
-            work.hardware_flops_per_token * tokens_mb / tensor, peak_tflops, efficiency
-        )
+        if work.compute_s_per_token > 0 and not explicit_efficiency:
+            comp = work.compute_s_per_token * tokens_mb
+        else:
+            comp = compute_s(
+                work.hardware_flops_per_token * tokens_mb / tensor, peak_tflops, efficiency
+            )
         elem = elementwise_s(work.elementwise_bytes_per_token * tokens_mb, links.hbm_gbps)
         tp = (
             tensor_parallel_s_per_block(
@@ -440,34 +731,52 @@ def step_time(
     p2p_mb = 0.0
     if pipeline > 1:  # one send forward, one backward; latency of a one-step transfer each
         one = p2p_s(boundary, links.pipeline_gbps) + ring_latency_s(1, links.pipeline_intra_node)
-        p2p_mb = 2 * one
+        # Interleaving sends v times per micro-batch: each chunk boundary is a stage
+        # boundary (Narayanan et al. 2021 §2.2.2, "the amount of communication also
+        # increases by v").
+        p2p_mb = 2 * one * virtual_stages
 
     mean_slot = sum(sum(c) for c in costs) / pipeline
     imbalance = sum(costs[slowest]) / mean_slot - 1 if mean_slot > 0 else 0.0
     slot = comp_mb + elem_mb + tp_mb + p2p_mb
-    _, bubble = one_f_one_b_s(slot, pipeline, micro_batches)
+    _, bubble = one_f_one_b_s(slot, pipeline, micro_batches, virtual_stages)
 
     work = stages[slowest]
     rank_params = work.params_per_rank
-    backward_window = comp_mb * 2 / 3  # backward ≈ 2/3 of a micro-batch's model FLOPs
-    dp = data_parallel_s(
-        rank_params * grad_bytes, rank_params * 2, zero_stage, data, links.data_gbps
+    # Forward and backward halves of the micro-batch: the backward is 2/3 of the model FLOPs,
+    # plus any recomputed forward (replayed inside the backward).
+    fwd_share = work.model_flops_per_token / 3 / work.hardware_flops_per_token
+    comp_fwd = comp_mb * fwd_share if work.hardware_flops_per_token > 0 else 0.0
+    comp_bwd = comp_mb - comp_fwd
+    backward_window = comp_bwd
+    dp_nodes = links.data_nodes
+    per_mb_sync, per_step_sync = gradient_sync_s(
+        zero_stage, rank_params, grad_bytes, data, dp_nodes, links.data_gbps
     )
-    if data > 1:  # one all-reduce, or a reduce-scatter (+ all-gather below ZeRO 3)
-        calls = 1 if zero_stage in (0, 3) else 2
-        steps = 2 * (data - 1) if zero_stage == 0 else data - 1
-        dp += calls * ring_latency_s(steps, links.data_intra_node)
     overlaps = ds_rules.overlaps_comm(zero_stage) and pipeline == 1
-    dp_exposed = exposed_s(dp, backward_window if overlaps else 0.0)
 
     gather = 0.0
     if zero_stage == 3 and data > 1:
-        passes = 2 + (1 if recompute == "full" else 0)
-        per_mb = zero3_gather_s(rank_params * 2, data, links.data_gbps, passes)
-        # DeepSpeed gathers module by module: at least one all-gather per block and pass.
-        calls = passes * max(1, work.blocks)
-        per_mb += calls * ring_latency_s(data - 1, links.data_intra_node)
-        gather = exposed_s(per_mb, comp_mb) * micro_batches
+        # Gathered on DeepSpeed's all-gather stream, prefetched ahead of use: hidden behind
+        # the pass's compute where it is shorter. The backward gathers again (and again for
+        # the recomputed forward under full recompute) while the reduce-scatter of the
+        # gradients shares the same links (overlap_comm).
+        calls = zero3_gather_calls(work.modules, rank_params)
+        one_pass = zero3_gather_pass_s(rank_params, calls, data, dp_nodes, links.data_gbps)
+        bwd_passes = 1 + (1 if recompute == "full" else 0)
+        fwd_exposed = exposed_s(one_pass, comp_fwd)
+        bwd_gather_exposed = exposed_s(bwd_passes * one_pass, comp_bwd)
+        if overlaps:
+            bwd_exposed = exposed_s(bwd_passes * one_pass + per_mb_sync, comp_bwd)
+        else:
+            bwd_exposed = bwd_gather_exposed + per_mb_sync
+        gather = (fwd_exposed + bwd_gather_exposed) * micro_batches
+        dp_exposed = (bwd_exposed - bwd_gather_exposed) * micro_batches
+    else:
+        window = backward_window if overlaps else 0.0
+        dp_exposed = exposed_s(per_mb_sync, window) * micro_batches
+        # At the boundary the reduction can hide only behind the last micro-batch's backward.
+        dp_exposed += exposed_s(per_step_sync, window)
 
     shard = rank_params / (data if zero_stage >= 1 else 1)
     offload = 0.0

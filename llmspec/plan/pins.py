@@ -15,6 +15,7 @@ CHOICE_FIELDS = {
     "offload_optimizer": ("none", "cpu", "nvme"),
     "offload_params": ("none", "cpu", "nvme"),
 }
+OFFLOAD_FIELDS = ("offload_optimizer", "offload_params")
 BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
@@ -80,12 +81,23 @@ def spec_pins(spec) -> dict:
         "activation_checkpointing": par.activation_checkpointing,
         "micro_batch_size": spec.train.micro_batch_size,
     }
-    # Offload has no `auto`: "none" (the default) lets the planner offload only when nothing
-    # else fits; cpu / nvme pin it.
-    for key in ("offload_optimizer", "offload_params"):
-        if getattr(par, key) != "none":
-            pins[key] = getattr(par, key)
+    # Offload has no `auto`: its documented default, "none", means none, and a documented
+    # default is never overridden. A spec that fits only with offload is told so
+    # (`plan.fit_hints`: "set parallel.offload_optimizer: cpu"); `--layout
+    # offload_optimizer=auto` lets the planner choose.
+    for key in OFFLOAD_FIELDS:
+        pins[key] = getattr(par, key)
     return {k: v for k, v in pins.items() if v != "auto"}
+
+
+def user_pins(pins) -> tuple[tuple[str, object], ...]:
+    """The pins a person chose: every pin except offload left at its default, "none"."""
+    return tuple((k, v) for k, v in pins if not (k in OFFLOAD_FIELDS and v == "none"))
+
+
+def default_pins(pins) -> tuple[tuple[str, object], ...]:
+    """The pins that are documented defaults (offload "none"): kept when others are dropped."""
+    return tuple((k, v) for k, v in pins if k in OFFLOAD_FIELDS and v == "none")
 
 
 def check_pins(pins: dict, world: int, cluster_text: str) -> None:

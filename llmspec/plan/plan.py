@@ -16,8 +16,10 @@ from llmspec.errors import UserError
 from llmspec.graph.layers import ParamCounts, count_params
 from llmspec.plan import devices, partition, search
 from llmspec.plan.cost import StepTime
+from llmspec.plan.pins import OFFLOAD_FIELDS, default_pins, user_pins
 from llmspec.plan.search import SIMPLER_WITHIN, Candidate
 from llmspec.plan.types import Layout, MemoryEstimate, Performance
+from llmspec.plan.uncertainty import Uncertainty
 from llmspec.spec.hardware import CATALOG
 from llmspec.units import GIB
 
@@ -81,6 +83,7 @@ class Plan:
     used_offload: bool
     pinned: tuple[str, ...]
     candidate: Candidate
+    uncertainty: Uncertainty
 
     @property
     def headroom_bytes(self) -> int:
@@ -144,6 +147,7 @@ class Plan:
                 "mfu": sig(self.performance.mfu, 4),
                 "time_to_train_s": sig(self.performance.time_to_train_s),
                 "breakdown_s": {k: sig(v) for k, v in self.step.to_dict().items()},
+                "uncertainty": self.uncertainty.to_dict(),
             },
             "alternatives": [a.to_dict() for a in self.alternatives],
             "stage_map": self.stage_map(),
@@ -207,6 +211,9 @@ def why_rejected(alt: Candidate, best: Candidate) -> str:
             return f"OOM by {alt.oom_bytes / GIB:.1f} GiB on stage {alt.worst_stage}"
         return f"host memory short by {alt.host_oom_bytes / GIB:.1f} GiB for offload"
     slower = alt.step_time_s / best.step_time_s - 1
+    u = alt.uncertainty
+    if slower < -1e-9 and u is not None and not u.validated and -slower <= u.band:
+        return f"{-slower:.1%} faster by prediction, less than its ±{u.band:.0%} band: {u.note}"
     if slower < -1e-9:
         return (
             f"{-slower:.1%} faster by prediction, inside the {SIMPLER_WITHIN:.0%} margin where "
@@ -326,8 +333,8 @@ def explain(problem, result, best: Candidate) -> tuple[str, ...]:
     lines.append(f"step {total:.4g} s: {shares}")
     if result.used_offload:
         lines.append("nothing fits on the GPUs alone: offload keeps optimizer state in host memory")
-    if problem.pins:
-        lines.append("pinned: " + ", ".join(f"{k}={v}" for k, v in problem.pins))
+    if user_pins(problem.pins):
+        lines.append("pinned: " + ", ".join(f"{k}={v}" for k, v in user_pins(problem.pins)))
     lines.append(
         f"searched {result.evaluated} layouts; {result.pruned_groups} groups pruned by their memory "
         "lower bound (smallest micro-batch, full recompute)"
@@ -338,7 +345,7 @@ def explain(problem, result, best: Candidate) -> tuple[str, ...]:
 def versus_auto(problem, pinned: Candidate) -> list[str]:
     """With pins: what the planner would choose with none, and why the pinned layout loses."""
 
-    free = search.search(replace(problem, pins=()))
+    free = search.search(replace(problem, pins=default_pins(problem.pins)))
     if not free.ranked:
         return []
     best = free.ranked[0]
@@ -381,19 +388,41 @@ def _more_nodes(problem, tries: int = 4):
     return with_offload
 
 
+def _offload_hints(problem) -> list[str]:
+    """Offload left at its default ("none") is never switched on by the planner: when
+    offloading would make the spec fit, say which setting to change instead."""
+    off = [k for k, v in problem.pins if k in OFFLOAD_FIELDS and v == "none"]
+    if not off:
+        return []
+    kept = tuple((k, v) for k, v in problem.pins if k not in off)
+    found = search.search(replace(problem, pins=kept, allow_offload=True))
+    if not found.ranked or not found.used_offload:
+        return []
+    c = found.ranked[0]
+    settings = " and ".join(
+        f"parallel.{k}: {getattr(c.layout, k)}" for k in off if getattr(c.layout, k) != "none"
+    )
+    return [
+        f"fix: set {settings} — {c.layout.describe()} then fits at "
+        f"{c.memory.total / GIB:.1f} GiB per GPU, step {c.step_time_s:.3g} s"
+    ]
+
+
 def fit_hints(problem, closest: Candidate) -> list[str]:
     """What would make a spec that fits nowhere fit."""
 
     hints = []
-    if problem.pins:
-        free = search.search(replace(problem, pins=()))
+    chosen = user_pins(problem.pins)
+    if chosen:
+        free = search.search(replace(problem, pins=default_pins(problem.pins)))
         if free.ranked:
-            pins = ", ".join(f"{k}={v}" for k, v in problem.pins)
+            pins = ", ".join(f"{k}={v}" for k, v in chosen)
             c = free.ranked[0]
             hints.append(
                 f"fix: unpin ({pins}) — with everything auto, {c.layout.describe()} fits at "
                 f"{c.memory.total / GIB:.1f} GiB"
             )
+    hints.extend(_offload_hints(problem))
     mem = closest.memory
     if mem.activations > mem.total / 2 and closest.layout.activation_checkpointing != "full":
         hints.append(

@@ -11,9 +11,9 @@ from __future__ import annotations
 from llmspec.errors import UserError
 from llmspec.graph.dims import ModelDims
 from llmspec.graph.layers import count_params
-from llmspec.plan import devices, search
+from llmspec.plan import devices, search, uncertainty
 from llmspec.plan.flops import model_flops_per_token
-from llmspec.plan.pins import check_pins, normalize_pins, spec_pins
+from llmspec.plan.pins import check_pins, normalize_pins, spec_pins, user_pins
 from llmspec.plan.plan import (
     Plan,
     alternative_of,
@@ -26,7 +26,12 @@ from llmspec.plan.plan import (
 
 
 def make_plan(
-    spec, *, pins: dict | None = None, top: int = 5, attention_kernel: str = "flash"
+    spec,
+    *,
+    pins: dict | None = None,
+    top: int = 5,
+    attention_kernel: str = "flash",
+    virtual_stages: int = 1,
 ) -> Plan:
     """Search the layouts of `spec` (respecting its pinned fields and `pins`) and plan the best.
 
@@ -34,7 +39,9 @@ def make_plan(
     that do not multiply to the world size). A spec that fits nowhere still
     gets a plan: `plan.fits` is False and `plan.explanation` says what to change.
     `attention_kernel` is what the step is costed with: "flash" (the SDPA the
-    generated model uses) or "unfused" (to compare with runs that predate it).
+    generated model uses) or "unfused" (to compare with runs that predate it);
+    `virtual_stages` > 1 costs Megatron's interleaved 1F1B (published runs only: the
+    generated DeepSpeed pipeline runs plain 1F1B).
     """
     dims = ModelDims.from_spec(spec)
     cluster = devices.Cluster.from_spec(spec.cluster)
@@ -48,6 +55,7 @@ def make_plan(
         pins=tuple(sorted(merged.items())),
         allow_offload=True,
         attention_kernel=attention_kernel,
+        virtual_stages=virtual_stages,
     )
     result = search.search(problem)
     best = result.best
@@ -63,10 +71,13 @@ def make_plan(
         alternative_of(c, best, plan_args)
         for c in pick_alternatives(result.ranked, result.rejected, best, top)
     )
-    explanation = explain(problem, result, best)
+    assessed = uncertainty.assess(best.layout, cluster.gpu, cluster.gpus_per_node)
+    explanation = explain(problem, result, best) + (
+        f"prediction band ±{assessed.band:.0%}: {assessed.note}",
+    )
     if not best.fits:
         explanation = explanation + tuple(fit_hints(problem, best))
-    elif problem.pins:
+    elif user_pins(problem.pins):
         explanation = explanation + tuple(versus_auto(problem, best))
     return Plan(
         name=spec.name,
@@ -89,4 +100,5 @@ def make_plan(
         used_offload=result.used_offload,
         pinned=tuple(f"{k}={v}" for k, v in problem.pins),
         candidate=best,
+        uncertainty=assessed,
     )

@@ -1,5 +1,6 @@
 """Layout search: enumerate data × tensor × pipeline × ZeRO × micro-batch × recompute ×
-sequence parallel (× offload when nothing else fits), prune, evaluate, rank.
+sequence parallel (× offload when nothing else fits and offload is not pinned — a spec's
+offload value, its default "none" included, always is), prune, evaluate, rank.
 
 Pruning keeps a full search of a 1T model on 3072 GPUs under two seconds:
 - structural rules first (tensor inside a node and dividing heads, kv heads
@@ -26,7 +27,7 @@ from functools import lru_cache
 from llmspec.errors import UserError
 from llmspec.graph import layers
 from llmspec.graph.dims import ModelDims
-from llmspec.plan import cost, devices, partition
+from llmspec.plan import cost, devices, partition, uncertainty
 from llmspec.plan.cost import block_flops, head_flops
 from llmspec.plan.memory import estimate_memory
 from llmspec.plan.types import Layout, MemoryEstimate
@@ -53,10 +54,14 @@ class SearchProblem:
     precision: str
     global_batch: int
     pins: tuple[tuple[str, object], ...] = ()  # sorted (layout field, value)
-    allow_offload: bool = True  # try offload when nothing fits without it
+    allow_offload: bool = True  # try offload fields left unpinned when nothing fits without it
     # Attention kernel of the code being costed: "flash" = the SDPA that llmspec generates;
     # "unfused" = Megatron-LM's softmax kernels of 2021-22 (for the published-run benchmark).
     attention_kernel: str = "flash"
+    # Interleaved 1F1B chunks per GPU of the schedule being costed. The generated code runs
+    # DeepSpeed's pipeline engine (plain 1F1B, 1); Megatron's interleaved schedule is here so
+    # the published-run benchmark can cost the runs that used it. Not a layout choice.
+    virtual_stages: int = 1
 
     @property
     def kernels(self) -> str:
@@ -75,6 +80,7 @@ class Candidate:
     time: cost.StepTime
     capacity_bytes: int
     host_capacity_bytes: int  # per rank
+    uncertainty: uncertainty.Uncertainty | None = None  # of the step-time prediction
 
     @property
     def step_time_s(self) -> float:
@@ -256,6 +262,12 @@ def default_partition(dims: ModelDims, pipeline: int) -> tuple[int, ...]:
     return part
 
 
+def linears_per_block(dims: ModelDims) -> int:
+    """Linear modules of one generated block: q, k, v, o and the MLP's two (three with a
+    gated activation) — templates/_model/attention.py.j2, mlp.py.j2."""
+    return 4 + (3 if dims.activation == "swiglu" else 2)
+
+
 def links_for(layout: Layout, cluster: devices.Cluster) -> cost.Links:
     """Effective bandwidths: nominal × Calculon's efficiency for the link kind."""
 
@@ -275,6 +287,7 @@ def links_for(layout: Layout, cluster: devices.Cluster) -> cost.Links:
         gpus_per_node=cluster.gpus_per_node,
         data_intra_node=devices.group_in_node(d, t, cluster),
         pipeline_intra_node=pp_intra,
+        data_nodes=max(1, -(-(d * t) // cluster.gpus_per_node)) if d > 1 else 1,
     )
 
 
@@ -311,6 +324,26 @@ def _candidate(problem: SearchProblem, layout: Layout, stage_layers, memory) -> 
         act_bytes=act,
     )
     last = len(stage_layers) - 1
+    linears = linears_per_block(dims)
+    gpu = cluster.gpu
+    sixteen = peak_tflops(gpu, "bf16" if problem.precision == "fp8" else problem.precision)
+    block_s = cost.block_compute_s_per_token(
+        dims,
+        recompute=layout.activation_checkpointing,
+        tensor=layout.tensor,
+        micro_batch=layout.micro_batch_size,
+        gpu=gpu,
+        peak_tflops=sixteen,
+        fp8=problem.precision == "fp8",
+        attention_kernel=problem.attention_kernel,
+    )
+    head_s = cost.head_compute_s_per_token(
+        dims,
+        tensor=layout.tensor,
+        micro_batch=layout.micro_batch_size,
+        gpu=gpu,
+        peak_tflops=sixteen,
+    )
     stages = tuple(
         cost.StageWork(
             blocks=n,
@@ -318,6 +351,8 @@ def _candidate(problem: SearchProblem, layout: Layout, stage_layers, memory) -> 
             model_flops_per_token=n * model_block + (head if i == last else 0.0),
             params_per_rank=params[i],
             elementwise_bytes_per_token=n * elem_block,
+            modules=n * linears + (i == 0) + (i == last),
+            compute_s_per_token=n * block_s + (head_s if i == last else 0.0),
         )
         for i, n in enumerate(stage_layers)
     )
@@ -338,10 +373,12 @@ def _candidate(problem: SearchProblem, layout: Layout, stage_layers, memory) -> 
         grad_bytes=act,
         peak_tflops=peak_tflops(cluster.gpu, problem.precision),
         links=links_for(layout, cluster),
+        virtual_stages=problem.virtual_stages if layout.pipeline > 1 else 1,
     )
     host_per_rank = cluster.host_memory_bytes // cluster.gpus_per_node
+    assessed = uncertainty.assess(layout, cluster.gpu, cluster.gpus_per_node)
     return Candidate(
-        layout, tuple(stage_layers), memory, time, cluster.gpu.memory_bytes, host_per_rank
+        layout, tuple(stage_layers), memory, time, cluster.gpu.memory_bytes, host_per_rank, assessed
     )
 
 
@@ -405,8 +442,10 @@ def _offload_options(problem: SearchProblem, use_offload: bool) -> list[tuple[st
 def search(problem: SearchProblem, keep_rejected: int = 3) -> SearchResult:
     """Every candidate layout, pruned as the module docstring says; fastest fitting first."""
     result = _search_pass(problem, use_offload=False, keep_rejected=keep_rejected)
-    pinned_offload = problem.pinned("offload_optimizer") or problem.pinned("offload_params")
-    if result.ranked or pinned_offload or not problem.allow_offload:
+    # Offload is tried only where a field is left free (`--layout offload_optimizer=auto`):
+    # a spec's offload value, its default "none" included, is a pin (`pins.spec_pins`).
+    both_pinned = problem.pinned("offload_optimizer") and problem.pinned("offload_params")
+    if result.ranked or both_pinned or not problem.allow_offload:
         return result
     offloaded = _search_pass(problem, use_offload=True, keep_rejected=keep_rejected)
     if offloaded.ranked:
@@ -489,9 +528,11 @@ def _search_pass(problem: SearchProblem, *, use_offload: bool, keep_rejected: in
                         if bound_s > best_by_shape.get(shape, inf):
                             continue
                         for mbs in mbs_options:
-                            # With the bubble: ≥ bound × (1 + (p−1)/m), and m falls as mbs grows.
+                            # With the bubble: ≥ bound × (1 + (p−1)/(v·m)), and m falls as mbs
+                            # grows.
                             m = problem.global_batch // (d * mbs)
-                            if bound_s * (1 + (p - 1) / m) > best_by_shape.get(shape, inf):
+                            bubble = (p - 1) / (m * problem.virtual_stages)
+                            if bound_s * (1 + bubble) > best_by_shape.get(shape, inf):
                                 break
                             if rc == floor_rc and mbs == mbs_options[0]:
                                 c = bound
@@ -506,11 +547,7 @@ def _search_pass(problem: SearchProblem, *, use_offload: bool, keep_rejected: in
                             best_by_shape[shape] = min(best_by_shape.get(shape, inf), c.step_time_s)
     fitting.sort(key=Candidate.rank_key)
     if fitting:
-        # Within SIMPLER_WITHIN of the fastest, take the simplest layout: the cost model's
-        # error on published runs (±9%) dwarfs such gaps, and each extra ZeRO stage or
-        # model-parallel rank brings hook overhead and failure modes the model ignores.
-        limit = fitting[0].step_time_s * (1 + SIMPLER_WITHIN)
-        chosen = min((c for c in fitting if c.step_time_s <= limit), key=Candidate.simplicity_key)
+        chosen = choose(problem, fitting)
         fitting.remove(chosen)
         fitting.insert(0, chosen)
     best_time = fitting[0].step_time_s if fitting else float("inf")
@@ -525,6 +562,29 @@ def _search_pass(problem: SearchProblem, *, use_offload: bool, keep_rejected: in
         pruned_groups=pruned,
         used_offload=use_offload,
     )
+
+
+def risk_adjusted_s(problem: SearchProblem, c: Candidate) -> float:
+    """Step time with the prediction's uncertainty as a cost (`plan.uncertainty`): a layout
+    in a regime the validation set does not vouch for counts as `band` slower."""
+    assessed = c.uncertainty
+    if assessed is None:
+        assessed = uncertainty.assess(c.layout, problem.cluster.gpu, problem.cluster.gpus_per_node)
+    return uncertainty.risk_adjusted_s(c.step_time_s, assessed)
+
+
+def choose(problem: SearchProblem, fitting: list[Candidate]) -> Candidate:
+    """The winner among fitting candidates.
+
+    Ranked by risk-adjusted time: an unvalidated layout must beat the others by more than
+    its band. Within SIMPLER_WITHIN of the best risk-adjusted time, the simplest layout wins:
+    gaps that small are noise next to the model's error on published runs, and each extra
+    ZeRO stage or model-parallel rank brings hook overhead and failure modes it ignores.
+    """
+    risk = {id(c): risk_adjusted_s(problem, c) for c in fitting}
+    best = min(fitting, key=lambda c: (risk[id(c)], c.rank_key()))
+    limit = risk[id(best)] * (1 + SIMPLER_WITHIN)
+    return min((c for c in fitting if risk[id(c)] <= limit), key=Candidate.simplicity_key)
 
 
 def time_lower_bound(
@@ -550,7 +610,7 @@ def time_lower_bound(
     return cost.compute_s(
         hw * tokens_per_gpu / g.tensor,
         peak_tflops(cluster.gpu, problem.precision),
-        cost.COMPUTE_EFFICIENCY,
+        cost.max_efficiency(cluster.gpu),
     ) + cost.elementwise_s(elem * dims.n_layers * tokens_per_gpu, cluster.gpu.hbm_gbps)
 
 

@@ -16,6 +16,25 @@ STAGE3_PERSISTENCE_THRESHOLD = 100_000  # parameters this small stay gathered (s
 STAGE3_MAX_LIVE_ELEMENTS = 1_000_000_000  # gathered elements kept alive at once (stage 3)
 STAGE3_MAX_REUSE_DISTANCE = 1_000_000_000
 
+# ZeRO stage 0 reduces through the engine's `allreduce_gradients` →
+# `buffered_allreduce_fallback(elements_per_buffer=MEMORY_OPT_ALLREDUCE_SIZE)`, 5e8 elements
+# (`deepspeed/runtime/engine.py`, `runtime/constants.py`); no ds_config key sets it.
+STAGE0_ALLREDUCE_BUCKET_ELEMENTS = 500_000_000
+
+# When gradients are reduced (DeepSpeed 0.19 `runtime/engine.py` `allreduce_gradients`: "ZeRO
+# stage >= 2 communicates during non gradient accumulation boundaries as well"; stage 1 and 0
+# "communicate only at gradient accumulation boundaries"; `stage3.py` reduces every backward
+# from its gradient hooks): every micro-batch at stages 2 and 3, once per step at 0 and 1.
+REDUCE_EVERY_MICRO_BATCH_ZERO_STAGES = (2, 3)
+
+# How: stages 1-2 all-reduce each gradient bucket and keep their slice
+# (`stage_1_and_2.py` `average_tensor` → `allreduce_and_scatter`, because
+# `use_multi_rank_bucket_allreduce` defaults to True in `runtime/zero/config.py`), then
+# all-gather the updated 16-bit parameters after the step in `allgather_bucket_size` pieces;
+# stage 3 reduce-scatters (`stage3.py` `__avg_scatter_grads` → `reduce_scatter_coalesced`) and
+# gathers parameters module by module when they are used (`partitioned_param_coordinator.py`).
+ALLREDUCE_GRADIENTS_ZERO_STAGES = (0, 1, 2)
+
 # ZeRO stages whose gradient reduce-scatter overlaps the backward pass (DeepSpeed's
 # `overlap_comm`). Set explicitly rather than by DeepSpeed's stage-dependent default,
 # because the overlap buffers cost memory: on for stage 3 only.
@@ -44,3 +63,12 @@ def zero_buckets(stage: int) -> dict:
 
 def overlaps_comm(stage: int) -> bool:
     return stage in OVERLAP_COMM_ZERO_STAGES
+
+
+def reduces_every_micro_batch(stage: int) -> bool:
+    return stage in REDUCE_EVERY_MICRO_BATCH_ZERO_STAGES
+
+
+def gradient_bucket_elements(stage: int) -> int:
+    """Elements per gradient-reduction collective at this stage."""
+    return STAGE0_ALLREDUCE_BUCKET_ELEMENTS if stage == 0 else REDUCE_BUCKET_ELEMENTS
