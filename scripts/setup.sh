@@ -9,7 +9,12 @@ if ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.
 fi
 "$PY" -m pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "Running pip as the 'root' user" || true
 "$PY" -c 'import llmspec, deepspeed, tokenizers' # fail loudly if the install did not take
-# shellcheck lints the generated launch scripts in the tests (best effort: Debian's package).
-if ! command -v shellcheck >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  (apt-get update -qq && apt-get install -y -qq shellcheck) >/dev/null 2>&1 || echo "setup: shellcheck not installed; its checks will be skipped" >&2
+# Debian's packages the tests use when present (best effort): shellcheck lints the
+# generated launch scripts; chromium loads `llmspec report` pages headless.
+missing=""
+command -v shellcheck >/dev/null 2>&1 || missing="$missing shellcheck"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+if [ -n "$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  # shellcheck disable=SC2086  # word splitting of the package list is intended
+  (apt-get update -qq && apt-get install -y -qq $missing) >/dev/null 2>&1 || echo "setup: could not install$missing; the tests that need them will be skipped" >&2
 fi
