@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "llmspec.cli.plan_cmd",
     "llmspec.cli.diff_cmd",
     "llmspec.cli.report_cmd",
+    "llmspec.cli.ci_cmd",
 )
 
 EPILOG = """examples:
@@ -29,6 +30,8 @@ EPILOG = """examples:
   llmspec build specs/tiny-cpu.yaml      write the runnable project to generated/tiny-cpu/
   llmspec diff --git main SPEC           what a change does: fields, layout, memory, speed, files
   llmspec report SPEC -o plan.html       the plan as a page: memory per stage, schedule, alternatives
+  llmspec check specs/*.yaml             validate + generated/ up to date (pre-commit, CI)
+  llmspec init-ci                        a pre-commit hook and a GitHub Actions workflow
   llmspec schema > llmspec.schema.json   JSON Schema for editors (yaml-language-server)
   llmspec hardware                       the GPU catalog with datasheet figures
   llmspec presets                        named architectures for model.preset
