@@ -25,3 +25,16 @@ def _escape_char(c: str) -> str:
     if code < 0x100:
         return f"\\x{code:02x}"
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds for people: 37.6 s, 12.5 min, 3.2 h, 69.6 days (the plan, README, slurm)."""
+    if seconds is None:
+        return "n/a"
+    if abs(seconds) < 120:
+        return f"{seconds:.3g} s"
+    if abs(seconds) < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    if abs(seconds) < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"

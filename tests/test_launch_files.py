@@ -126,6 +126,7 @@ def render_files(spec: Spec, plan: Plan | None = None) -> dict[str, str]:
         "layout": plan.layout,
         "header": HEADER,
         "llmspec_version": "0.1.0",
+        "on_cpu": spec.cluster.gpu_name == "cpu",
     }
     files = {}
     for name in LAUNCH_FILES:

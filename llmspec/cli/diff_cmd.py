@@ -14,6 +14,7 @@ from rich.text import Text
 from llmspec.cli.output import plain, stdout_console
 from llmspec.errors import UserError
 from llmspec.review import Figure, RunDiff, diff_git, diff_paths
+from llmspec.text import duration
 from llmspec.units import GIB
 
 EXAMPLES = """examples:
@@ -74,13 +75,6 @@ def value(figure_unit: str, x: float | None) -> str:
     if figure_unit == "s":
         return duration(x)
     return f"{x:,.4g} {figure_unit}" if abs(x) < 1e4 else f"{x:,.0f} {figure_unit}"
-
-
-def duration(seconds: float) -> str:
-    for limit, scale, unit in ((120, 1, "s"), (7200, 60, "min"), (172800, 3600, "h")):
-        if abs(seconds) < limit:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 86400:.3g} days"
 
 
 def delta(figure: Figure) -> str:

@@ -15,6 +15,7 @@ from rich.text import Text
 from llmspec.plan import devices
 from llmspec.plan.plan import Plan
 from llmspec.plan.types import MEMORY_CATEGORIES
+from llmspec.text import duration
 from llmspec.units import GIB
 
 CATEGORIES = (*MEMORY_CATEGORIES, "total")
@@ -23,16 +24,6 @@ MAX_STAGE_ROWS = 12
 
 def gib(n: float) -> str:
     return f"{n / GIB:,.2f}"
-
-
-def duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.3g} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.1f} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
 
 
 def verdict(plan: Plan) -> Panel:

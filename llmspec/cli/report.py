@@ -20,6 +20,7 @@ matplotlib.use("svg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from llmspec.plan.types import MEMORY_CATEGORIES  # noqa: E402
+from llmspec.text import duration  # noqa: E402
 from llmspec.units import GIB  # noqa: E402
 
 COLOURS = {
@@ -172,15 +173,6 @@ def _table(headers: list[str] | None, rows: list[list]) -> str:
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
     )
     return f"<table>{head_row}<tbody>{body}</tbody></table>"
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "n/a"
-    for limit, scale, unit in ((120, 1, "s"), (7200, 60, "min"), (172800, 3600, "h")):
-        if seconds < limit:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 86400:.3g} days"
 
 
 def describe(layout: dict) -> str:

@@ -7,6 +7,7 @@ newlines and `$(...)` in user strings stay inert:
   {{ value | sh }}    one shell word (shlex.quote)
   {{ value | comment }} text safe inside a `#` comment (newlines removed)
   {{ value | html_comment }} text safe inside `<!-- -->`
+  {{ seconds | duration }} 37.6 s, 12.5 min, 3.2 h, 69.6 days (llmspec.text.duration)
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from importlib import resources
 from pathlib import Path
 
 import jinja2
+
+from llmspec.text import duration
 
 
 def templates_dir() -> Path:
@@ -79,6 +82,7 @@ def environment() -> jinja2.Environment:
     env.filters["sh"] = lambda v: shlex.quote(str(v))
     env.filters["comment"] = comment_text
     env.filters["html_comment"] = html_comment_text
+    env.filters["duration"] = duration
     return env
 
 
