@@ -14,7 +14,12 @@ from llmspec import __version__
 from llmspec.cli.output import print_error
 from llmspec.errors import UserError
 
-COMMAND_MODULES = ("llmspec.cli.spec_cmd", "llmspec.cli.build_cmd", "llmspec.cli.plan_cmd")
+COMMAND_MODULES = (
+    "llmspec.cli.spec_cmd",
+    "llmspec.cli.build_cmd",
+    "llmspec.cli.plan_cmd",
+    "llmspec.cli.import_cmd",
+)
 
 EPILOG = """examples:
   llmspec validate specs/*.yaml          check specs; every problem with file:line:col and a hint
@@ -24,6 +29,7 @@ EPILOG = """examples:
   llmspec schema > llmspec.schema.json   JSON Schema for editors (yaml-language-server)
   llmspec hardware                       the GPU catalog with datasheet figures
   llmspec presets                        named architectures for model.preset
+  llmspec import hf ./Llama-3.2-1B       a spec from a Hugging Face model's config.json
 
 A bad spec exits 2 and prints every problem as FILE:LINE:COL: error: FIELD: MESSAGE.
 """
