@@ -285,6 +285,12 @@ VARIANTS: dict[str, dict] = {
         "train": {"objective": "masked_lm"},
         "parallel": {"zero_stage": 1},
     },
+    # BERT as Hugging Face's BertForMaskedLM computes it (post-norm, token types): export.py
+    "bert-hf": {
+        "model": {"arch": "bert", "norm_position": "post", "type_vocab_size": 2},
+        "train": {"objective": "masked_lm"},
+        "parallel": {"zero_stage": 1},
+    },
 }
 
 
