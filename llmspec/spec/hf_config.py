@@ -102,13 +102,22 @@ HF_ACTIVATION = {"gelu": "gelu_new", "relu": "relu"}  # what the export writes
 # Keys that must hold the value model.py computes with (HF's default when absent).
 REQUIRED: dict[str, dict[str, object]] = {
     "gpt2": dict(scale_attn_weights=True, scale_attn_by_inverse_layer_idx=False,
-                 add_cross_attention=False, embd_pdrop=None),
+                 add_cross_attention=False),
     "llama": dict(hidden_act="silu", attention_bias=False, mlp_bias=False, pretraining_tp=1,
                   rope_scaling=None, head_dim=None),
     "bert": dict(position_embedding_type="absolute", is_decoder=False, add_cross_attention=False,
                  tie_word_embeddings=True),
 }  # fmt: skip
 REQUIRED["mistral"] = dict(REQUIRED["llama"], sliding_window=None)
+
+# Keys read by their own rule below: the activation, GPT-2's second dropout, transformers 5's
+# rope_parameters.
+READ_APART = {
+    "gpt2": {"activation_function", "embd_pdrop"},
+    "llama": {"rope_parameters"},
+    "mistral": {"rope_parameters"},
+    "bert": {"hidden_act"},
+}
 
 # Keys that change nothing model.py computes: token ids, initialisation, caching, bookkeeping.
 IGNORED = frozenset({
@@ -119,6 +128,7 @@ IGNORED = frozenset({
     "tokenizer_class", "prefix", "chunk_size_feed_forward", "is_encoder_decoder",
     "n_ctx", "summary_type", "summary_use_proj", "summary_activation", "summary_proj_to_labels",
     "summary_first_dropout", "reorder_and_upcast_attn", "classifier_dropout", "attn_implementation",
+    "gradient_checkpointing",
 })  # fmt: skip
 
 
@@ -152,19 +162,11 @@ def spec_from_hf(config: dict) -> ImportedModel:
         raise HfConfigError("model_type", f"{model_type!r} is not supported (one of: {known})")
     arch, hf_class = FAMILIES[model_type]
     table = FIELDS[model_type]
-    mapped = {f.hf for f in table}
-    required = REQUIRED[model_type]
-    activation_key = ACTIVATION_KEY.get(model_type)
+    known = {f.hf for f in table} | set(REQUIRED[model_type]) | READ_APART[model_type] | IGNORED
     for key in config:
-        if (
-            key not in mapped
-            and key not in required
-            and key not in IGNORED
-            and key != activation_key
-        ):
-            if key == "rope_parameters" and model_type in ("llama", "mistral"):
-                continue
+        if key not in known:
             raise HfConfigError(key, "not supported by llmspec's generated model (unknown field)")
+    activation_key = ACTIVATION_KEY.get(model_type)
 
     fields: list[tuple[str, object, str]] = [("arch", arch, f"model_type: {model_type}")]
     for f in table:
@@ -223,7 +225,7 @@ def _check_required(config: dict, model_type: str) -> None:
     for key, expected in REQUIRED[model_type].items():
         if key == "sliding_window" and key not in config:
             config = dict(config, sliding_window=MISTRAL_SLIDING_WINDOW)
-        if key not in config or key == "embd_pdrop":
+        if key not in config:
             continue
         value = config[key]
         if key == "head_dim":
@@ -240,7 +242,8 @@ def _check_required(config: dict, model_type: str) -> None:
                 "not supported",
             )  # fmt: skip
         if key == "rope_scaling" and (
-            value is None or value.get("rope_type", value.get("type")) == "default"
+            value is None
+            or (isinstance(value, dict) and value.get("rope_type", value.get("type")) == "default")
         ):
             continue
         if value != expected:
