@@ -5,10 +5,10 @@
     python export.py --format hf DIR [--checkpoint TAG] [--out OUT]
 
 reads the newest checkpoint in OUT/checkpoints (the one `latest` names; --checkpoint step_N
-for another), gathers its ZeRO-3 partitions into one fp32 state dict with
-DeepSpeed's zero_to_fp32,
-renames them to BertForMaskedLM's names and writes DIR/config.json, DIR/model.safetensors
-(fp32) and the tokenizer (OUT/data/tokenizer.json → DIR/tokenizer.json + tokenizer_config.json).
+for another), then
+- gathers its ZeRO-3 partitions into one fp32 state dict (DeepSpeed's zero_to_fp32),
+- renames the tensors to BertForMaskedLM's and writes DIR/config.json, DIR/model.safetensors
+  (fp32) and the tokenizer (OUT/data/tokenizer.json → DIR/tokenizer.json, tokenizer_config.json).
 Load it with:
     transformers.AutoModelForMaskedLM.from_pretrained(DIR)
     transformers.AutoTokenizer.from_pretrained(DIR)
@@ -156,11 +156,14 @@ def export_tokenizer(data_dir: str, hf_dir: str) -> dict[str, int]:
             config[f"{kind}_token"] = tokenizer.id_to_token(token_id)
     with open(os.path.join(hf_dir, "tokenizer_config.json"), "w") as f:
         json.dump(config, f, indent=2)
-    return {
+    ids = {
         f"{kind}_token_id": i
         for kind, i in special.items()
         if kind in ("eos", "pad") and i is not None
     }
+    if "eos_token_id" in ids:  # documents are joined by EOS: it also starts one (as in GPT-2)
+        ids["bos_token_id"] = ids["eos_token_id"]
+    return ids
 
 
 def main():

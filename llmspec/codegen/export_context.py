@@ -101,6 +101,25 @@ def _bert_names() -> tuple[tuple[HfName, ...], tuple[HfName, ...]]:
     return tuple(top), tuple(layer)
 
 
+# model.py's tensor-parallel parameters and the dim it splits them on (parallel_linear.py.j2,
+# embedding.py.j2, lm_head.py.j2, logits_bias.py.j2); every other parameter is replicated.
+COLUMN = ("attn.q", "attn.k", "attn.v", "mlp.fc_in", "mlp.gate", "mlp.up")  # output features
+ROW = ("attn.o", "mlp.fc_out", "mlp.down")  # input features (their bias is replicated)
+VOCAB_SPLIT = ("tok_emb.weight", "lm_head.weight", "logits_bias.bias")  # vocabulary rows
+
+
+def shard_dim(name: str) -> int | None:
+    """The dim model.py splits parameter `name` on under tensor parallel; None = replicated."""
+    if name in VOCAB_SPLIT:
+        return 0
+    module, _, kind = name.removeprefix("blocks.{i}.").rpartition(".")
+    if module in COLUMN:
+        return 0
+    if module in ROW and kind == "weight":
+        return 1
+    return None
+
+
 @dataclass(frozen=True)
 class ExportContext:
     """export.py of one spec under one plan."""
@@ -114,6 +133,7 @@ class ExportContext:
     names: tuple[HfName, ...]  # once per model
     layer_names: tuple[HfName, ...]  # once per block, "{i}" in both names
     zero_stage: int  # layout.zero_stage: 0 reads the module weights, ≥ 1 gathers the fp32 copy
+    tensor: int  # layout.tensor: the checkpoint holds one shard per tensor-parallel rank
     vocab_size: int
     n_layers: int
     max_seq_len: int
@@ -152,13 +172,18 @@ class ExportContext:
     def gathers_zero(self) -> bool:
         return self.zero_stage >= 1
 
+    @property
+    def tensor_parallel(self) -> bool:
+        return self.tensor > 1
+
+    @property
+    def shard_dims(self) -> tuple[tuple[str, int], ...]:
+        """(model.py parameter, split dim) of every tensor-parallel parameter, "{i}" per block."""
+        names = [n for entry in self.names + self.layer_names for n in entry.ours]
+        return tuple((n, shard_dim(n)) for n in names if shard_dim(n) is not None)
+
 
 def layout_problem(layout: Layout) -> str | None:
-    if layout.tensor > 1:
-        return (
-            f"parallel.tensor {layout.tensor}: export.py does not join tensor-parallel shards yet; "
-            "train with parallel.tensor 1 to export to Hugging Face"
-        )
     if layout.pipeline > 1:
         return (
             f"parallel.pipeline {layout.pipeline}: export.py does not read pipeline checkpoints "
@@ -200,6 +225,7 @@ def export_context(spec, layout: Layout) -> ExportContext:
         names=names,
         layer_names=layer_names,
         zero_stage=layout.zero_stage,
+        tensor=layout.tensor,
         vocab_size=m.vocab_size,
         n_layers=m.n_layers,
         max_seq_len=m.max_seq_len,
