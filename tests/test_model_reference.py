@@ -64,7 +64,13 @@ def test_generated_model_matches_reference(family):
     assert n_params(ours) == n_params(ref)
 
     # the weights cross through the generated export.py's name table, read backwards
-    copy_from_hf(export_module(spec, plan_for(spec).layout, f"export_{family}"), ref, ours)
+    export = export_module(spec, plan_for(spec).layout, f"export_{family}")
+    copy_from_hf(export, ref, ours)
+    # and the config.json export.py writes holds what this hand-built reference config does
+    written = type(ref.config)(**export.HF_CONFIG).to_dict()
+    for key, value in ref.config.to_dict().items():
+        if key not in ("architectures", "dtype", "transformers_version"):
+            assert written.get(key) == value, (key, written.get(key), value)
     input_ids = torch.randint(0, VOCAB, (BATCH, SEQ), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         expected = ref(input_ids).logits
