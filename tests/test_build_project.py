@@ -40,6 +40,7 @@ def test_build_writes_the_contract_3_files(built: Path):
     names = {p.name for p in built.iterdir()}
     required = {"model.py", "prepare_data.py", "data.py", "train.py", "ds_config.json"}
     required |= {"launch.sh", "slurm.sbatch", "requirements.txt", "plan.json", "README.md"}
+    required |= {"export.py"}  # contract 5: python export.py --format hf DIR
     assert required <= names
     assert not [n for n in names if n.endswith(".tmp") or n.startswith(".train")]
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from llmspec.codegen.export_context import export_context
 from llmspec.codegen.render import render_template
 from llmspec.graph.layers import ParamCounts
 from llmspec.pipeline import plan_spec
@@ -124,6 +125,7 @@ def render_files(spec: Spec, plan: Plan | None = None) -> dict[str, str]:
         "plan": plan,
         "plan_json": plan.to_dict(),
         "layout": plan.layout,
+        "export": export_context(spec, plan.layout),  # README.md says how to export
         "header": HEADER,
         "llmspec_version": "0.1.0",
         "on_cpu": spec.cluster.gpu_name == "cpu",
@@ -412,6 +414,7 @@ def test_requirements_pin_the_versions_installed_here():
             name, version = requirement.split("==")
             pins[name] = version
     assert {"torch", "deepspeed", "tokenizers", "numpy", "rich", "tensorboard"} <= set(pins)
+    assert "safetensors" in pins  # export.py writes model.safetensors
     for name, version in pins.items():
         assert metadata.version(name).split("+")[0] == version, name
 

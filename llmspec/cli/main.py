@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "llmspec.cli.diff_cmd",
     "llmspec.cli.report_cmd",
     "llmspec.cli.ci_cmd",
+    "llmspec.cli.import_cmd",
 )
 
 EPILOG = """examples:
@@ -35,6 +36,7 @@ EPILOG = """examples:
   llmspec schema > llmspec.schema.json   JSON Schema for editors (yaml-language-server)
   llmspec hardware                       the GPU catalog with datasheet figures
   llmspec presets                        named architectures for model.preset
+  llmspec import hf ./Llama-3.2-1B       a spec from a Hugging Face model's config.json
 
 A bad spec exits 2 and prints every problem as FILE:LINE:COL: error: FIELD: MESSAGE.
 """

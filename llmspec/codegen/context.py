@@ -16,6 +16,7 @@ from pathlib import Path
 from llmspec import __version__
 from llmspec.codegen.data_context import data_context
 from llmspec.codegen.ds_config import build_ds_config
+from llmspec.codegen.export_context import export_context
 from llmspec.codegen.model_context import model_context
 from llmspec.plan.plan import Plan, sig
 from llmspec.text import escape_unprintable
@@ -101,13 +102,15 @@ def template_context(
     `plan` is the typed `Plan`; `plan_json` its contract-2 form, which plan.json holds
     and the README quotes. `data` holds the spec's data paths rewritten relative to the
     project folder; `model` everything model.py's templates place
-    (`llmspec.codegen.model_context`).
+    (`llmspec.codegen.model_context`); `export` what export.py places
+    (`llmspec.codegen.export_context`).
     """
     layout = plan.layout
     plan_json = plan.to_dict()
     return {
         "data": data_context(spec.data, spec_dir=spec_dir, project_dir=project_dir),
         "model": model_context(spec, plan.layout, plan.stage_layers),
+        "export": export_context(spec, plan.layout),
         "spec": spec,
         "plan": plan,
         "plan_json": plan_json,

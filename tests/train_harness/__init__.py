@@ -285,6 +285,21 @@ VARIANTS: dict[str, dict] = {
         "train": {"objective": "masked_lm"},
         "parallel": {"zero_stage": 1},
     },
+    # tensor parallel 2 at ZeRO 0 and 2, vocabulary 513 (padded to 514: export.py cuts it back)
+    "tensor2-zero0": {
+        "model": {"vocab_size": 513},
+        "parallel": {"data": 1, "tensor": 2, "zero_stage": 0},
+    },
+    "tensor2-zero2": {
+        "model": {"vocab_size": 513},
+        "parallel": {"data": 1, "tensor": 2, "zero_stage": 2},
+    },
+    # BERT as Hugging Face's BertForMaskedLM computes it (post-norm, token types): export.py
+    "bert-hf": {
+        "model": {"arch": "bert", "norm_position": "post", "type_vocab_size": 2},
+        "train": {"objective": "masked_lm"},
+        "parallel": {"zero_stage": 1},
+    },
 }
 
 
