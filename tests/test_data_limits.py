@@ -143,3 +143,45 @@ def test_a_dead_worker_is_a_clear_error_not_a_hang(tmp_path):
     assert result.returncode == 1
     assert "a worker process died" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_prepare_data_writes_beside_the_project_whatever_the_working_directory(tmp_path):
+    """As train.py: the default out/ is the project's, not the caller's working directory."""
+    import subprocess
+    import sys
+
+    from data_harness.project import render_data_files
+
+    from llmspec.spec.schema import Spec
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(6):
+        (corpus / f"doc{i}.txt").write_text(f"document {i} " + "words and more words " * (20 + i))
+    spec = Spec.model_validate(
+        {
+            "name": "out-dir",
+            "model": {"vocab_size": 512, "max_seq_len": 64},
+            "data": {
+                "sources": [{"path": "corpus/*.txt"}],
+                "tokenizer": {"kind": "bpe", "vocab_size": 300},
+                "dedup": {"exact": True, "near": None},
+                "validation_fraction": 0.2,
+            },
+            "train": {"seq_len": 16},
+        }
+    )
+    project = tmp_path / "project"
+    render_data_files(spec, project, spec_dir=tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run(
+        [sys.executable, str(project / "prepare_data.py"), "--workers", "1"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (project / "out" / "data" / "manifest.json").is_file()
+    assert not (elsewhere / "out").exists()
