@@ -78,15 +78,22 @@ if dp_world != data_parallel:
 torch.manual_seed(seed)
 
 # model
-model = build_model(mpu)
+# ZeRO-3: built inside deepspeed.zero.Init, which partitions each module's parameters over the
+# data-parallel ranks as soon as its __init__ returns, so no rank ever holds the whole model; it
+# takes the dtype from ds_config.json (deepspeed/runtime/zero/partition_parameters.py).
+with deepspeed.zero.Init(
+    config_dict_or_path=os.path.join(here, "ds_config.json"), data_parallel_group=dp_group, mpu=mpu
+):
+    model = build_model(mpu)
 # AdamW comes from ds_config.json; weight decay applies to matrices (linear and embedding
-# weights) only, not to biases and norm gains.
-decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+# weights) only, not to biases and norm gains. A partitioned parameter's .data is empty: its
+# full shape is ds_shape, this rank's part ds_tensor.
+decay = [p for p in model.parameters() if p.requires_grad and len(p.ds_shape) >= 2]
+no_decay = [p for p in model.parameters() if p.requires_grad and len(p.ds_shape) < 2]
 param_groups = [
     g for g in ({"params": decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]
 ]
-local_params = sum(p.numel() for p in model.parameters())
+local_params = sum(p.ds_tensor.numel() for p in model.parameters())
 engine, _, _, _ = deepspeed.initialize(
     model=model,
     model_parameters=param_groups,
