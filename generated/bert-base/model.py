@@ -235,5 +235,6 @@ class Bert(nn.Module):
 
 
 def build_model() -> nn.Module:
-    """The whole model, in fp32, on the CPU (DeepSpeed moves and casts it)."""
+    """The whole model; train.py builds it inside deepspeed.zero.Init (ZeRO-3), which partitions
+    each module's parameters across the data-parallel ranks as soon as it is built."""
     return Bert()
