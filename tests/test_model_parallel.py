@@ -14,6 +14,8 @@ from model_harness.launch import torchrun
 from model_harness.specs import plan_for, tiny_spec
 
 from llmspec.codegen.model_code import render_model_py
+from llmspec.graph.dims import ModelDims
+from llmspec.plan.memory import WEIGHT_BYTES, estimate_memory
 
 SEQ = 16
 NO_DROPOUT = {"dropout": 0.0, "attention_dropout": 0.0}
@@ -101,15 +103,34 @@ def run_pipeline_cases(tmp_path, cases: dict, nproc: int) -> dict:
             "masked": spec.train.objective == "masked_lm", "sequence_parallel": sequence_parallel,
             "single": write(tmp_path, f"single_{name}", render_model_py(spec, *plan_for(spec))),
             "pipeline": write(tmp_path, f"pp2_{name}", render_model_py(spec, *plan)),
+            "planned_stage_params": planned_stage_params(spec, plan),
         })  # fmt: skip
     (tmp_path / "cases.json").write_text(json.dumps(listed))
     torchrun(
         "pp_equivalence.py", str(tmp_path / "cases.json"), str(tmp_path / "out.json"), nproc=nproc
     )
     results = json.loads((tmp_path / "out.json").read_text())
+    for case in listed:
+        results[case["name"]]["planned_stage_params"] = case["planned_stage_params"]
     for name, r in results.items():  # the figures, with pytest -s
         print(name, "loss single", r["loss_single"], "pipeline", r["loss_pipeline"])
+        print(name, "planned params per stage", r["planned_stage_params"])
+        print(name, "built params per rank", [(k["stage"], k["built_params"]) for k in r["ranks"]])
     return results
+
+
+def planned_stage_params(spec, plan) -> list[float]:
+    """Parameters per pipeline stage, as the planner's memory model counts them
+    (plan.memory.stages[*].params: weight bytes of one rank, unsharded below ZeRO-3)."""
+    assert plan.layout.zero_stage < 3
+    memory = estimate_memory(
+        ModelDims.from_spec(spec),
+        plan.layout,
+        spec.train.precision,
+        stage_layers=plan.stage_layers,
+        kernels="cpu",
+    )
+    return [stage.params / WEIGHT_BYTES[spec.train.precision] for stage in memory.stages]
 
 
 def check_pipeline_results(results: dict, cases: dict) -> None:
@@ -123,6 +144,9 @@ def check_pipeline_results(results: dict, cases: dict) -> None:
             stage = rank["stage"]
             assert rank["blocks"] == list(range(bounds[stage], bounds[stage + 1])), (name, rank)
             assert rank["tied"] == tied, (name, rank)
+            # a stage builds only its own layers (LayerSpec): its share, as the planner counts it
+            assert rank["built_params"] == rank["params"], (name, rank)
+            assert rank["built_params"] == r["planned_stage_params"][stage], (name, rank)
 
 
 @pytest.mark.slow

@@ -98,12 +98,22 @@ def _constants(
     e = act.act_bytes(precision)
     t = tensor
     h = dims.d_model
-    block_params = (attention_params(dims) + mlp_params(dims)) / t + 2 * norm_params(dims)
+    # Under tensor parallel every rank keeps the whole bias of the two row-parallel linears
+    # (attention output, MLP out): it is added once, after the partial sums are reduced.
+    row_biases = 2 * h if dims.bias else 0
+    sharded_block = attention_params(dims) + mlp_params(dims) - row_biases
+    block_params = sharded_block / t + row_biases + 2 * norm_params(dims)
     vocab_rows = padded_vocab(dims.vocab_size, t) / t
     embedding_params = vocab_rows * h + dims.type_vocab_size * h
     if dims.position == "learned":
         embedding_params += dims.max_seq_len * h
-    head_params = norm_params(dims)
+    # The one norm outside the blocks: the final norm of a pre-norm model (head), or the
+    # embedding norm of a post-norm one, which the generated pipeline puts on the first stage.
+    head_params = 0.0
+    if dims.norm_position == "post":
+        embedding_params += norm_params(dims)
+    else:
+        head_params += norm_params(dims)
     if dims.objective == "masked_lm":
         head_params += h * h + (h if dims.bias else 0) + norm_params(dims) + vocab_rows
     untied_head = 0.0 if dims.tie_embeddings else vocab_rows * h
