@@ -2,7 +2,9 @@
 
 Tensor parallel 2 (with and without sequence parallel) on 2 processes: same first-step loss,
 same parameters and same gradients once the shards are gathered. Pipeline 2 through DeepSpeed's
-PipelineModule: the same first-step loss as pipeline 1, with the plan's blocks on each stage.
+PipelineModule: the same first-step loss as pipeline 1, with the plan's blocks and parameters on
+each stage. ZeRO-3's model.py built inside deepspeed.zero.Init in bf16: ZeRO-0's weights rounded
+once, buffers unchanged.
 """
 
 from __future__ import annotations
@@ -157,3 +159,38 @@ def test_pipeline_matches_single_process_with_planned_stages(tmp_path):
 @pytest.mark.slow
 def test_pipeline_times_tensor_parallel_matches_single_process(tmp_path):
     check_pipeline_results(run_pipeline_cases(tmp_path, PP_TP_CASES, nproc=4), PP_TP_CASES)
+
+
+ZERO3_CASES = {
+    # name: (family, model overrides)
+    "gpt-sinusoidal": ("gpt", {**NO_DROPOUT, "position": "sinusoidal", "max_seq_len": 600}),
+    "llama-gqa": ("llama", {}),
+    "bert": ("bert", NO_DROPOUT),
+}
+
+
+@pytest.mark.slow
+def test_zero3_model_built_in_zero_init_is_the_zero0_model_rounded_once(tmp_path):
+    """Inside deepspeed.zero.Init (bf16) torch's float constructors return bf16: model.py's
+    ZeRO-3 init must still give ZeRO-0's weights rounded once, and an fp32 sinusoidal table
+    (a bf16 arange would round positions above 256)."""
+    cases = []
+    for name, (family, model) in ZERO3_CASES.items():
+        spec = tiny_spec(family, **model)
+        zero3 = render_model_py(spec, *plan_for(spec, zero_stage=3))
+        assert "torch.normal" in zero3  # the ZeRO-3 rendering, not the ZeRO-0 one
+        cases.append({
+            "name": name,
+            "zero0": write(tmp_path, f"zero0_{name}", render_model_py(spec, *plan_for(spec))),
+            "zero3": write(tmp_path, f"zero3_{name}", zero3),
+        })  # fmt: skip
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    torchrun("zero_init_build.py", str(tmp_path / "cases.json"), str(tmp_path / "out.json"))
+    results = json.loads((tmp_path / "out.json").read_text())
+    print(json.dumps(results, indent=1))  # the figures, with pytest -s
+    assert sorted(results) == sorted(ZERO3_CASES)
+    for name, r in results.items():
+        assert r["dtypes"] == ["torch.bfloat16"], (name, r)
+        assert r["rounded_once"], (name, r)
+        assert r["buffers_equal"], (name, r)
+    assert results["gpt-sinusoidal"]["buffer_dtypes"] == ["torch.float32"]
