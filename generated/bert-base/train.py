@@ -34,7 +34,7 @@ from model import build_model, mask_tokens
 run_name = "bert-base"  # spec: name
 seq_len = 512  # spec: train.seq_len
 global_batch_size = 256  # spec: train.global_batch_size
-micro_batch_size = 32  # plan: peak 11.8 of 74.5 GiB
+micro_batch_size = 32  # plan: peak 8.3 of 74.5 GiB
 grad_accum_steps = 1  # plan: 256 sequences / (32 per micro-batch × 8 data-parallel)
 data_parallel = 8  # plan
 max_steps = 1000000  # spec: train.steps
@@ -47,7 +47,7 @@ mask_prob = 0.15  # spec: train.mask_prob
 mask_id = 3  # tokenizer: <mask> is special token 3 (prepare_data.py)
 planned_params = 109514298  # plan: params.total
 planned_layout = "data 8 × tensor 1 × pipeline 1, ZeRO 3, micro-batch 32 × 1 accumulation, recompute none"  # plan: layout (plan.json)
-planned_peak_gib = 11.76  # plan: peak 11.8 of 74.5 GiB
+planned_peak_gib = 8.27  # plan: peak 8.3 of 74.5 GiB
 gpu_memory_gib = 74.51  # cluster.gpu: a100-80gb
 planned_tokens_per_s = 2057160  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len

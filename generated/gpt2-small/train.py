@@ -34,7 +34,7 @@ from model import build_model
 run_name = "gpt2-small"  # spec: name
 seq_len = 1024  # spec: train.seq_len
 global_batch_size = 480  # spec: train.global_batch_size
-micro_batch_size = 60  # plan: peak 54.0 of 74.5 GiB
+micro_batch_size = 60  # plan: peak 31.4 of 74.5 GiB
 grad_accum_steps = 1  # plan: 480 sequences / (60 per micro-batch × 8 data-parallel)
 data_parallel = 8  # plan
 max_steps = 600000  # spec: train.steps
@@ -45,7 +45,7 @@ checkpoint_interval = 1000  # spec: train.checkpoint_interval
 seed = 1337  # spec: train.seed
 planned_params = 124439808  # plan: params.total
 planned_layout = "data 8 × tensor 1 × pipeline 1, ZeRO 1, micro-batch 60 × 1 accumulation, recompute none"  # plan: layout (plan.json)
-planned_peak_gib = 54.04  # plan: peak 54.0 of 74.5 GiB
+planned_peak_gib = 31.42  # plan: peak 31.4 of 74.5 GiB
 gpu_memory_gib = 74.51  # cluster.gpu: a100-80gb
 planned_tokens_per_s = 1747820  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len

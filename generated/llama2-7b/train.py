@@ -34,7 +34,7 @@ from model import build_model
 run_name = "llama2-7b"  # spec: name
 seq_len = 4096  # spec: train.seq_len
 global_batch_size = 1024  # spec: train.global_batch_size
-micro_batch_size = 2  # plan: peak 43.6 of 74.5 GiB
+micro_batch_size = 2  # plan: peak 41.9 of 74.5 GiB
 grad_accum_steps = 8  # plan: 1024 sequences / (2 per micro-batch × 64 data-parallel)
 data_parallel = 64  # plan
 max_steps = 476837  # spec: train.tokens / (global_batch_size × seq_len)
@@ -45,7 +45,7 @@ checkpoint_interval = 1000  # spec: train.checkpoint_interval
 seed = 1234  # spec: train.seed
 planned_params = 6738415616  # plan: params.total
 planned_layout = "data 64 × tensor 1 × pipeline 1, ZeRO 3, micro-batch 2 × 8 accumulation, recompute none"  # plan: layout (plan.json)
-planned_peak_gib = 43.62  # plan: peak 43.6 of 74.5 GiB
+planned_peak_gib = 41.91  # plan: peak 41.9 of 74.5 GiB
 gpu_memory_gib = 74.51  # cluster.gpu: h100-sxm
 planned_tokens_per_s = 889350  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len

@@ -13,6 +13,7 @@ from typing import Literal
 
 from llmspec.plan.types import Layout
 from llmspec.rules.layout import padded_vocab
+from llmspec.rules.loss import LOSS_CHUNK_TOKENS
 
 CLASS_NAMES = {"gpt": "GPT", "llama": "Llama", "bert": "Bert"}
 
@@ -129,6 +130,14 @@ class ModelContext:
                     "0-3 are <pad> <eos> <unk> <mask>: never random replacements",
                 ),
             ]
+        if not self.tensor_parallel:
+            constants.append(
+                Constant(
+                    "LOSS_CHUNK_TOKENS",
+                    LOSS_CHUNK_TOKENS,
+                    "llmspec: tokens per chunk of the loss (fp32 working set: chunk x vocab)",
+                )
+            )
         constants.append(Constant("SEED", self.seed, "train.seed: initialisation"))
         return tuple(constants)
 

@@ -129,7 +129,9 @@ def _constants(
     wh, wf = BLOCK_BACKWARD_TRANSIENT_WIDTHS
     block_transient = e * (wh * h + wf * dims.d_ff / t)
     block_weight_grad = e * h * max(dims.d_ff, h) / t
-    head_act = act.head_saved(dims, e, kernels)
+    head_act = act.head_saved(dims, e, kernels, t)
+    if t > 1:  # the vocabulary-parallel softmax is this rank's slice; the rest is replicated
+        head_act += -4 * dims.vocab_size + 4 * dims.vocab_size / t
     return _ModelConstants(
         block_params=block_params,
         embedding_params=embedding_params,
@@ -138,8 +140,8 @@ def _constants(
         block_act=block_act,
         block_act_fixed=0.0 if recompute == "full" else act.rope_table_bytes(dims, e),
         embedding_act=act.embedding_saved(dims, e, kernels),
-        head_act=head_act - 4 * dims.vocab_size + 4 * dims.vocab_size / t,
-        loss_transient=act.loss_backward_transient(dims, e) / t,
+        head_act=head_act,
+        loss_transient=act.loss_transient(dims, e, t) / t,
         block_transient=block_transient,
         block_weight_grad=block_weight_grad,
         head_weight_grad=e * vocab_rows * h,
@@ -245,6 +247,9 @@ def estimate_memory(
     tokens = layout.micro_batch_size * dims.seq_len
     micro_batches = max(1, layout.grad_accum_steps)
     w = WEIGHT_BYTES[precision]
+    e = act.act_bytes(precision)
+    # the chunked loss's fp32 working set; the vocabulary-parallel loss has none (rules/loss.py)
+    loss_chunk = act.loss_chunk_bytes(dims, e, tokens) if layout.tensor == 1 else 0.0
 
     stages = []
     for i, n_layers in enumerate(layers):
@@ -278,10 +283,10 @@ def estimate_memory(
         grads_now = st.grads_end if accumulating else 0.0
 
         candidates = []  # (name, activations, grads, temporary)
-        if last:  # the loss: log-softmax saved, its two fp32 gradients
+        if last:  # the loss at its peak (graph/activations.py: loss_saved, loss_transient)
             candidates.append(
                 ("loss", resident + per_mb + tokens * c.head_act, grads_now,
-                 tokens * c.loss_transient + buffers)
+                 tokens * c.loss_transient + loss_chunk + buffers)
             )  # fmt: skip
         if n_layers:  # top block: every activation, the head's gradients
             block_tmp = tokens * (c.block_transient + c.recompute_extra) + c.block_weight_grad
