@@ -284,10 +284,11 @@ def estimate_memory(
 
         candidates = []  # (name, activations, grads, temporary)
         if last:  # the loss at its peak (graph/activations.py: loss_saved, loss_transient)
-            candidates.append(
-                ("loss", resident + per_mb + tokens * c.head_act, grads_now,
-                 tokens * c.loss_transient + loss_chunk + buffers)
-            )  # fmt: skip
+            loss_acts = resident + per_mb + tokens * c.head_act
+            loss_tmp = tokens * c.loss_transient + loss_chunk
+            if layout.tensor == 1:  # the chunked loss peaks in forward: all of it activations
+                loss_acts, loss_tmp = loss_acts + loss_tmp, 0.0
+            candidates.append(("loss", loss_acts, grads_now, loss_tmp + buffers))
         if n_layers:  # top block: every activation, the head's gradients
             block_tmp = tokens * (c.block_transient + c.recompute_extra) + c.block_weight_grad
             candidates.append(
