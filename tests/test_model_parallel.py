@@ -2,7 +2,9 @@
 
 Tensor parallel 2 (with and without sequence parallel) on 2 processes: same first-step loss,
 same parameters and same gradients once the shards are gathered. Pipeline 2 through DeepSpeed's
-PipelineModule: the same first-step loss as pipeline 1, with the plan's blocks on each stage.
+PipelineModule: the same first-step loss as pipeline 1, with the plan's blocks and parameters on
+each stage. ZeRO-3's model.py built inside deepspeed.zero.Init in bf16: ZeRO-0's weights rounded
+once, buffers unchanged.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from model_harness.launch import torchrun
 from model_harness.specs import plan_for, tiny_spec
 
 from llmspec.codegen.model_code import render_model_py
+from llmspec.graph.dims import ModelDims
+from llmspec.plan.memory import WEIGHT_BYTES, estimate_memory
 
 SEQ = 16
 NO_DROPOUT = {"dropout": 0.0, "attention_dropout": 0.0}
@@ -101,15 +105,34 @@ def run_pipeline_cases(tmp_path, cases: dict, nproc: int) -> dict:
             "masked": spec.train.objective == "masked_lm", "sequence_parallel": sequence_parallel,
             "single": write(tmp_path, f"single_{name}", render_model_py(spec, *plan_for(spec))),
             "pipeline": write(tmp_path, f"pp2_{name}", render_model_py(spec, *plan)),
+            "planned_stage_params": planned_stage_params(spec, plan),
         })  # fmt: skip
     (tmp_path / "cases.json").write_text(json.dumps(listed))
     torchrun(
         "pp_equivalence.py", str(tmp_path / "cases.json"), str(tmp_path / "out.json"), nproc=nproc
     )
     results = json.loads((tmp_path / "out.json").read_text())
+    for case in listed:
+        results[case["name"]]["planned_stage_params"] = case["planned_stage_params"]
     for name, r in results.items():  # the figures, with pytest -s
         print(name, "loss single", r["loss_single"], "pipeline", r["loss_pipeline"])
+        print(name, "planned params per stage", r["planned_stage_params"])
+        print(name, "built params per rank", [(k["stage"], k["built_params"]) for k in r["ranks"]])
     return results
+
+
+def planned_stage_params(spec, plan) -> list[float]:
+    """Parameters per pipeline stage, as the planner's memory model counts them
+    (plan.memory.stages[*].params: weight bytes of one rank, unsharded below ZeRO-3)."""
+    assert plan.layout.zero_stage < 3
+    memory = estimate_memory(
+        ModelDims.from_spec(spec),
+        plan.layout,
+        spec.train.precision,
+        stage_layers=plan.stage_layers,
+        kernels="cpu",
+    )
+    return [stage.params / WEIGHT_BYTES[spec.train.precision] for stage in memory.stages]
 
 
 def check_pipeline_results(results: dict, cases: dict) -> None:
@@ -123,6 +146,9 @@ def check_pipeline_results(results: dict, cases: dict) -> None:
             stage = rank["stage"]
             assert rank["blocks"] == list(range(bounds[stage], bounds[stage + 1])), (name, rank)
             assert rank["tied"] == tied, (name, rank)
+            # a stage builds only its own layers (LayerSpec): its share, as the planner counts it
+            assert rank["built_params"] == rank["params"], (name, rank)
+            assert rank["built_params"] == r["planned_stage_params"][stage], (name, rank)
 
 
 @pytest.mark.slow
@@ -133,3 +159,38 @@ def test_pipeline_matches_single_process_with_planned_stages(tmp_path):
 @pytest.mark.slow
 def test_pipeline_times_tensor_parallel_matches_single_process(tmp_path):
     check_pipeline_results(run_pipeline_cases(tmp_path, PP_TP_CASES, nproc=4), PP_TP_CASES)
+
+
+ZERO3_CASES = {
+    # name: (family, model overrides)
+    "gpt-sinusoidal": ("gpt", {**NO_DROPOUT, "position": "sinusoidal", "max_seq_len": 600}),
+    "llama-gqa": ("llama", {}),
+    "bert": ("bert", NO_DROPOUT),
+}
+
+
+@pytest.mark.slow
+def test_zero3_model_built_in_zero_init_is_the_zero0_model_rounded_once(tmp_path):
+    """Inside deepspeed.zero.Init (bf16) torch's float constructors return bf16: model.py's
+    ZeRO-3 init must still give ZeRO-0's weights rounded once, and an fp32 sinusoidal table
+    (a bf16 arange would round positions above 256)."""
+    cases = []
+    for name, (family, model) in ZERO3_CASES.items():
+        spec = tiny_spec(family, **model)
+        zero3 = render_model_py(spec, *plan_for(spec, zero_stage=3))
+        assert "torch.normal" in zero3  # the ZeRO-3 rendering, not the ZeRO-0 one
+        cases.append({
+            "name": name,
+            "zero0": write(tmp_path, f"zero0_{name}", render_model_py(spec, *plan_for(spec))),
+            "zero3": write(tmp_path, f"zero3_{name}", zero3),
+        })  # fmt: skip
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    torchrun("zero_init_build.py", str(tmp_path / "cases.json"), str(tmp_path / "out.json"))
+    results = json.loads((tmp_path / "out.json").read_text())
+    print(json.dumps(results, indent=1))  # the figures, with pytest -s
+    assert sorted(results) == sorted(ZERO3_CASES)
+    for name, r in results.items():
+        assert r["dtypes"] == ["torch.bfloat16"], (name, r)
+        assert r["rounded_once"], (name, r)
+        assert r["buffers_equal"], (name, r)
+    assert results["gpt-sinusoidal"]["buffer_dtypes"] == ["torch.float32"]

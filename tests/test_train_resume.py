@@ -1,6 +1,7 @@
 """Kill-and-resume: a run stopped after its step-15 checkpoint and started again
 reproduces the uninterrupted 30-step run bit for bit (same seed, same data): for a
-causal LM under ZeRO-2, and for a masked LM with dropout under ZeRO-1, whose masks and
+causal LM under ZeRO-2 and under ZeRO-3 (whose model is built inside deepspeed.zero.Init),
+and for a masked LM with dropout under ZeRO-1, whose masks and
 dropout draws must replay too."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from train_harness import launch, losses_by_step, project, read_metrics, trained
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("variant", ["zero2", "bert-mlm-dropout"])
+@pytest.mark.parametrize("variant", ["zero2", "zero3", "bert-mlm-dropout"])
 def test_stopped_and_resumed_run_reproduces_the_uninterrupted_one(variant: str):
     uninterrupted = losses_by_step(trained(variant))
     proj = project(variant)

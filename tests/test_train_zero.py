@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from train_harness import assert_loss_falls, losses_by_step, read_metrics, trained
+from train_harness import assert_loss_falls, build_probed, losses_by_step, read_metrics, trained
 
 pytestmark = pytest.mark.slow
 
@@ -25,6 +25,38 @@ def test_zero_stage_trains_and_matches_zero0(stage: int):
     for step in (1, 2, 3, 4, 5):
         assert losses[step] == pytest.approx(reference[step], rel=1e-5), step
     assert (out / "checkpoints" / "step_30").is_dir()
+
+
+def test_zero3_builds_only_its_share_of_the_parameters():
+    """Under ZeRO-3 train.py builds inside deepspeed.zero.Init: each rank ends the build holding
+    half of every parameter (padded), and never had the whole model alive while building; its
+    initial weights and weight-decay groups are those of ZeRO-0."""
+    ranks, reference = build_probed("zero3"), build_probed("zero0")
+    whole = reference[0]
+    print("zero0", whole, "zero3", ranks, sep="\n")  # the figures, with pytest -s
+    assert [r["rank"] for r in ranks] == [0, 1]
+    # the probe sees a whole model: ZeRO-0 holds every parameter, and its build peak covers it
+    assert whole["held_numel"] == whole["full_numel"] and whole["peak_bytes"] >= whole["full_bytes"]
+    for r in ranks:
+        assert r["partitioned"] and r["data_numel"] == 0, r
+        assert r["full_numel"] == whole["full_numel"], r
+        # ZeRO-3 pads each parameter to a multiple of the 2 ranks: at most one element more each
+        assert 0 <= 2 * r["held_numel"] - r["full_numel"] <= 2 * r["n_params"], r
+        assert r["peak_bytes"] < whole["full_bytes"], r
+        # alive at once: the finished partitions, one module built whole, its largest draw
+        assert r["peak_bytes"] <= r["held_bytes"] + 2 * r["largest_module_bytes"], r
+        assert r["param_groups"] == whole["param_groups"], r
+        assert r["digest"] == whole["digest"], r  # the same fp32 initial weights, bit for bit
+
+
+def test_zero3_bf16_build_rounds_the_zero0_weights_once():
+    """In bf16, zero.Init creates the parameters in bf16: they must be ZeRO-0's fp32 initial
+    weights rounded once, as DeepSpeed's cast of a model built outside zero.Init gives."""
+    ranks, whole = build_probed("zero3-bf16"), build_probed("zero0")[0]
+    for r in ranks:
+        assert r["partitioned"] and r["full_numel"] == whole["full_numel"], r
+        assert 0 <= 2 * r["held_numel"] - r["full_numel"] <= 2 * r["n_params"], r
+        assert r["digest"] == r["digest_bf16"] == whole["digest_bf16"], r
 
 
 def test_metrics_lines_have_the_contract_4_fields():

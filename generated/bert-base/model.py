@@ -35,6 +35,7 @@ DROPOUT = 0.1  # model.dropout
 ATTENTION_DROPOUT = 0.1  # model.attention_dropout
 MASK_PROB = 0.15  # train.mask_prob
 FIRST_ORDINARY_TOKEN = 4  # 0-3 are <pad> <eos> <unk> <mask>: never random replacements
+LOSS_CHUNK_TOKENS = 1024  # llmspec: tokens per chunk of the loss (fp32 working set: chunk x vocab)
 SEED = 1234  # train.seed: initialisation
 INIT_STD = 0.02  # GPT-2 (Radford et al. 2019)
 RESIDUAL_INIT_STD = INIT_STD / math.sqrt(2 * N_LAYERS)  # GPT-2 §2.3: 2 residual branches per block
@@ -43,11 +44,14 @@ RESIDUAL_INIT_STD = INIT_STD / math.sqrt(2 * N_LAYERS)  # GPT-2 §2.3: 2 residua
 def init_normal(key: str, shape: tuple[int, ...], std: float) -> torch.Tensor:
     """Normal(0, std) drawn from a generator seeded by SEED and the parameter's name, so every
     parameter starts the same whatever the parallel layout that ends up holding it. Drawn on
-    the CPU (the generator's device), then moved to the default device (e.g. a `with
-    torch.device(...)` block around build_model)."""
+    the CPU in fp32, then rounded once into a tensor from torch.empty: inside
+    deepspeed.zero.Init (train.py, ZeRO-3) that has the training dtype and device, so the
+    weights equal those of a ZeRO-0 run after DeepSpeed casts its fp32 model."""
     generator = torch.Generator().manual_seed(zlib.crc32(f"{SEED}/{key}".encode()))
-    values = torch.randn(shape, generator=generator, device="cpu") * std
-    return values.to(torch.get_default_device())
+    # torch.normal, not torch.randn (the same draws): zero.Init wraps torch.randn to round to the
+    # training dtype before `* std` (partition_parameters.py, zero_wrapper_for_fp_tensor_constructor).
+    values = torch.normal(0.0, 1.0, shape, generator=generator) * std
+    return torch.empty(shape).copy_(values)
 
 
 # --------------------------------------------------------------------------- layers
@@ -185,10 +189,47 @@ class LogitsBias(nn.Module):
         return logits + self.bias
 
 
+class _ChunkedCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy over logits [N, V], LOSS_CHUNK_TOKENS rows at a time in fp32.
+
+    The gradient of the logits is computed in forward, chunk by chunk, into one tensor of the
+    logits' dtype: no fp32 copy of the whole logits and no vocabulary-wide log-softmax is
+    ever kept (Liger-Kernel's fused cross-entropy, Hsu et al. 2024, without the LM head).
+    """
+
+    @staticmethod
+    def forward(ctx, logits, labels):
+        # logits: [N, V]; labels: [N], -100 = ignored
+        count = (labels != -100).sum()
+        total = torch.zeros((), device=logits.device)
+        grad = torch.empty_like(logits) if ctx.needs_input_grad[0] else None
+        for start in range(0, logits.shape[0], LOSS_CHUNK_TOKENS):
+            chunk = logits[start : start + LOSS_CHUNK_TOKENS].float()
+            target = labels[start : start + LOSS_CHUNK_TOKENS]
+            total += F.cross_entropy(chunk, target, ignore_index=-100, reduction="sum")
+            if grad is not None:
+                # d loss / d logits = (softmax - target distribution) / count; 0 where ignored
+                g = torch.softmax(chunk, dim=-1)
+                labelled = target != -100
+                index = target.clamp(min=0).unsqueeze(-1)  # ignored rows: any column, zeroed below
+                g.scatter_add_(-1, index, torch.full(index.shape, -1.0, device=g.device))
+                g *= (labelled / count).unsqueeze(-1)
+                grad[start : start + LOSS_CHUNK_TOKENS] = g
+                del g  # before the next chunk's buffers: one chunk's working set at a time
+            del chunk
+        ctx.save_for_backward(grad)
+        return total / count
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (grad,) = ctx.saved_tensors
+        # in place: the saved gradient is used once (DeepSpeed runs backward once per micro-batch)
+        return grad.mul_(grad_output), None
+
+
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over the labelled tokens (-100 = not masked)."""
-    logits = logits.float()
-    return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+    return _ChunkedCrossEntropy.apply(logits.view(-1, logits.shape[-1]), labels.reshape(-1))
 
 
 def mask_tokens(
@@ -232,5 +273,6 @@ class Bert(nn.Module):
 
 
 def build_model() -> nn.Module:
-    """The whole model, in fp32, on the CPU (DeepSpeed moves and casts it)."""
+    """The whole model; train.py builds it inside deepspeed.zero.Init (ZeRO-3), which partitions
+    each module's parameters across the data-parallel ranks as soon as it is built."""
     return Bert()

@@ -35,7 +35,7 @@ run_name = "llama2-7b"  # spec: name
 vocab_size = 32000  # spec: model.vocab_size
 seq_len = 4096  # spec: train.seq_len
 global_batch_size = 1024  # spec: train.global_batch_size
-micro_batch_size = 1  # plan: peak 23.3 of 74.5 GiB
+micro_batch_size = 1  # plan: peak 22.6 of 74.5 GiB
 grad_accum_steps = 16  # plan: 1024 sequences / (1 per micro-batch × 64 data-parallel)
 data_parallel = 64  # plan
 max_steps = 476837  # spec: train.tokens / (global_batch_size × seq_len)
@@ -46,7 +46,7 @@ checkpoint_interval = 1000  # spec: train.checkpoint_interval
 seed = 1234  # spec: train.seed
 planned_params = 6738415616  # plan: params.total
 planned_layout = "data 64 × tensor 1 × pipeline 1, ZeRO 3, micro-batch 1 × 16 accumulation, recompute none"  # plan: layout (plan.json)
-planned_peak_gib = 23.33  # plan: peak 23.3 of 74.5 GiB
+planned_peak_gib = 22.59  # plan: peak 22.6 of 74.5 GiB
 gpu_memory_gib = 74.51  # cluster.gpu: h100-sxm
 planned_tokens_per_s = 608580  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len
@@ -85,15 +85,20 @@ if dp_world != data_parallel:
 torch.manual_seed(seed)
 
 # model
-model = build_model()
+# ZeRO-3: built inside deepspeed.zero.Init, which partitions each module's parameters over the
+# data-parallel ranks as soon as its __init__ returns, so no rank ever holds the whole model; it
+# takes the dtype from ds_config.json (deepspeed/runtime/zero/partition_parameters.py).
+with deepspeed.zero.Init(config_dict_or_path=os.path.join(here, "ds_config.json")):
+    model = build_model()
 # AdamW comes from ds_config.json; weight decay applies to matrices (linear and embedding
-# weights) only, not to biases and norm gains.
-decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+# weights) only, not to biases and norm gains. A partitioned parameter's .data is empty: its
+# full shape is ds_shape, this rank's part ds_tensor.
+decay = [p for p in model.parameters() if p.requires_grad and len(p.ds_shape) >= 2]
+no_decay = [p for p in model.parameters() if p.requires_grad and len(p.ds_shape) < 2]
 param_groups = [
     g for g in ({"params": decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]
 ]
-local_params = sum(p.numel() for p in model.parameters())
+local_params = sum(p.ds_tensor.numel() for p in model.parameters())
 engine, _, _, _ = deepspeed.initialize(
     model=model,
     model_parameters=param_groups,

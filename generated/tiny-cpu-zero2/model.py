@@ -30,6 +30,7 @@ HEAD_DIM = 32  # d_model / n_heads
 D_FF = 512  # model.d_ff
 MAX_SEQ_LEN = 128  # model.max_seq_len: rows of the position table
 NORM_EPS = 1e-05  # model.norm_eps
+LOSS_CHUNK_TOKENS = 1024  # llmspec: tokens per chunk of the loss (fp32 working set: chunk x vocab)
 SEED = 1234  # train.seed: initialisation
 INIT_STD = 0.02  # GPT-2 (Radford et al. 2019)
 RESIDUAL_INIT_STD = INIT_STD / math.sqrt(2 * N_LAYERS)  # GPT-2 §2.3: 2 residual branches per block
@@ -157,11 +158,48 @@ class OutputHead(nn.Module):
         return x
 
 
+class _ChunkedCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy over logits [N, V], LOSS_CHUNK_TOKENS rows at a time in fp32.
+
+    The gradient of the logits is computed in forward, chunk by chunk, into one tensor of the
+    logits' dtype: no fp32 copy of the whole logits and no vocabulary-wide log-softmax is
+    ever kept (Liger-Kernel's fused cross-entropy, Hsu et al. 2024, without the LM head).
+    """
+
+    @staticmethod
+    def forward(ctx, logits, labels):
+        # logits: [N, V]; labels: [N], -100 = ignored
+        count = (labels != -100).sum()
+        total = torch.zeros((), device=logits.device)
+        grad = torch.empty_like(logits) if ctx.needs_input_grad[0] else None
+        for start in range(0, logits.shape[0], LOSS_CHUNK_TOKENS):
+            chunk = logits[start : start + LOSS_CHUNK_TOKENS].float()
+            target = labels[start : start + LOSS_CHUNK_TOKENS]
+            total += F.cross_entropy(chunk, target, ignore_index=-100, reduction="sum")
+            if grad is not None:
+                # d loss / d logits = (softmax - target distribution) / count; 0 where ignored
+                g = torch.softmax(chunk, dim=-1)
+                labelled = target != -100
+                index = target.clamp(min=0).unsqueeze(-1)  # ignored rows: any column, zeroed below
+                g.scatter_add_(-1, index, torch.full(index.shape, -1.0, device=g.device))
+                g *= (labelled / count).unsqueeze(-1)
+                grad[start : start + LOSS_CHUNK_TOKENS] = g
+                del g  # before the next chunk's buffers: one chunk's working set at a time
+            del chunk
+        ctx.save_for_backward(grad)
+        return total / count
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (grad,) = ctx.saved_tensors
+        # in place: the saved gradient is used once (DeepSpeed runs backward once per micro-batch)
+        return grad.mul_(grad_output), None
+
+
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over the labelled tokens; labels are the input ids, shifted left here."""
     labels = F.pad(labels[:, 1:], (0, 1), value=-100)  # position t predicts token t+1
-    logits = logits.float()
-    return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+    return _ChunkedCrossEntropy.apply(logits.view(-1, logits.shape[-1]), labels.reshape(-1))
 
 
 # --------------------------------------------------------------------------- model

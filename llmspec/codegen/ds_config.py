@@ -70,6 +70,13 @@ def zero_section(layout: Layout, *, on_cpu: bool) -> dict:
     zero.update(ds_rules.zero_buckets(stage))
     zero["overlap_comm"] = ds_rules.overlaps_comm(stage)
     zero["contiguous_gradients"] = True
+    if stage == 3:
+        # train.py builds the model inside deepspeed.zero.Init, which otherwise replaces
+        # torch.nn.functional.linear for the whole process with its own autograd function
+        # (runtime/zero/linear.py, "will persist unless manually reset"). ZeRO-3 fetches
+        # parameters by module hooks without it; keeping F.linear keeps the model that the
+        # memory model and the reference tests measured.
+        zero["memory_efficient_linear"] = False
     if offloads_optimizer(layout):
         zero["offload_optimizer"] = offload_section(layout.offload_optimizer, on_cpu=on_cpu)
     if layout.offload_params != "none":

@@ -13,6 +13,7 @@ from typing import Literal
 
 from llmspec.plan.types import Layout
 from llmspec.rules.layout import padded_vocab
+from llmspec.rules.loss import LOSS_CHUNK_TOKENS
 
 CLASS_NAMES = {"gpt": "GPT", "llama": "Llama", "bert": "Bert"}
 
@@ -64,6 +65,7 @@ class ModelContext:
     pipeline: int  # layout.pipeline
     sequence_parallel: bool  # layout.sequence_parallel, only ever with tensor > 1
     recompute: Literal["none", "selective", "full"]  # layout.activation_checkpointing
+    zero_stage: int  # layout.zero_stage: 3 builds the model inside deepspeed.zero.Init
     blocks_per_stage: tuple[int, ...]  # plan.memory.stages[*].layers; () without pipeline
 
     # -- the settings block
@@ -128,6 +130,14 @@ class ModelContext:
                     "0-3 are <pad> <eos> <unk> <mask>: never random replacements",
                 ),
             ]
+        if not self.tensor_parallel:
+            constants.append(
+                Constant(
+                    "LOSS_CHUNK_TOKENS",
+                    LOSS_CHUNK_TOKENS,
+                    "llmspec: tokens per chunk of the loss (fp32 working set: chunk x vocab)",
+                )
+            )
         constants.append(Constant("SEED", self.seed, "train.seed: initialisation"))
         return tuple(constants)
 
@@ -159,6 +169,14 @@ class ModelContext:
     @property
     def pipeline_parallel(self) -> bool:
         return self.pipeline > 1
+
+    @property
+    def sharded_build(self) -> bool:
+        """ZeRO-3: train.py builds the model inside `deepspeed.zero.Init`, which partitions each
+        module's parameters as its __init__ returns and makes torch's float constructors
+        (torch.empty, zeros, arange, randn, ...) return the training dtype
+        (deepspeed/runtime/zero/partition_parameters.py). The init code must not round twice."""
+        return self.zero_stage == 3
 
     @property
     def distributed(self) -> bool:
@@ -375,5 +393,6 @@ def model_context(spec, layout: Layout, stage_layers: tuple[int, ...]) -> ModelC
         pipeline=pipeline,
         sequence_parallel=tensor > 1 and layout.sequence_parallel,
         recompute=layout.activation_checkpointing,
+        zero_stage=layout.zero_stage,
         blocks_per_stage=tuple(stage_layers) if pipeline > 1 else (),
     )

@@ -2,7 +2,8 @@
 
 Each figure is what autograd saves for the exact ops of the generated model
 (``F.scaled_dot_product_attention``, tanh GELU, ``silu(gate) * up``,
-``nn.Dropout``, ``nn.LayerNorm`` / ``nn.RMSNorm``, fp32 log-softmax loss),
+``nn.Dropout``, ``nn.LayerNorm`` / ``nn.RMSNorm``, the chunked loss of
+``llmspec.rules.loss``, or the vocabulary-parallel fp32 softmax under tensor parallel),
 checked op by op under ``FakeTensorMode`` + ``MemTracker``
 (``llmspec.verify.measure``). The Korthikanti et al. 2022 Table 2 constants
 (34 sbh + 5as²b) assume 16-bit activations, 1-byte dropout masks and
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 from llmspec.graph.dims import ModelDims
 from llmspec.rules.layout import padded_vocab
+from llmspec.rules.loss import LOSS_CHUNK_TOKENS
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 2}  # fp8: activations stay 16-bit
 
@@ -158,10 +160,10 @@ def embedding_saved(dims: ModelDims, e: int, kernels: str = "cuda") -> float:
     return saved
 
 
-def head_saved(dims: ModelDims, e: int, kernels: str = "cuda") -> float:
-    """Final norm (pre-norm), the LM-head input, the MLM transform, and the loss's
-    fp32 log-softmax (vocab-wide) and labels. Log-softmax is the big one."""
-    h, v = dims.d_model, dims.vocab_size
+def head_saved(dims: ModelDims, e: int, kernels: str = "cuda", tensor: int = 1) -> float:
+    """Final norm (pre-norm), the LM-head input, the MLM transform, and what the loss keeps
+    (`loss_saved`, vocab-wide: the big one)."""
+    h = dims.d_model
     saved = 0.0
     if dims.arch != "bert":
         saved += norm_saved(dims, e, kernels)  # its output is the LM-head input
@@ -172,22 +174,36 @@ def head_saved(dims: ModelDims, e: int, kernels: str = "cuda") -> float:
         saved += 8 + 8  # masked inputs and labels (the loss keeps labels unshifted)
     else:
         saved += 8  # labels shifted left by F.pad (a new tensor the loss keeps)
-    return saved + 4 * v  # fp32 log-softmax output
+    return saved + loss_saved(dims, e, tensor)
+
+
+def loss_saved(dims: ModelDims, e: int, tensor: int = 1) -> float:
+    """Per token, what the loss keeps for backward. Without tensor parallel the chunked loss
+    (`llmspec.rules.loss`) keeps only the gradient of the logits, written in forward in the
+    logits' dtype; the vocabulary-parallel loss keeps its fp32 softmax (whole vocabulary here,
+    the caller divides by the tensor degree)."""
+    return e * dims.vocab_size if tensor == 1 else 4 * dims.vocab_size
 
 
 def loss_transient(dims: ModelDims, e: int, tensor: int = 1) -> float:
-    """Bytes per token at the loss's own peak beyond what it saves.
+    """Per token and rank, what is alive besides `loss_saved` at the loss's own peak.
 
-    One device: F.cross_entropy's backward holds the gradient arriving at the fp32
-    log-softmax and the one it produces (both fp32, vocab-wide). Tensor parallel: the
-    generated vocab-parallel loss works one fp32 buffer in place from logits to softmax
-    to gradient (as Megatron-LM's does), so its peak is in the forward: the fp32 logits it
-    reads, beside that buffer, and the 16-bit logits they were cast from.
+    Chunked loss: the logits themselves, during its forward (then `loss_chunk_bytes` on
+    top). Vocabulary-parallel loss: it works one fp32 buffer in place from logits to
+    softmax to gradient (as Megatron-LM's does), so its peak is in the forward: the fp32
+    logits it reads beside that buffer, and the 16-bit logits they were cast from.
     """
     if tensor == 1:
-        return 8.0 * dims.vocab_size
+        return e * dims.vocab_size
     rows = padded_vocab(dims.vocab_size, tensor) / tensor
     return (4 + (e if e != 4 else 0)) * rows
+
+
+def loss_chunk_bytes(dims: ModelDims, e: int, tokens: int) -> float:
+    """The chunked loss's fp32 working set: one chunk's (log-)softmax, plus the chunk's fp32
+    copy of the logits when they are 16-bit (fp32 logits are used in place)."""
+    rows = min(LOSS_CHUNK_TOKENS, tokens)
+    return (4 if e == 4 else 8) * dims.vocab_size * rows
 
 
 def output_bytes(
@@ -227,5 +243,5 @@ def saved_bytes(
     if kind == "embedding":
         return int(tokens * embedding_saved(dims, e, kernels))
     if kind in ("lm_head", "mlm_head"):
-        return int(tokens * head_saved(dims, e, kernels) / tensor)
+        return int(tokens * head_saved(dims, e, kernels, tensor) / tensor)
     return 0

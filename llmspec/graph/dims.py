@@ -33,6 +33,7 @@ class ModelDims:
     drop_path: float
     objective: str  # causal_lm | masked_lm
     label_smoothing: float = 0.0
+    norm_position: str = "pre"  # pre | post: where the one norm outside the blocks sits
 
     @property
     def head_dim(self) -> int:
@@ -62,4 +63,5 @@ class ModelDims:
             drop_path=m.drop_path,
             objective=t.objective,
             label_smoothing=t.label_smoothing,
+            norm_position=m.norm_position,
         )

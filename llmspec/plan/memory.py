@@ -98,12 +98,22 @@ def _constants(
     e = act.act_bytes(precision)
     t = tensor
     h = dims.d_model
-    block_params = (attention_params(dims) + mlp_params(dims)) / t + 2 * norm_params(dims)
+    # Under tensor parallel every rank keeps the whole bias of the two row-parallel linears
+    # (attention output, MLP out): it is added once, after the partial sums are reduced.
+    row_biases = 2 * h if dims.bias else 0
+    sharded_block = attention_params(dims) + mlp_params(dims) - row_biases
+    block_params = sharded_block / t + row_biases + 2 * norm_params(dims)
     vocab_rows = padded_vocab(dims.vocab_size, t) / t
     embedding_params = vocab_rows * h + dims.type_vocab_size * h
     if dims.position == "learned":
         embedding_params += dims.max_seq_len * h
-    head_params = norm_params(dims)
+    # The one norm outside the blocks: the final norm of a pre-norm model (head), or the
+    # embedding norm of a post-norm one, which the generated pipeline puts on the first stage.
+    head_params = 0.0
+    if dims.norm_position == "post":
+        embedding_params += norm_params(dims)
+    else:
+        head_params += norm_params(dims)
     if dims.objective == "masked_lm":
         head_params += h * h + (h if dims.bias else 0) + norm_params(dims)
         head_params += vocab_rows if dims.bias else 0  # decoder bias
@@ -120,7 +130,9 @@ def _constants(
     wh, wf = BLOCK_BACKWARD_TRANSIENT_WIDTHS
     block_transient = e * (wh * h + wf * dims.d_ff / t)
     block_weight_grad = e * h * max(dims.d_ff, h) / t
-    head_act = act.head_saved(dims, e, kernels)
+    head_act = act.head_saved(dims, e, kernels, t)
+    if t > 1:  # the vocabulary-parallel softmax is this rank's slice; the rest is replicated
+        head_act += -4 * dims.vocab_size + 4 * dims.vocab_size / t
     return _ModelConstants(
         block_params=block_params,
         embedding_params=embedding_params,
@@ -129,7 +141,7 @@ def _constants(
         block_act=block_act,
         block_act_fixed=0.0 if recompute == "full" else act.rope_table_bytes(dims, e),
         embedding_act=act.embedding_saved(dims, e, kernels),
-        head_act=head_act - 4 * dims.vocab_size + 4 * dims.vocab_size / t,
+        head_act=head_act,
         loss_transient=act.loss_transient(dims, e, t),
         block_transient=block_transient,
         block_weight_grad=block_weight_grad,
@@ -236,6 +248,9 @@ def estimate_memory(
     tokens = layout.micro_batch_size * dims.seq_len
     micro_batches = max(1, layout.grad_accum_steps)
     w = WEIGHT_BYTES[precision]
+    e = act.act_bytes(precision)
+    # the chunked loss's fp32 working set; the vocabulary-parallel loss has none (rules/loss.py)
+    loss_chunk = act.loss_chunk_bytes(dims, e, tokens) if layout.tensor == 1 else 0.0
 
     stages = []
     for i, n_layers in enumerate(layers):
@@ -269,11 +284,12 @@ def estimate_memory(
         grads_now = st.grads_end if accumulating else 0.0
 
         candidates = []  # (name, activations, grads, temporary)
-        if last:  # the loss: log-softmax saved, its two fp32 gradients
-            candidates.append(
-                ("loss", resident + per_mb + tokens * c.head_act, grads_now,
-                 tokens * c.loss_transient + buffers)
-            )  # fmt: skip
+        if last:  # the loss at its peak (graph/activations.py: loss_saved, loss_transient)
+            loss_acts = resident + per_mb + tokens * c.head_act
+            loss_tmp = tokens * c.loss_transient + loss_chunk
+            if layout.tensor == 1:  # the chunked loss peaks in forward: all of it activations
+                loss_acts, loss_tmp = loss_acts + loss_tmp, 0.0
+            candidates.append(("loss", loss_acts, grads_now, loss_tmp + buffers))
         if n_layers:  # top block: every activation, the head's gradients
             block_tmp = tokens * (c.block_transient + c.recompute_extra) + c.block_weight_grad
             candidates.append(

@@ -4,7 +4,8 @@ argv: cases.json out.json. Each case names a rendered model.py without pipeline 
 and one with pipeline stages (`pipeline`). Every rank computes the single model's loss on two
 micro-batches, then trains one step of the PipelineModule through DeepSpeed on the same
 micro-batches. Rank 0 writes {case: {loss_single, loss_pipeline, ranks: [{rank, stage,
-parts, blocks, tied}]}} to out.json.
+parts, blocks, tied, built_params, params}]}} to out.json: `built_params` counts the parameters
+this rank's stage holds right after build_model, before DeepSpeed sees it.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def run_case(case: dict) -> dict:
     module = load(case["pipeline"], "pipeline_" + case["name"])
     grid = module.init_parallel()
     model = module.build_model(grid)
+    built_params = sum(p.numel() for p in model.parameters())
     config = {
         "train_micro_batch_size_per_gpu": MICRO_BATCH_SIZE,
         "gradient_accumulation_steps": MICRO_BATCHES,
@@ -69,6 +71,8 @@ def run_case(case: dict) -> dict:
             if isinstance(child, module.Block)
         ),
         "tied": sorted(model.tied_modules.keys()),
+        "built_params": built_params,
+        "params": sum(p.numel() for p in model.parameters()),
     }
     ranks = [None] * dist.get_world_size()
     dist.all_gather_object(ranks, local)

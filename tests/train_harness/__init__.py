@@ -166,8 +166,10 @@ def launch(
     launcher: str = "torchrun",
     timeout: int = 600,
     check: bool = True,
+    script: str = "train.py",
 ) -> subprocess.CompletedProcess:
-    """Run train.py with `nproc` CPU processes; raises with the log on failure (`check`)."""
+    """Run train.py (or `script`, from the project folder) with `nproc` CPU processes; raises
+    with the log on failure (`check`)."""
     port = free_port()
     if launcher == "torchrun":
         command = [
@@ -176,7 +178,7 @@ def launch(
             "torch.distributed.run",
             f"--nproc_per_node={nproc}",
             f"--master_port={port}",
-            "train.py",
+            script,
         ]
     else:
         deepspeed = shutil.which("deepspeed") or str(Path(sys.executable).parent / "deepspeed")
@@ -189,7 +191,7 @@ def launch(
             "127.0.0.1",
             "--master_port",
             str(port),
-            "train.py",
+            script,
         ]
     # A session of its own, so that a timeout kills the launcher's workers too.
     with subprocess.Popen(
@@ -254,6 +256,7 @@ VARIANTS: dict[str, dict] = {
     "zero1": {"parallel": {"zero_stage": 1}},
     "zero2": {"parallel": {"zero_stage": 2}},
     "zero3": {"parallel": {"zero_stage": 3}},
+    "zero3-bf16": {"parallel": {"zero_stage": 3}, "train": {"precision": "bf16"}},  # build only
     "bf16": {"parallel": {"zero_stage": 1}, "train": {"precision": "bf16"}},
     "offload": {"parallel": {"zero_stage": 2, "offload_optimizer": "cpu"}},
     # pipeline with ZeRO-1 (DeepSpeed's pipeline engine takes 0-1) and full recompute
@@ -327,3 +330,15 @@ def trained(name: str, launcher: str = "torchrun") -> Path:
     out = proj / "out"
     launch(proj, "--data", str(workspace() / "data"), "--out", str(out), launcher=launcher)
     return out
+
+
+@functools.cache
+def build_probed(name: str) -> list[dict]:
+    """Each rank's parameter storage while variant `name`'s own train.py builds its model, and
+    the parameter groups it passes on (build_probe.py: train.py with --max-steps 0)."""
+    proj = project(name)
+    out = proj / "build_probe.json"
+    probe = Path(__file__).resolve().parent / "build_probe.py"
+    data, run_dir = workspace() / "data", proj / "probe-out"
+    launch(proj, str(out), str(data), str(run_dir), script=str(probe), timeout=300)
+    return json.loads(out.read_text())
