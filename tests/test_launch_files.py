@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from llmspec.codegen.context import Provenance
 from llmspec.codegen.export_context import export_context
 from llmspec.codegen.render import render_template
 from llmspec.graph.layers import ParamCounts
@@ -129,6 +130,7 @@ def render_files(spec: Spec, plan: Plan | None = None) -> dict[str, str]:
         "header": HEADER,
         "llmspec_version": "0.1.0",
         "on_cpu": spec.cluster.gpu_name == "cpu",
+        "provenance": Provenance("specs/x.yaml", "0" * 64, "llmspec build specs/x.yaml"),
     }
     files = {}
     for name in LAUNCH_FILES:
