@@ -270,7 +270,6 @@ def estimate_memory(
         per_mb = tokens * (n_layers * c.block_act + (c.embedding_act if first else 0.0))
         per_mb += n_layers * c.block_act_fixed
         resident = (in_flight - 1) * per_mb  # other micro-batches' activations
-        fixed = st.weights + st.optimizer + st.persistent_buffer
         zero3_live = 0.0  # ZeRO-3: parameters gathered for the module running + prefetch
         if layout.zero_stage == 3:
             largest = max(c.block_params, c.embedding_params if first or last else 0.0)
@@ -317,17 +316,20 @@ def estimate_memory(
             # holds the new gradient and their sum before it replaces the old one
             candidates.append(("embedding", resident, st.grads_end, 2 * c.head_weight_grad))
         _, act_b, grad_b, tmp_b = max(candidates, key=lambda x: x[1] + x[2] + x[3])
-        total = fixed + act_b + grad_b + tmp_b
+        # whole bytes per part, and the total their sum (a part rounded apart from the total
+        # made them disagree by a byte)
+        parts = [int(st.weights), int(grad_b), int(st.optimizer), int(act_b)]
+        parts.append(int(tmp_b + st.persistent_buffer))
         stages.append(
             StageMemory(
                 stage=i,
                 layers=n_layers,
-                params=int(st.weights),
-                grads=int(grad_b),
-                optimizer=int(st.optimizer),
-                activations=int(act_b),
-                temporary=int(tmp_b + st.persistent_buffer),
-                total=int(total),
+                params=parts[0],
+                grads=parts[1],
+                optimizer=parts[2],
+                activations=parts[3],
+                temporary=parts[4],
+                total=sum(parts),
                 host_bytes=int(st.host),
             )
         )
