@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llmspec.units import GIB, KIB, MIB, TIB
+
 SLUG_RE = r"^[a-z0-9][a-z0-9._-]*$"
 AUTO = "auto"
 
@@ -284,18 +286,9 @@ class DataSpec(_Section):
         return parse_bytes(self.max_document_size)
 
 
-_UNITS = {
-    "": 1,
-    "B": 1,
-    "KB": 1024,
-    "MB": 1024**2,
-    "GB": 1024**3,
-    "TB": 1024**4,
-    "KIB": 1024,
-    "MIB": 1024**2,
-    "GIB": 1024**3,
-    "TIB": 1024**4,
-}
+# Sizes in a spec are binary whichever way they are spelled ("1GB" = "1GiB" = 2**30 bytes).
+_UNITS = {"": 1, "B": 1, "KB": KIB, "MB": MIB, "GB": GIB, "TB": TIB}
+_UNITS |= {"KIB": KIB, "MIB": MIB, "GIB": GIB, "TIB": TIB}
 
 
 def parse_bytes(v: int | str) -> int:
