@@ -436,13 +436,13 @@ def test_readme_shows_the_plan():
     spec = make_spec(gpu="h100-sxm", nodes=2, gpus_per_node=8)
     plan = make_plan(spec, stages=2)
     readme = render_files(spec, plan)["README.md"]
-    assert "data 16 × tensor 1 × pipeline 2, ZeRO-1, micro-batch 2 × 2 accumulation" in readme
+    assert "data 16 × tensor 1 × pipeline 2, ZeRO 1, micro-batch 2 × 2 accumulation" in readme
     assert "123,456,789" in readme  # parameters
     assert "| **peak** | **7.50 GiB** of 74.51 GiB (fits) |" in readme
     stage_rows = [line for line in readme.splitlines() if line.startswith("| 1 | 2 |")]
     assert stage_rows and stage_rows[0].endswith("| 6.50 GiB |")  # second stage's own peak
     assert "104,858 tokens/s" in readme and "48.0%" in readme
-    assert "ZeRO-3" in readme and "every micro-batch" in readme
+    assert "ZeRO 3" in readme and "every micro-batch" in readme
     assert "gathers parameters \\| every" in readme  # a `|` cannot break the table row
     assert "launch_multinode.sh" in readme and "sbatch slurm.sbatch" in readme
     assert "NODE_RANK=1" in readme

@@ -19,7 +19,7 @@ import matplotlib
 matplotlib.use("svg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from llmspec.plan.types import MEMORY_CATEGORIES  # noqa: E402
+from llmspec.plan.types import MEMORY_CATEGORIES, Layout  # noqa: E402
 from llmspec.text import duration  # noqa: E402
 from llmspec.units import GIB  # noqa: E402
 
@@ -176,12 +176,8 @@ def _table(headers: list[str] | None, rows: list[list]) -> str:
 
 
 def describe(layout: dict) -> str:
-    text = (
-        f"data {layout['data']} × tensor {layout['tensor']} × pipeline {layout['pipeline']}, "
-        f"ZeRO {layout['zero_stage']}, micro-batch {layout['micro_batch_size']} × "
-        f"{layout['grad_accum_steps']}, recompute {layout['activation_checkpointing']}"
-    )
-    return text + (", sequence parallel" if layout["sequence_parallel"] else "")
+    """Contract 2's layout in the words the plan uses (`Layout.describe`)."""
+    return Layout(**layout).describe()
 
 
 def report_html(plan: dict) -> str:

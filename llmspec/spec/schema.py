@@ -25,7 +25,9 @@ AUTO = "auto"
 # Bounds on every number a spec gives. Each is far beyond any real run, and low enough that
 # what is derived from it (bytes, FLOPs, seconds, seeds) stays a finite float or a 64-bit
 # integer, and that every search over it stays small. A value outside is a located error.
-MAX_NAME = 64  # the output folder's name; build adds siblings such as .<name>.tmp-XXXX
+MAX_NAME = (
+    64  # the output folder's name; build stages beside it as .<name>.llmspec-staging-<random>
+)
 MAX_VOCAB = 2**24  # tokens (the largest published vocabularies have ~256k)
 MAX_SEQ = 2**22  # tokens per sequence (4M)
 MAX_WIDTH = 2**20  # d_model and d_ff (GPT-3: 12288 and 49152)
