@@ -30,7 +30,7 @@ def test_reference_is_current():
 
 def _fields(model, prefix=""):
     for name, info in model.model_fields.items():
-        yield name, info
+        yield info.alias or name, info
         for arg in [info.annotation, *getattr(info.annotation, "__args__", ())]:
             if isinstance(arg, type) and hasattr(arg, "model_fields"):
                 yield from _fields(arg)

@@ -70,8 +70,9 @@ def _walk(prefix: str, model: type[BaseModel], description: str) -> list[str]:
     for name, info in model.model_fields.items():
         sub = _model_of(info.annotation)
         if sub is not None:
-            is_list = typing.get_origin(info.annotation) is list
-            lines += _walk(f"{prefix}.{name}" + ("[]" if is_list else ""), sub, info.description)
+            origin = typing.get_origin(info.annotation)
+            suffix = {list: "[]", dict: ".<path>"}.get(origin, "")
+            lines += _walk(f"{prefix}.{name}{suffix}", sub, info.description)
     return lines
 
 
@@ -83,6 +84,7 @@ def _section(title: str, description: str, model: type[BaseModel], top: bool = F
             lines += [text, ""]
     lines += ["| field | type | default | description |", "|---|---|---|---|"]
     for name, info in model.model_fields.items():
+        name = info.alias or name  # a field spelled like a builtin (sweep's `int`) has an alias
         lines.append(
             f"| `{name}` | {_cell(type_text(info.annotation, info))} | "
             f"{_cell(default_text(info))} | {_cell(info.description or '')} |"
@@ -97,7 +99,7 @@ def _cell(text: str) -> str:
 def _model_of(annotation) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    if typing.get_origin(annotation) in (list, typing.Union, types.UnionType):
+    if typing.get_origin(annotation) in (list, dict, typing.Union, types.UnionType):
         for arg in typing.get_args(annotation):
             found = _model_of(arg)
             if found is not None:
@@ -124,6 +126,11 @@ def type_text(annotation, info: FieldInfo | None = None) -> str:
     if origin is list:
         (item,) = typing.get_args(annotation)
         return "list of " + ("mappings" if _model_of(item) else type_text(item) + "s")
+    if origin is dict:
+        key, value = typing.get_args(annotation)
+        return f"mapping of {type_text(key)} to " + (
+            "mappings" if _model_of(value) else type_text(value)
+        )
     if origin is tuple:
         return "[" + ", ".join(type_text(a) for a in typing.get_args(annotation)) + "]"
     if annotation is type(None):

@@ -13,58 +13,40 @@ so that they can report every problem with its location at once.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from llmspec.units import GIB, KIB, MIB, TIB
-
-SLUG_RE = r"^[a-z0-9][a-z0-9._-]*$"
-AUTO = "auto"
-
-# Bounds on every number a spec gives. Each is far beyond any real run, and low enough that
-# what is derived from it (bytes, FLOPs, seconds, seeds) stays a finite float or a 64-bit
-# integer, and that every search over it stays small. A value outside is a located error.
-MAX_NAME = (
-    64  # the output folder's name; build stages beside it as .<name>.llmspec-staging-<random>
+from llmspec.spec.posttrain import EvalSpec, FinetuneSpec, RlhfSpec, SweepSpec
+from llmspec.spec.section import (  # noqa: F401  (re-exported: contract 1 names them here)
+    AUTO,
+    MAX_BATCH,
+    MAX_BYTES_SIZE,
+    MAX_GIB,
+    MAX_GPUS_PER_NODE,
+    MAX_HEADS,
+    MAX_LAYERS,
+    MAX_NAME,
+    MAX_NODES,
+    MAX_RATE,
+    MAX_SEQ,
+    MAX_STEPS,
+    MAX_TOKENS,
+    MAX_TYPE_VOCAB,
+    MAX_VOCAB,
+    MAX_WIDTH,
+    MAX_WORKERS,
+    MAX_WORLD,
+    MIN_GIB,
+    MIN_RATE,
+    SEED_LIMIT,
+    SLUG_RE,
+    AutoInt,
+    PosInt,
+    _Section,
+    _upto,
 )
-MAX_VOCAB = 2**24  # tokens (the largest published vocabularies have ~256k)
-MAX_SEQ = 2**22  # tokens per sequence (4M)
-MAX_WIDTH = 2**20  # d_model and d_ff (GPT-3: 12288 and 49152)
-MAX_LAYERS = 4096
-MAX_HEADS = 2**14
-MAX_TYPE_VOCAB = 1024  # token types (BERT: 2)
-MAX_BATCH = 2**20  # sequences per optimizer step (GPT-3: 1536)
-MAX_STEPS = 10**9  # optimizer steps (also warm-up and every interval)
-MAX_TOKENS = 1e16  # tokens to train on (Llama 3: 1.5e13)
-MAX_NODES = 2**16
-MAX_GPUS_PER_NODE = 1024
-MAX_WORLD = 2**20  # nodes × gpus_per_node (checks.py): the largest clusters have ~1e5 GPUs
-MAX_WORKERS = 1024  # data-preparation processes
-SEED_LIMIT = 2**32  # seeds are < 2**32: numpy's legacy seeding takes no more, and train.py's
-# per-step torch reseed (seed × 1_000_003 + step × replicas + rank) then stays below 2**63
-MAX_GIB = 2.0**20  # GiB of memory per GPU or host (1 PiB)
-MIN_GIB = 1e-3  # GiB (1 MiB)
-MAX_RATE = 1e6  # TFLOP/s and GB/s figures of a GPU override
-MIN_RATE = 1e-3
-MAX_BYTES_SIZE = 2**40  # bytes per token shard (1 TiB); characters per document filter
-
-
-class _Section(BaseModel):
-    # strict: YAML already gives real ints, floats and bools, so `n_layers: true` or
-    # `lr: "fast"` is a mistake to report, not a value to coerce; inf/nan are never meant.
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False
-    )
-
-
-PosInt = Annotated[int, Field(gt=0)]
-AutoInt = PosInt | Literal["auto"]
-
-
-def _upto(limit: int) -> type:
-    """A positive integer at most `limit`."""
-    return Annotated[int, Field(gt=0, le=limit)]
+from llmspec.units import GIB, KIB, MIB, TIB
 
 
 # ----------------------------------------------------------------------------- model
@@ -157,6 +139,19 @@ class SourceSpec(_Section):
         description="text = one document per file; jsonl = one document per line; auto = by extension (.jsonl/.json → jsonl).",
     )
     text_field: str = Field("text", description="Key of the text in each JSON-lines record.")
+    prompt_field: str = Field("prompt", description="sft, reward, dpo, ppo: key of the prompt.")
+    response_field: str = Field("response", description="sft: key of the response.")
+    chosen_field: str = Field("chosen", description="reward, dpo: key of the preferred response.")
+    rejected_field: str = Field(
+        "rejected", description="reward, dpo: key of the dispreferred response."
+    )
+    weight: float = Field(
+        1.0,
+        gt=0,
+        le=1e6,
+        description="Mixture weight: sources are sampled into the packed stream in proportion "
+        "to their weights (by tokens), recorded in the data manifest.",
+    )
     exclude: list[str] = Field(
         default_factory=list,
         description="Patterns (fnmatch, matched against the whole path; * crosses folders) of matched files to leave out, e.g. */site-packages/*.",
@@ -264,6 +259,17 @@ class DataSpec(_Section):
         True,
         description="Join documents with EOS and pack into seq_len sequences; false = one document per sequence, length-bucketed and padded.",
     )
+    engine: Literal["local", "ray", "dask"] = Field(
+        "local",
+        description="Where prepare_data.py runs its stage tasks: local processes, a Ray "
+        "cluster (RAY_ADDRESS) or a Dask scheduler (DASK_SCHEDULER_ADDRESS); every engine "
+        "writes the same bytes.",
+    )
+    redact: list[Literal["email", "phone", "ip"]] = Field(
+        default_factory=list,
+        description="Privacy filtering: replace e-mail addresses, phone numbers and IP "
+        "addresses with placeholders before tokenizing; counts go to the manifest.",
+    )
     workers: _upto(MAX_WORKERS) | Literal["auto"] = Field(
         "auto",
         description=f"Processes for tokenizing, at most {MAX_WORKERS}; auto = all cores.",
@@ -366,8 +372,12 @@ class ScheduleSpec(_Section):
 
 
 class TrainSpec(_Section):
-    objective: Literal["causal_lm", "masked_lm"] = Field(
-        "causal_lm", description="Next-token prediction, or BERT-style masked tokens."
+    objective: Literal["causal_lm", "masked_lm", "sft", "reward", "dpo", "ppo"] = Field(
+        "causal_lm",
+        description="causal_lm = next-token prediction; masked_lm = BERT-style masked tokens; "
+        "sft = next-token loss on response tokens only; reward = a scalar reward model "
+        "(Bradley-Terry on chosen/rejected pairs); dpo = direct preference optimisation; "
+        "ppo = RLHF with PPO (train_ppo.py). sft, reward, dpo and ppo need finetune.base.",
     )
     mask_prob: float = Field(
         0.15,
@@ -567,7 +577,7 @@ class TrackingSpec(_Section):
 
 # ----------------------------------------------------------------------------- top level
 class Spec(_Section):
-    """One LLM training run. Sections reserved for later versions: finetune, eval."""
+    """One LLM training run."""
 
     name: str = Field(
         "run",
@@ -592,6 +602,18 @@ class Spec(_Section):
     )
     cluster: ClusterSpec = Field(default_factory=ClusterSpec, description="Hardware.")
     tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="Experiment tracking.")
+    finetune: FinetuneSpec | None = Field(
+        None, description="Start from a base model; null = pretraining from random weights."
+    )
+    rlhf: RlhfSpec | None = Field(
+        None, description="Settings of the reward, dpo and ppo objectives; null = defaults."
+    )
+    eval: EvalSpec | None = Field(
+        None, description="Evaluation suite (evaluate.py, out/eval.json); null = none."
+    )
+    sweep: SweepSpec | None = Field(
+        None, description="Hyper-parameter sweep (sweep.py); null = none."
+    )
 
     @model_validator(mode="after")
     def _tokenizer_follows_model(self) -> Spec:
