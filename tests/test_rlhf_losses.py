@@ -314,3 +314,54 @@ def test_blocklist_rejection_rate_is_exact():
     assert abs((~kept).float().mean().item() - drop) <= 3 * math.sqrt(
         drop * (1 - drop) / len(pairs)
     )
+
+
+def _ppo_toy(beta: float, iterations: int, seed: int = 0, lam: float = 1.0):
+    """PPO from the generated formulas on a context-free policy (one logit per token) against a
+    uniform reference, reward = count of TOKEN in G tokens (notes §3.5 check 2, policy shrunk to
+    the part the optimum depends on). λ = 1: with one logit table shared by all positions, λ < 1
+    discounts the end-of-sequence score for early tokens but not their own KL penalty, which biases
+    the shared optimum low (measured p(T) 0.12 at λ = 0.95 against p* = 0.19). Returns p(TOKEN),
+    reward and KL of the learned policy, exact (not sampled) per sequence."""
+    rlhf = rlhf_module("ppo")
+    torch.manual_seed(seed)
+    logits = torch.zeros(V, requires_grad=True)  # zero head: the start equals the reference
+    values = torch.zeros(G, requires_grad=True)  # a value per response position
+    opt = torch.optim.Adam([logits, values], lr=0.05)
+    ref_logp = torch.full((V,), -math.log(V))
+    mask = torch.ones(256, G)
+    for _ in range(iterations):
+        with torch.no_grad():
+            tokens = torch.multinomial(torch.softmax(logits, -1), 256 * G, replacement=True)
+            tokens = tokens.view(256, G)
+            old_logp = torch.log_softmax(logits, -1)[tokens]
+            old_values = values.expand(256, G).clone()
+            kl = rlhf.kl_estimate(old_logp, ref_logp[tokens], "k1")
+            rewards = -beta * kl
+            rewards[:, -1] += (tokens == TOKEN).sum(1).float()  # the score at the end token
+            adv, ret = rlhf.gae(rewards, old_values, mask, gamma=1.0, lam=lam)
+            adv = rlhf.masked_whiten(adv, mask)
+        for _ in range(4):
+            logp = torch.log_softmax(logits, -1)[tokens]
+            pg, _, _ = rlhf.policy_loss(logp, old_logp, adv, mask, 0.2)
+            vf, _ = rlhf.value_loss(values.expand(256, G), old_values, ret, mask, 0.2)
+            opt.zero_grad()
+            (pg + 0.1 * vf).backward()
+            opt.step()
+    p = torch.softmax(logits.detach().double(), -1)
+    kl_seq = G * (p * (p * V).log()).sum().item()
+    return p[TOKEN].item(), G * p[TOKEN].item(), kl_seq
+
+
+def test_ppo_formulas_reach_the_kl_regularised_optimum():
+    """β = 0.5: J = R − β·KL within 15 % of J* = G·β·log((V−1+e^{1/β})/V) = 1.456; a weak
+    penalty (β = 0.05) runs away (reward ≥ 12 of 16), as trl#204 reports."""
+    beta = 0.5
+    p_star = math.exp(1 / beta) / (math.exp(1 / beta) + V - 1)
+    j_star = G * beta * math.log((V - 1 + math.exp(1 / beta)) / V)
+    p, reward, kl = _ppo_toy(beta, 60)
+    assert abs(j_star - 1.456) < 1e-3
+    assert abs((reward - beta * kl) - j_star) <= 0.15 * j_star
+    assert abs(p - p_star) <= 0.25 * p_star
+    _, reward_weak, kl_weak = _ppo_toy(0.05, 60)
+    assert reward_weak >= 12 and kl_weak > 10 * kl
