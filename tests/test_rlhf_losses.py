@@ -19,6 +19,8 @@ from model_harness.specs import plan_for, tiny_spec
 
 from llmspec.codegen.model_code import load_model_module, render_model_py
 from llmspec.codegen.rlhf_context import render_rlhf_py
+from llmspec.errors import SpecError
+from llmspec.spec.load import load_spec_text
 
 trl_dpo = pytest.importorskip("trl.trainer.dpo_trainer")
 trl_reward = pytest.importorskip("trl.trainer.reward_trainer")
@@ -365,3 +367,24 @@ def test_ppo_formulas_reach_the_kl_regularised_optimum():
     assert abs(p - p_star) <= 0.25 * p_star
     _, reward_weak, kl_weak = _ppo_toy(0.05, 60)
     assert reward_weak >= 12 and kl_weak > 10 * kl
+
+
+# ----------------------------------------------------------------------------- spec checks
+def _ppo_spec_text(rlhf: str) -> str:
+    return (
+        "name: t\nmodel: {arch: gpt, vocab_size: 512, max_seq_len: 64, d_model: 32, n_layers: 2,"
+        " n_heads: 4, d_ff: 64}\ntrain: {objective: ppo, seq_len: 16}\n" + rlhf
+    )
+
+
+def test_ppo_without_a_reward_is_located():
+    with pytest.raises(SpecError) as err:
+        load_spec_text(_ppo_spec_text("rlhf: {kl_coef: 0.1}\n"), "t.yaml")
+    (problem,) = err.value.problems
+    assert "nothing to score rollouts" in problem.message
+    assert (problem.field, problem.line, problem.col) == ("train.objective", 3, 20)
+    with pytest.raises(SpecError) as err:
+        load_spec_text(_ppo_spec_text("rlhf: {reward_rule: 'length'}\n"), "t.yaml")
+    (problem,) = err.value.problems
+    assert problem.field == "rlhf.reward_rule" and "count:<token>" in problem.hint
+    assert load_spec_text(_ppo_spec_text("rlhf: {reward_rule: 'count:a'}\n"), "t.yaml")

@@ -21,6 +21,7 @@ from llmspec.rules import layout as rules
 from llmspec.rules.layout import divisors
 from llmspec.spec.hardware import CATALOG, get_gpu
 from llmspec.spec.interpolate import InterpolationError, check_syntax
+from llmspec.spec.posttrain import RlhfSpec
 from llmspec.spec.schema import (
     MAX_STEPS,
     MAX_WORLD,
@@ -182,6 +183,28 @@ def objective_matches_arch(model: ModelSpec, train: TrainSpec) -> Iterator[Findi
             "see the answer",
             "use train.objective: masked_lm, or model.arch: gpt / llama",
             related=(("model", "arch"),),
+        )
+
+
+@check
+def ppo_has_a_reward(train: TrainSpec, rlhf: RlhfSpec) -> Iterator[Finding]:
+    """PPO needs a score for each rollout: a trained reward model or a programmatic rule."""
+    rule = rlhf.reward_rule
+    if rule is not None and not (rule.startswith("count:") and rule[len("count:") :]):
+        yield Finding(
+            ("rlhf", "reward_rule"),
+            f"rlhf.reward_rule = {rule!r} is not a rule train_ppo.py knows",
+            "write count:<token> (the reward is the number of times <token> occurs in the "
+            "response), or set rlhf.reward_model instead",
+        )
+    if train.objective == "ppo" and rlhf.reward_model is None and rule is None:
+        yield Finding(
+            ("train", "objective"),
+            "objective ppo has nothing to score rollouts with: rlhf.reward_model and "
+            "rlhf.reward_rule are both null",
+            "set rlhf.reward_model to a model trained with objective reward, or "
+            "rlhf.reward_rule: count:<token>",
+            related=(("rlhf",),),
         )
 
 

@@ -8,6 +8,7 @@ steps are reported together; nothing else escapes for any input.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from llmspec.spec.resolve import Resolution, resolve_file, resolve_text
 from llmspec.spec.schema import Spec
 from llmspec.spec.source import Located
 
-SECTIONS = ("model", "data", "train", "parallel", "cluster", "tracking")
+SECTIONS = ("model", "data", "train", "parallel", "cluster", "tracking", "rlhf")
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,12 @@ def _sections(
         field = Spec.model_fields[name]
         value = data.get(name) if name in data else field.get_default(call_default_factory=True)
         sections[name] = None
+        model = _section_model(field.annotation)
+        if value is None:  # an optional section left out
+            continue
         for _ in range(3):  # each round drops the fields that failed; nested failures may surface
             try:
-                sections[name] = field.annotation.model_validate(value)
+                sections[name] = model.model_validate(value)
                 break
             except ValidationError as exc:
                 bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
@@ -102,6 +106,12 @@ def _sections(
             except (ValueError, TypeError, RecursionError):
                 break
     return sections, frozenset(invalid)
+
+
+def _section_model(annotation):
+    """The model class of a section, also of an optional one (`RlhfSpec | None`)."""
+    members = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return members[0] if members else annotation
 
 
 def _ordered(problems: list[Problem]) -> list[Problem]:
