@@ -299,6 +299,11 @@ class ModelContext:
         return not self.uses_rope or self.type_embedding
 
     @property
+    def cached_positions(self) -> bool:
+        """Generation with the KV cache indexes the position table from the cached length."""
+        return self.kv_cache and self.indexes_positions
+
+    @property
     def input_encoding(self) -> bool:
         """An `InputEncoding` layer follows the token embedding: positions, token types,
         the post-norm embedding norm or the embedding dropout."""
