@@ -16,6 +16,7 @@ from pathlib import Path
 from llmspec import __version__
 from llmspec.codegen.data_context import data_context
 from llmspec.codegen.ds_config import build_ds_config
+from llmspec.codegen.eval_context import eval_context
 from llmspec.codegen.export_context import export_context
 from llmspec.codegen.model_context import model_context
 from llmspec.plan.plan import Plan, sig
@@ -111,6 +112,13 @@ def template_context(
         "data": data_context(spec.data, spec_dir=spec_dir, project_dir=project_dir),
         "model": model_context(spec, plan.layout, plan.stage_layers),
         "export": export_context(spec, plan.layout),
+        "evaluation": eval_context(
+            spec,
+            plan.layout,
+            spec_dir=spec_dir,
+            project_dir=project_dir,
+            hf_loads=export_context(spec, plan.layout).problem is None,
+        ),
         "spec": spec,
         "plan": plan,
         "plan_json": plan_json,

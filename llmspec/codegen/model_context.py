@@ -67,6 +67,8 @@ class ModelContext:
     recompute: Literal["none", "selective", "full"]  # layout.activation_checkpointing
     zero_stage: int  # layout.zero_stage: 3 builds the model inside deepspeed.zero.Init
     blocks_per_stage: tuple[int, ...]  # plan.memory.stages[*].layers; () without pipeline
+    # -- generation (generate.py): a key/value cache, when the spec evaluates or runs PPO rollouts
+    kv_cache: bool = False
 
     # -- the settings block
     @property
@@ -297,6 +299,11 @@ class ModelContext:
         return not self.uses_rope or self.type_embedding
 
     @property
+    def cached_positions(self) -> bool:
+        """Generation with the KV cache indexes the position table from the cached length."""
+        return self.kv_cache and self.indexes_positions
+
+    @property
     def input_encoding(self) -> bool:
         """An `InputEncoding` layer follows the token embedding: positions, token types,
         the post-norm embedding norm or the embedding dropout."""
@@ -395,4 +402,13 @@ def model_context(spec, layout: Layout, stage_layers: tuple[int, ...]) -> ModelC
         recompute=layout.activation_checkpointing,
         zero_stage=layout.zero_stage,
         blocks_per_stage=tuple(stage_layers) if pipeline > 1 else (),
+        kv_cache=generates(spec, layout),
     )
+
+
+def generates(spec, layout: Layout) -> bool:
+    """Whether the project gets generate.py and model.py a key/value cache: the spec has `eval:`
+    or trains with PPO (rollouts), the model is causal, and one process holds all of it (no
+    tensor or pipeline split: generation runs outside the DeepSpeed engine)."""
+    wants = spec.eval is not None or spec.train.objective == "ppo"
+    return wants and spec.model.arch != "bert" and layout.tensor == 1 and layout.pipeline == 1
