@@ -26,7 +26,7 @@ CONTRACT = {
         "performance",
         "alternatives",
     },
-    "params": {"total", "trainable", "embedding", "per_layer"},
+    "params": {"total", "trainable", "embedding", "per_layer", "frozen"},
     "layout": {
         "data",
         "tensor",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llmspec.graph.finetune import FinetuneDims
+
 
 @dataclass(frozen=True)
 class ModelDims:
@@ -34,6 +36,7 @@ class ModelDims:
     objective: str  # causal_lm | masked_lm
     label_smoothing: float = 0.0
     norm_position: str = "pre"  # pre | post: where the one norm outside the blocks sits
+    finetune: FinetuneDims | None = None  # None = pretraining: every weight trains
 
     @property
     def head_dim(self) -> int:
@@ -64,4 +67,5 @@ class ModelDims:
             objective=t.objective,
             label_smoothing=t.label_smoothing,
             norm_position=m.norm_position,
+            finetune=FinetuneDims.from_spec(spec),
         )

@@ -31,6 +31,7 @@ import networkx as nx
 
 from llmspec.graph import activations
 from llmspec.graph.dims import ModelDims
+from llmspec.graph.finetune import adapter_params
 from llmspec.rules.layout import padded_vocab
 
 
@@ -38,10 +39,11 @@ from llmspec.rules.layout import padded_vocab
 class ParamCounts:
     """Parameter counts of the whole model (contract 2 ``params``)."""
 
-    total: int
-    trainable: int
+    total: int  # base + adapters
+    trainable: int  # what has requires_grad: the adapters, or everything (full / pretraining)
     embedding: int  # token (+ learned position, + token-type) tables; not the LM head
     per_layer: int  # one transformer block
+    frozen: int = 0  # base weights that do not train (finetune methods other than full)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,12 +104,24 @@ def count_params(dims: ModelDims, tensor: int = 1) -> ParamCounts:
 
     ``tensor`` only pads the vocabulary up to a multiple of the tensor-parallel
     degree (the padded rows are real parameters); the counts are of the whole
-    model, not of one rank. All parameters are trainable in v1.
+    model, not of one rank. With a `finetune:` method other than full the base is frozen
+    and only the adapters (`llmspec.graph.finetune.adapter_params`) train; `total` counts
+    both, as peft's `print_trainable_parameters` does.
     """
     per_layer = block_params(dims)
     embedding = embedding_params(dims, tensor)
-    total = embedding + dims.n_layers * per_layer + head_params(dims, tensor)
-    return ParamCounts(total=total, trainable=total, embedding=embedding, per_layer=per_layer)
+    base = embedding + dims.n_layers * per_layer + head_params(dims, tensor)
+    ft = dims.finetune
+    if ft is None or not ft.frozen_base:
+        return ParamCounts(total=base, trainable=base, embedding=embedding, per_layer=per_layer)
+    adapters = adapter_params(dims, ft)
+    return ParamCounts(
+        total=base + adapters,
+        trainable=adapters,
+        embedding=embedding,
+        per_layer=per_layer,
+        frozen=base,
+    )
 
 
 # ----------------------------------------------------------------------------- FLOPs
