@@ -23,6 +23,9 @@ from llmspec.spec.schema import Spec
 from llmspec.spec.source import Located
 
 SECTIONS = ("model", "data", "train", "parallel", "cluster", "tracking", "rlhf")
+# Sections that always exist: `model: null` means its defaults. Optional ones (rlhf, ...)
+# stay null when written null, so that `llmspec show` output loads to the same spec.
+ALWAYS_PRESENT = ("model", "data", "train", "parallel", "cluster", "tracking")
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ def _finish(resolution: Resolution) -> LoadedSpec:
     if located is None:
         raise SpecError(_ordered(problems))
     # `parallel:` with every line commented out is YAML null: read it as an empty section.
-    located.data = {k: {} if v is None and k in SECTIONS else v for k, v in located.data.items()}
+    located.data = {k: {} if v is None and k in ALWAYS_PRESENT else v for k, v in located.data.items()}
     spec = None
     try:
         spec = Spec.model_validate(located.data)
