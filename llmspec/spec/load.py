@@ -59,7 +59,9 @@ def _finish(resolution: Resolution) -> LoadedSpec:
     if located is None:
         raise SpecError(_ordered(problems))
     # `parallel:` with every line commented out is YAML null: read it as an empty section.
-    located.data = {k: {} if v is None and k in ALWAYS_PRESENT else v for k, v in located.data.items()}
+    located.data = {
+        k: {} if v is None and k in ALWAYS_PRESENT else v for k, v in located.data.items()
+    }
     spec = None
     try:
         spec = Spec.model_validate(located.data)
