@@ -30,8 +30,18 @@ def _console(stream, stderr: bool) -> Console:
 
 
 def plain(text: str) -> str:
-    """User text for the terminal: control, format and surrogate characters escaped."""
-    return escape_unprintable(text)
+    """User text for the terminal: control, format and surrogate characters escaped, and
+    spaces other than U+0020 too (a no-break space in a YAML key looks like a space and is
+    the bug the user is looking for)."""
+    text = escape_unprintable(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\n" else _spelled(c) for c in text)
+
+
+def _spelled(c: str) -> str:
+    code = ord(c)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def user_text(text: str, style: str = "") -> Text:

@@ -18,6 +18,7 @@ from llmspec.codegen.data_context import data_context
 from llmspec.codegen.ds_config import build_ds_config
 from llmspec.codegen.eval_context import eval_context
 from llmspec.codegen.export_context import export_context
+from llmspec.codegen.finetune_context import finetune_context
 from llmspec.codegen.model_context import model_context
 from llmspec.plan.plan import Plan, sig
 from llmspec.text import escape_unprintable
@@ -109,7 +110,12 @@ def template_context(
     layout = plan.layout
     plan_json = plan.to_dict()
     return {
-        "data": data_context(spec.data, spec_dir=spec_dir, project_dir=project_dir),
+        "data": data_context(
+            spec.data,
+            spec_dir=spec_dir,
+            project_dir=project_dir,
+            objective=spec.train.objective,
+        ),
         "model": model_context(spec, plan.layout, plan.stage_layers),
         "export": export_context(spec, plan.layout),
         "evaluation": eval_context(
@@ -119,6 +125,7 @@ def template_context(
             project_dir=project_dir,
             hf_loads=export_context(spec, plan.layout).problem is None,
         ),
+        "finetune": finetune_context(spec, layout, spec_dir=spec_dir, project_dir=project_dir),
         "spec": spec,
         "plan": plan,
         "plan_json": plan_json,
@@ -203,6 +210,14 @@ def train_settings(spec, plan: Plan) -> list[Setting]:
             Setting("mask_prob", train.mask_prob, "spec: train.mask_prob"),
             Setting("mask_id", 3, "tokenizer: <mask> is special token 3 (prepare_data.py)"),
         ]
+    if spec.finetune is not None:
+        settings.append(
+            Setting(
+                "base_tag",
+                spec.finetune.base.tag,
+                "spec: finetune.base.tag (None: the base's latest)",
+            )
+        )
     if spec.tracking.mlflow or spec.tracking.wandb:
         settings.append(
             Setting("tracking_project", spec.tracking.project, "spec: tracking.project")

@@ -85,8 +85,14 @@ def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     return best[1], best[2]
 
 
-def data_context(data: DataSpec, *, spec_dir: Path, project_dir: Path) -> dict:
-    """The `data` variable of templates/prepare_data.py.j2 and templates/data.py.j2."""
+def data_context(
+    data: DataSpec, *, spec_dir: Path, project_dir: Path, objective: str = "causal_lm"
+) -> dict:
+    """The `data` variable of templates/prepare_data.py.j2 and templates/data.py.j2.
+
+    Under objective sft a JSON-lines record is a (prompt, response) pair: its "text_field"
+    is the pair of keys [prompt_field, response_field], and the loss is on the response."""
+    sft = objective == "sft"
 
     def rel(path: str | None) -> str | None:
         if path is None:
@@ -97,7 +103,7 @@ def data_context(data: DataSpec, *, spec_dir: Path, project_dir: Path) -> dict:
         {
             "path": rel(s.path),
             "format": source_format(s.path, s.format),
-            "text_field": s.text_field,
+            "text_field": [s.prompt_field, s.response_field] if sft else s.text_field,
             "exclude": list(s.exclude),
         }
         for s in data.sources
@@ -133,4 +139,5 @@ def data_context(data: DataSpec, *, spec_dir: Path, project_dir: Path) -> dict:
         "blocklist": rel(data.filters.blocklist),
         "lsh": lsh,
         "documents_key": documents_key,
+        "sft": sft,
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from llmspec.graph.finetune import FinetuneDims, lora_targets
 from llmspec.plan.types import Layout
 from llmspec.rules.layout import padded_vocab
 from llmspec.rules.loss import LOSS_CHUNK_TOKENS
@@ -69,6 +70,12 @@ class ModelContext:
     blocks_per_stage: tuple[int, ...]  # plan.memory.stages[*].layers; () without pipeline
     # -- generation (generate.py): a key/value cache, when the spec evaluates or runs PPO rollouts
     kv_cache: bool = False
+    # -- fine-tuning (finetune.method lora): LoRA adapters on these linears of every block
+    lora_targets: tuple[str, ...] = ()  # among q k v o gate up down (model.py's names below)
+    lora_rank: int = 0
+    lora_alpha: float = 0.0
+    lora_dropout: float = 0.0
+    rslora: bool = False
 
     # -- the settings block
     @property
@@ -141,6 +148,15 @@ class ModelContext:
                 )
             )
         constants.append(Constant("SEED", self.seed, "train.seed: initialisation"))
+        if self.lora:
+            constants += [
+                Constant("LORA_RANK", self.lora_rank, "finetune.lora.rank"),
+                Constant("LORA_SCALE", self.lora_scale, self.lora_scale_origin),
+            ]
+            if self.uses_lora_dropout:
+                constants.append(
+                    Constant("LORA_DROPOUT", self.lora_dropout, "finetune.lora.dropout")
+                )
         return tuple(constants)
 
     @property
@@ -194,6 +210,33 @@ class ModelContext:
     def row_linear(self) -> str:
         """The class of the linears that close it (attention output, MLP out)."""
         return "RowParallelLinear" if self.tensor_parallel else "Linear"
+
+    def linear_for(self, target: str) -> str:
+        """The class of one block's linear `target` (q k v o gate up down): LoRALinear when the
+        spec adapts it, else the layout's column- or row-parallel linear."""
+        if target in self.lora_targets:
+            return "LoRALinear"
+        return self.row_linear if target in ("o", "down") else self.column_linear
+
+    # -- fine-tuning
+    @property
+    def lora(self) -> bool:
+        return bool(self.lora_targets)
+
+    @property
+    def uses_lora_dropout(self) -> bool:
+        return self.lora and self.lora_dropout > 0
+
+    @property
+    def lora_scale(self) -> float:
+        """ΔW = scale · B·A: alpha/r (Hu et al. 2021 §4.1), or alpha/√r with rsLoRA
+        (Kalajdzievski 2023), as peft's LoraLayer.update_layer computes it."""
+        return self.lora_alpha / (self.lora_rank**0.5 if self.rslora else self.lora_rank)
+
+    @property
+    def lora_scale_origin(self) -> str:
+        root = "√" if self.rslora else ""
+        return f"finetune.lora.alpha / {root}rank ({self.lora_alpha:g} / {root}{self.lora_rank})"
 
     # -- recompute
     @property
@@ -403,7 +446,24 @@ def model_context(spec, layout: Layout, stage_layers: tuple[int, ...]) -> ModelC
         zero_stage=layout.zero_stage,
         blocks_per_stage=tuple(stage_layers) if pipeline > 1 else (),
         kv_cache=generates(spec, layout),
+        **_lora_fields(spec),
     )
+
+
+def _lora_fields(spec) -> dict:
+    """The LoRA fields of the context: none unless finetune.method is lora. Targets the
+    architecture lacks (gate without SwiGLU) are dropped, as the parameter count drops them."""
+    ft = FinetuneDims.from_spec(spec)
+    if ft is None or ft.method != "lora":
+        return {}
+    lora = spec.finetune.lora
+    return {
+        "lora_targets": lora_targets(spec.model, ft),
+        "lora_rank": lora.rank,
+        "lora_alpha": lora.alpha,
+        "lora_dropout": lora.dropout,
+        "rslora": lora.rslora,
+    }
 
 
 def generates(spec, layout: Layout) -> bool:

@@ -176,7 +176,7 @@ def objective_matches_arch(model: ModelSpec, train: TrainSpec) -> Iterator[Findi
             "use model.arch: bert (e.g. preset: bert-base), or objective: causal_lm",
             related=(("model", "arch"),),
         )
-    if train.objective == "causal_lm" and model.arch == "bert":
+    if train.objective in ("causal_lm", "sft") and model.arch == "bert":
         yield Finding(
             ("train", "objective"),
             "model.arch = bert attends in both directions, so next-token prediction would "

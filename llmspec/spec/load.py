@@ -16,13 +16,25 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from llmspec.errors import Problem, SpecError
+from llmspec.spec import checks_posttrain  # noqa: F401  (registers its checks)
 from llmspec.spec.checks import run_checks
 from llmspec.spec.diagnostics import validation_problems
 from llmspec.spec.resolve import Resolution, resolve_file, resolve_text
 from llmspec.spec.schema import Spec
 from llmspec.spec.source import Located
 
-SECTIONS = ("model", "data", "train", "parallel", "cluster", "tracking", "rlhf")
+SECTIONS = (
+    "model",
+    "data",
+    "train",
+    "parallel",
+    "cluster",
+    "tracking",
+    "rlhf",
+    "finetune",
+    "eval",
+    "sweep",
+)
 # Sections that always exist: `model: null` means its defaults. Optional ones (rlhf, ...)
 # stay null when written null, so that `llmspec show` output loads to the same spec.
 ALWAYS_PRESENT = ("model", "data", "train", "parallel", "cluster", "tracking")

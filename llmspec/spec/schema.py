@@ -12,6 +12,7 @@ so that they can report every problem with its location at once.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Literal
 
@@ -168,7 +169,10 @@ class TokenizerSpec(_Section):
         "model.vocab_size. A byte-level bpe has at least 260 (256 bytes and 4 special tokens).",
     )
     path: str | None = Field(
-        None, description="Load this tokenizer.json instead of training one (relative to the spec)."
+        None,
+        description="Load this tokenizer.json instead of training one (relative to the spec). "
+        "A fine-tune of an llmspec run (finetune.base.format llmspec) defaults to that run's "
+        "out/data/tokenizer.json, beside its checkpoints.",
     )
     lowercase: bool = Field(False, description="Lower-case text before tokenizing.")
 
@@ -257,7 +261,7 @@ class DataSpec(_Section):
     )
     packing: bool = Field(
         True,
-        description="Join documents with EOS and pack into seq_len sequences; false = one document per sequence, length-bucketed and padded.",
+        description="Join documents with EOS and pack into seq_len sequences; false = one document per sequence, length-bucketed and padded. Objective sft defaults it to false (one prompt/response record per sequence).",
     )
     engine: Literal["local", "ray", "dask"] = Field(
         "local",
@@ -622,6 +626,22 @@ class Spec(_Section):
         if tok.vocab_size is None:
             filled = _filled(tok, vocab_size=self.model.vocab_size)
             _set_once(self, "data", _filled(self.data, tokenizer=filled))
+        return self
+
+    @model_validator(mode="after")
+    def _finetune_defaults(self) -> Spec:
+        """Objective sft trains one prompt/response record per sequence, so an unset
+        data.packing is false there; a fine-tune of an llmspec run reads that run's tokenizer
+        (its out/data/tokenizer.json, beside out/checkpoints) unless data.tokenizer.path is set."""
+        data = self.data
+        if self.train.objective == "sft" and "packing" not in data.model_fields_set:
+            data = _filled(data, packing=False)
+        ft = self.finetune
+        if ft is not None and ft.base.format == "llmspec" and data.tokenizer.path is None:
+            path = posixpath.join(ft.base.path.rstrip("/") or ".", "..", "data", "tokenizer.json")
+            data = _filled(data, tokenizer=_filled(data.tokenizer, path=posixpath.normpath(path)))
+        if data is not self.data:
+            _set_once(self, "data", data)
         return self
 
 
