@@ -128,7 +128,9 @@ def test_logits_equal_peft_on_copied_weights(lora):
     spec = with_lora(base_spec, **lora)
     layout, _ = plan_for(spec)
     export = export_module(base_spec, layout, "export_lora_llama")
-    config = transformers.LlamaConfig(**{k: v for k, v in export.HF_CONFIG.items() if k != "architectures"})
+    config = transformers.LlamaConfig(
+        **{k: v for k, v in export.HF_CONFIG.items() if k != "architectures"}
+    )
     torch.manual_seed(0)
     hf = transformers.LlamaForCausalLM(config).eval()
     base = build(base_spec, "peft_base").build_model().eval()
