@@ -1,0 +1,165 @@
+"""LoRA fine-tuning for real: 2 CPU ranks (gloo) at ZeRO 0, 2 and 3, from the shared trained
+base of `train_harness` (ZeRO 0, 30 steps), on prompt/response records with the loss on the
+responses only.
+
+What cannot be faked: after the fine-tune every base tensor in its checkpoint equals the base
+checkpoint's, bit for bit, while the adapters moved; the optimizer holds Adam state for the
+adapters only (2·Φ values, Φ = params.trainable of plan.json); the adapters file holds the
+checkpoint's adapters; and step 0's validation loss is the base's own.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import json
+import os
+import random
+import shutil
+
+import pytest
+import torch
+from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+from safetensors.torch import load_file
+
+from tests.train_harness import (
+    build,
+    launch,
+    prepare_data,
+    read_metrics,
+    trained,
+    workspace,
+    write_spec,
+)
+
+pytestmark = pytest.mark.slow
+STEPS = 6
+WORDS = "def class return import from yield lambda while for if else try except with".split()
+
+
+def lora_overrides(zero_stage: int) -> dict:
+    return {
+        "finetune": {
+            "base": {"path": "zero0/out/checkpoints"},  # the shared base, beside the spec
+            "method": "lora",
+            "lora": {"rank": 4, "alpha": 8, "targets": ["q", "v", "down"]},
+        },
+        "data": {
+            "sources": [{"path": "sft/*.jsonl"}],
+            "tokenizer": {"path": "data/tokenizer.json"},  # the base's (prepared once for all)
+            "validation_fraction": 0.1,
+        },
+        "train": {
+            "objective": "sft",
+            "steps": STEPS,
+            "log_interval": 1,
+            "eval_interval": STEPS,
+            "checkpoint_interval": STEPS,
+            "optimizer": {"lr": 1.0e-2, "weight_decay": 0.0},
+            "schedule": {"name": "constant", "warmup_steps": 0},
+        },
+        "parallel": {"zero_stage": zero_stage},
+    }
+
+
+@functools.cache
+def sft_data() -> str:
+    """Records {prompt, response} (a list of words, reversed), prepared once by a project's
+    own prepare_data.py with the base's tokenizer."""
+    folder = workspace()
+    trained("zero0")  # the base must exist before any fine-tune reads it
+    rng = random.Random(0)
+    (folder / "sft").mkdir(exist_ok=True)
+    lines = []
+    for _ in range(400):
+        words = rng.sample(WORDS, 4)
+        lines.append(json.dumps({"prompt": f"# reverse: {' '.join(words)}\n#",
+                                 "response": " " + " ".join(reversed(words))}))  # fmt: skip
+    (folder / "sft" / "reverse.jsonl").write_text("\n".join(lines) + "\n")
+    proj = build(write_spec(folder, "lora-data", **lora_overrides(0)), folder / "lora-data")
+    return str(prepare_data(proj, folder / "sft-data"))
+
+
+@functools.cache
+def fine_tuned(zero_stage: int):
+    folder = workspace()
+    data = sft_data()
+    name = f"lora-zero{zero_stage}"
+    proj = build(write_spec(folder, name, **lora_overrides(zero_stage)), folder / name)
+    result = launch(proj, "--data", data, "--out", str(proj / "out"))
+    return proj, result
+
+
+def checkpoint_state(checkpoints, tag: str) -> dict[str, torch.Tensor]:
+    folder = os.path.join(checkpoints, tag)
+    if glob.glob(os.path.join(folder, "*zero_pp_rank_*")):
+        return get_fp32_state_dict_from_zero_checkpoint(str(checkpoints), tag=tag)
+    path = os.path.join(folder, "mp_rank_00_model_states.pt")
+    return torch.load(path, map_location="cpu", weights_only=False)["module"]
+
+
+def adam_state_values(checkpoints, tag: str, zero_stage: int) -> int:
+    """Adam's exp_avg + exp_avg_sq elements held over all ranks (alignment padding included)."""
+    folder = os.path.join(checkpoints, tag)
+    if zero_stage == 0:
+        states = torch.load(os.path.join(folder, "mp_rank_00_model_states.pt"), map_location="cpu",
+                            weights_only=False)["optimizer"]["state"]  # fmt: skip
+    else:
+        states = {}
+        for path in sorted(glob.glob(os.path.join(folder, "*zero_pp_rank_*optim_states.pt"))):
+            osd = torch.load(path, map_location="cpu", weights_only=False)["optimizer_state_dict"]
+            inner = osd.get("base_optimizer_state", osd.get("optimizer_state_dict"))
+            state = inner["state"] if isinstance(inner, dict) else inner[0]["state"]
+            states |= {(path, k): v for k, v in state.items()}
+    return sum(v[k].numel() for v in states.values() for k in ("exp_avg", "exp_avg_sq"))
+
+
+@pytest.mark.parametrize("zero_stage", [0, 2, 3])
+def test_lora_trains_adapters_only_and_leaves_every_base_tensor_as_it_was(zero_stage):
+    proj, result = fine_tuned(zero_stage)
+    base = checkpoint_state(workspace() / "zero0" / "out" / "checkpoints", "step_30")
+    tuned = checkpoint_state(proj / "out" / "checkpoints", f"step_{STEPS}")
+    adapters = sorted(n for n in tuned if n.endswith((".lora_a", ".lora_b")))
+    assert adapters and sorted(set(tuned) - set(adapters)) == sorted(base)
+    for name, tensor in base.items():
+        assert torch.equal(tuned[name].float(), tensor.float()), name  # frozen: bit-identical
+    lora_b = [tuned[n] for n in adapters if n.endswith(".lora_b")]
+    assert all(torch.count_nonzero(b) > 0 for b in lora_b)  # B started at zero and trained
+
+    trainable = json.loads((proj / "plan.json").read_text())["params"]["trainable"]
+    assert sum(tuned[n].numel() for n in adapters) == trainable
+    held = adam_state_values(proj / "out" / "checkpoints", f"step_{STEPS}", zero_stage)
+    # 2·Φ, plus at most DeepSpeed's alignment padding of each rank's flat partition
+    assert 2 * trainable <= held <= 2 * trainable + 2 * 2 * 64, (held, trainable)
+    assert held < 2 * trainable + len(base)  # far from the base's size: no state for frozen weights
+
+    saved = load_file(proj / "out" / "adapters" / f"step_{STEPS}.safetensors")
+    assert sorted(saved) == adapters
+    for name in adapters:
+        torch.testing.assert_close(saved[name], tuned[name].float(), rtol=0, atol=0)
+
+
+def test_step_zero_is_the_base_and_the_response_loss_falls():
+    proj, result = fine_tuned(0)
+    assert "fine-tuning (lora)" in result.stdout and "base model: val_loss" in result.stdout
+    metrics = read_metrics(proj / "out")
+    assert metrics[0]["step"] == 0 and "loss" not in metrics[0]
+    val = [m["val_loss"] for m in metrics if "val_loss" in m]
+    assert len(val) == 2 and val[1] < val[0] - 0.3, val  # the task is learnt, fast
+
+
+def test_a_base_that_is_not_the_spec_model_is_refused_clearly():
+    folder = workspace()
+    sft_data()
+    overrides = lora_overrides(0)
+    overrides["model"] = {"d_model": 96, "n_heads": 4}
+    proj = build(write_spec(folder, "lora-wrong", **overrides), folder / "lora-wrong")
+    result = launch(proj, "--data", sft_data(), "--out", str(proj / "out"), check=False)
+    assert result.returncode != 0
+    # the rank's own message (torchrun adds its own report of the failed child after it)
+    assert (
+        "is not this spec's model: tok_emb.weight is (512, 64) in the base, (512, 96) here"
+        in result.stderr
+    )
+    assert not (proj / "out" / "checkpoints").exists()
+    shutil.rmtree(proj / "out", ignore_errors=True)
