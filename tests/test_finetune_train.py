@@ -163,3 +163,37 @@ def test_a_base_that_is_not_the_spec_model_is_refused_clearly():
     )
     assert not (proj / "out" / "checkpoints").exists()
     shutil.rmtree(proj / "out", ignore_errors=True)
+
+
+@pytest.mark.parametrize("zero_stage", [0, 3])
+def test_lora_export_merges_and_round_trips_through_transformers(zero_stage, tmp_path):
+    """export.py folds the adapters into a plain GPT2LMHeadModel whose logits equal the
+    project's own (unmerged) model on the checkpoint, on the validation records."""
+    import subprocess
+    import sys
+
+    import transformers
+
+    from tests.eval_harness import project_modules
+    from tests.train_harness import cpu_env
+
+    proj, _ = fine_tuned(zero_stage)
+    hf_dir = tmp_path / "hf"
+    result = subprocess.run(
+        [sys.executable, "export.py", "--format", "hf", str(hf_dir), "--data", sft_data()],
+        cwd=proj, env=cpu_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    hf = transformers.AutoModelForCausalLM.from_pretrained(hf_dir).eval()
+    state = checkpoint_state(proj / "out" / "checkpoints", f"step_{STEPS}")
+    with project_modules(proj, "model", "data") as (model_py, data_py):
+        ours = model_py.build_model()
+        ours.load_state_dict(state)
+        ours.eval()
+        batches = list(data_py.val_batches(sft_data(), 4, dp_rank=0, dp_world=1, max_batches=3))
+    assert not any(n.endswith(("lora_a", "lora_b")) for n, _ in hf.named_parameters())
+    with torch.no_grad():
+        for input_ids, labels in batches:
+            got = hf(input_ids).logits
+            assert (got - ours(input_ids)).abs().max().item() <= 1e-5
+            assert (labels == -100).any()  # prompts and padding carry no loss

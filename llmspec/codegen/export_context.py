@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llmspec.graph.finetune import lora_scale
 from llmspec.plan.types import Layout
 from llmspec.spec.hf_config import FAMILIES, FIELDS, MODEL_TYPE, export_problem, hf_config
 
@@ -137,6 +138,8 @@ class ExportContext:
     vocab_size: int
     n_layers: int
     max_seq_len: int
+    lora_scale: float | None = None  # finetune.method lora: export folds B·A into W first
+    lora_scale_origin: str = ""
 
     @property
     def config_items(self) -> tuple[tuple[str, object, str], ...]:
@@ -200,7 +203,7 @@ def export_context(spec, layout: Layout) -> ExportContext:
         problem = (
             problem or "train.objective: bert exports as BertForMaskedLM, which needs masked_lm"
         )
-    if m.arch != "bert" and spec.train.objective != "causal_lm":
+    if m.arch != "bert" and spec.train.objective not in ("causal_lm", "sft"):
         problem = (
             problem or f"train.objective: {spec.train.objective} has no causal-LM head to export"
         )
@@ -229,4 +232,17 @@ def export_context(spec, layout: Layout) -> ExportContext:
         vocab_size=m.vocab_size,
         n_layers=m.n_layers,
         max_seq_len=m.max_seq_len,
+        **_lora(spec),
     )
+
+
+def _lora(spec) -> dict:
+    ft = spec.finetune
+    if ft is None or ft.method != "lora":
+        return {}
+    lora = ft.lora
+    root = "√" if lora.rslora else ""
+    return {
+        "lora_scale": lora_scale(lora.alpha, lora.rank, lora.rslora),
+        "lora_scale_origin": f"spec: finetune.lora.alpha / {root}rank",
+    }

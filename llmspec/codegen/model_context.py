@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from llmspec.graph.finetune import FinetuneDims, lora_targets
+from llmspec.graph.finetune import FinetuneDims, lora_scale, lora_targets
 from llmspec.plan.types import Layout
 from llmspec.rules.layout import padded_vocab
 from llmspec.rules.loss import LOSS_CHUNK_TOKENS
@@ -229,9 +229,7 @@ class ModelContext:
 
     @property
     def lora_scale(self) -> float:
-        """ΔW = scale · B·A: alpha/r (Hu et al. 2021 §4.1), or alpha/√r with rsLoRA
-        (Kalajdzievski 2023), as peft's LoraLayer.update_layer computes it."""
-        return self.lora_alpha / (self.lora_rank**0.5 if self.rslora else self.lora_rank)
+        return lora_scale(self.lora_alpha, self.lora_rank, self.rslora)
 
     @property
     def lora_scale_origin(self) -> str:

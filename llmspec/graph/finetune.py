@@ -98,6 +98,12 @@ def linear_shape(dims, target: str) -> tuple[int, int]:
     return shapes[target]
 
 
+def lora_scale(alpha: float, rank: int, rslora: bool) -> float:
+    """ΔW = scale · B·A: alpha/r (Hu et al. 2021 §4.1), or alpha/√r with rsLoRA
+    (Kalajdzievski 2023), as peft's LoraLayer.update_layer computes it."""
+    return alpha / (rank**0.5 if rslora else rank)
+
+
 def lora_targets(dims, ft: FinetuneDims) -> tuple[str, ...]:
     """The targets that exist in this architecture (gate only under SwiGLU)."""
     return tuple(t for t in ft.lora_targets if t != "gate" or dims.activation == "swiglu")

@@ -11,7 +11,7 @@ import importlib
 import sys
 from pathlib import Path
 
-SIBLINGS = ("model", "export", "generate", "evaluate", "lm_eval_model")
+SIBLINGS = ("model", "data", "export", "generate", "evaluate", "lm_eval_model")
 
 
 @contextlib.contextmanager
