@@ -28,6 +28,7 @@ All functions return bytes per token of one micro-batch (multiply by
 from __future__ import annotations
 
 from llmspec.graph.dims import ModelDims
+from llmspec.graph.finetune import linear_shape, lora_targets
 from llmspec.rules.layout import padded_vocab
 from llmspec.rules.loss import LOSS_CHUNK_TOKENS
 
@@ -245,3 +246,52 @@ def saved_bytes(
     if kind in ("lm_head", "mlm_head"):
         return int(tokens * head_saved(dims, e, kernels, tensor) / tensor)
     return 0
+
+
+# --------------------------------------------------------------------------- frozen base (LoRA)
+# With the base frozen, autograd keeps only what the gradients of the adapters need: a GEMM
+# with a frozen weight saves nothing of its input (PyTorch's generated autograd code saves an
+# input only when the gradient it serves is needed, `should_compute_output`), while each
+# adapter's two small GEMMs save their inputs: x (shared with the frozen GEMM, already alive)
+# and x·Aᵀ (rank wide). LoRA dropout (peft's lora_dropout) makes a new tensor per adapted
+# linear, saved with its mask: on every linear this can cost more than full fine-tuning saves
+# (POSTTRAINING-NOTES §1.5).
+
+
+def lora_block_delta(dims: ModelDims, e: int, recompute: str, kernels: str = "cuda") -> float:
+    """Bytes per token a LoRA block saves minus what `block_saved` counts for full training."""
+    ft = dims.finetune
+    if recompute == "full":
+        return 0.0  # only the block input is kept; the recomputation is a transient
+    targets = set(lora_targets(dims, ft))
+    r, dropout = ft.lora_rank, ft.lora_dropout > 0
+    delta = 0.0
+    for t in targets:
+        d_in = linear_shape(dims, t)[0]
+        delta += e * r  # x·Aᵀ, saved by the B GEMM
+        if dropout:  # dropout(x), saved by the A GEMM, and its mask
+            delta += d_in * (e + _mask_bytes(e, kernels))
+    # inputs only a base GEMM kept: gone unless an adapter without dropout keeps them
+    kept = set() if dropout else targets
+    h, ff = dims.d_model, dims.d_ff
+    if not kept & {"q", "k", "v"}:
+        delta -= e * h  # the attention norm's output
+    if dims.activation == "swiglu":
+        if not kept & {"gate", "up"}:
+            delta -= e * h  # the MLP norm's output
+        if "down" not in kept:
+            delta -= e * ff  # silu(gate)·up, the down GEMM's input
+    else:
+        if not kept & {"up"}:
+            delta -= e * h
+        if "down" not in kept and dims.activation == "gelu":
+            delta -= e * ff  # GELU's output; ReLU's is kept by ReLU itself
+    return delta
+
+
+def frozen_head_delta(dims: ModelDims, e: int) -> float:
+    """Bytes per token the head saves less when it is frozen: the LM-head GEMM's input (the
+    final norm's output), and the token ids the frozen embedding's backward would keep."""
+    if dims.objective == "masked_lm":
+        return 0.0
+    return e * dims.d_model

@@ -39,6 +39,7 @@ from functools import lru_cache
 
 from llmspec.graph import activations as act
 from llmspec.graph.dims import ModelDims
+from llmspec.graph.finetune import adapter_params, lora_params_per_layer
 from llmspec.graph.layers import (
     attention_params,
     mlp_params,
@@ -77,6 +78,9 @@ class _ModelConstants:
     """Per (dims, precision, recompute, tensor, sp, kernels) numbers, computed once."""
 
     block_params: float  # per rank
+    block_trainable: float  # of block_params: all of them, or a LoRA block's adapters
+    embedding_trainable: float  # of embedding_params (prefix and prompt tables train there)
+    head_trainable: float
     embedding_params: float
     head_params: float
     tied_copy_params: float  # last stage's copy of a tied embedding when pipelined
@@ -89,6 +93,7 @@ class _ModelConstants:
     block_weight_grad: float  # bytes, per block backward
     head_weight_grad: float  # bytes: the (tied) vocabulary matrix's gradient
     recompute_extra: float  # full recompute: one block's working set
+    first_block_act_delta: float = 0.0  # bytes per token: block 0 of a frozen base saves less
 
 
 @lru_cache(maxsize=4096)
@@ -122,6 +127,22 @@ def _constants(
 
     replicated, sharded = act.block_sharded_fraction(dims, e, recompute, t, sp, kernels)
     block_act = replicated + sharded / t
+    # Fine-tuning: what trains (model states) and what autograd keeps (a frozen base keeps less)
+    ft = dims.finetune
+    block_trainable, embedding_trainable, head_trainable = block_params, embedding_params, None
+    first_block_delta = head_delta = 0.0
+    if ft is not None and ft.frozen_base:
+        lora = lora_params_per_layer(dims, ft) if ft.method == "lora" else 0
+        block_params += lora
+        block_trainable = lora
+        embedding_trainable = adapter_params(dims, ft) - dims.n_layers * lora
+        embedding_params += embedding_trainable
+        head_trainable = 0.0
+        if ft.method == "lora":
+            block_act += act.lora_block_delta(dims, e, recompute, kernels)
+            head_delta = act.frozen_head_delta(dims, e)
+            if recompute != "full":  # block 0's input does not require grad: its norm keeps nothing
+                first_block_delta = -(act.norm_saved(dims, e, kernels) - e * h)
     if recompute == "full":  # the recomputed block's saved tensors, its input aside
         full = act.block_sharded_fraction(dims, e, "none", t, sp, kernels)
         recompute_extra = full[0] + full[1] / t - block_act
@@ -133,20 +154,26 @@ def _constants(
     head_act = act.head_saved(dims, e, kernels, t)
     if t > 1:  # the vocabulary-parallel softmax is this rank's slice; the rest is replicated
         head_act += -4 * dims.vocab_size + 4 * dims.vocab_size / t
+    head_params += untied_head
     return _ModelConstants(
         block_params=block_params,
+        block_trainable=block_trainable,
+        embedding_trainable=embedding_trainable,
+        head_trainable=head_params if head_trainable is None else head_trainable,
         embedding_params=embedding_params,
-        head_params=head_params + untied_head,
+        head_params=head_params,
         tied_copy_params=tied_copy,
         block_act=block_act,
         block_act_fixed=0.0 if recompute == "full" else act.rope_table_bytes(dims, e),
-        embedding_act=act.embedding_saved(dims, e, kernels),
-        head_act=head_act,
+        embedding_act=act.embedding_saved(dims, e, kernels) - (8.0 if head_delta else 0.0),
+        head_act=head_act - head_delta,
         loss_transient=act.loss_transient(dims, e, t),
         block_transient=block_transient,
-        block_weight_grad=block_weight_grad,
-        head_weight_grad=e * vocab_rows * h,
+        block_weight_grad=0.0 if ft is not None and ft.frozen_base else block_weight_grad,
+        # a frozen weight gets no gradient (an adapter's is rank-wide: negligible)
+        head_weight_grad=0.0 if head_trainable == 0.0 else e * vocab_rows * h,
         recompute_extra=recompute_extra,
+        first_block_act_delta=first_block_delta,
     )
 
 
@@ -176,7 +203,9 @@ class ModelStates:
     host: float
 
 
-def model_states(n_params: float, precision: str, layout: Layout) -> ModelStates:
+def model_states(
+    n_params: float, precision: str, layout: Layout, n_trainable: float | None = None
+) -> ModelStates:
     """Where DeepSpeed keeps weights, gradients and AdamW state on one rank.
 
     ZeRO-0 with 16-bit training (DeepSpeed's mixed-precision optimizer): 16-bit
@@ -188,19 +217,24 @@ def model_states(n_params: float, precision: str, layout: Layout) -> ModelStates
     gradient (4/d B/param) is alive. ZeRO-3 also partitions the weights and
     keeps its reduce bucket allocated for the whole run. (Rajbhandari et al.
     2020, "ZeRO", Sec. 5: Ψ/N_d sharding of each state.)
+
+    ``n_trainable`` (default all): a frozen parameter has weights only — no gradient and
+    no optimizer state or fp32 master (train.py passes DeepSpeed the trainable ones only);
+    ZeRO-3 still partitions it (zero.Init partitions every parameter it builds).
     """
     d, z = layout.data, layout.zero_stage
     w = WEIGHT_BYTES[precision]
     mixed = precision != "fp32"
-    n = n_params
+    all_params = n_params
+    n = n_params if n_trainable is None else n_trainable
     bucket = w * ds_rules.REDUCE_BUCKET_ELEMENTS
     if z == 0:
-        weights, optimizer = w * n, (12 if mixed else 8) * n
+        weights, optimizer = w * all_params, (12 if mixed else 8) * n
         grads_end = w * n
         grads_step = grads_end + (4 * n if mixed else 0)
         backward_buffer = persistent_buffer = 0.0
     else:
-        weights = w * n / (d if z == 3 else 1)
+        weights = w * all_params / (d if z == 3 else 1)
         optimizer = 12 * n / d  # fp32 partition of the weights + m + v
         grads_end = w * n / d
         grads_step = 4 * n / d if z < 3 else w * n / d + 4 * n / d
@@ -256,18 +290,29 @@ def estimate_memory(
     for i, n_layers in enumerate(layers):
         first, last = i == 0, i == p - 1
         n_params = n_layers * c.block_params
+        trainable = n_layers * c.block_trainable
         if first:
             n_params += c.embedding_params
+            trainable += c.embedding_trainable
         if last:
             n_params += c.head_params + (c.tied_copy_params if p > 1 else 0.0)
-        st = model_states(n_params, precision, layout)
-        head_params = (c.head_params + (c.tied_copy_params if p > 1 else 0.0)) if last else 0.0
-        head_grads = st.grads_end * head_params / n_params if n_params else 0.0
+            trainable += c.head_trainable + (
+                c.tied_copy_params if p > 1 and c.head_trainable else 0.0
+            )
+        st = model_states(n_params, precision, layout, trainable)
+        head_params = (
+            (c.head_trainable + (c.tied_copy_params if p > 1 and c.head_trainable else 0.0))
+            if last
+            else 0.0
+        )
+        head_grads = st.grads_end * head_params / trainable if trainable else 0.0
         # Gradients accumulate over micro-batches: with accumulation they are all
         # alive through every backward; without, they appear as backward runs.
         accumulating = micro_batches > 1
         in_flight = min(p - i, micro_batches)
         per_mb = tokens * (n_layers * c.block_act + (c.embedding_act if first else 0.0))
+        if first and n_layers:
+            per_mb += tokens * c.first_block_act_delta
         per_mb += n_layers * c.block_act_fixed
         resident = (in_flight - 1) * per_mb  # other micro-batches' activations
         zero3_live = 0.0  # ZeRO-3: parameters gathered for the module running + prefetch
@@ -301,7 +346,7 @@ def estimate_memory(
             # before any of its gradients exist.
             emb_acts = resident + tokens * (c.embedding_act if first else 0.0)
             if recompute == "full":
-                block_grads = st.grads_end * c.block_params / n_params
+                block_grads = st.grads_end * c.block_trainable / trainable if trainable else 0.0
                 candidates.append(
                     ("bottom block", emb_acts + tokens * c.block_act,
                      st.grads_end - block_grads, block_tmp + buffers)
@@ -311,7 +356,7 @@ def estimate_memory(
                     ("bottom block", emb_acts, st.grads_end, c.block_weight_grad + buffers)
                 )  # fmt: skip
         candidates.append(("step", 0.0, st.grads_step, 0.0))
-        if last and p == 1 and dims.tie_embeddings:
+        if last and p == 1 and dims.tie_embeddings and c.head_trainable:
             # the embedding's gradient meets the head's on the tied weight: autograd
             # holds the new gradient and their sum before it replaces the old one
             candidates.append(("embedding", resident, st.grads_end, 2 * c.head_weight_grad))

@@ -74,6 +74,14 @@ def fake_world(world: int):
         dist.destroy_process_group()
 
 
+class _NoHook:
+    def remove(self) -> None:
+        pass
+
+
+_NO_HOOK = _NoHook()
+
+
 def measure_step(spec, layout: Layout) -> MeasuredMemory:
     """Peak bytes of one steady-state training step of the generated model.
 
@@ -117,6 +125,8 @@ def measure_step(spec, layout: Layout) -> MeasuredMemory:
         finally:
             torch.set_default_dtype(default_dtype)
         model.train()
+        if spec.finetune is not None and spec.finetune.method == "lora":
+            module.freeze_base(model)  # as train.py does: only the adapters train
         params = [p for p in model.parameters() if p.requires_grad]
         mixed = low != torch.float32
         masters = [torch.nn.Parameter(p.detach().float()) for p in params] if mixed else params
@@ -147,6 +157,11 @@ def measure_step(spec, layout: Layout) -> MeasuredMemory:
 
         step()  # warm-up: creates the AdamW moments
         tracker = MemTracker()
+        # MemTracker hooks every parameter's gradient, and a frozen one (LoRA's base) cannot
+        # take a hook: mark those as hooked already, with handles whose remove() does nothing.
+        for p in model.parameters():
+            if not p.requires_grad:
+                tracker._param_to_grad_hook_handles[p] = (_NO_HOOK, _NO_HOOK)
         with warnings.catch_warnings():  # MemTracker warns about parameters without .grad
             warnings.simplefilter("ignore", UserWarning)
             tracker.track_external(model, optimizer, *(masters if mixed else ()))
