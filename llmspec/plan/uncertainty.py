@@ -37,12 +37,24 @@ PARALLELISM_TEXT = {
     "zero3": "ZeRO-3 / FSDP",
     "zero3+tp": "ZeRO-3 / FSDP + tensor parallel",
     "3d": "pipeline (3D) parallel",
+    # Published ZeRO-3 runs on DeepSpeed's spring-2021 stage 3 (per-parameter collectives;
+    # `zero3_runtime: deepspeed-2021` in benchmarks/published_runs.yaml). No layout the planner
+    # emits is in this regime (`parallelism_of`): its runs only lend their error to ZeRO-3
+    # regimes that no current-runtime run covers.
+    "zero3-ds2021": "ZeRO-3 on DeepSpeed's 2021 runtime",
 }
 
 # Kinds of parallelism whose communication is alike (tensor parallelism stays in a node and
 # adds per-layer collectives; the data-parallel traffic, which dominates at scale, is the
 # family's): a regime without runs borrows its band from its family.
-FAMILY = {"dp": "dp", "tp+dp": "dp", "zero3": "zero3", "zero3+tp": "zero3", "3d": "3d"}
+FAMILY = {
+    "dp": "dp",
+    "tp+dp": "dp",
+    "zero3": "zero3",
+    "zero3+tp": "zero3",
+    "zero3-ds2021": "zero3",
+    "3d": "3d",
+}
 FAMILY_TEXT = {"dp": "data parallel (ZeRO 0-2)", "zero3": "ZeRO-3 / FSDP", "3d": "pipeline (3D)"}
 
 
