@@ -506,7 +506,12 @@ def write_summary(predicted: list[Result]) -> None:
     """The per-run errors `llmspec.plan.uncertainty` reads, as a generated Python module."""
     rows = sorted(
         (
-            {"id": r.run["id"], "regime": r.regime_key, "error": round(r.error, 4)}
+            {
+                "id": r.run["id"],
+                "regime": r.regime_key,
+                "error": round(r.error, 4),
+                "gpus": r.run["hardware"]["gpus"],
+            }
             for r in predicted
             if r.regime_key
         ),
@@ -517,20 +522,21 @@ def write_summary(predicted: list[Result]) -> None:
         "",
         "One row per published run the planner predicts (benchmarks/published_runs.yaml):",
         "its regime (GPU generation | parallelism | scale, `llmspec.plan.uncertainty`) and",
-        "the error of the predicted tokens/s with the published layout pinned.",
+        "the error of the predicted tokens/s with the published layout pinned, and its GPU count.",
         '"""',
         "",
-        "# (id, regime, error)",
-        "ROWS: list[tuple[str, str, float]] = [",
+        "# (id, regime, error, gpus)",
+        "ROWS: list[tuple[str, str, float, int]] = [",
     ]
     lines += [
-        f"    ({json.dumps(row['id'])}, {json.dumps(row['regime'])}, {row['error']!r}),"
+        f"    ({json.dumps(row['id'])}, {json.dumps(row['regime'])}, {row['error']!r},"
+        f" {row['gpus']}),"
         for row in rows
     ]
     lines += [
         "]",
         "",
-        'RUNS: list[dict] = [{"id": i, "regime": r, "error": e} for i, r, e in ROWS]',
+        'RUNS: list[dict] = [{"id": i, "regime": r, "error": e, "gpus": n} for i, r, e, n in ROWS]',
         "",
     ]
     SUMMARY.write_text("\n".join(lines))
@@ -624,7 +630,8 @@ def main(argv: list[str]) -> int:
         u = uncertainty.assess_regime(*key.split("|"))
         print(
             f"  {key:<28} n={u.covered_runs:>3}  mean|err| {u.mean_abs_error:6.1%}  "
-            f"band ±{u.band:.0%}  {'validated' if u.validated else 'NOT validated'}"
+            f"band ±{u.band:.0%}  up to {uncertainty.covered_gpus(key):>5} GPUs  "
+            f"{'validated' if u.validated else 'NOT validated'}"
         )
     if "--write-summary" in argv:
         write_summary(predicted)

@@ -82,3 +82,32 @@ def test_the_summary_matches_todays_cost_model(monkeypatch):
     results = [bench.evaluate(run) for run in bench.load()["runs"]]
     now = {r.run["id"]: (r.regime_key, round(r.error, 4)) for r in results if r.error is not None}
     assert now == {r["id"]: (r["regime"], r["error"]) for r in RUNS}
+
+
+def test_a_prediction_beyond_the_largest_run_of_its_regime_is_not_validated():
+    # ZeRO-3 on 9-64 A100 nodes is validated by FSDP runs of up to 128 GPUs (llm-foundry MPT on
+    # 16 nodes): a layout on 256 GPUs of the same bucket is an extrapolation.
+    key = "ampere|zero3|9-64 nodes"
+    inside = uncertainty.assess_regime(*key.split("|"))
+    extent = uncertainty.covered_gpus(key)
+    assert inside.validated and extent == max(r["gpus"] for r in RUNS if r["regime"] == key)
+    a100 = CATALOG["a100-80gb"]
+
+    def zero3(world):
+        return Layout(data=world, zero_stage=3, micro_batch_size=1, grad_accum_steps=1)
+
+    assert uncertainty.assess(zero3(extent), a100, 8) == inside
+    beyond = uncertainty.assess(zero3(2 * extent), a100, 8)
+    assert beyond.regime_key == key and not beyond.validated
+    family = [
+        abs(r["error"])
+        for r in RUNS
+        if uncertainty.FAMILY[r["regime"].split("|")[1]] == "zero3"
+        and r["regime"].endswith("|9-64 nodes")
+    ]
+    assert beyond.band == max(family) > inside.band  # DeepSpeed 2021 on 384 GPUs: +48 %
+    assert f"reach {extent}" in beyond.note
+    # Regimes without runs keep their borrowed band; those with runs, inside, are unchanged.
+    assert uncertainty.assess_scale("ampere", "zero3+tp", ">64 nodes", 4096) == (
+        uncertainty.assess_regime("ampere", "zero3+tp", ">64 nodes")
+    )
