@@ -21,7 +21,8 @@ Sources (see docs/planner-references.md):
   summarised in `llmspec/rules/deepspeed.py`): stages 1-2 all-reduce gradient buckets
   (stage 2 every micro-batch) and all-gather the updated parameters; stage 3
   reduce-scatters every micro-batch and gathers parameters module by module in each
-  forward and backward pass (Rajbhandari et al. 2020 §7 for the volumes).
+  forward and backward pass (Rajbhandari et al. 2020 §7 for the volumes), priced as the list
+  of collectives DeepSpeed issues, each at its own size (`zero3_messages`, `collectives_s`).
 """
 
 from __future__ import annotations
@@ -843,9 +844,11 @@ def step_time(
       ZeRO 0/1 (`gradient_sync_s`); the reduction hides behind the backward only where the
       generated ds_config.json turns `overlap_comm` on (stage 3) on a non-pipelined model;
       ZeRO 0-2 and the pipeline engine reduce on the compute stream, exposed;
-    - ZeRO-3 gathers module by module on a side stream, prefetched: each pass's gathers
+    - ZeRO-3 gathers module by module on a side stream, prefetched (`zero3_messages`: the
+      calls and sizes DeepSpeed issues with the generated buckets): each pass's gathers
       hide behind that pass's compute, the backward's sharing the links with the
-      reduce-scatter; what does not fit behind it is exposed, per micro-batch;
+      reduce-scatter; what does not fit behind it is exposed, per micro-batch, and so are
+      the forward's first fetch and the backward's last gradient bucket, always;
     - every collective pays NCCL's latency per call (`collective_s`);
     - offload: gradient copies to the host hide behind the backward, the CPU
       Adam step and the parameter copy back are exposed.
