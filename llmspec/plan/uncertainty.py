@@ -121,10 +121,14 @@ def _borrowed_band(generation: str, parallelism: str, scale: str) -> tuple[float
     """The band a prediction its own regime's runs do not vouch for borrows: the largest error
     of its family at its scale (any GPU, any runtime), else at any scale, else the whole set."""
     family = FAMILY[parallelism]
-    same_scale = _errors(lambda r: FAMILY[_part(r, 1)] == family and _part(r, 2) == scale)
-    same_kind = _errors(lambda r: FAMILY[_part(r, 1)] == family)
-    same_gen = _errors(lambda r: _part(r, 0) == generation)
-    everything = _errors(lambda r: True)
+
+    def runs(match) -> list[dict]:
+        return [r for r in RUNS if match(r)]
+
+    same_scale = runs(lambda r: FAMILY[_part(r, 1)] == family and _part(r, 2) == scale)
+    same_kind = runs(lambda r: FAMILY[_part(r, 1)] == family)
+    same_gen = runs(lambda r: _part(r, 0) == generation)
+    everything = runs(lambda r: True)
     if not same_gen:  # a GPU the set never ran: one band for every layout on it
         borrowed, where = everything, "the whole validation set"
     elif same_scale:
@@ -133,7 +137,11 @@ def _borrowed_band(generation: str, parallelism: str, scale: str) -> tuple[float
         borrowed, where = same_kind, f"{FAMILY_TEXT[family]} runs at any scale"
     else:
         borrowed, where = everything, "the whole validation set"
-    return (max(borrowed) if borrowed else 1.0), where
+    if not borrowed:
+        return 1.0, where
+    worst = max(borrowed, key=lambda r: abs(r["error"]))
+    kind = PARALLELISM_TEXT[_part(worst, 1)]
+    return abs(worst["error"]), f"{where}; worst {worst['id']}, {kind}, {worst['error']:+.0%}"
 
 
 @lru_cache(maxsize=256)
