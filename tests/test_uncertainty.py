@@ -48,7 +48,12 @@ def test_a_gpu_the_set_never_ran_is_never_validated():
     layout = Layout(data=8, zero_stage=3, micro_batch_size=1, grad_accum_steps=1)
     u = uncertainty.assess(layout, CATALOG["mi300x"], 8)
     assert not u.validated and u.covered_runs == 0
-    assert u.band == max(abs(r["error"]) for r in RUNS)
+    # One band for every layout on it: the whole set's worst error, DeepSpeed 2021's ZeRO-3
+    # runs aside (they tell of a runtime, not of a GPU).
+    current = [abs(r["error"]) for r in RUNS if "zero3-ds2021" not in r["regime"]]
+    assert u.band == max(current) < max(abs(r["error"]) for r in RUNS)
+    dp = Layout(data=8, micro_batch_size=1, grad_accum_steps=1)
+    assert uncertainty.assess(dp, CATALOG["mi300x"], 8).band == u.band
 
 
 def test_risk_adjusted_time_charges_only_unvalidated_predictions():
