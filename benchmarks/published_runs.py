@@ -344,7 +344,7 @@ def evaluate(run: dict) -> Result:
     result.capacity_gib = plan.capacity_bytes / GIB
     result.breakdown = dict(plan.performance.breakdown_s)
     result.imbalance = plan.step.stage_imbalance
-    result.regime_key = plan.uncertainty.regime_key
+    result.regime_key = runtime_regime_key(run, plan.uncertainty.regime_key)
     if plan.layout.pipeline > 1:  # the published runs split layers evenly across stages
         from llmspec.plan.memory import estimate_memory
 
@@ -361,8 +361,20 @@ def gpu_label(run: dict) -> str:
     )
 
 
+def runtime_regime_key(run: dict, key: str) -> str:
+    """The planner's regime of the run, or DeepSpeed 2021's ZeRO-3 for the runs made on it
+    (`zero3_runtime: deepspeed-2021`: per-parameter collectives, not the runtime llmspec
+    generates for), so that they neither validate nor hide in today's ZeRO-3 regime."""
+    if run.get("zero3_runtime") != "deepspeed-2021":
+        return key
+    generation, _, scale = key.split("|")
+    return f"{generation}|zero3-ds2021|{scale}"
+
+
 def regime(result: Result) -> str:
     lay = result.run["layout"]
+    if result.run.get("zero3_runtime") == "deepspeed-2021":
+        return "ZeRO-3 (DeepSpeed 2021)"
     zero = lay.get("zero_stage") if lay.get("zero_stage") is not None else result.zero_used
     if (lay.get("pipeline") or 1) > 1:
         return "3D (pipeline)"
@@ -494,7 +506,12 @@ def write_summary(predicted: list[Result]) -> None:
     """The per-run errors `llmspec.plan.uncertainty` reads, as a generated Python module."""
     rows = sorted(
         (
-            {"id": r.run["id"], "regime": r.regime_key, "error": round(r.error, 4)}
+            {
+                "id": r.run["id"],
+                "regime": r.regime_key,
+                "error": round(r.error, 4),
+                "gpus": r.run["hardware"]["gpus"],
+            }
             for r in predicted
             if r.regime_key
         ),
@@ -505,20 +522,21 @@ def write_summary(predicted: list[Result]) -> None:
         "",
         "One row per published run the planner predicts (benchmarks/published_runs.yaml):",
         "its regime (GPU generation | parallelism | scale, `llmspec.plan.uncertainty`) and",
-        "the error of the predicted tokens/s with the published layout pinned.",
+        "the error of the predicted tokens/s with the published layout pinned, and its GPU count.",
         '"""',
         "",
-        "# (id, regime, error)",
-        "ROWS: list[tuple[str, str, float]] = [",
+        "# (id, regime, error, gpus)",
+        "ROWS: list[tuple[str, str, float, int]] = [",
     ]
     lines += [
-        f"    ({json.dumps(row['id'])}, {json.dumps(row['regime'])}, {row['error']!r}),"
+        f"    ({json.dumps(row['id'])}, {json.dumps(row['regime'])}, {row['error']!r},"
+        f" {row['gpus']}),"
         for row in rows
     ]
     lines += [
         "]",
         "",
-        'RUNS: list[dict] = [{"id": i, "regime": r, "error": e} for i, r, e in ROWS]',
+        'RUNS: list[dict] = [{"id": i, "regime": r, "error": e, "gpus": n} for i, r, e, n in ROWS]',
         "",
     ]
     SUMMARY.write_text("\n".join(lines))
@@ -585,6 +603,8 @@ def main(argv: list[str]) -> int:
     )
     print(stats_line("all predicted", predicted))
     print(stats_line("exact only", exact))
+    current = [r for r in predicted if r.run.get("zero3_runtime") != "deepspeed-2021"]
+    print(stats_line("without DeepSpeed-2021 ZeRO-3", current))
     optimistic = sum(1 for r in predicted if r.error > 0)
     print(f"  planner faster than published on {optimistic}/{len(predicted)} runs")
     for title, key in (
@@ -610,7 +630,8 @@ def main(argv: list[str]) -> int:
         u = uncertainty.assess_regime(*key.split("|"))
         print(
             f"  {key:<28} n={u.covered_runs:>3}  mean|err| {u.mean_abs_error:6.1%}  "
-            f"band ±{u.band:.0%}  {'validated' if u.validated else 'NOT validated'}"
+            f"band ±{u.band:.0%}  up to {uncertainty.covered_gpus(key):>5} GPUs  "
+            f"{'validated' if u.validated else 'NOT validated'}"
         )
     if "--write-summary" in argv:
         write_summary(predicted)

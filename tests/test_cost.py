@@ -111,6 +111,129 @@ def test_zero3_gathers_one_call_per_module_or_per_prefetch_bucket():
     assert cost.zero3_gather_calls(0, 0, bucket) == 0
 
 
+def test_a_list_of_small_collectives_costs_more_than_one_large_at_equal_bytes():
+    # Each call pays NCCL's latency (α), its bytes the ring's bus bandwidth (β): 100 gathers
+    # of 10 MB over 64 ranks on 8 nodes cost 99 α more than one gather of 1 GB.
+    many = cost.collectives_s("all_gather", [(1e7, 100)], 64, 8, 180.0)
+    one = cost.collectives_s("all_gather", [(1e9, 1)], 64, 8, 180.0)
+    alpha = cost.nccl_ring_latency_s("all_gather", 64, 8)
+    assert many - one == pytest.approx(99 * alpha)
+    assert one == pytest.approx(cost.collective_s("all_gather", 1e9, 64, 8, 180.0))
+    # An all-reduce picks ring or tree per message (NCCL's tuner does, per call): a list of
+    # mixed sizes costs the sum of each size's best, never more than all-ring.
+    mixed = [(1e4, 10), (1e9, 2)]
+    per_message = cost.collectives_s("all_reduce", mixed, 1024, 128, 180.0)
+    assert per_message == pytest.approx(
+        10 * cost.collective_s("all_reduce", 1e4, 1024, 128, 180.0)
+        + 2 * cost.collective_s("all_reduce", 1e9, 1024, 128, 180.0)
+    )
+    ring_only = sum(
+        n * (2 * 1023 / 1024 * b / 180e9 + cost.nccl_ring_latency_s("all_reduce", 1024, 128))
+        for b, n in mixed
+    )
+    assert per_message < ring_only
+
+
+def test_zero3_messages_follow_deepspeeds_fetch_prefetch_and_release():
+    bucket, persist, reuse = 50_000_000, 100_000, 1_000_000_000
+    # GPT-3 175B (Narayanan et al. 2021): every linear (≥ 1.5e8 elements) exceeds the
+    # prefetch bucket, so each is its own call; norms and biases (≤ 49152) stay gathered.
+    dims = gpt(12288, 96, 96)
+    z = cost.zero3_messages(dims, 1, 96, True, True, bucket, persist, reuse)
+    h, table, positions = 12288, 51200 * 12288, 2048 * 12288
+    linears = [3 * h * h / 3] * 4 + [4 * h * h] * 2  # q, k, v, o; fc1, fc2
+    assert sorted(linears) == sorted(n * k for n, k in cost._linear_shapes(dims, 1))
+    # The token table alone (the first module's own fetch), positions with block 0's q, the
+    # other 575 linears one call each, and the tied head's table again: the model is larger
+    # than the reuse distance, so the table was released after the embedding.
+    assert z.first == table
+    assert cost.Zero3Messages.calls(z.forward) == 1 + 1 + 575 + 1
+    assert cost.Zero3Messages.elements(z.forward) == pytest.approx(
+        2 * table + positions + 96 * sum(linears)
+    )
+    # The backward gathers everything the forward released: all but the head's table (used
+    # last, reused first), once each even under full recompute (kept for its own backward).
+    assert cost.Zero3Messages.elements(z.backward) == pytest.approx(
+        table + positions + 96 * sum(linears)
+    )
+    # Gradients: one per parameter tensor, in ≤ 5e8-element buckets; the fc linears (6e8)
+    # exceed a bucket and go alone.
+    grads = cost.Zero3Messages.elements(z.grad_buckets)
+    block = sum(linears) + 4 * h + 3 * h + h + 4 * h + h  # + two LayerNorms and the biases
+    assert grads == pytest.approx(table + positions + 96 * block + 2 * h)
+    # The last gradient of the backward is the token table's (6.3e8 elements, a bucket alone),
+    # reduced after the backward's last op.
+    assert z.grad_tail == table
+    assert all(e <= 5e8 or e in (table, 4 * h * h) for e, _ in z.grad_buckets)
+    # GPT-2 small: the whole model is under the reuse distance — nothing is gathered twice
+    # (the tied head finds the table still gathered; the backward finds every block) — and
+    # small linears are coalesced into bucket-sized prefetches.
+    small = gpt(768, 12, 12)
+    z2 = cost.zero3_messages(small, 1, 12, True, True, bucket, persist, reuse)
+    params = sum(x for x in cost.stage_param_numels(small, 1, 12, True, True)[0][:-1])
+    fetched = sum(
+        x for x in cost.stage_param_numels(small, 1, 12, True, True)[0][:-1] if x >= persist
+    )
+    assert z2.backward == ()
+    assert cost.Zero3Messages.elements(z2.forward) == pytest.approx(fetched)
+    assert cost.Zero3Messages.calls(z2.forward) == 1 + math.ceil((fetched - z2.first) / bucket)
+    assert z2.grad_buckets == ((params, 1),) and z2.grad_tail == params
+    # A smaller prefetch bucket means more, smaller calls.
+    finer = cost.zero3_messages(small, 1, 12, True, True, bucket // 10, persist, reuse)
+    assert cost.Zero3Messages.calls(finer.forward) > cost.Zero3Messages.calls(z2.forward)
+
+
+def _zero3_stage(dims: ModelDims, flops: float) -> cost.StageWork:
+    z = cost.zero3_messages(dims, 1, dims.n_layers, True, True)
+    params = sum(cost.stage_param_numels(dims, 1, dims.n_layers, True, True)[0][:-1])
+    return cost.StageWork(dims.n_layers, flops, flops, params, zero3=z)
+
+
+def test_zero3_first_fetch_and_last_gradient_bucket_cannot_hide_behind_compute():
+    # A stage whose compute is far longer than all its collectives: everything hides except
+    # the forward's first fetch and the gradient bucket reduced after the backward's last op,
+    # once per micro-batch.
+    dims = gpt(768, 12, 12)
+    stage = _zero3_stage(dims, 1e13)
+    z = stage.zero3
+    links = _links(data_gbps=22.5, data_nodes=1)
+    head = cost.collective_s("all_gather", z.first * 2, 8, 1, 22.5)
+    tail = cost.collective_s("reduce_scatter", z.grad_tail * 2, 8, 1, 22.5)
+    for m in (1, 4):
+        t = cost.step_time((stage,), zero_stage=3, **_dp_kw(links=links, micro_batches=m))
+        assert t.zero3_gather == pytest.approx(m * head)
+        assert t.data_parallel == pytest.approx(m * tail)
+    # Without the messages (the old single-collective view) nothing would show.
+    bare = cost.step_time(
+        (cost.StageWork(12, 1e13, 1e13, stage.params_per_rank, modules=74),),
+        zero_stage=3,
+        **_dp_kw(links=links),
+    )
+    assert bare.zero3_gather == bare.data_parallel == 0.0
+
+
+def test_zero3_reduce_scatters_scale_with_gradient_accumulation():
+    # DeepSpeed's stage 3 reduce-scatters every backward (`stage3.py` gradient hooks, epilogue
+    # per micro-step): on a slow network, nothing hidden, m micro-batches pay m times.
+    dims = gpt(2048, 24, 16)
+    stage = _zero3_stage(dims, 1e9)
+    slow = _links(data_gbps=0.5)
+    one = cost.step_time((stage,), zero_stage=3, **_dp_kw(links=slow, micro_batches=1))
+    eight = cost.step_time((stage,), zero_stage=3, **_dp_kw(links=slow, micro_batches=8))
+    rs = cost.collectives_s(
+        "reduce_scatter", [(e * 2, n) for e, n in stage.zero3.grad_buckets], 8, 1, 0.5
+    )
+    assert one.data_parallel == pytest.approx(rs)
+    assert eight.data_parallel == pytest.approx(8 * rs)
+    assert eight.zero3_gather == pytest.approx(8 * one.zero3_gather)
+    # ZeRO 1 reduces once per step whatever the accumulation.
+    z1 = [
+        cost.step_time((stage,), zero_stage=1, **_dp_kw(links=slow, micro_batches=m))
+        for m in (1, 8)
+    ]
+    assert z1[0].data_parallel == pytest.approx(z1[1].data_parallel)
+
+
 def test_pipeline_bubble_fraction_known():
     assert cost.pipeline_bubble_fraction(8, 64) == pytest.approx(7 / 64)
     ideal, bubble = cost.one_f_one_b_s(0.1, 4, 8)

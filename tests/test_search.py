@@ -360,3 +360,39 @@ def test_an_unvalidated_layout_does_not_win_on_a_margin_smaller_than_its_band():
     # vouch for (Narayanan et al. 2021 Table 2: ZeRO-3 at this scale is predicted badly).
     assert fastest.layout.zero_stage == 3 and not assess(fastest).validated
     assert best is not fastest and assess(best).validated
+
+
+def test_zero3_beyond_its_validated_scale_does_not_win_on_a_margin_inside_its_band():
+    # Narayanan et al. 2021 Table 1's 18.4B GPT on 256 A100s (32 nodes). The cost model finds a
+    # ZeRO-3 layout faster than ZeRO-1, but ZeRO-3 on A100s is validated by published runs of
+    # at most 128 GPUs: at 256 it is an extrapolation whose band (the ZeRO-3 family's error at
+    # 9-64 nodes) is wider than its lead, so the search keeps the data-parallel layout.
+    from llmspec.plan import uncertainty
+
+    spec = Spec.model_validate(
+        {
+            "name": "gpt18b",
+            "model": {
+                "vocab_size": 51200,
+                "max_seq_len": 2048,
+                "d_model": 6144,
+                "n_layers": 40,
+                "n_heads": 48,
+            },
+            "train": {"seq_len": 2048, "global_batch_size": 1024, "steps": 1},
+            "cluster": {"gpu": "a100-80gb", "nodes": 32, "gpus_per_node": 8},
+        }
+    )
+    problem = problem_for(spec)
+    result = search.search(problem)
+    best = result.best
+    fastest = min(result.ranked, key=lambda c: c.step_time_s)
+    u = uncertainty.assess(fastest.layout, problem.cluster.gpu, 8)
+    assert fastest.layout.zero_stage == 3 and not u.validated
+    assert uncertainty.covered_gpus(u.regime_key) < 256
+    margin = best.step_time_s / fastest.step_time_s - 1
+    assert 0 < margin < u.band
+    assert best.layout.zero_stage < 3
+    # Without the extent rule (the regime's own runs vouching for any size) it would have won.
+    inside = uncertainty.assess_regime(*u.regime_key.split("|"))
+    assert inside.validated

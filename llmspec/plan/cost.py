@@ -21,7 +21,8 @@ Sources (see docs/planner-references.md):
   summarised in `llmspec/rules/deepspeed.py`): stages 1-2 all-reduce gradient buckets
   (stage 2 every micro-batch) and all-gather the updated parameters; stage 3
   reduce-scatters every micro-batch and gathers parameters module by module in each
-  forward and backward pass (Rajbhandari et al. 2020 §7 for the volumes).
+  forward and backward pass (Rajbhandari et al. 2020 §7 for the volumes), priced as the list
+  of collectives DeepSpeed issues, each at its own size (`zero3_messages`, `collectives_s`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ COMPUTE_EFFICIENCY = 0.70
 # fp32 gradient buffer, m and v (16 bytes) and writes weight, m, v and the 16-bit
 # copy (14 bytes): 30 bytes of HBM traffic per parameter.
 ADAM_BYTES_PER_PARAM = 30
+
+# ZeRO-3 gathers the 16-bit copy of each parameter (DeepSpeed partitions the module's
+# bf16/fp16 weights; the fp32 master stays with the optimizer).
+ZERO3_GATHER_BYTES = 2
 
 # Host side of ZeRO-Offload. Host memory bandwidth per node: 2 sockets × 8
 # channels × DDR4-3200 (25.6 GB/s per channel, JEDEC JESD79-4) = 409.6 GB/s, as in
@@ -459,6 +464,164 @@ def gradient_sync_s(
     return 0.0, reduce + gather
 
 
+def collectives_s(kind: str, messages, ranks: int, nodes: int, gbps: float) -> float:
+    """A list of NCCL collectives over one group, each priced at its own size: `messages` is
+    an iterable of (bytes, how many calls of that size). Each call pays its latency and its
+    bytes at the ring's bus bandwidth (`collective_s`), and an all-reduce picks ring or tree
+    per call as NCCL's tuner does per message (`ncclTopoGetAlgoTime`, src/graph/tuning.cc:
+    time = latency · calls + bytes / bandwidth, per algorithm)."""
+    return sum(n * collective_s(kind, b, ranks, nodes, gbps) for b, n in messages if n > 0)
+
+
+@dataclass(frozen=True)
+class Zero3Messages:
+    """ZeRO-3's collectives of one pipeline stage on one rank, in elements.
+
+    forward / backward: (elements, calls of that size) of the parameter all-gathers of one
+    forward pass and of one backward pass (a recomputed forward included).
+    first: elements of the forward's first fetch, which nothing earlier in the pass can hide.
+    grad_buckets: (elements, calls) of one backward's gradient reduce-scatters.
+    grad_tail: elements of the backward's last gradient bucket, reduced after its last op.
+    """
+
+    forward: tuple[tuple[float, int], ...]
+    backward: tuple[tuple[float, int], ...]
+    first: float
+    grad_buckets: tuple[tuple[float, int], ...]
+    grad_tail: float
+
+    @staticmethod
+    def calls(messages) -> int:
+        return sum(n for _, n in messages)
+
+    @staticmethod
+    def elements(messages) -> float:
+        return sum(e * n for e, n in messages)
+
+
+def _counted(sizes) -> tuple[tuple[float, int], ...]:
+    counts: dict[float, int] = {}
+    for size in sizes:
+        counts[size] = counts.get(size, 0) + 1
+    return tuple(sorted(counts.items()))
+
+
+def stage_param_numels(
+    dims: ModelDims, tensor: int, blocks: int, first: bool, last: bool
+) -> tuple[tuple[float, ...], bool]:
+    """(elements of each parameter tensor one tensor rank of a stage holds, in forward order;
+    whether the last one is the token table again).
+
+    The generated model (templates/_model/*.j2): per block a norm, q, k, v, o (biases where
+    the spec has them), a norm, the MLP's input linear(s) and its output linear; the first
+    stage adds the vocabulary-parallel token table and learned positions, the last the final
+    norm and the LM head — its own weight, or the tied token table used a second time.
+    """
+    h = dims.d_model
+    norm = (h, h) if dims.norm == "layernorm" and dims.bias else (h,)
+    block: list[float] = list(norm)
+    for i, (n, k) in enumerate(_linear_shapes(dims, tensor)):
+        if i == 4:  # the MLP's first linear: the second norm comes before it
+            block += norm
+        block.append(n * k)
+        if dims.bias:
+            block.append(n)
+    out: list[float] = []
+    vocab = layers.padded_vocab(dims.vocab_size, tensor) * h / tensor
+    if first:
+        out.append(vocab)
+        if dims.position == "learned":
+            out.append(dims.max_seq_len * h)
+        if dims.type_vocab_size:
+            out.append(dims.type_vocab_size * h)
+    out += block * blocks
+    tied_reuse = False
+    if last:
+        out += norm
+        out.append(vocab)
+        tied_reuse = dims.tie_embeddings and first
+    return tuple(float(x) for x in out), tied_reuse
+
+
+def _prefetch_groups(fetched: list[float], bucket: int) -> list[float]:
+    """One pass's all-gathers: the first parameter's own fetch, then greedy groups of at
+    least `bucket` elements (the last one whatever is left)."""
+    if not fetched:
+        return []
+    groups, group = [fetched[0]], 0.0
+    for x in fetched[1:]:
+        group += x
+        if group >= bucket:
+            groups.append(group)
+            group = 0.0
+    if group:
+        groups.append(group)
+    return groups
+
+
+@lru_cache(maxsize=1024)
+def zero3_messages(
+    dims: ModelDims,
+    tensor: int,
+    blocks: int,
+    first: bool,
+    last: bool,
+    prefetch_bucket: int = ds_rules.STAGE3_PREFETCH_ELEMENTS,
+    persistence_threshold: int = ds_rules.STAGE3_PERSISTENCE_THRESHOLD,
+    reuse_distance: int = ds_rules.STAGE3_MAX_REUSE_DISTANCE,
+    reduce_bucket: int = ds_rules.REDUCE_BUCKET_ELEMENTS,
+) -> Zero3Messages:
+    """The all-gathers and reduce-scatters DeepSpeed's stage 3 issues for one stage, sized by
+    the buckets the generated ds_config.json sets (`rules.deepspeed.zero_buckets`).
+
+    Read in DeepSpeed's `runtime/zero/partitioned_param_coordinator.py` (v0.16):
+    - `fetch_sub_module`: a module's parameters are gathered in one coalesced call when it is
+      first needed; once the trace is complete, each fetch also prefetches the next
+      parameters in trace order, adding them until at least `stage3_prefetch_bucket_size`
+      elements are in the call (`while ... numel_prefetching < max_params_to_prefetch`),
+      one `__all_gather_params` for them all;
+    - parameters under `stage3_param_persistence_threshold` elements stay gathered
+      (`runtime/zero/parameter_offload.py` `mark_persistent_parameters`);
+    - `__params_to_release`: after a module runs, a parameter that reappears in the trace
+      within `stage3_max_reuse_distance` elements is kept. The trace spans a forward and its
+      backward (`reset_step` at the start of each forward), so the forward's last blocks stay
+      gathered for the backward (a block at distance 2 × the elements after it), a tied head
+      reuses the token table, and a block recomputed in the backward stays gathered for its
+      own backward right after: the backward gathers each released parameter once.
+    Reduce-scatters (`runtime/zero/stage3.py` `reduce_independent_p_g_buckets_and_remove_grads`,
+    `independent_gradient_partition_epilogue`): gradients, in backward order, fill an IPG
+    bucket of `reduce_bucket_size` elements, reduced when the next would overflow it; the
+    partial last bucket is reduced in the epilogue, after the backward's last op.
+    """
+    numels, tied_reuse = stage_param_numels(dims, tensor, blocks, first, last)
+    fetched = [x for x in numels if x >= persistence_threshold]
+    if tied_reuse and sum(fetched[1:-1]) < reuse_distance:
+        fetched = fetched[:-1]  # the head's token table is still gathered from the embedding
+    forward = _prefetch_groups(fetched, prefetch_bucket)
+    released, after = [], 0.0
+    for x in reversed(fetched):  # forward → backward distance of each parameter
+        if 2 * after >= reuse_distance:
+            released.append(x)
+        after += x
+    backward = _prefetch_groups(released, prefetch_bucket)
+    buckets: list[float] = []
+    fill = 0.0
+    for x in reversed(numels[:-1] if tied_reuse else numels):  # one gradient per parameter
+        if fill and fill + x > reduce_bucket:
+            buckets.append(fill)
+            fill = 0.0
+        fill += x
+    if fill:
+        buckets.append(fill)
+    return Zero3Messages(
+        forward=_counted(forward),
+        backward=_counted(backward),
+        first=forward[0] if forward else 0.0,
+        grad_buckets=_counted(buckets),
+        grad_tail=buckets[-1] if buckets else 0.0,
+    )
+
+
 def zero3_gather_calls(
     modules: int, params: float, bucket: int = ds_rules.STAGE3_PREFETCH_ELEMENTS
 ) -> int:
@@ -633,6 +796,7 @@ class StageWork:
     elementwise_bytes_per_token: float = 0.0  # whole stage, per GPU (`elementwise_bytes_per_token`)
     modules: int = 0  # parameterised modules (linears, embeddings) ZeRO-3 fetches one by one
     compute_s_per_token: float = 0.0  # GEMMs + attention core, per GPU (0: from FLOPs × efficiency)
+    zero3: Zero3Messages | None = None  # ZeRO-3's collectives by size (None: from `modules`)
 
 
 @dataclass(frozen=True)
@@ -680,9 +844,11 @@ def step_time(
       ZeRO 0/1 (`gradient_sync_s`); the reduction hides behind the backward only where the
       generated ds_config.json turns `overlap_comm` on (stage 3) on a non-pipelined model;
       ZeRO 0-2 and the pipeline engine reduce on the compute stream, exposed;
-    - ZeRO-3 gathers module by module on a side stream, prefetched: each pass's gathers
+    - ZeRO-3 gathers module by module on a side stream, prefetched (`zero3_messages`: the
+      calls and sizes DeepSpeed issues with the generated buckets): each pass's gathers
       hide behind that pass's compute, the backward's sharing the links with the
-      reduce-scatter; what does not fit behind it is exposed, per micro-batch;
+      reduce-scatter; what does not fit behind it is exposed, per micro-batch, and so are
+      the forward's first fetch and the backward's last gradient bucket, always;
     - every collective pays NCCL's latency per call (`collective_s`);
     - offload: gradient copies to the host hide behind the backward, the CPU
       Adam step and the parameter copy back are exposed.
@@ -761,13 +927,39 @@ def step_time(
         # the pass's compute where it is shorter. The backward gathers again (and again for
         # the recomputed forward under full recompute) while the reduce-scatter of the
         # gradients shares the same links (overlap_comm).
-        calls = zero3_gather_calls(work.modules, rank_params)
-        one_pass = zero3_gather_pass_s(rank_params, calls, data, dp_nodes, links.data_gbps)
-        bwd_passes = 1 + (1 if recompute == "full" else 0)
-        fwd_exposed = exposed_s(one_pass, comp_fwd)
-        bwd_gather_exposed = exposed_s(bwd_passes * one_pass, comp_bwd)
+        # With the stage's messages (`zero3_messages`) each collective is priced at its own
+        # size; two of them cannot hide: a pass's first fetch (nothing of the pass runs
+        # before it) and the backward's last gradient bucket (reduced after its last op).
+        # The backward's first fetch is free: the forward's last modules are reused within
+        # `stage3_max_reuse_distance` and stay gathered.
+        z = work.zero3
+        gbps = links.data_gbps
+        if z is not None:
+            pb = ZERO3_GATHER_BYTES
+            fwd_pass = collectives_s(
+                "all_gather", ((e * pb, n) for e, n in z.forward), data, dp_nodes, gbps
+            )
+            bwd_pass = collectives_s(
+                "all_gather", ((e * pb, n) for e, n in z.backward), data, dp_nodes, gbps
+            )
+            head = collective_s("all_gather", z.first * pb, data, dp_nodes, gbps)
+            per_mb_sync = collectives_s(
+                "reduce_scatter",
+                ((e * grad_bytes, n) for e, n in z.grad_buckets),
+                data,
+                dp_nodes,
+                gbps,
+            )
+            tail = collective_s("reduce_scatter", z.grad_tail * grad_bytes, data, dp_nodes, gbps)
+        else:
+            calls = zero3_gather_calls(work.modules, rank_params)
+            fwd_pass = zero3_gather_pass_s(rank_params, calls, data, dp_nodes, gbps)
+            bwd_pass = fwd_pass * (1 + (1 if recompute == "full" else 0))
+            head = tail = 0.0
+        fwd_exposed = head + exposed_s(fwd_pass - head, comp_fwd)
+        bwd_gather_exposed = exposed_s(bwd_pass, comp_bwd)
         if overlaps:
-            bwd_exposed = exposed_s(bwd_passes * one_pass + per_mb_sync, comp_bwd)
+            bwd_exposed = tail + exposed_s(bwd_pass + per_mb_sync - tail, comp_bwd)
         else:
             bwd_exposed = bwd_gather_exposed + per_mb_sync
         gather = (fwd_exposed + bwd_gather_exposed) * micro_batches

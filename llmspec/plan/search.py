@@ -353,6 +353,9 @@ def _candidate(problem: SearchProblem, layout: Layout, stage_layers, memory) -> 
             elementwise_bytes_per_token=n * elem_block,
             modules=n * linears + (i == 0) + (i == last),
             compute_s_per_token=n * block_s + (head_s if i == last else 0.0),
+            zero3=cost.zero3_messages(dims, layout.tensor, n, i == 0, i == last)
+            if layout.zero_stage == 3
+            else None,
         )
         for i, n in enumerate(stage_layers)
     )

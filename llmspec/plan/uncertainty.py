@@ -19,7 +19,7 @@ must beat the others by more than its band to be chosen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from llmspec.plan.cost import GPU_GENERATION
@@ -37,12 +37,27 @@ PARALLELISM_TEXT = {
     "zero3": "ZeRO-3 / FSDP",
     "zero3+tp": "ZeRO-3 / FSDP + tensor parallel",
     "3d": "pipeline (3D) parallel",
+    # Published ZeRO-3 runs on DeepSpeed's spring-2021 stage 3 (per-parameter collectives;
+    # `zero3_runtime: deepspeed-2021` in benchmarks/published_runs.yaml). No layout the planner
+    # emits is in this regime (`parallelism_of`): its runs only lend their error to ZeRO-3
+    # regimes that no current-runtime run covers.
+    "zero3-ds2021": "ZeRO-3 on DeepSpeed's 2021 runtime",
 }
 
 # Kinds of parallelism whose communication is alike (tensor parallelism stays in a node and
 # adds per-layer collectives; the data-parallel traffic, which dominates at scale, is the
 # family's): a regime without runs borrows its band from its family.
-FAMILY = {"dp": "dp", "tp+dp": "dp", "zero3": "zero3", "zero3+tp": "zero3", "3d": "3d"}
+# Parallelism kinds of published runs made on a runtime the generated code does not run.
+HISTORICAL = ("zero3-ds2021",)
+
+FAMILY = {
+    "dp": "dp",
+    "tp+dp": "dp",
+    "zero3": "zero3",
+    "zero3+tp": "zero3",
+    "zero3-ds2021": "zero3",
+    "3d": "3d",
+}
 FAMILY_TEXT = {"dp": "data parallel (ZeRO 0-2)", "zero3": "ZeRO-3 / FSDP", "3d": "pipeline (3D)"}
 
 
@@ -101,6 +116,39 @@ def _errors(match) -> list[float]:
     return [abs(r["error"]) for r in RUNS if match(r)]
 
 
+def _part(r: dict, i: int) -> str:
+    return r["regime"].split("|")[i]
+
+
+def _borrowed_band(generation: str, parallelism: str, scale: str) -> tuple[float, str]:
+    """The band a prediction its own regime's runs do not vouch for borrows: the largest error
+    of its family at its scale (any GPU, any runtime), else at any scale, else the whole set."""
+    family = FAMILY[parallelism]
+
+    def runs(match, historical: bool = False) -> list[dict]:
+        # A runtime the generated code never runs (DeepSpeed 2021's ZeRO-3) lends its error to
+        # its own family's layouts only, not to every layout on a GPU the set lacks.
+        return [r for r in RUNS if match(r) and (historical or _part(r, 1) not in HISTORICAL)]
+
+    same_scale = runs(lambda r: FAMILY[_part(r, 1)] == family and _part(r, 2) == scale, True)
+    same_kind = runs(lambda r: FAMILY[_part(r, 1)] == family, True)
+    same_gen = runs(lambda r: _part(r, 0) == generation)
+    everything = runs(lambda r: True)
+    if not same_gen:  # a GPU the set never ran: one band for every layout on it
+        borrowed, where = everything, "the whole validation set"
+    elif same_scale:
+        borrowed, where = same_scale, f"{FAMILY_TEXT[family]} runs on any GPU, {scale}"
+    elif same_kind:
+        borrowed, where = same_kind, f"{FAMILY_TEXT[family]} runs at any scale"
+    else:
+        borrowed, where = everything, "the whole validation set"
+    if not borrowed:
+        return 1.0, where
+    worst = max(borrowed, key=lambda r: abs(r["error"]))
+    kind = PARALLELISM_TEXT[_part(worst, 1)]
+    return abs(worst["error"]), f"{where}; worst {worst['id']}, {kind}, {worst['error']:+.0%}"
+
+
 @lru_cache(maxsize=256)
 def assess_regime(generation: str, parallelism: str, scale: str) -> Uncertainty:
     key = regime_key(generation, parallelism, scale)
@@ -113,32 +161,41 @@ def assess_regime(generation: str, parallelism: str, scale: str) -> Uncertainty:
         verdict = "validated" if validated else "covered but not validated (error too large)"
         note = f"{text}: {verdict} ({how})"
         return Uncertainty(max(exact), text, validated, len(exact), mean, note, key)
-    family = FAMILY[parallelism]
-
-    def part(r, i):
-        return r["regime"].split("|")[i]
-
-    same_scale = _errors(lambda r: FAMILY[part(r, 1)] == family and part(r, 2) == scale)
-    same_kind = _errors(lambda r: FAMILY[part(r, 1)] == family)
-    same_gen = _errors(lambda r: part(r, 0) == generation)
-    everything = _errors(lambda r: True)
-    if not same_gen:  # a GPU the set never ran: one band for every layout on it
-        borrowed, where = everything, "the whole validation set"
-    elif same_scale:
-        borrowed, where = same_scale, f"{FAMILY_TEXT[family]} runs on any GPU, {scale}"
-    elif same_kind:
-        borrowed, where = same_kind, f"{FAMILY_TEXT[family]} runs at any scale"
-    else:
-        borrowed, where = everything, "the whole validation set"
-    band = max(borrowed) if borrowed else 1.0
+    band, where = _borrowed_band(generation, parallelism, scale)
     note = f"{text}: not validated (no published run; band from {where})"
     return Uncertainty(band, text, False, 0, None, note, key)
 
 
+def covered_gpus(key: str) -> int:
+    """The largest GPU count of the published runs of regime `key` (0 when it has none)."""
+    return max((r["gpus"] for r in RUNS if r["regime"] == key), default=0)
+
+
+@lru_cache(maxsize=1024)
+def assess_scale(generation: str, parallelism: str, scale: str, world: int) -> Uncertainty:
+    """`assess_regime`, held to the extent its runs cover: a prediction for more GPUs than the
+    largest published run of its regime is an extrapolation, not validated, and its band is at
+    least its family's at this scale. A scale bucket spans 8x in nodes, and what grows with
+    the rank count — ring latency per call (NCCL's α grows with the ring's steps), per-rank
+    message size falling below what fills NCCL's channels — is exactly what a run of fewer
+    GPUs does not test (ZeRO-3 validated by 128-GPU FSDP runs says little about 512)."""
+    u = assess_regime(generation, parallelism, scale)
+    extent = covered_gpus(u.regime_key)
+    if not u.covered_runs or world <= extent:
+        return u
+    band, where = _borrowed_band(generation, parallelism, scale)
+    note = (
+        f"{u.regime}: not validated for {world} GPUs (its {u.covered_runs} published "
+        f"run{'s' if u.covered_runs > 1 else ''} reach {extent}; band from {where})"
+    )
+    return replace(u, band=max(u.band, band), validated=False, note=note)
+
+
 def assess(layout: Layout, gpu, gpus_per_node: int) -> Uncertainty:
     """The uncertainty of a prediction for `layout` on `gpu` (cluster nodes of `gpus_per_node`)."""
-    return assess_regime(
-        generation_of(gpu), parallelism_of(layout), scale_of(layout.world_size, gpus_per_node)
+    world = layout.world_size
+    return assess_scale(
+        generation_of(gpu), parallelism_of(layout), scale_of(world, gpus_per_node), world
     )
 
 
