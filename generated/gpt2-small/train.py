@@ -35,8 +35,8 @@ run_name = "gpt2-small"  # spec: name
 vocab_size = 50257  # spec: model.vocab_size
 seq_len = 1024  # spec: train.seq_len
 global_batch_size = 480  # spec: train.global_batch_size
-micro_batch_size = 15  # plan: peak 9.1 of 74.5 GiB
-grad_accum_steps = 4  # plan: 480 sequences / (15 per micro-batch × 8 data-parallel)
+micro_batch_size = 20  # plan: peak 11.6 of 74.5 GiB
+grad_accum_steps = 3  # plan: 480 sequences / (20 per micro-batch × 8 data-parallel)
 data_parallel = 8  # plan
 max_steps = 600000  # spec: train.steps
 log_interval = 10  # spec: train.log_interval
@@ -45,10 +45,10 @@ eval_batches = 20  # spec: train.eval_batches
 checkpoint_interval = 1000  # spec: train.checkpoint_interval
 seed = 1337  # spec: train.seed
 planned_params = 124439808  # plan: params.total
-planned_layout = "data 8 × tensor 1 × pipeline 1, ZeRO 3, micro-batch 15 × 4 accumulation, recompute none"  # plan: layout (plan.json)
-planned_peak_gib = 9.14  # plan: peak 9.1 of 74.5 GiB
+planned_layout = "data 8 × tensor 1 × pipeline 1, ZeRO 3, micro-batch 20 × 3 accumulation, recompute none"  # plan: layout (plan.json)
+planned_peak_gib = 11.61  # plan: peak 11.6 of 74.5 GiB
 gpu_memory_gib = 74.51  # cluster.gpu: a100-80gb
-planned_tokens_per_s = 1891630  # plan: performance.tokens_per_s
+planned_tokens_per_s = 1882570  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len
 # -----------------------------------------------------------------------------
 
