@@ -185,3 +185,22 @@ def test_lora_refuses_what_it_does_not_generate():
         load_spec_text(text, "ft.yaml")
     fields = {p.field for p in info.value.problems}
     assert {"finetune.lora.targets", "parallel.tensor"} <= fields, fields
+
+
+def test_hf_base_that_differs_from_model_is_refused_at_build(tmp_path):
+    """config.json of the base folder is read at build: a different width is a clear error."""
+    from llmspec.errors import UserError
+    from llmspec.pipeline import build_project
+
+    base = tiny_spec("llama")
+    layout, _ = plan_for(base)
+    config = dict(export_module(base, layout, "export_hf_refuse").HF_CONFIG, hidden_size=48, head_dim=12)
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(config))
+    fields = base.model_dump(exclude={"data"})
+    fields["finetune"] = {"base": {"path": "hf", "format": "hf"}, "method": "lora"}
+    spec_path = tmp_path / "ft.yaml"
+    spec_path.write_text(json.dumps(fields))
+    with pytest.raises(UserError, match=r"model.d_model = 32, the base's hidden_size = 48"):
+        build_project(spec_path, tmp_path / "project")
+    assert not (tmp_path / "project").exists()

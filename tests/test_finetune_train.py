@@ -197,3 +197,60 @@ def test_lora_export_merges_and_round_trips_through_transformers(zero_stage, tmp
             got = hf(input_ids).logits
             assert (got - ours(input_ids)).abs().max().item() <= 1e-5
             assert (labels == -100).any()  # prompts and padding carry no loss
+
+
+LLAMA = {"arch": "llama", "position": "rope", "norm": "rmsnorm", "activation": "swiglu",
+         "bias": False, "tie_embeddings": False, "n_kv_heads": 2}  # fmt: skip
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt"])
+def test_hf_base_loads_with_the_logits_transformers_computes(family, tmp_path):
+    """A Hugging Face folder (save_pretrained: config.json + model.safetensors + the
+    tokenizer) as the base: the fine-tune's step-0 validation loss, computed by model.py with
+    the imported weights, equals transformers' loss on the same records (1e-5 relative)."""
+    import transformers
+
+    from llmspec.codegen.export_code import render_export_py
+    from llmspec.codegen.model_code import load_model_module
+    from llmspec.plan import make_plan
+    from llmspec.spec.load import load_spec
+    from tests.eval_harness import project_modules
+
+    folder = workspace()
+    data = sft_data()
+    overrides = lora_overrides(0)
+    overrides["finetune"]["base"] = {"path": f"hf-{family}", "format": "hf"}
+    if family == "llama":
+        overrides["model"] = LLAMA
+        overrides["finetune"]["lora"]["targets"] = ["q", "v", "gate"]
+    spec_path = write_spec(folder, f"lora-hf-{family}", **overrides)
+    spec = load_spec(spec_path)
+    plan = make_plan(spec)
+    export = load_model_module(render_export_py(spec, plan.layout), f"export_hf_base_{family}")
+    config_class = transformers.LlamaConfig if family == "llama" else transformers.GPT2Config
+    config = config_class(**{k: v for k, v in export.HF_CONFIG.items() if k != "architectures"})
+    auto = transformers.LlamaForCausalLM if family == "llama" else transformers.GPT2LMHeadModel
+    torch.manual_seed(0)
+    hf = auto(config).eval()
+    with torch.no_grad():  # not the initialisation (biases zero, norms one): every tensor distinct
+        for p in hf.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    hf.save_pretrained(folder / f"hf-{family}")
+    shutil.copyfile(
+        os.path.join(data, "tokenizer.json"), folder / f"hf-{family}" / "tokenizer.json"
+    )
+
+    proj = build(spec_path, folder / f"lora-hf-{family}")
+    result = launch(proj, "--data", data, "--out", str(proj / "out"), "--max-steps", "2")
+    assert "fine-tuning (lora)" in result.stdout
+    logged = read_metrics(proj / "out")[0]
+    assert logged["step"] == 0
+    with project_modules(proj, "data") as (data_py,):
+        losses = []
+        with torch.no_grad():
+            for rank in (0, 1):
+                for input_ids, labels in data_py.val_batches(
+                    data, 4, dp_rank=rank, dp_world=2, max_batches=2
+                ):
+                    losses.append(hf(input_ids, labels=labels).loss.item())
+    assert sum(losses) / len(losses) == pytest.approx(logged["val_loss"], rel=1e-5)

@@ -53,7 +53,10 @@ class Sequences:
         info = manifest["splits"][split]
         dtype = np.dtype(manifest["dtype"]).newbyteorder("<")
         self.seq_len = manifest["seq_len"]
-        self.pad_id = manifest["special_tokens"]["pad"]
+        special = manifest["special_tokens"]
+        # a tokenizer without <pad> (GPT-2's, Llama's) pads with <eos>: right padding that the
+        # labels mask (-100) and causal attention never looks back at
+        self.pad_id = special["pad"] if special["pad"] is not None else special["eos"]
         self.shards = [np.memmap(data_dir / f, dtype=dtype, mode="r") for f in info["files"]]
         self.offsets = [np.fromfile(data_dir / f, dtype="<i8") for f in info["index_files"]]
         # SFT: how many tokens of each sequence are its prompt (no loss is taken on them)

@@ -143,7 +143,7 @@ def load_base(model):
             problems.append(f"{name} is {tuple(tensor.shape)} in the base, {shape} here")
     if problems:
         raise SystemExit(
-            f"the base ({base_checkpoints}) is not this spec's model: {'; '.join(problems[:6])}. "
+            f"the base ({base_checkpoint_folder()}) is not this spec's model: {'; '.join(problems[:6])}. "
             "Make the spec's model: section equal the base's."
         )
     with torch.no_grad():

@@ -7,12 +7,14 @@ once, so the templates place a relative path and never the machine's absolute on
 
 from __future__ import annotations
 
+import json
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
 from llmspec.codegen.data_context import project_relative
 from llmspec.errors import UserError
+from llmspec.spec.hf_config import HfConfigError, export_problem, spec_from_hf
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,7 @@ class FinetuneContext:
     method: str = "full"  # full | lora
     base_path: str = ""  # finetune.base.path, relative to the project folder
     base_tag: str | None = None  # finetune.base.tag: None = the base's `latest`
+    hf: bool = False  # finetune.base.format hf: a Hugging Face folder (config.json, *.safetensors)
 
     @property
     def lora(self) -> bool:
@@ -37,12 +40,44 @@ def finetune_context(spec, layout, *, spec_dir: Path, project_dir: Path) -> Fine
             "llmspec fine-tunes with data parallelism and ZeRO only: pin parallel.tensor: 1 and "
             "parallel.pipeline: 1 (with zero_stage: 3 if the model does not fit otherwise)"
         )
+    if ft.base.format == "hf":
+        _check_hf_base(spec, spec_dir / ft.base.path)
     return FinetuneContext(
         enabled=True,
         method=ft.method,
+        hf=ft.base.format == "hf",
         # a folder, not a glob: `..` segments can be folded
         base_path=posixpath.normpath(
             project_relative(ft.base.path, spec_dir=spec_dir, project_dir=project_dir)
         ),
         base_tag=ft.base.tag,
     )
+
+
+def _check_hf_base(spec, folder: Path) -> None:
+    """A Hugging Face base must be an architecture model.py computes and must equal the
+    spec's model: section. Its config.json is read when the folder exists at build time (a
+    base downloaded later is checked by train.py, tensor by tensor)."""
+    problem = export_problem(spec.model)
+    if problem:
+        raise UserError(
+            f"finetune.base.format hf: no Hugging Face family computes this model: {problem}"
+        )
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        return
+    try:
+        imported = spec_from_hf(json.loads(config_path.read_text()))
+    except (ValueError, HfConfigError) as exc:
+        raise UserError(f"finetune.base: {config_path}: {exc}") from None
+    differ = [
+        f"model.{name} = {getattr(spec.model, name)!r}, the base's {origin} = {value!r}"
+        for name, value, origin in imported.fields
+        if getattr(spec.model, name) != value
+    ]
+    if differ:
+        raise UserError(
+            f"finetune.base {folder} is not this spec's model: "
+            + "; ".join(differ[:6])
+            + f". Make model: equal the base's (llmspec import hf {folder} writes it)."
+        )

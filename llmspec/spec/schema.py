@@ -171,8 +171,8 @@ class TokenizerSpec(_Section):
     path: str | None = Field(
         None,
         description="Load this tokenizer.json instead of training one (relative to the spec). "
-        "A fine-tune of an llmspec run (finetune.base.format llmspec) defaults to that run's "
-        "out/data/tokenizer.json, beside its checkpoints.",
+        "A fine-tune defaults to its base's: an llmspec run's out/data/tokenizer.json (beside "
+        "its checkpoints), or a Hugging Face folder's tokenizer.json.",
     )
     lowercase: bool = Field(False, description="Lower-case text before tokenizing.")
 
@@ -637,9 +637,16 @@ class Spec(_Section):
         if self.train.objective == "sft" and "packing" not in data.model_fields_set:
             data = _filled(data, packing=False)
         ft = self.finetune
-        if ft is not None and ft.base.format == "llmspec" and data.tokenizer.path is None:
-            path = posixpath.join(ft.base.path.rstrip("/") or ".", "..", "data", "tokenizer.json")
-            data = _filled(data, tokenizer=_filled(data.tokenizer, path=posixpath.normpath(path)))
+        if ft is not None and data.tokenizer.path is None:
+            base = ft.base.path.rstrip("/") or "."
+            # an llmspec run keeps it in out/data beside out/checkpoints; an HF folder holds it
+            parts = (
+                ("..", "data", "tokenizer.json")
+                if ft.base.format == "llmspec"
+                else ("tokenizer.json",)
+            )
+            path = posixpath.normpath(posixpath.join(base, *parts))
+            data = _filled(data, tokenizer=_filled(data.tokenizer, path=path))
         if data is not self.data:
             _set_once(self, "data", data)
         return self
