@@ -194,7 +194,9 @@ def test_hf_base_that_differs_from_model_is_refused_at_build(tmp_path):
 
     base = tiny_spec("llama")
     layout, _ = plan_for(base)
-    config = dict(export_module(base, layout, "export_hf_refuse").HF_CONFIG, hidden_size=48, head_dim=12)
+    config = dict(
+        export_module(base, layout, "export_hf_refuse").HF_CONFIG, hidden_size=48, head_dim=12
+    )
     (tmp_path / "hf").mkdir()
     (tmp_path / "hf" / "config.json").write_text(json.dumps(config))
     fields = base.model_dump(exclude={"data"})
