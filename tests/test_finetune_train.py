@@ -10,6 +10,7 @@ checkpoint's adapters; and step 0's validation loss is the base's own.
 
 from __future__ import annotations
 
+import copy
 import functools
 import glob
 import json
@@ -37,12 +38,19 @@ STEPS = 6
 WORDS = "def class return import from yield lambda while for if else try except with".split()
 
 
-def lora_overrides(zero_stage: int) -> dict:
+METHODS = {
+    "lora": {"method": "lora", "lora": {"rank": 4, "alpha": 8, "targets": ["q", "v", "down"]}},
+    "p_tuning": {"method": "p_tuning", "p_tuning": {"tokens": 4, "encoder": "mlp"}},
+}
+
+
+def lora_overrides(zero_stage: int, method: str = "lora") -> dict:
+    # P-tuning's virtual tokens take positions of the base's 64: the records get 60
+    seq_len = 60 if method == "p_tuning" else 64
     return {
         "finetune": {
             "base": {"path": "zero0/out/checkpoints"},  # the shared base, beside the spec
-            "method": "lora",
-            "lora": {"rank": 4, "alpha": 8, "targets": ["q", "v", "down"]},
+            **copy.deepcopy(METHODS[method]),
         },
         "data": {
             "sources": [{"path": "sft/*.jsonl"}],
@@ -51,6 +59,7 @@ def lora_overrides(zero_stage: int) -> dict:
         },
         "train": {
             "objective": "sft",
+            "seq_len": seq_len,
             "steps": STEPS,
             "log_interval": 1,
             "eval_interval": STEPS,
@@ -63,9 +72,9 @@ def lora_overrides(zero_stage: int) -> dict:
 
 
 @functools.cache
-def sft_data() -> str:
-    """Records {prompt, response} (a list of words, reversed), prepared once by a project's
-    own prepare_data.py with the base's tokenizer."""
+def sft_data(method: str = "lora") -> str:
+    """Records {prompt, response} (a list of words, reversed), prepared by a project's own
+    prepare_data.py with the base's tokenizer, once per method (their seq_len differs)."""
     folder = workspace()
     trained("zero0")  # the base must exist before any fine-tune reads it
     rng = random.Random(0)
@@ -76,16 +85,18 @@ def sft_data() -> str:
         lines.append(json.dumps({"prompt": f"# reverse: {' '.join(words)}\n#",
                                  "response": " " + " ".join(reversed(words))}))  # fmt: skip
     (folder / "sft" / "reverse.jsonl").write_text("\n".join(lines) + "\n")
-    proj = build(write_spec(folder, "lora-data", **lora_overrides(0)), folder / "lora-data")
-    return str(prepare_data(proj, folder / "sft-data"))
+    proj = build(
+        write_spec(folder, f"{method}-data", **lora_overrides(0, method)), folder / f"{method}-data"
+    )
+    return str(prepare_data(proj, folder / f"sft-data-{method}"))
 
 
 @functools.cache
-def fine_tuned(zero_stage: int):
+def fine_tuned(zero_stage: int, method: str = "lora"):
     folder = workspace()
-    data = sft_data()
-    name = f"lora-zero{zero_stage}"
-    proj = build(write_spec(folder, name, **lora_overrides(zero_stage)), folder / name)
+    data = sft_data(method)
+    name = f"{method}-zero{zero_stage}"
+    proj = build(write_spec(folder, name, **lora_overrides(zero_stage, method)), folder / name)
     result = launch(proj, "--data", data, "--out", str(proj / "out"))
     return proj, result
 
@@ -114,17 +125,23 @@ def adam_state_values(checkpoints, tag: str, zero_stage: int) -> int:
     return sum(v[k].numel() for v in states.values() for k in ("exp_avg", "exp_avg_sq"))
 
 
-@pytest.mark.parametrize("zero_stage", [0, 2, 3])
-def test_lora_trains_adapters_only_and_leaves_every_base_tensor_as_it_was(zero_stage):
-    proj, result = fine_tuned(zero_stage)
+@pytest.mark.parametrize(
+    "zero_stage, method", [(0, "lora"), (2, "lora"), (3, "lora"), (2, "p_tuning")]
+)
+def test_adapters_train_and_every_base_tensor_stays_as_it_was(zero_stage, method):
+    proj, result = fine_tuned(zero_stage, method)
     base = checkpoint_state(workspace() / "zero0" / "out" / "checkpoints", "step_30")
     tuned = checkpoint_state(proj / "out" / "checkpoints", f"step_{STEPS}")
-    adapters = sorted(n for n in tuned if n.endswith((".lora_a", ".lora_b")))
+    mine = (".lora_a", ".lora_b") if method == "lora" else ()
+    adapters = sorted(
+        n for n in tuned if n.endswith(mine) or n.startswith("prompt_encoder.") and not mine
+    )
     assert adapters and sorted(set(tuned) - set(adapters)) == sorted(base)
     for name, tensor in base.items():
         assert torch.equal(tuned[name].float(), tensor.float()), name  # frozen: bit-identical
-    lora_b = [tuned[n] for n in adapters if n.endswith(".lora_b")]
-    assert all(torch.count_nonzero(b) > 0 for b in lora_b)  # B started at zero and trained
+    if method == "lora":
+        lora_b = [tuned[n] for n in adapters if n.endswith(".lora_b")]
+        assert all(torch.count_nonzero(b) > 0 for b in lora_b)  # B started at zero and trained
 
     trainable = json.loads((proj / "plan.json").read_text())["params"]["trainable"]
     assert sum(tuned[n].numel() for n in adapters) == trainable
@@ -140,7 +157,7 @@ def test_lora_trains_adapters_only_and_leaves_every_base_tensor_as_it_was(zero_s
 
 
 def test_step_zero_is_the_base_and_the_response_loss_falls():
-    proj, result = fine_tuned(0)
+    proj, result = fine_tuned(0, "lora")
     assert "fine-tuning (lora)" in result.stdout and "base model: val_loss" in result.stdout
     metrics = read_metrics(proj / "out")
     assert metrics[0]["step"] == 0 and "loss" not in metrics[0]
@@ -177,7 +194,7 @@ def test_lora_export_merges_and_round_trips_through_transformers(zero_stage, tmp
     from tests.eval_harness import project_modules
     from tests.train_harness import cpu_env
 
-    proj, _ = fine_tuned(zero_stage)
+    proj, _ = fine_tuned(zero_stage, "lora")
     hf_dir = tmp_path / "hf"
     result = subprocess.run(
         [sys.executable, "export.py", "--format", "hf", str(hf_dir), "--data", sft_data()],

@@ -116,23 +116,25 @@ class LoRALinear(Linear):
             self.merged = False
 
 
-def is_adapter(name: str) -> bool:
-    """The parameters LoRA trains: every other one keeps the base's value."""
-    return name.rsplit(".", 1)[-1] in ("lora_a", "lora_b")
-
-
-def freeze_base(model: nn.Module) -> None:
-    """Only the adapters train: the base weights get no gradient, so DeepSpeed gives them no
-    optimizer state and no gradient buffer (train.py passes only trainable parameters)."""
-    for name, param in model.named_parameters():
-        param.requires_grad_(is_adapter(name))
-
-
 def set_merged(model: nn.Module, merged: bool) -> None:
     """Fold every adapter into its weight (merged) or take it out again."""
     for module in model.modules():
         if isinstance(module, LoRALinear):
             module.merge() if merged else module.unmerge()
+
+
+def is_adapter(name: str) -> bool:
+    """True for the parameters that train (the LoRA adapters); every other one keeps the
+    base's value."""
+    return name.rsplit(".", 1)[-1] in ("lora_a", "lora_b")
+
+
+def freeze_base(model: nn.Module) -> None:
+    """Freeze the base, so that only is_adapter() parameters train: the base weights get no
+    gradient, so DeepSpeed gives them no optimizer state and no gradient buffer (train.py
+    passes it only the trainable parameters)."""
+    for name, param in model.named_parameters():
+        param.requires_grad_(is_adapter(name))
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:

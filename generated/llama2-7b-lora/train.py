@@ -154,7 +154,7 @@ def load_base(model):
 # model
 model = build_model()
 load_base(model)  # every rank: the base's weights (lora fine-tuning)
-freeze_base(model)  # LoRA: only the adapters train
+freeze_base(model)  # lora: only the LoRA adapters learn
 # AdamW comes from ds_config.json; weight decay applies to matrices (linear and embedding
 # weights) only, not to biases and norm gains.
 decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]

@@ -203,6 +203,11 @@ def export_context(spec, layout: Layout) -> ExportContext:
         problem = (
             problem or "train.objective: bert exports as BertForMaskedLM, which needs masked_lm"
         )
+    if spec.finetune is not None and spec.finetune.method == "p_tuning":
+        problem = problem or (
+            "finetune.method p_tuning: a Hugging Face model has no place for the prompt "
+            "encoder; the trained encoder is in out/adapters/"
+        )
     if m.arch != "bert" and spec.train.objective not in ("causal_lm", "sft"):
         problem = (
             problem or f"train.objective: {spec.train.objective} has no causal-LM head to export"

@@ -29,6 +29,11 @@ class FinetuneContext:
     def lora(self) -> bool:
         return self.enabled and self.method == "lora"
 
+    @property
+    def frozen_base(self) -> bool:
+        """Only adapters (LoRA) or a prompt encoder (P-tuning) train."""
+        return self.enabled and self.method != "full"
+
 
 def finetune_context(spec, layout, *, spec_dir: Path, project_dir: Path) -> FinetuneContext:
     ft = spec.finetune

@@ -76,6 +76,10 @@ class ModelContext:
     lora_alpha: float = 0.0
     lora_dropout: float = 0.0
     rslora: bool = False
+    # -- fine-tuning (finetune.method p_tuning): virtual input tokens from a prompt encoder
+    virtual_tokens: int = 0
+    prompt_encoder: str = ""  # mlp | lstm; "" = no P-tuning
+    prompt_hidden: int = 0
 
     # -- the settings block
     @property
@@ -157,6 +161,13 @@ class ModelContext:
                 constants.append(
                     Constant("LORA_DROPOUT", self.lora_dropout, "finetune.lora.dropout")
                 )
+        if self.p_tuning:
+            constants += [
+                Constant("N_VIRTUAL_TOKENS", self.virtual_tokens, "finetune.p_tuning.tokens"),
+                Constant(
+                    "PROMPT_HIDDEN", self.prompt_hidden, "finetune.p_tuning.hidden (null: d_model)"
+                ),
+            ]
         return tuple(constants)
 
     @property
@@ -222,6 +233,20 @@ class ModelContext:
     @property
     def lora(self) -> bool:
         return bool(self.lora_targets)
+
+    @property
+    def p_tuning(self) -> bool:
+        return bool(self.prompt_encoder)
+
+    @property
+    def frozen_base(self) -> bool:
+        """The base does not train (LoRA, P-tuning): model.py says which parameters do."""
+        return self.lora or self.p_tuning
+
+    @property
+    def adapter_kind(self) -> str:
+        """What trains, for docstrings."""
+        return "LoRA adapters" if self.lora else "prompt encoder"
 
     @property
     def uses_lora_dropout(self) -> bool:
@@ -444,14 +469,21 @@ def model_context(spec, layout: Layout, stage_layers: tuple[int, ...]) -> ModelC
         zero_stage=layout.zero_stage,
         blocks_per_stage=tuple(stage_layers) if pipeline > 1 else (),
         kv_cache=generates(spec, layout),
-        **_lora_fields(spec),
+        **_finetune_fields(spec),
     )
 
 
-def _lora_fields(spec) -> dict:
-    """The LoRA fields of the context: none unless finetune.method is lora. Targets the
-    architecture lacks (gate without SwiGLU) are dropped, as the parameter count drops them."""
+def _finetune_fields(spec) -> dict:
+    """The fine-tuning fields of the context: LoRA's or P-tuning's, none for full fine-tuning
+    or pretraining. LoRA targets the architecture lacks (gate without SwiGLU) are dropped, as
+    the parameter count drops them."""
     ft = FinetuneDims.from_spec(spec)
+    if ft is not None and ft.method == "p_tuning":
+        return {
+            "virtual_tokens": ft.virtual_tokens,
+            "prompt_encoder": ft.encoder,
+            "prompt_hidden": ft.encoder_hidden or spec.model.d_model,
+        }
     if ft is None or ft.method != "lora":
         return {}
     lora = spec.finetune.lora

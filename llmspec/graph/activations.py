@@ -258,12 +258,13 @@ def saved_bytes(
 # (POSTTRAINING-NOTES §1.5).
 
 
-def lora_block_delta(dims: ModelDims, e: int, recompute: str, kernels: str = "cuda") -> float:
-    """Bytes per token a LoRA block saves minus what `block_saved` counts for full training."""
+def frozen_block_delta(dims: ModelDims, e: int, recompute: str, kernels: str = "cuda") -> float:
+    """Bytes per token a block of a frozen base (LoRA adapters on some linears, or none under
+    P-tuning) saves minus what `block_saved` counts for full training."""
     ft = dims.finetune
     if recompute == "full":
         return 0.0  # only the block input is kept; the recomputation is a transient
-    targets = set(lora_targets(dims, ft))
+    targets = set(lora_targets(dims, ft)) if ft.method == "lora" else set()
     r, dropout = ft.lora_rank, ft.lora_dropout > 0
     delta = 0.0
     for t in targets:

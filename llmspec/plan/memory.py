@@ -138,11 +138,13 @@ def _constants(
         embedding_trainable = adapter_params(dims, ft) - dims.n_layers * lora
         embedding_params += embedding_trainable
         head_trainable = 0.0
-        if ft.method == "lora":
-            block_act += act.lora_block_delta(dims, e, recompute, kernels)
+        if ft.method in ("lora", "p_tuning"):
+            block_act += act.frozen_block_delta(dims, e, recompute, kernels)
             head_delta = act.frozen_head_delta(dims, e)
-            if recompute != "full":  # block 0's input does not require grad: its norm keeps nothing
-                first_block_delta = -(act.norm_saved(dims, e, kernels) - e * h)
+        if ft.method == "lora" and recompute != "full":
+            # block 0's input does not require grad (the embedding is frozen): its norm keeps
+            # nothing; under P-tuning the virtual tokens require grad from the start
+            first_block_delta = -(act.norm_saved(dims, e, kernels) - e * h)
     if recompute == "full":  # the recomputed block's saved tensors, its input aside
         full = act.block_sharded_fraction(dims, e, "none", t, sp, kernels)
         recompute_extra = full[0] + full[1] / t - block_act
@@ -279,7 +281,9 @@ def estimate_memory(
     c = _constants(
         dims, precision, recompute, layout.tensor, bool(layout.sequence_parallel), kernels
     )
-    tokens = layout.micro_batch_size * dims.seq_len
+    # P-tuning's virtual tokens run through every layer with the sequence
+    extra = dims.finetune.extra_tokens if dims.finetune is not None else 0
+    tokens = layout.micro_batch_size * (dims.seq_len + extra)
     micro_batches = max(1, layout.grad_accum_steps)
     w = WEIGHT_BYTES[precision]
     e = act.act_bytes(precision)

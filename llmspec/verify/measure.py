@@ -125,8 +125,8 @@ def measure_step(spec, layout: Layout) -> MeasuredMemory:
         finally:
             torch.set_default_dtype(default_dtype)
         model.train()
-        if spec.finetune is not None and spec.finetune.method == "lora":
-            module.freeze_base(model)  # as train.py does: only the adapters train
+        if hasattr(module, "freeze_base"):  # LoRA, P-tuning: as train.py, only adapters train
+            module.freeze_base(model)
         params = [p for p in model.parameters() if p.requires_grad]
         mixed = low != torch.float32
         masters = [torch.nn.Parameter(p.detach().float()) for p in params] if mixed else params
