@@ -41,12 +41,13 @@ WORDS = "def class return import from yield lambda while for if else try except 
 METHODS = {
     "lora": {"method": "lora", "lora": {"rank": 4, "alpha": 8, "targets": ["q", "v", "down"]}},
     "p_tuning": {"method": "p_tuning", "p_tuning": {"tokens": 4, "encoder": "mlp"}},
+    "prefix": {"method": "prefix", "prefix": {"tokens": 4}},
 }
 
 
 def lora_overrides(zero_stage: int, method: str = "lora") -> dict:
-    # P-tuning's virtual tokens take positions of the base's 64: the records get 60
-    seq_len = 60 if method == "p_tuning" else 64
+    # virtual tokens and prefixes take positions of the base's 64: the records get 60
+    seq_len = 64 if method == "lora" else 60
     return {
         "finetune": {
             "base": {"path": "zero0/out/checkpoints"},  # the shared base, beside the spec
@@ -126,16 +127,17 @@ def adam_state_values(checkpoints, tag: str, zero_stage: int) -> int:
 
 
 @pytest.mark.parametrize(
-    "zero_stage, method", [(0, "lora"), (2, "lora"), (3, "lora"), (2, "p_tuning")]
+    "zero_stage, method",
+    [(0, "lora"), (2, "lora"), (3, "lora"), (2, "p_tuning"), (3, "prefix")],
 )
 def test_adapters_train_and_every_base_tensor_stays_as_it_was(zero_stage, method):
     proj, result = fine_tuned(zero_stage, method)
     base = checkpoint_state(workspace() / "zero0" / "out" / "checkpoints", "step_30")
     tuned = checkpoint_state(proj / "out" / "checkpoints", f"step_{STEPS}")
-    mine = (".lora_a", ".lora_b") if method == "lora" else ()
-    adapters = sorted(
-        n for n in tuned if n.endswith(mine) or n.startswith("prompt_encoder.") and not mine
-    )
+    trains = {"lora": (".lora_a", ".lora_b"), "p_tuning": "prompt_encoder.", "prefix": "prefix."}
+    is_adapter = (lambda n: n.endswith(trains["lora"])) if method == "lora" else (
+        lambda n: n.startswith(trains[method]))  # fmt: skip
+    adapters = sorted(n for n in tuned if is_adapter(n))
     assert adapters and sorted(set(tuned) - set(adapters)) == sorted(base)
     for name, tensor in base.items():
         assert torch.equal(tuned[name].float(), tensor.float()), name  # frozen: bit-identical

@@ -203,10 +203,10 @@ def export_context(spec, layout: Layout) -> ExportContext:
         problem = (
             problem or "train.objective: bert exports as BertForMaskedLM, which needs masked_lm"
         )
-    if spec.finetune is not None and spec.finetune.method == "p_tuning":
+    if spec.finetune is not None and spec.finetune.method in ("p_tuning", "prefix"):
         problem = problem or (
-            "finetune.method p_tuning: a Hugging Face model has no place for the prompt "
-            "encoder; the trained encoder is in out/adapters/"
+            f"finetune.method {spec.finetune.method}: a Hugging Face model has no place for "
+            "what it trained (virtual tokens); the trained tensors are in out/adapters/"
         )
     if m.arch != "bert" and spec.train.objective not in ("causal_lm", "sft"):
         problem = (

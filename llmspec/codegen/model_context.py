@@ -80,6 +80,9 @@ class ModelContext:
     virtual_tokens: int = 0
     prompt_encoder: str = ""  # mlp | lstm; "" = no P-tuning
     prompt_hidden: int = 0
+    # -- fine-tuning (finetune.method prefix): learned keys and values in front of every layer's
+    prefix_tokens: int = 0
+    prefix_projection: bool = False
 
     # -- the settings block
     @property
@@ -161,6 +164,10 @@ class ModelContext:
                 constants.append(
                     Constant("LORA_DROPOUT", self.lora_dropout, "finetune.lora.dropout")
                 )
+        if self.prefix_tuning:
+            constants.append(
+                Constant("N_PREFIX_TOKENS", self.prefix_tokens, "finetune.prefix.tokens")
+            )
         if self.p_tuning:
             constants += [
                 Constant("N_VIRTUAL_TOKENS", self.virtual_tokens, "finetune.p_tuning.tokens"),
@@ -239,14 +246,25 @@ class ModelContext:
         return bool(self.prompt_encoder)
 
     @property
+    def prefix_tuning(self) -> bool:
+        return self.prefix_tokens > 0
+
+    @property
     def frozen_base(self) -> bool:
-        """The base does not train (LoRA, P-tuning): model.py says which parameters do."""
-        return self.lora or self.p_tuning
+        """The base does not train (LoRA, prefix tuning, P-tuning): model.py says what does."""
+        return self.lora or self.p_tuning or self.prefix_tuning
 
     @property
     def adapter_kind(self) -> str:
         """What trains, for docstrings."""
-        return "LoRA adapters" if self.lora else "prompt encoder"
+        if self.lora:
+            return "LoRA adapters"
+        return "prefixes" if self.prefix_tuning else "prompt encoder"
+
+    @property
+    def adapter_prefix(self) -> str:
+        """The parameter-name prefix of what trains under prefix tuning or P-tuning."""
+        return "prefix." if self.prefix_tuning else "prompt_encoder."
 
     @property
     def uses_lora_dropout(self) -> bool:
@@ -468,9 +486,14 @@ def model_context(spec, layout: Layout, stage_layers: tuple[int, ...]) -> ModelC
         recompute=layout.activation_checkpointing,
         zero_stage=layout.zero_stage,
         blocks_per_stage=tuple(stage_layers) if pipeline > 1 else (),
-        kv_cache=generates(spec, layout),
+        # prefix tuning's prefixes are a key/value cache of N_PREFIX_TOKENS positions
+        kv_cache=generates(spec, layout) or _method(spec) == "prefix",
         **_finetune_fields(spec),
     )
+
+
+def _method(spec) -> str | None:
+    return spec.finetune.method if spec.finetune is not None else None
 
 
 def _finetune_fields(spec) -> dict:
@@ -478,6 +501,11 @@ def _finetune_fields(spec) -> dict:
     or pretraining. LoRA targets the architecture lacks (gate without SwiGLU) are dropped, as
     the parameter count drops them."""
     ft = FinetuneDims.from_spec(spec)
+    if ft is not None and ft.method == "prefix":
+        return {
+            "prefix_tokens": ft.virtual_tokens,
+            "prefix_projection": ft.prefix_projection,
+        }
     if ft is not None and ft.method == "p_tuning":
         return {
             "virtual_tokens": ft.virtual_tokens,

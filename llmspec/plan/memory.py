@@ -138,10 +138,9 @@ def _constants(
         embedding_trainable = adapter_params(dims, ft) - dims.n_layers * lora
         embedding_params += embedding_trainable
         head_trainable = 0.0
-        if ft.method in ("lora", "p_tuning"):
-            block_act += act.frozen_block_delta(dims, e, recompute, kernels)
-            head_delta = act.frozen_head_delta(dims, e)
-        if ft.method == "lora" and recompute != "full":
+        block_act += act.frozen_block_delta(dims, e, recompute, kernels)
+        head_delta = act.frozen_head_delta(dims, e)
+        if ft.method in ("lora", "prefix") and recompute != "full":
             # block 0's input does not require grad (the embedding is frozen): its norm keeps
             # nothing; under P-tuning the virtual tokens require grad from the start
             first_block_delta = -(act.norm_saved(dims, e, kernels) - e * h)
