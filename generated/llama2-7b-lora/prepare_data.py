@@ -180,19 +180,14 @@ def json_records(f, text_field: list[str]):
         text, replaced = decode(line)
         try:
             record = json.loads(text)
-            prompt, response = record[text_field[0]], record[text_field[1]]
+            parts = [record[key] for key in text_field]
         except (ValueError, KeyError, TypeError, IndexError):
             yield "bad_json", None, replaced
             continue
-        if not isinstance(prompt, str) or not isinstance(response, str) or not response:
-            yield (
-                "bad_json",
-                None,
-                replaced,
-            )  # an SFT record needs a prompt and a non-empty response
+        if not all(isinstance(part, str) for part in parts) or not all(parts[1:]):
+            yield "bad_json", None, replaced  # a prompt (maybe empty) and non-empty responses
             continue
-        parts = (part.replace(SFT_SEPARATOR, " ") for part in (prompt, response))
-        yield "ok", SFT_SEPARATOR.join(parts), replaced
+        yield "ok", SFT_SEPARATOR.join(part.replace(SFT_SEPARATOR, " ") for part in parts), replaced
 
 
 def clean_input(task: tuple[str, str]) -> list[tuple]:

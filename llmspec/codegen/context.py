@@ -21,6 +21,7 @@ from llmspec.codegen.export_context import export_context
 from llmspec.codegen.finetune_context import finetune_context
 from llmspec.codegen.model_context import model_context
 from llmspec.plan.plan import Plan, sig
+from llmspec.spec.posttrain import RlhfSpec
 from llmspec.text import escape_unprintable
 from llmspec.units import GIB
 
@@ -209,6 +210,13 @@ def train_settings(spec, plan: Plan) -> list[Setting]:
         settings += [
             Setting("mask_prob", train.mask_prob, "spec: train.mask_prob"),
             Setting("mask_id", 3, "tokenizer: <mask> is special token 3 (prepare_data.py)"),
+        ]
+    if train.objective == "dpo":
+        rlhf = spec.rlhf or RlhfSpec()
+        settings += [
+            Setting("beta", rlhf.beta, "spec: rlhf.beta (DPO temperature)"),
+            Setting("dpo_loss_type", rlhf.dpo_loss, "spec: rlhf.dpo_loss"),
+            Setting("label_smoothing", rlhf.label_smoothing, "spec: rlhf.label_smoothing"),
         ]
     if spec.finetune is not None:
         settings.append(

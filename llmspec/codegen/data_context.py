@@ -91,8 +91,16 @@ def data_context(
     """The `data` variable of templates/prepare_data.py.j2 and templates/data.py.j2.
 
     Under objective sft a JSON-lines record is a (prompt, response) pair: its "text_field"
-    is the pair of keys [prompt_field, response_field], and the loss is on the response."""
-    sft = objective == "sft"
+    is the pair of keys [prompt_field, response_field], and the loss is on the response.
+    Under reward and dpo a record is a preference (prompt, chosen, rejected): two sequences,
+    chosen then rejected, that the loader keeps together."""
+    pairs = objective in ("reward", "dpo")
+    sft = objective == "sft" or pairs
+
+    def fields(s) -> list[str] | str:
+        if pairs:
+            return [s.prompt_field, s.chosen_field, s.rejected_field]
+        return [s.prompt_field, s.response_field] if sft else s.text_field
 
     def rel(path: str | None) -> str | None:
         if path is None:
@@ -103,7 +111,7 @@ def data_context(
         {
             "path": rel(s.path),
             "format": source_format(s.path, s.format),
-            "text_field": [s.prompt_field, s.response_field] if sft else s.text_field,
+            "text_field": fields(s),
             "exclude": list(s.exclude),
         }
         for s in data.sources
@@ -139,5 +147,6 @@ def data_context(
         "blocklist": rel(data.filters.blocklist),
         "lsh": lsh,
         "documents_key": documents_key,
-        "sft": sft,
+        "sft": sft,  # records with a prompt: no loss on it
+        "pairs": pairs,  # preference records: sequences 2i (chosen) and 2i + 1 (rejected)
     }

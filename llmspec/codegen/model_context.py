@@ -83,6 +83,10 @@ class ModelContext:
     # -- fine-tuning (finetune.method prefix): learned keys and values in front of every layer's
     prefix_tokens: int = 0
     prefix_projection: bool = False
+    # -- objective reward: a scalar score read at each sequence's last labelled token
+    reward_head: bool = False
+    # -- objective dpo: the reference is the policy with its adapters switched off
+    switchable_adapters: bool = False
 
     # -- the settings block
     @property
@@ -488,6 +492,8 @@ def model_context(spec, layout: Layout, stage_layers: tuple[int, ...]) -> ModelC
         blocks_per_stage=tuple(stage_layers) if pipeline > 1 else (),
         # prefix tuning's prefixes are a key/value cache of N_PREFIX_TOKENS positions
         kv_cache=generates(spec, layout) or _method(spec) == "prefix",
+        reward_head=train.objective == "reward",
+        switchable_adapters=train.objective == "dpo",
         **_finetune_fields(spec),
     )
 

@@ -167,8 +167,10 @@ def _constants(
         block_act=block_act,
         block_act_fixed=0.0 if recompute == "full" else act.rope_table_bytes(dims, e),
         embedding_act=act.embedding_saved(dims, e, kernels) - (8.0 if head_delta else 0.0),
-        head_act=head_act - head_delta,
-        loss_transient=act.loss_transient(dims, e, t),
+        # a reward model reads one score per row: no vocabulary-wide logits or loss
+        head_act=(head_act - act.loss_saved(dims, e, t) if dims.objective == "reward" else head_act)
+        - head_delta,
+        loss_transient=0.0 if dims.objective == "reward" else act.loss_transient(dims, e, t),
         block_transient=block_transient,
         block_weight_grad=0.0 if ft is not None and ft.frozen_base else block_weight_grad,
         # a frozen weight gets no gradient (an adapter's is rank-wide: negligible)
@@ -283,11 +285,17 @@ def estimate_memory(
     # P-tuning's virtual tokens run through every layer with the sequence
     extra = dims.finetune.extra_tokens if dims.finetune is not None else 0
     tokens = layout.micro_batch_size * (dims.seq_len + extra)
+    if dims.objective in ("reward", "dpo"):
+        tokens *= 2  # a micro-batch of preference pairs: a chosen and a rejected row each
     micro_batches = max(1, layout.grad_accum_steps)
     w = WEIGHT_BYTES[precision]
     e = act.act_bytes(precision)
     # the chunked loss's fp32 working set; the vocabulary-parallel loss has none (rules/loss.py)
-    loss_chunk = act.loss_chunk_bytes(dims, e, tokens) if layout.tensor == 1 else 0.0
+    loss_chunk = (
+        act.loss_chunk_bytes(dims, e, tokens)
+        if layout.tensor == 1 and dims.objective != "reward"
+        else 0.0
+    )
 
     stages = []
     for i, n_layers in enumerate(layers):

@@ -110,9 +110,11 @@ def _sections(
         model = _section_model(field.annotation)
         if value is None:  # an optional section left out
             continue
+        invalid.add((name, ""))  # until it validates below: present in the spec, not usable
         for _ in range(3):  # each round drops the fields that failed; nested failures may surface
             try:
                 sections[name] = model.model_validate(value)
+                invalid.discard((name, ""))
                 break
             except ValidationError as exc:
                 bad = {e["loc"][0] for e in exc.errors() if e["loc"]}

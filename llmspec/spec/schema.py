@@ -261,7 +261,7 @@ class DataSpec(_Section):
     )
     packing: bool = Field(
         True,
-        description="Join documents with EOS and pack into seq_len sequences; false = one document per sequence, length-bucketed and padded. Objective sft defaults it to false (one prompt/response record per sequence).",
+        description="Join documents with EOS and pack into seq_len sequences; false = one document per sequence, length-bucketed and padded. Objectives sft, reward and dpo default it to false (one record per sequence).",
     )
     engine: Literal["local", "ray", "dask"] = Field(
         "local",
@@ -580,6 +580,10 @@ class TrackingSpec(_Section):
 
 
 # ----------------------------------------------------------------------------- top level
+# objectives whose data are JSON-lines records with a prompt, one per sequence (never packed)
+RECORD_OBJECTIVES = ("sft", "reward", "dpo")
+
+
 class Spec(_Section):
     """One LLM training run."""
 
@@ -630,11 +634,11 @@ class Spec(_Section):
 
     @model_validator(mode="after")
     def _finetune_defaults(self) -> Spec:
-        """Objective sft trains one prompt/response record per sequence, so an unset
-        data.packing is false there; a fine-tune of an llmspec run reads that run's tokenizer
+        """Objectives sft, reward and dpo train one record per sequence (a preference pair per
+        two), so an unset data.packing is false there; a fine-tune of an llmspec run reads that run's tokenizer
         (its out/data/tokenizer.json, beside out/checkpoints) unless data.tokenizer.path is set."""
         data = self.data
-        if self.train.objective == "sft" and "packing" not in data.model_fields_set:
+        if self.train.objective in RECORD_OBJECTIVES and "packing" not in data.model_fields_set:
             data = _filled(data, packing=False)
         ft = self.finetune
         if ft is not None and data.tokenizer.path is None:
