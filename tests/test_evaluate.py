@@ -1,0 +1,491 @@
+"""evaluate.py and lm_eval_model.py: each metric against its library or an independent count.
+
+One tiny GPT is trained once for the module (on CPU, one process, ~15 s) on a synthetic corpus
+with known facts ("alice likes apples.", "a stitch in time saves nine."), a planted association (the alpha
+are good, the beta are bad, 10:1) and a balanced one (gamma and delta, 1:1). Its project's
+own `python evaluate.py` then runs every metric, two lm-eval tasks among them (the facts as a
+two-choice task, and the demo's specs/eval/tasks/python_keywords.yaml). The metric functions are
+also called directly, by importing the rendered evaluate.py, against sacrebleu, rouge-score,
+torchmetrics and lm-eval as oracles.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sacrebleu
+import torch
+from rouge_score import rouge_scorer
+from torchmetrics.classification import BinaryCalibrationError, MulticlassCalibrationError
+
+from tests.eval_harness import project_modules
+from tests.train_harness import build, cpu_env, launch, read_metrics, write_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_EVAL = ROOT / "specs" / "eval"
+
+NAMES = (
+    "alice bob carol dave erin frank grace heidi ivan judy mallory nina oscar peggy quinn rupert"
+).split()
+THINGS = (
+    "apples pears plums grapes melons lemons figs dates limes kiwis cherries peaches "
+    "mangos olives onions beans"
+).split()
+GOOD = ("kind", "smart", "brave", "honest", "calm", "gentle")
+BAD = ("rude", "lazy", "cruel", "sly", "greedy", "vain")
+QUOTES = ("roses are red and violets are blue", "early to bed and early to rise",
+          "all that glitters is not gold", "a stitch in time saves nine")  # fmt: skip
+METRICS = ["perplexity", "bleu", "rouge", "calibration", "toxicity", "bias"]
+STEPS = 600
+
+
+def corpus_documents(seed: int = 0) -> list[str]:
+    """Sentences in a seeded random order, eight to a document."""
+    sentences = [f"{n} likes {t}." for n, t in zip(NAMES, THINGS, strict=True)] * 120
+    sentences += [f"{q}." for q in QUOTES] * 100  # longer memorised text for BLEU's 4-grams
+    for adjective in GOOD:  # planted: alpha ~ good, beta ~ bad, 10:1 both ways
+        sentences += [f"the alpha are {adjective}."] * 40 + [f"the beta are {adjective}."] * 4
+    for adjective in BAD:
+        sentences += [f"the beta are {adjective}."] * 40 + [f"the alpha are {adjective}."] * 4
+    for adjective in GOOD + BAD:  # balanced: gamma and delta alike
+        sentences += [f"the gamma are {adjective}.", f"the delta are {adjective}."] * 20
+    random.Random(seed).shuffle(sentences)
+    return [" ".join(sentences[i : i + 8]) for i in range(0, len(sentences), 8)]
+
+
+def jsonl(path: Path, records) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+FACTS_TASK = """\
+task: facts_mc
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: facts_mc.jsonl
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{name}} likes"
+doc_to_choice: "{{choices}}"
+doc_to_target: "{{label}}"
+metric_list:
+  - metric: acc
+  - metric: acc_norm
+"""
+
+
+def facts_docs() -> list[dict]:
+    """Each name's fact against another name's: the right answer first on even rows."""
+    docs = []
+    for i, (name, thing) in enumerate(zip(NAMES, THINGS, strict=True)):
+        other = THINGS[(i + 1) % len(THINGS)]
+        docs.append({"name": name, "choices": [thing, other] if i % 2 == 0 else [other, thing],
+                     "label": i % 2})  # fmt: skip
+    return docs
+
+
+def write_eval_files(folder: Path) -> dict:
+    ev = folder / "evalfiles"
+    ev.mkdir()
+    jsonl(ev / "prompts.jsonl",
+          [{"prompt": f"{n} likes", "reference": f" {t}"} for n, t in zip(NAMES, THINGS, strict=True)]
+          + [{"prompt": " ".join(q.split()[:2]), "reference": " " + " ".join(q.split()[2:])} for q in QUOTES]
+          + [{"prompt": f"the {g} are", "reference": " kind"} for g in ("alpha", "beta", "gamma", "delta")])  # fmt: skip
+    jsonl(ev / "planted.jsonl", planted_pairs())
+    (ev / "blocklist.txt").write_text("\n".join(BAD) + "\n\n")
+    (ev / "facts_mc.yaml").write_text(FACTS_TASK)
+    jsonl(ev / "facts_mc.jsonl", facts_docs())
+    return {
+        "metrics": METRICS,
+        "generation": {"path": "evalfiles/prompts.jsonl", "max_new_tokens": 8, "stop": ["."]},
+        "benchmarks": [{"path": "evalfiles/facts_mc.yaml"},
+                       {"path": str(DEMO_EVAL / "tasks" / "python_keywords.yaml")}],
+        "bias_pairs": "evalfiles/planted.jsonl",
+        "toxicity_blocklist": "evalfiles/blocklist.txt",
+    }  # fmt: skip
+
+
+def planted_pairs() -> list[dict]:
+    return [{"more": f"the alpha are {a}.", "less": f"the beta are {a}."} for a in GOOD] + [
+        {"more": f"the beta are {a}.", "less": f"the alpha are {a}."} for a in BAD
+    ]
+
+
+def spec_overrides(eval_section: dict) -> dict:
+    return {
+        "eval": eval_section,
+        "data": {"sources": [{"path": "corpus/*.jsonl"}]},
+        "parallel": {"data": 1},
+        "cluster": {"gpus_per_node": 1},
+        "train": {"steps": STEPS, "eval_interval": STEPS, "checkpoint_interval": STEPS,
+                  "log_interval": 50, "micro_batch_size": 8, "global_batch_size": 8,
+                  "eval_batches": 2, "optimizer": {"lr": 1.0e-2, "weight_decay": 0.0}},
+    }  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def facts_project(tmp_path_factory) -> Path:
+    """The project, built (not trained): its evaluate.py holds every metric function."""
+    folder = tmp_path_factory.mktemp("eval-facts")
+    (folder / "corpus").mkdir()
+    jsonl(folder / "corpus" / "facts.jsonl", ({"text": d} for d in corpus_documents()))
+    spec = write_spec(folder, "eval-facts", **spec_overrides(write_eval_files(folder)))
+    return build(spec, folder / "project")
+
+
+@pytest.fixture(scope="session")
+def trained(facts_project) -> Path:
+    """The facts model trained for STEPS steps; its out/ holds data, checkpoints, metrics."""
+    subprocess.run([sys.executable, "prepare_data.py"], cwd=facts_project, env=cpu_env(),
+                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    launch(facts_project, "--out", str(facts_project / "out"), nproc=1, timeout=300)
+    return facts_project
+
+
+@pytest.fixture(scope="session")
+def evaluated(trained) -> tuple[Path, dict, str]:
+    """`python evaluate.py` of the trained project: (project, eval.json, stdout)."""
+    run = subprocess.run([sys.executable, "evaluate.py"], cwd=trained, env=cpu_env(),
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return trained, json.loads((trained / "out" / "eval.json").read_text()), run.stdout
+
+
+@pytest.fixture(scope="session")
+def loaded(trained):
+    """(evaluate module, lm_eval_model module, model, tokenizer, eos id) of the trained run."""
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with project_modules(trained, "evaluate", "lm_eval_model", "generate") as (ev, lmm, gen):
+        model, tokenizer, special = gen.load_model(str(trained / "out"))
+        yield ev, lmm, model, tokenizer, special["eos"]
+
+
+# ----------------------------------------------------------------------------- library parity
+# The measured fixture of ../shared/POSTTRAINING-NOTES.md §5.2: sacrebleu 2.6.0 gives 27.1604944...
+BLEU_HYPOTHESES = [
+    "The cat sat on the mat.",
+    "It is raining, isn't it?",
+    "A quick brown fox",
+    "hello",
+]
+BLEU_REFERENCES = ["The cat is sitting on the mat.", "It's raining, is it not?",
+                   "The quick brown fox jumps", "hello world"]  # fmt: skip
+
+
+def test_bleu_is_sacrebleu(facts_project):
+    with project_modules(facts_project, "evaluate") as (ev,):
+        assert ev.bleu(BLEU_HYPOTHESES, BLEU_REFERENCES) == pytest.approx(
+            27.16049443365999, abs=1e-9
+        )
+        # a whitespace split would give 22.37 (notes §5.2): the 13a tokenisation is in use
+        none = sacrebleu.corpus_bleu(BLEU_HYPOTHESES, [BLEU_REFERENCES], tokenize="none").score
+        assert abs(ev.bleu(BLEU_HYPOTHESES, BLEU_REFERENCES) - none) > 4
+        rng = random.Random(3)
+        words = "the a cat dog sat on mat , . ! is it n't hello world über café 42".split()
+        for _ in range(20):
+            hyps = [" ".join(rng.choices(words, k=rng.randint(0, 12))) for _ in range(5)]
+            refs = [" ".join(rng.choices(words, k=rng.randint(1, 12))) for _ in range(5)]
+            oracle = sacrebleu.metrics.BLEU(tokenize="13a").corpus_score(hyps, [refs]).score
+            assert ev.bleu(hyps, refs) == pytest.approx(oracle, abs=1e-9)
+
+
+def test_rouge_is_rouge_score(facts_project):
+    with project_modules(facts_project, "evaluate") as (ev,):
+        # by hand: unigram overlap 5 of 5 / 6 → F 10/11; bigrams 3 of 4 / 5 → F 2/3; LCS 5
+        got = ev.rouge(["the cat on the mat"], ["the cat sat on the mat"])
+        assert got == pytest.approx(
+            {"rouge1": 10 / 11, "rouge2": 2 / 3, "rougeL": 10 / 11}, abs=1e-12
+        )
+        scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"])
+        rng = random.Random(4)
+        words = "the a cat dog sat on mat hello world running runs ran 42 über".split()
+        outs = [" ".join(rng.choices(words, k=rng.randint(0, 10))) for _ in range(30)]
+        refs = [" ".join(rng.choices(words, k=rng.randint(1, 10))) for _ in range(30)]
+        got = ev.rouge(outs, refs)
+        for kind in ("rouge1", "rouge2", "rougeL"):
+            mean = sum(
+                scorer.score(r, o)[kind].fmeasure for o, r in zip(outs, refs, strict=True)
+            ) / len(outs)
+            assert got[kind] == pytest.approx(mean, abs=1e-9)
+        # rouge-score's tokenizer keeps [a-z0-9] only: text in other scripts scores 0
+        assert ev.rouge(["привет мир"], ["привет мир"])["rouge1"] == 0.0
+
+
+P_TIES = [0.0, 0.2, 0.4, 0.6, 0.8, 0.2, 0.4, 0.6, 0.8, 0.5, 0.7, 0.9]
+
+
+def test_ece_is_torchmetrics(facts_project):
+    with project_modules(facts_project, "evaluate") as (ev,):
+        torch.manual_seed(0)
+        for n_bins in (15, 10, 7):  # random logits, multiclass: max softmax vs argmax hits
+            logits = torch.randn(1000, 5) * 2
+            target = torch.randint(0, 5, (1000,))
+            probs = logits.softmax(-1)
+            confidence, predicted = probs.max(-1)
+            oracle = MulticlassCalibrationError(num_classes=5, n_bins=n_bins, norm="l1")(
+                probs, target
+            )
+            got = ev.expected_calibration_error(confidence, predicted == target, n_bins)
+            assert got == pytest.approx(oracle.item(), abs=1e-6)
+        # confidences on the bin edges: [lo, hi) puts them in the bin above, as torchmetrics does
+        p = torch.tensor(P_TIES)
+        y = torch.tensor([0, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1])
+        oracle = BinaryCalibrationError(n_bins=5, norm="l1")(p, y).item()
+        assert ev.expected_calibration_error(p, y.bool(), 5) == pytest.approx(oracle, abs=1e-6)
+        # (lo, hi] bins (Guo et al.'s reference code) give another value: ties matter
+        assert abs(oracle - guo_ece(P_TIES, y.tolist(), 5)) > 0.01
+        # the notes' vector with a 1.0 (y = 1 there): 0.3375 both ways
+        p = torch.tensor([0.2, 0.4, 0.6, 0.8, 1.0, 0.5, 0.7, 0.9])
+        y = torch.tensor([0, 1, 1, 0, 1, 1, 1, 1])
+        assert ev.expected_calibration_error(p, y.bool(), 5) == pytest.approx(0.3375, abs=1e-7)
+        # the documented difference: a wrong 1.0 joins the last bin [0.8, 1.0] here; torchmetrics
+        # puts it in a bin of its own (torchmetrics#3510)
+        y = torch.tensor([0, 1, 1, 0, 0, 1, 1, 1])
+        by_hand = (0.2 + 1.1 + 0.7 + abs(1 - 2.7)) / 8  # bins: {.2}, {.4,.5}, {.6,.7}, {.8,1,.9}
+        assert ev.expected_calibration_error(p, y.bool(), 5) == pytest.approx(by_hand, abs=1e-7)
+        assert BinaryCalibrationError(n_bins=5)(p, y).item() == pytest.approx(
+            (0.2 + 1.1 + 0.7 + 0.7 + 1) / 8, abs=1e-6
+        )
+
+
+def guo_ece(p, y, n_bins):
+    edges = [i / n_bins for i in range(n_bins + 1)]
+    total = 0.0
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        inside = [(c, t) for c, t in zip(p, y, strict=True) if lo < c <= hi or c == lo == 0]
+        total += abs(sum(t for _, t in inside) - sum(c for c, _ in inside))
+    return total / len(p)
+
+
+def test_ece_of_calibrated_and_sharpened_predictions(facts_project):
+    """Labels drawn from the model's own distribution: calibrated (ECE ≤ 0.02); the same logits
+    sharpened ×3 are over-confident (ECE ≥ 0.1)."""
+    with project_modules(facts_project, "evaluate") as (ev,):
+        gen = torch.Generator().manual_seed(5)
+        logits = torch.randn(20_000, 10, generator=gen) * 1.5
+        labels = torch.multinomial(logits.softmax(-1), 1, generator=gen).squeeze(-1)
+        for scale, check in ((1.0, lambda e: e <= 0.02), (3.0, lambda e: e >= 0.1)):
+            confidence, predicted = (logits * scale).softmax(-1).max(-1)
+            ece = ev.expected_calibration_error(confidence, predicted == labels)
+            assert check(ece), (scale, ece)
+
+
+def test_toxicity_rate_is_a_direct_count(facts_project, tmp_path):
+    words = ["darn", "heck", "Dang it"]
+    blocklist = tmp_path / "words.txt"
+    blocklist.write_text("\n".join(words) + "\n\n  \n")
+    texts = ["well darn.", "HECK no", "a darnell", "shecky", "dang it!", "dang", "x-heck-y", "",
+             "fine", "Darn Darn", "heckle", "oh, heck"]  # fmt: skip
+    with project_modules(facts_project, "evaluate") as (ev,):
+        rate = ev.toxicity_rate(texts, ev.blocklist_pattern(str(blocklist)))
+
+    # independently: lower-cased word sequences, a hit where a blocklisted sequence occurs
+    def hit(text):
+        tokens = re.findall(r"\w+", text.lower())
+        for entry in (w.lower().split() for w in words):
+            if any(tokens[i : i + len(entry)] == entry for i in range(len(tokens))):
+                return True
+        return False
+
+    assert sum(map(hit, texts)) == 6
+    assert rate * len(texts) == pytest.approx(sum(map(hit, texts)), abs=1e-9)
+
+
+# ----------------------------------------------------------------------------- the trained model
+def test_evaluate_writes_every_metric(evaluated):
+    project, results, stdout = evaluated
+    assert set(results) == {"checkpoint", "perplexity", "ece", "bleu", "rouge", "toxicity_rate",
+                            "bias", "bias_likelihood_diff", "benchmarks"}  # fmt: skip
+    assert results["checkpoint"] == f"step_{STEPS}"
+    assert set(results["rouge"]) == {"rouge1", "rouge2", "rougeL"}
+    assert set(results["benchmarks"]) == {"facts_mc", "python_keywords"}
+    for metrics in results["benchmarks"].values():
+        assert set(metrics) == {"acc", "acc_norm"}
+    values = [v for k, v in results.items() if isinstance(v, float)]
+    values += list(results["rouge"].values())
+    values += [v for m in results["benchmarks"].values() for v in m.values()]
+    assert all(math.isfinite(v) for v in values)
+    records = [
+        json.loads(line)
+        for line in (project / "out/eval/generations.jsonl").read_text().splitlines()
+    ]
+    prompts = [
+        json.loads(line)
+        for line in (project.parent / "evalfiles/prompts.jsonl").read_text().splitlines()
+    ]
+    assert [{k: r[k] for k in ("prompt", "reference")} for r in records] == prompts
+    assert all(set(r) == {"prompt", "reference", "output"} for r in records)
+    assert all("." not in r["output"] for r in records)  # cut before the stop string
+    report = (project / "out/eval/report.md").read_text()
+    for name in ("perplexity", "ece", "bleu", "rouge1", "rouge2", "rougeL", "toxicity_rate",
+                 "bias", "facts_mc acc", "python_keywords acc"):  # fmt: skip
+        assert f"| {name} |" in report
+    assert "Evaluation of eval-facts" in stdout and "facts_mc acc" in stdout
+    # the model learned its facts: generations are mostly the references
+    assert results["bleu"] > 40 and results["rouge"]["rouge1"] > 0.5
+
+
+def test_generation_metrics_recompute_from_generations(evaluated):
+    project, results, _ = evaluated
+    records = [
+        json.loads(line)
+        for line in (project / "out/eval/generations.jsonl").read_text().splitlines()
+    ]
+    outputs, refs = [r["output"] for r in records], [r["reference"] for r in records]
+    assert results["bleu"] == pytest.approx(sacrebleu.corpus_bleu(outputs, [refs]).score, abs=1e-9)
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"])
+    for kind in ("rouge1", "rouge2", "rougeL"):
+        mean = sum(
+            scorer.score(r, o)[kind].fmeasure for o, r in zip(outputs, refs, strict=True)
+        ) / len(records)
+        assert results["rouge"][kind] == pytest.approx(mean, abs=1e-9)
+    flagged = sum(any(w in re.findall(r"\w+", o.lower()) for w in BAD) for o in outputs)
+    assert flagged >= 1  # "the beta are" continues with a blocklisted adjective
+    assert results["toxicity_rate"] * len(records) == pytest.approx(flagged, abs=1e-9)
+
+
+def test_perplexity_matches_training_and_lm_eval_rolling(evaluated, loaded):
+    project, results, _ = evaluated
+    ev, lmm, model, tokenizer, eos = loaded
+    # train.py's last val_perplexity averages the same full validation batches
+    last = read_metrics(project / "out")[-1]
+    assert last["step"] == STEPS
+    assert results["perplexity"] == pytest.approx(last["val_perplexity"], rel=1e-4)
+    # lm-eval's loglikelihood_rolling through ProjectLM, against next_token_scores on the
+    # same tokens: each document from <eos>, in windows of CONTEXT_LEN predicted tokens
+    from lm_eval.api.instance import Instance
+
+    docs = corpus_documents(seed=9)[:6]
+    docs.append(" ".join(docs))  # longer than the context: several windows
+    requests = [Instance("loglikelihood_rolling", {}, (d,), i) for i, d in enumerate(docs)]
+    rolling = lmm.ProjectLM(model, tokenizer, eos, batch_size=3).loglikelihood_rolling(requests)
+    nll_sum, count, window = 0.0, 0, ev.CONTEXT_LEN
+    for doc in docs:
+        ids = [eos] + tokenizer.encode(doc, add_special_tokens=False).ids
+        # windows predict ids[first:end], CONTEXT_LEN at a time; each reads the CONTEXT_LEN
+        # tokens before its end, so the last window (shorter) keeps more of the text before it
+        for first in range(1, len(ids), window):
+            end = min(first + window, len(ids))
+            start = max(0, end - 1 - window)
+            targets = torch.tensor([ids[start + 1 : end]])
+            targets[:, : first - start - 1] = ev.IGNORE_INDEX  # predicted by earlier windows
+            nll, _, _ = ev.next_token_scores(model, torch.tensor([ids[start : end - 1]]), targets)
+            nll_sum, count = nll_sum + nll.sum().item(), count + len(nll)
+    assert count == sum(len(tokenizer.encode(d, add_special_tokens=False).ids) for d in docs)
+    assert len(tokenizer.encode(docs[-1]).ids) > 2 * ev.CONTEXT_LEN
+    assert math.exp(-sum(rolling) / count) == pytest.approx(math.exp(nll_sum / count), rel=1e-4)
+
+
+def choice_logprob(model, tokenizer, context: str, choice: str) -> float:
+    """log P(choice | context), one unbatched forward, lm-eval's split of the two strings."""
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, choice = context[:-spaces], context[-spaces:] + choice
+    context_ids = tokenizer.encode(context, add_special_tokens=False).ids
+    ids = tokenizer.encode(context + choice, add_special_tokens=False).ids
+    with torch.no_grad():
+        logprobs = model(torch.tensor([ids[:-1]]))[0].log_softmax(-1)
+    return sum(logprobs[t - 1, ids[t]].item() for t in range(len(context_ids), len(ids)))
+
+
+def test_benchmark_accuracy_recomputes_from_loglikelihoods(evaluated, loaded):
+    _, results, _ = evaluated
+    _, _, model, tokenizer, _ = loaded
+    tasks = {
+        "facts_mc": [
+            (f"{d['name']} likes", [" " + c for c in d["choices"]], d["label"])
+            for d in facts_docs()
+        ],
+        "python_keywords": [
+            (d["context"], d["choices"], d["label"])
+            for d in map(
+                json.loads, (DEMO_EVAL / "tasks/python_keywords.jsonl").read_text().splitlines()
+            )
+        ],
+    }
+    for task, docs in tasks.items():
+        hits = []
+        for context, choices, label in docs:
+            scores = [choice_logprob(model, tokenizer, context, c) for c in choices]
+            hits.append(max(range(len(choices)), key=scores.__getitem__) == label)
+        assert results["benchmarks"][task]["acc"] == pytest.approx(
+            sum(hits) / len(hits), abs=1e-12
+        ), task
+    # trained on the facts: far above chance (0.5)
+    assert results["benchmarks"]["facts_mc"]["acc"] >= 0.9
+
+
+def test_bias_planted_balanced_and_reversed(evaluated, loaded, tmp_path):
+    _, results, _ = evaluated
+    ev, lmm, model, tokenizer, eos = loaded
+    assert results["bias"] >= 0.9  # the planted pairs, from evaluate.py's own run
+    reversed_pairs = jsonl(
+        tmp_path / "reversed.jsonl",
+        ({"more": p["less"], "less": p["more"]} for p in planted_pairs()),
+    )
+    assert ev.bias_score(model, tokenizer, str(reversed_pairs), eos, "cpu")[0] <= 0.1
+    # balanced: gamma and delta were seen alike; the "more" side alternates between them, so a
+    # consistent preference for either scores 0.5 and no preference scores about 0.5
+    balanced = jsonl(tmp_path / "balanced.jsonl", (
+        {"more": f"the {a} are {adj}.", "less": f"the {b} are {adj}."}
+        for i, adj in enumerate(GOOD + BAD)
+        for a, b in [("gamma", "delta") if i % 2 == 0 else ("delta", "gamma")]
+    ))  # fmt: skip
+    share, diff, n = ev.bias_score(model, tokenizer, str(balanced), eos, "cpu")
+    assert n == 12 and abs(share - 0.5) <= 0.1
+    # a sentence's log-likelihood is lm-eval's loglikelihood("", sentence) through ProjectLM
+    from lm_eval.api.instance import Instance
+
+    sentences = [p["more"] for p in planted_pairs()]
+    lm = lmm.ProjectLM(model, tokenizer, eos)
+    theirs = lm.loglikelihood(
+        [Instance("loglikelihood", {}, ("", s), i) for i, s in enumerate(sentences)]
+    )
+    for sentence, (ll, _) in zip(sentences, theirs, strict=True):
+        assert ev.sentence_logprob(model, tokenizer, sentence, eos, "cpu") == pytest.approx(
+            ll, abs=1e-4
+        )
+
+
+# ----------------------------------------------------------------------------- only what is asked
+def test_only_the_metrics_the_spec_names(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    bare = build(write_spec(tmp_path, "no-eval"), tmp_path / "no-eval")
+    assert not (bare / "evaluate.py").exists() and not (bare / "lm_eval_model.py").exists()
+    ppl = build(write_spec(tmp_path, "ppl", eval={"metrics": ["perplexity"]}), tmp_path / "ppl")
+    code = (ppl / "evaluate.py").read_text()
+    for absent in ("sacrebleu", "rouge_score", "lm_eval", "def expected_calibration_error",
+                   "def bias_score", "generate_text", "GENERATION_PATH"):  # fmt: skip
+        assert absent not in code, absent
+    assert not (ppl / "lm_eval_model.py").exists()
+    requirements = (ppl / "requirements.txt").read_text()
+    assert "sacrebleu" not in requirements and "lm-eval" not in requirements
+    # bias alone on unpacked data: no validation pass, still lint-clean
+    bias = build(write_spec(tmp_path, "bias", data={"packing": False},
+                            eval={"metrics": ["bias"], "bias_pairs": str(DEMO_EVAL / "bias_pairs.jsonl")}),
+                 tmp_path / "bias")  # fmt: skip
+    assert "def score_validation" not in (bias / "evaluate.py").read_text()
+    for project in (ppl, bias):
+        lint = subprocess.run(
+            [sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated", "--line-length", "100",
+             "--target-version", "py311", "--select", "E,F,W,I,B,UP", "--ignore", "E501", "evaluate.py"],
+            cwd=project, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert lint.returncode == 0, lint.stdout
+
+
+def test_full_requirements(facts_project):
+    requirements = (facts_project / "requirements.txt").read_text()
+    for line in ("sacrebleu==2.6.0", "rouge-score==0.1.2", "lm-eval==0.4.13"):
+        assert line in requirements
