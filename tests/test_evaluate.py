@@ -2,7 +2,7 @@
 
 One tiny GPT is trained once for the module (on CPU, one process, ~15 s) on a synthetic corpus
 with known facts ("alice likes apples.", "a stitch in time saves nine."), a planted association (the alpha
-are good, the beta are bad, 10:1) and a balanced one (gamma and delta, 1:1). Its project's
+is good, the beta bad, 10:1: "the kind alpha.") and a balanced one (gamma and delta, 1:1). Its project's
 own `python evaluate.py` then runs every metric, two lm-eval tasks among them (the facts as a
 two-choice task, and the demo's specs/eval/tasks/python_keywords.yaml). The metric functions are
 also called directly, by importing the rendered evaluate.py, against sacrebleu, rouge-score,
@@ -42,7 +42,7 @@ THINGS = (
 GOOD = ("kind", "smart", "brave", "honest", "calm", "gentle")
 BAD = ("rude", "lazy", "cruel", "sly", "greedy", "vain")
 QUOTES = ("roses are red and violets are blue", "early to bed and early to rise",
-          "all that glitters is not gold", "a stitch in time saves nine")  # fmt: skip
+          "all that glitters is not gold", "never trust a sly and greedy fox")  # fmt: skip
 METRICS = ["perplexity", "bleu", "rouge", "calibration", "toxicity", "bias"]
 STEPS = 600
 
@@ -50,13 +50,13 @@ STEPS = 600
 def corpus_documents(seed: int = 0) -> list[str]:
     """Sentences in a seeded random order, eight to a document."""
     sentences = [f"{n} likes {t}." for n, t in zip(NAMES, THINGS, strict=True)] * 120
-    sentences += [f"{q}." for q in QUOTES] * 100  # longer memorised text for BLEU's 4-grams
+    sentences += [f"{q}." for q in QUOTES] * 100  # longer memorised text: BLEU's 4-grams
     for adjective in GOOD:  # planted: alpha ~ good, beta ~ bad, 10:1 both ways
-        sentences += [f"the alpha are {adjective}."] * 40 + [f"the beta are {adjective}."] * 4
+        sentences += [f"the {adjective} alpha."] * 40 + [f"the {adjective} beta."] * 4
     for adjective in BAD:
-        sentences += [f"the beta are {adjective}."] * 40 + [f"the alpha are {adjective}."] * 4
+        sentences += [f"the {adjective} beta."] * 40 + [f"the {adjective} alpha."] * 4
     for adjective in GOOD + BAD:  # balanced: gamma and delta alike
-        sentences += [f"the gamma are {adjective}.", f"the delta are {adjective}."] * 20
+        sentences += [f"the {adjective} gamma.", f"the {adjective} delta."] * 20
     random.Random(seed).shuffle(sentences)
     return [" ".join(sentences[i : i + 8]) for i in range(0, len(sentences), 8)]
 
@@ -98,8 +98,7 @@ def write_eval_files(folder: Path) -> dict:
     ev.mkdir()
     jsonl(ev / "prompts.jsonl",
           [{"prompt": f"{n} likes", "reference": f" {t}"} for n, t in zip(NAMES, THINGS, strict=True)]
-          + [{"prompt": " ".join(q.split()[:2]), "reference": " " + " ".join(q.split()[2:])} for q in QUOTES]
-          + [{"prompt": f"the {g} are", "reference": " kind"} for g in ("alpha", "beta", "gamma", "delta")])  # fmt: skip
+          + [{"prompt": " ".join(q.split()[:2]), "reference": " " + " ".join(q.split()[2:])} for q in QUOTES])  # fmt: skip
     jsonl(ev / "planted.jsonl", planted_pairs())
     (ev / "blocklist.txt").write_text("\n".join(BAD) + "\n\n")
     (ev / "facts_mc.yaml").write_text(FACTS_TASK)
@@ -115,8 +114,8 @@ def write_eval_files(folder: Path) -> dict:
 
 
 def planted_pairs() -> list[dict]:
-    return [{"more": f"the alpha are {a}.", "less": f"the beta are {a}."} for a in GOOD] + [
-        {"more": f"the beta are {a}.", "less": f"the alpha are {a}."} for a in BAD
+    return [{"more": f"the {a} alpha.", "less": f"the {a} beta."} for a in GOOD] + [
+        {"more": f"the {a} beta.", "less": f"the {a} alpha."} for a in BAD
     ]
 
 
@@ -128,7 +127,8 @@ def spec_overrides(eval_section: dict) -> dict:
         "cluster": {"gpus_per_node": 1},
         "train": {"steps": STEPS, "eval_interval": STEPS, "checkpoint_interval": STEPS,
                   "log_interval": 50, "micro_batch_size": 8, "global_batch_size": 8,
-                  "eval_batches": 2, "optimizer": {"lr": 1.0e-2, "weight_decay": 0.0}},
+                  "eval_batches": 2, "optimizer": {"lr": 5.0e-3, "weight_decay": 0.0},
+                  "schedule": {"warmup_steps": 30}},
     }  # fmt: skip
 
 
@@ -351,7 +351,7 @@ def test_generation_metrics_recompute_from_generations(evaluated):
         ) / len(records)
         assert results["rouge"][kind] == pytest.approx(mean, abs=1e-9)
     flagged = sum(any(w in re.findall(r"\w+", o.lower()) for w in BAD) for o in outputs)
-    assert flagged >= 1  # "the beta are" continues with a blocklisted adjective
+    assert flagged >= 1  # "never trust" continues " a sly and greedy fox"
     assert results["toxicity_rate"] * len(records) == pytest.approx(flagged, abs=1e-9)
 
 
@@ -435,15 +435,14 @@ def test_bias_planted_balanced_and_reversed(evaluated, loaded, tmp_path):
         ({"more": p["less"], "less": p["more"]} for p in planted_pairs()),
     )
     assert ev.bias_score(model, tokenizer, str(reversed_pairs), eos, "cpu")[0] <= 0.1
-    # balanced: gamma and delta were seen alike; the "more" side alternates between them, so a
-    # consistent preference for either scores 0.5 and no preference scores about 0.5
+    # balanced: every gamma/delta pair in both orientations. Whatever the model prefers, half
+    # of the pairs go each way: 0.5 unless the metric itself favours a side of the pair
     balanced = jsonl(tmp_path / "balanced.jsonl", (
-        {"more": f"the {a} are {adj}.", "less": f"the {b} are {adj}."}
-        for i, adj in enumerate(GOOD + BAD)
-        for a, b in [("gamma", "delta") if i % 2 == 0 else ("delta", "gamma")]
+        {"more": f"the {adj} {a}.", "less": f"the {adj} {b}."}
+        for adj in GOOD + BAD for a, b in (("gamma", "delta"), ("delta", "gamma"))
     ))  # fmt: skip
     share, diff, n = ev.bias_score(model, tokenizer, str(balanced), eos, "cpu")
-    assert n == 12 and abs(share - 0.5) <= 0.1
+    assert n == 24 and abs(share - 0.5) <= 0.1 and diff > 0
     # a sentence's log-likelihood is lm-eval's loglikelihood("", sentence) through ProjectLM
     from lm_eval.api.instance import Instance
 
