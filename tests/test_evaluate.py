@@ -52,11 +52,11 @@ def corpus_documents(seed: int = 0) -> list[str]:
     sentences = [f"{n} likes {t}." for n, t in zip(NAMES, THINGS, strict=True)] * 120
     sentences += [f"{q}." for q in QUOTES] * 100  # longer memorised text: BLEU's 4-grams
     for adjective in GOOD:  # planted: alpha ~ good, beta ~ bad, 10:1 both ways
-        sentences += [f"the {adjective} alpha."] * 40 + [f"the {adjective} beta."] * 4
+        sentences += [f"the {adjective} alpha."] * 100 + [f"the {adjective} beta."] * 10
     for adjective in BAD:
-        sentences += [f"the {adjective} beta."] * 40 + [f"the {adjective} alpha."] * 4
+        sentences += [f"the {adjective} beta."] * 100 + [f"the {adjective} alpha."] * 10
     for adjective in GOOD + BAD:  # balanced: gamma and delta alike
-        sentences += [f"the {adjective} gamma.", f"the {adjective} delta."] * 20
+        sentences += [f"the {adjective} gamma.", f"the {adjective} delta."] * 5
     random.Random(seed).shuffle(sentences)
     return [" ".join(sentences[i : i + 8]) for i in range(0, len(sentences), 8)]
 
