@@ -484,7 +484,60 @@ def test_only_the_metrics_the_spec_names(tmp_path):
         assert lint.returncode == 0, lint.stdout
 
 
+def test_split_models_get_a_note_not_a_broken_evaluate(tmp_path):
+    from llmspec.pipeline import build_project
+
+    (tmp_path / "corpus").mkdir()
+    spec = write_spec(tmp_path, "tp2", eval={"metrics": ["perplexity"]},
+                      parallel={"data": 1, "tensor": 2})  # fmt: skip
+    result = build_project(spec, tmp_path / "tp2")
+    assert "evaluate.py" not in result.files and "generate.py" not in result.files
+    assert any(n.startswith("eval: no evaluate.py") and "tensor 2" in n for n in result.notes)
+
+
 def test_full_requirements(facts_project):
     requirements = (facts_project / "requirements.txt").read_text()
     for line in ("sacrebleu==2.6.0", "rouge-score==0.1.2", "lm-eval==0.4.13"):
         assert line in requirements
+
+
+# ----------------------------------------------------------------------------- spec checks
+def _spec_text(eval_section: str, arch: str = "gpt") -> str:
+    return (
+        f"name: t\nmodel: {{arch: {arch}, vocab_size: 512, max_seq_len: 64, d_model: 32, "
+        "n_layers: 2, n_heads: 4, d_ff: 64}\ntrain: {seq_len: 16}\n" + eval_section
+    )
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "message"),
+    [
+        ("eval: {metrics: [bleu]}\n", "eval.metrics", "names bleu but eval.generation is null"),
+        ("eval: {metrics: [bias]}\n", "eval.metrics", "names bias but eval.bias_pairs is null"),
+        ("eval: {metrics: [toxicity], generation: {path: p.jsonl}}\n", "eval.metrics",
+         "names toxicity but eval.toxicity_blocklist is null"),
+        ("eval: {metrics: [perplexity], bias_pairs: b.jsonl}\n", "eval.bias_pairs",
+         "no metric reads it"),
+        ("eval: {generation: {path: p.jsonl}}\n", "eval.generation", "no metric reads it"),
+    ],
+)  # fmt: skip
+def test_eval_inputs_are_checked(section, field, message):
+    from llmspec.errors import SpecError
+    from llmspec.spec.load import load_spec_text
+
+    with pytest.raises(SpecError) as err:
+        load_spec_text(_spec_text(section), "t.yaml")
+    (problem,) = err.value.problems
+    assert problem.field == field and message in problem.message
+    assert problem.file == "t.yaml" and problem.line == 4
+
+
+def test_eval_needs_a_causal_model():
+    from llmspec.errors import SpecError
+    from llmspec.spec.load import load_spec_text
+
+    with pytest.raises(SpecError) as err:
+        load_spec_text(_spec_text("eval: {metrics: [perplexity]}\n", arch="bert")
+                       .replace("train: {seq_len: 16}", "train: {seq_len: 16, objective: masked_lm}"), "t.yaml")  # fmt: skip
+    assert any("needs a causal model" in p.message for p in err.value.problems)
+    load_spec_text(_spec_text("eval: {metrics: [perplexity]}\n"), "t.yaml")  # gpt: fine
