@@ -362,6 +362,8 @@ def test_perplexity_matches_training_and_lm_eval_rolling(evaluated, loaded):
     last = read_metrics(project / "out")[-1]
     assert last["step"] == STEPS
     assert results["perplexity"] == pytest.approx(last["val_perplexity"], rel=1e-4)
+    # eval.during_training (default on): train.py logged the same calibration error
+    assert results["ece"] == pytest.approx(last["val_ece"], abs=1e-6)
     # lm-eval's loglikelihood_rolling through ProjectLM, against next_token_scores on the
     # same tokens: each document from <eos>, in windows of CONTEXT_LEN predicted tokens
     from lm_eval.api.instance import Instance
@@ -468,6 +470,11 @@ def test_only_the_metrics_the_spec_names(tmp_path):
                    "def bias_score", "generate_text", "GENERATION_PATH"):  # fmt: skip
         assert absent not in code, absent
     assert not (ppl / "lm_eval_model.py").exists()
+    assert "calibration_error" not in (ppl / "train.py").read_text()  # no calibration asked
+    quiet = build(write_spec(tmp_path, "quiet", eval={"metrics": ["calibration"], "during_training": False}),
+                  tmp_path / "quiet")  # fmt: skip
+    assert "calibration_error" not in (quiet / "train.py").read_text()
+    assert "def expected_calibration_error" in (quiet / "evaluate.py").read_text()
     requirements = (ppl / "requirements.txt").read_text()
     assert "sacrebleu" not in requirements and "lm-eval" not in requirements
     # bias alone on unpacked data: no validation pass, still lint-clean

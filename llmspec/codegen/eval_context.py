@@ -68,6 +68,12 @@ class EvalContext:
         return any(m in self.metrics for m in ("perplexity", "calibration"))
 
     @property
+    def calibrates_in_training(self) -> bool:
+        """train.py logs val_ece at each eval_interval (eval.during_training; perplexity is
+        logged there anyway). Packed data only: train.py reads no other kind."""
+        return self.evaluate and self.during_training and self.wants("calibration") and self.packed
+
+    @property
     def harness(self) -> bool:
         """Benchmarks run through lm-evaluation-harness (an optional requirement)."""
         return bool(self.benchmarks)
