@@ -16,6 +16,7 @@ import math
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -150,6 +151,21 @@ def trained(facts_project) -> Path:
                    check=True, capture_output=True, timeout=300)  # fmt: skip
     launch(facts_project, "--out", str(facts_project / "out"), nproc=1, timeout=300)
     return facts_project
+
+
+@pytest.fixture(scope="session")
+def trained_dp2(trained, tmp_path_factory) -> Path:
+    """The same spec on 2 data-parallel processes for a few steps, perplexity and calibration
+    only, on the data `trained` prepared: train.py averages 2 replicas' validation batches."""
+    folder = trained.parent
+    overrides = spec_overrides({"metrics": ["perplexity", "calibration"]})
+    overrides["parallel"], overrides["cluster"] = {"data": 2}, {"gpus_per_node": 2}
+    overrides["train"].update(steps=20, eval_interval=20, checkpoint_interval=20, log_interval=10,
+                              micro_batch_size=4, schedule={"warmup_steps": 2})  # fmt: skip
+    project = build(write_spec(folder, "eval-dp2", **overrides), folder / "dp2")
+    shutil.copytree(trained / "out" / "data", project / "out" / "data")
+    launch(project, "--out", str(project / "out"), nproc=2, timeout=300)
+    return project
 
 
 @pytest.fixture(scope="session")
@@ -387,6 +403,20 @@ def test_perplexity_matches_training_and_lm_eval_rolling(evaluated, loaded):
     assert count == sum(len(tokenizer.encode(d, add_special_tokens=False).ids) for d in docs)
     assert len(tokenizer.encode(docs[-1]).ids) > 2 * ev.CONTEXT_LEN
     assert math.exp(-sum(rolling) / count) == pytest.approx(math.exp(nll_sum / count), rel=1e-4)
+
+
+def test_two_replicas_validation_is_what_evaluate_reads(trained_dp2):
+    """evaluate.py, one process, reads the sequences both replicas' val_loss averaged."""
+    run = subprocess.run([sys.executable, "evaluate.py"], cwd=trained_dp2, env=cpu_env(),
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((trained_dp2 / "out" / "eval.json").read_text())
+    assert set(results) == {"checkpoint", "perplexity", "ece"}
+    last = read_metrics(trained_dp2 / "out")[-1]
+    assert last["step"] == 20
+    assert results["perplexity"] == pytest.approx(last["val_perplexity"], rel=1e-4)
+    assert results["ece"] == pytest.approx(last["val_ece"], abs=1e-6)
+    assert "2 data-parallel replicas" in (trained_dp2 / "evaluate.py").read_text()
 
 
 def choice_logprob(model, tokenizer, context: str, choice: str) -> float:
