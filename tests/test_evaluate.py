@@ -84,6 +84,27 @@ metric_list:
 """
 
 
+# the same documents as a generation task: lm-eval calls ProjectLM.generate_until
+FACTS_GEN_TASK = """\
+task: facts_gen
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: facts_mc.jsonl
+test_split: test
+output_type: generate_until
+doc_to_text: "{{name}} likes"
+doc_to_target: "{{choices[label]}}"
+generation_kwargs:
+  until: ["."]
+  max_gen_toks: 8
+  do_sample: false
+metric_list:
+  - metric: exact_match
+    regexes_to_ignore: ["^\\\\s+"]
+"""
+
+
 def facts_docs() -> list[dict]:
     """Each name's fact against another name's: the right answer first on even rows."""
     docs = []
@@ -103,11 +124,12 @@ def write_eval_files(folder: Path) -> dict:
     jsonl(ev / "planted.jsonl", planted_pairs())
     (ev / "blocklist.txt").write_text("\n".join(BAD) + "\n\n")
     (ev / "facts_mc.yaml").write_text(FACTS_TASK)
+    (ev / "facts_gen.yaml").write_text(FACTS_GEN_TASK)
     jsonl(ev / "facts_mc.jsonl", facts_docs())
     return {
         "metrics": METRICS,
         "generation": {"path": "evalfiles/prompts.jsonl", "max_new_tokens": 8, "stop": ["."]},
-        "benchmarks": [{"path": "evalfiles/facts_mc.yaml"},
+        "benchmarks": [{"path": "evalfiles/facts_mc.yaml"}, {"path": "evalfiles/facts_gen.yaml"},
                        {"path": str(DEMO_EVAL / "tasks" / "python_keywords.yaml")}],
         "bias_pairs": "evalfiles/planted.jsonl",
         "toxicity_blocklist": "evalfiles/blocklist.txt",
@@ -325,9 +347,10 @@ def test_evaluate_writes_every_metric(evaluated):
                             "bias", "bias_likelihood_diff", "benchmarks"}  # fmt: skip
     assert results["checkpoint"] == f"step_{STEPS}"
     assert set(results["rouge"]) == {"rouge1", "rouge2", "rougeL"}
-    assert set(results["benchmarks"]) == {"facts_mc", "python_keywords"}
-    for metrics in results["benchmarks"].values():
-        assert set(metrics) == {"acc", "acc_norm"}
+    assert set(results["benchmarks"]) == {"facts_mc", "facts_gen", "python_keywords"}
+    assert set(results["benchmarks"]["facts_gen"]) == {"exact_match"}
+    for task in ("facts_mc", "python_keywords"):
+        assert set(results["benchmarks"][task]) == {"acc", "acc_norm"}
     values = [v for k, v in results.items() if isinstance(v, float)]
     values += list(results["rouge"].values())
     values += [v for m in results["benchmarks"].values() for v in m.values()]
@@ -456,6 +479,23 @@ def test_benchmark_accuracy_recomputes_from_loglikelihoods(evaluated, loaded):
         ), task
     # trained on the facts: far above chance (0.5)
     assert results["benchmarks"]["facts_mc"]["acc"] >= 0.9
+
+
+def test_generation_benchmark_recomputes_from_generate(evaluated, loaded):
+    """lm-eval's generate_until requests through ProjectLM: exact_match equals greedy
+    generate.py continuations compared by hand."""
+    project, results, _ = evaluated
+    _, _, model, tokenizer, eos = loaded
+    with project_modules(project, "generate") as (gen,):
+        outputs = [gen.generate_text(model, tokenizer, f"{d['name']} likes", 8, stop=(".",), eos_id=eos)
+                   for d in facts_docs()]  # fmt: skip
+    hits = [
+        o.lstrip() == d["choices"][d["label"]] for o, d in zip(outputs, facts_docs(), strict=True)
+    ]
+    assert results["benchmarks"]["facts_gen"]["exact_match"] == pytest.approx(
+        sum(hits) / len(hits), abs=1e-12
+    )
+    assert sum(hits) >= 0.75 * len(hits)  # 16 things to choose among: chance is about 1/16
 
 
 def test_bias_planted_balanced_and_reversed(evaluated, loaded, tmp_path):
