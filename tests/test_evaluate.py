@@ -529,6 +529,26 @@ def test_bias_planted_balanced_and_reversed(evaluated, loaded, tmp_path):
         )
 
 
+def test_evaluate_reads_a_hugging_face_export(evaluated, tmp_path):
+    """export.py's HF folder through `evaluate.py --hf`: the same numbers as the checkpoint."""
+    project, results, _ = evaluated
+    subprocess.run([sys.executable, "export.py", "--format", "hf", str(tmp_path / "hf")], cwd=project,
+                   env=cpu_env(), check=True, capture_output=True, timeout=300)  # fmt: skip
+    out = tmp_path / "out"  # validation data only: no checkpoints there
+    shutil.copytree(project / "out" / "data", out / "data")
+    run = subprocess.run([sys.executable, "evaluate.py", "--hf", str(tmp_path / "hf"), "--out", str(out)],
+                         cwd=project, env=cpu_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    from_hf = json.loads((out / "eval.json").read_text())
+    assert from_hf.pop("checkpoint") == str(tmp_path / "hf")
+    expected = {k: v for k, v in results.items() if k != "checkpoint"}
+    assert from_hf.keys() == expected.keys()
+    for key in ("perplexity", "ece", "bleu", "toxicity_rate", "bias"):
+        assert from_hf[key] == pytest.approx(expected[key], rel=1e-6, abs=1e-9), key
+    assert from_hf["rouge"] == pytest.approx(expected["rouge"], abs=1e-12)
+    assert from_hf["benchmarks"] == expected["benchmarks"]
+
+
 # ----------------------------------------------------------------------------- only what is asked
 def test_only_the_metrics_the_spec_names(tmp_path):
     (tmp_path / "corpus").mkdir()
