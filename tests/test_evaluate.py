@@ -191,6 +191,22 @@ def trained_dp2(trained, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def trained_unpacked(trained) -> Path:
+    """The corpus as unpacked shards (a document a row, padded), a few steps: the
+    (input_ids, labels) batches of data.packing false in train.py's val_ece and evaluate.py."""
+    folder = trained.parent
+    overrides = spec_overrides({"metrics": ["perplexity", "calibration"]})
+    overrides["data"]["packing"] = False
+    overrides["train"].update(steps=10, eval_interval=10, checkpoint_interval=10, log_interval=10,
+                              schedule={"warmup_steps": 2})  # fmt: skip
+    project = build(write_spec(folder, "eval-unpacked", **overrides), folder / "unpacked")
+    subprocess.run([sys.executable, "prepare_data.py"], cwd=project, env=cpu_env(),
+                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    launch(project, "--out", str(project / "out"), nproc=1, timeout=300)
+    return project
+
+
+@pytest.fixture(scope="session")
 def evaluated(trained) -> tuple[Path, dict, str]:
     """`python evaluate.py` of the trained project: (project, eval.json, stdout)."""
     run = subprocess.run([sys.executable, "evaluate.py"], cwd=trained, env=cpu_env(),
@@ -440,6 +456,26 @@ def test_two_replicas_validation_is_what_evaluate_reads(trained_dp2):
     assert results["perplexity"] == pytest.approx(last["val_perplexity"], rel=1e-4)
     assert results["ece"] == pytest.approx(last["val_ece"], abs=1e-6)
     assert "2 data-parallel replicas" in (trained_dp2 / "evaluate.py").read_text()
+
+
+def test_unpacked_validation(trained_unpacked):
+    """Padded rows: only labelled positions count. train.py's val_ece is evaluate.py's ece; its
+    val_loss is a mean of batch means, evaluate.py's a mean over tokens (batches of unequal
+    token counts differ a little)."""
+    run = subprocess.run([sys.executable, "evaluate.py"], cwd=trained_unpacked, env=cpu_env(),
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((trained_unpacked / "out" / "eval.json").read_text())
+    last = read_metrics(trained_unpacked / "out")[-1]
+    assert results["ece"] == pytest.approx(last["val_ece"], abs=1e-6)
+    assert results["perplexity"] == pytest.approx(last["val_perplexity"], rel=0.05)
+    with project_modules(trained_unpacked, "data") as (data,):
+        batches = list(data.val_batches(trained_unpacked / "out" / "data", 8, dp_rank=0, dp_world=1,
+                                        max_batches=2))  # fmt: skip
+    labelled = sum(int((labels[:, 1:] != -100).sum()) for _, labels in batches)
+    padded = sum(labels.numel() for _, labels in batches)
+    assert labelled < padded  # there is padding to skip
+    assert f"{labelled:,} validation tokens" in run.stdout
 
 
 def choice_logprob(model, tokenizer, context: str, choice: str) -> float:

@@ -70,8 +70,8 @@ class EvalContext:
     @property
     def calibrates_in_training(self) -> bool:
         """train.py logs val_ece at each eval_interval (eval.during_training; perplexity is
-        logged there anyway). Packed data only: train.py reads no other kind."""
-        return self.evaluate and self.during_training and self.wants("calibration") and self.packed
+        logged there anyway)."""
+        return self.evaluate and self.during_training and self.wants("calibration")
 
     @property
     def harness(self) -> bool:
