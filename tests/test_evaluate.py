@@ -207,6 +207,32 @@ def trained_unpacked(trained) -> Path:
 
 
 @pytest.fixture(scope="session")
+def lora_finetuned(trained) -> Path:
+    """A LoRA fine-tune of the facts model (objective sft: questions, loss on the answers)."""
+    folder = trained.parent
+    rng = random.Random(0)
+    (folder / "sft").mkdir()
+    questions = [rng.randrange(len(NAMES)) for _ in range(300)]
+    jsonl(folder / "sft" / "records.jsonl",
+          ({"prompt": f"what does {NAMES[i]} like?", "response": f" {THINGS[i]}."} for i in questions))  # fmt: skip
+    jsonl(folder / "sft_prompts.jsonl",
+          ({"prompt": f"what does {n} like?", "reference": f" {t}"} for n, t in zip(NAMES, THINGS, strict=True)))  # fmt: skip
+    overrides = spec_overrides({"metrics": ["perplexity", "calibration", "rouge"],
+                                "generation": {"path": "sft_prompts.jsonl", "max_new_tokens": 4, "stop": ["."]}})  # fmt: skip
+    overrides["finetune"] = {"base": {"path": "project/out/checkpoints"}, "method": "lora",
+                             "lora": {"rank": 4, "alpha": 8, "targets": ["q", "v"]}}  # fmt: skip
+    overrides["data"] = {"sources": [{"path": "sft/*.jsonl"}], "validation_fraction": 0.1,
+                         "tokenizer": {"path": "project/out/data/tokenizer.json"}}  # fmt: skip
+    overrides["train"].update(objective="sft", steps=60, eval_interval=60, checkpoint_interval=60,
+                              log_interval=10, schedule={"warmup_steps": 2})  # fmt: skip
+    project = build(write_spec(folder, "eval-lora", **overrides), folder / "lora")
+    subprocess.run([sys.executable, "prepare_data.py"], cwd=project, env=cpu_env(),
+                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    launch(project, "--out", str(project / "out"), nproc=1, timeout=300)
+    return project
+
+
+@pytest.fixture(scope="session")
 def evaluated(trained) -> tuple[Path, dict, str]:
     """`python evaluate.py` of the trained project: (project, eval.json, stdout)."""
     run = subprocess.run([sys.executable, "evaluate.py"], cwd=trained, env=cpu_env(),
@@ -476,6 +502,19 @@ def test_unpacked_validation(trained_unpacked):
     padded = sum(labels.numel() for _, labels in batches)
     assert labelled < padded  # there is padding to skip
     assert f"{labelled:,} validation tokens" in run.stdout
+
+
+def test_lora_finetune_evaluates(lora_finetuned):
+    """evaluate.py of a LoRA fine-tune: load_model reads base and adapters from its checkpoint;
+    perplexity and ECE over the answer tokens, as train.py's validation (one batch) has them."""
+    run = subprocess.run([sys.executable, "evaluate.py"], cwd=lora_finetuned, env=cpu_env(),
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((lora_finetuned / "out" / "eval.json").read_text())
+    last = read_metrics(lora_finetuned / "out")[-1]
+    assert results["perplexity"] == pytest.approx(last["val_perplexity"], rel=1e-4)
+    assert results["ece"] == pytest.approx(last["val_ece"], abs=1e-6)
+    assert results["rouge"]["rouge1"] >= 0.9  # the fine-tune answers its questions
 
 
 def choice_logprob(model, tokenizer, context: str, choice: str) -> float:
