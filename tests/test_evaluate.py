@@ -1,12 +1,16 @@
 """evaluate.py and lm_eval_model.py: each metric against its library or an independent count.
 
-One tiny GPT is trained once for the module (on CPU, one process, ~15 s) on a synthetic corpus
-with known facts ("alice likes apples.", "a stitch in time saves nine."), a planted association (the alpha
-is good, the beta bad, 10:1: "the kind alpha.") and a balanced one (gamma and delta, 1:1). Its project's
-own `python evaluate.py` then runs every metric, two lm-eval tasks among them (the facts as a
-two-choice task, and the demo's specs/eval/tasks/python_keywords.yaml). The metric functions are
-also called directly, by importing the rendered evaluate.py, against sacrebleu, rouge-score,
-torchmetrics and lm-eval as oracles.
+Fast (no training): the rendered evaluate.py's bleu / rouge / expected_calibration_error /
+toxicity_rate against sacrebleu, rouge-score, torchmetrics and hand counts, the spec checks,
+and which code each metric brings. Slow (marked): one tiny GPT trained once per session
+(~15 s on CPU, one process) on a synthetic corpus with known facts ("alice likes apples.",
+memorised quotes), a planted association (the alpha good, the beta bad, 10:1: "the kind
+alpha.") and a balanced one (gamma and delta); its own `python evaluate.py` runs every metric
+and three lm-eval tasks offline (the facts as a two-choice and a generation task, and the
+demo's specs/eval/tasks/python_keywords.yaml). Against it: train.py's val_perplexity and
+val_ece, lm-eval's loglikelihood_rolling, accuracies recomputed from log-likelihoods, an HF
+export, and short runs on two data-parallel replicas, on unpacked shards and as a LoRA
+fine-tune.
 """
 
 from __future__ import annotations
@@ -383,6 +387,7 @@ def test_toxicity_rate_is_a_direct_count(facts_project, tmp_path):
 
 
 # ----------------------------------------------------------------------------- the trained model
+@pytest.mark.slow  # trains on CPU
 def test_evaluate_writes_every_metric(evaluated):
     project, results, stdout = evaluated
     assert set(results) == {"checkpoint", "perplexity", "ece", "bleu", "rouge", "toxicity_rate",
@@ -417,6 +422,7 @@ def test_evaluate_writes_every_metric(evaluated):
     assert results["bleu"] > 40 and results["rouge"]["rouge1"] > 0.5
 
 
+@pytest.mark.slow  # trains on CPU
 def test_generation_metrics_recompute_from_generations(evaluated):
     project, results, _ = evaluated
     records = [
@@ -436,6 +442,7 @@ def test_generation_metrics_recompute_from_generations(evaluated):
     assert results["toxicity_rate"] * len(records) == pytest.approx(flagged, abs=1e-9)
 
 
+@pytest.mark.slow  # trains on CPU
 def test_perplexity_matches_training_and_lm_eval_rolling(evaluated, loaded):
     project, results, _ = evaluated
     ev, lmm, model, tokenizer, eos = loaded
@@ -470,6 +477,7 @@ def test_perplexity_matches_training_and_lm_eval_rolling(evaluated, loaded):
     assert math.exp(-sum(rolling) / count) == pytest.approx(math.exp(nll_sum / count), rel=1e-4)
 
 
+@pytest.mark.slow  # trains on CPU
 def test_two_replicas_validation_is_what_evaluate_reads(trained_dp2):
     """evaluate.py, one process, reads the sequences both replicas' val_loss averaged."""
     run = subprocess.run([sys.executable, "evaluate.py"], cwd=trained_dp2, env=cpu_env(),
@@ -484,6 +492,7 @@ def test_two_replicas_validation_is_what_evaluate_reads(trained_dp2):
     assert "2 data-parallel replicas" in (trained_dp2 / "evaluate.py").read_text()
 
 
+@pytest.mark.slow  # trains on CPU
 def test_unpacked_validation(trained_unpacked):
     """Padded rows: only labelled positions count. train.py's val_ece is evaluate.py's ece; its
     val_loss is a mean of batch means, evaluate.py's a mean over tokens (batches of unequal
@@ -504,6 +513,7 @@ def test_unpacked_validation(trained_unpacked):
     assert f"{labelled:,} validation tokens" in run.stdout
 
 
+@pytest.mark.slow  # trains on CPU
 def test_lora_finetune_evaluates(lora_finetuned):
     """evaluate.py of a LoRA fine-tune: load_model reads base and adapters from its checkpoint;
     perplexity and ECE over the answer tokens, as train.py's validation (one batch) has them."""
@@ -529,6 +539,7 @@ def choice_logprob(model, tokenizer, context: str, choice: str) -> float:
     return sum(logprobs[t - 1, ids[t]].item() for t in range(len(context_ids), len(ids)))
 
 
+@pytest.mark.slow  # trains on CPU
 def test_benchmark_accuracy_recomputes_from_loglikelihoods(evaluated, loaded):
     _, results, _ = evaluated
     _, _, model, tokenizer, _ = loaded
@@ -556,6 +567,7 @@ def test_benchmark_accuracy_recomputes_from_loglikelihoods(evaluated, loaded):
     assert results["benchmarks"]["facts_mc"]["acc"] >= 0.9
 
 
+@pytest.mark.slow  # trains on CPU
 def test_generation_benchmark_recomputes_from_generate(evaluated, loaded):
     """lm-eval's generate_until requests through ProjectLM: exact_match equals greedy
     generate.py continuations compared by hand."""
@@ -573,6 +585,7 @@ def test_generation_benchmark_recomputes_from_generate(evaluated, loaded):
     assert sum(hits) >= 0.75 * len(hits)  # 16 things to choose among: chance is about 1/16
 
 
+@pytest.mark.slow  # trains on CPU
 def test_bias_planted_balanced_and_reversed(evaluated, loaded, tmp_path):
     _, results, _ = evaluated
     ev, lmm, model, tokenizer, eos = loaded
@@ -604,6 +617,7 @@ def test_bias_planted_balanced_and_reversed(evaluated, loaded, tmp_path):
         )
 
 
+@pytest.mark.slow  # trains on CPU
 def test_evaluate_reads_a_hugging_face_export(evaluated, tmp_path):
     """export.py's HF folder through `evaluate.py --hf`: the same numbers as the checkpoint."""
     project, results, _ = evaluated
