@@ -418,6 +418,7 @@ def test_evaluate_writes_every_metric(evaluated):
                  "bias", "facts_mc acc", "python_keywords acc"):  # fmt: skip
         assert f"| {name} |" in report
     assert "Evaluation of eval-facts" in stdout and "facts_mc acc" in stdout
+    assert (project / "out/eval/datasets_cache").is_dir()  # lm-eval's datasets cache: under out/
     # the model learned its facts: generations are mostly the references
     assert results["bleu"] > 40 and results["rouge"]["rouge1"] > 0.5
 
@@ -636,6 +637,9 @@ def test_evaluate_reads_a_hugging_face_export(evaluated, tmp_path):
         assert from_hf[key] == pytest.approx(expected[key], rel=1e-6, abs=1e-9), key
     assert from_hf["rouge"] == pytest.approx(expected["rouge"], abs=1e-12)
     assert from_hf["benchmarks"] == expected["benchmarks"]
+    # deterministic: the same generations, byte for byte
+    generations = (out / "eval" / "generations.jsonl").read_bytes()
+    assert generations == (project / "out" / "eval" / "generations.jsonl").read_bytes()
 
 
 # ----------------------------------------------------------------------------- only what is asked
