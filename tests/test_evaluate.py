@@ -88,6 +88,40 @@ metric_list:
 """
 
 
+# MMLU's format: four lettered options, the answer a letter (mmlu/default/_default_template_yaml)
+LETTERS_TASK = """\
+task: facts_letters
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: facts_letters.jsonl
+test_split: test
+output_type: multiple_choice
+doc_to_text: "What does {{name}} like?\\nA. {{options[0]}}\\nB. {{options[1]}}\\nC. {{options[2]}}\\nD. {{options[3]}}\\nAnswer:"
+doc_to_choice: ["A", "B", "C", "D"]
+doc_to_target: "{{answer}}"
+metric_list:
+  - metric: acc
+"""
+
+
+def letters_docs() -> list[dict]:
+    docs = []
+    for i, name in enumerate(NAMES):
+        options = [THINGS[(i + k) % len(THINGS)] for k in range(4)]
+        answer = i % 4
+        options[0], options[answer] = options[answer], options[0]
+        docs.append({"name": name, "options": options, "answer": answer})
+    return docs
+
+
+def letters_prompt(d: dict) -> str:
+    lines = [f"What does {d['name']} like?"] + [
+        f"{k}. {o}" for k, o in zip("ABCD", d["options"], strict=True)
+    ]
+    return "\n".join(lines) + "\nAnswer:"
+
+
 # the same documents as a generation task: lm-eval calls ProjectLM.generate_until
 FACTS_GEN_TASK = """\
 task: facts_gen
@@ -129,11 +163,14 @@ def write_eval_files(folder: Path) -> dict:
     (ev / "blocklist.txt").write_text("\n".join(BAD) + "\n\n")
     (ev / "facts_mc.yaml").write_text(FACTS_TASK)
     (ev / "facts_gen.yaml").write_text(FACTS_GEN_TASK)
+    (ev / "facts_letters.yaml").write_text(LETTERS_TASK)
+    jsonl(ev / "facts_letters.jsonl", letters_docs())
     jsonl(ev / "facts_mc.jsonl", facts_docs())
     return {
         "metrics": METRICS,
         "generation": {"path": "evalfiles/prompts.jsonl", "max_new_tokens": 8, "stop": ["."]},
         "benchmarks": [{"path": "evalfiles/facts_mc.yaml"}, {"path": "evalfiles/facts_gen.yaml"},
+                       {"path": "evalfiles/facts_letters.yaml"},
                        {"path": str(DEMO_EVAL / "tasks" / "python_keywords.yaml")}],
         "bias_pairs": "evalfiles/planted.jsonl",
         "toxicity_blocklist": "evalfiles/blocklist.txt",
@@ -394,7 +431,13 @@ def test_evaluate_writes_every_metric(evaluated):
                             "bias", "bias_likelihood_diff", "benchmarks"}  # fmt: skip
     assert results["checkpoint"] == f"step_{STEPS}"
     assert set(results["rouge"]) == {"rouge1", "rouge2", "rougeL"}
-    assert set(results["benchmarks"]) == {"facts_mc", "facts_gen", "python_keywords"}
+    assert set(results["benchmarks"]) == {
+        "facts_mc",
+        "facts_gen",
+        "facts_letters",
+        "python_keywords",
+    }
+    assert set(results["benchmarks"]["facts_letters"]) == {"acc"}
     assert set(results["benchmarks"]["facts_gen"]) == {"exact_match"}
     for task in ("facts_mc", "python_keywords"):
         assert set(results["benchmarks"][task]) == {"acc", "acc_norm"}
@@ -548,6 +591,9 @@ def test_benchmark_accuracy_recomputes_from_loglikelihoods(evaluated, loaded):
         "facts_mc": [
             (f"{d['name']} likes", [" " + c for c in d["choices"]], d["label"])
             for d in facts_docs()
+        ],
+        "facts_letters": [
+            (letters_prompt(d), [" A", " B", " C", " D"], d["answer"]) for d in letters_docs()
         ],
         "python_keywords": [
             (d["context"], d["choices"], d["label"])
