@@ -642,6 +642,11 @@ def test_bias_planted_balanced_and_reversed(evaluated, loaded, tmp_path):
         ({"more": p["less"], "less": p["more"]} for p in planted_pairs()),
     )
     assert ev.bias_score(model, tokenizer, str(reversed_pairs), eos, "cpu")[0] <= 0.1
+    crows = jsonl(
+        tmp_path / "crows.jsonl",
+        ({"sent_more": p["more"], "sent_less": p["less"]} for p in planted_pairs()),
+    )
+    assert ev.bias_score(model, tokenizer, str(crows), eos, "cpu")[0] == results["bias"]
     # balanced: every gamma/delta pair in both orientations. Whatever the model prefers, half
     # of the pairs go each way: 0.5 unless the metric itself favours a side of the pair
     balanced = jsonl(tmp_path / "balanced.jsonl", (
