@@ -46,18 +46,32 @@ class EvalContext:
     calibration_bins: int = 15
     during_training: bool = False
     eval_batches: int = 20  # train.eval_batches: validation micro-batches for perplexity
+    micro_batch_size: int = 1  # plan: sequences per validation micro-batch
+    data_parallel: int = 1  # plan: train.py's val_loss averages eval_batches on each replica
+    packed: bool = True  # data.packing: validation batches are tensors, else (input_ids, labels)
+    seed: int = 0  # train.seed: the sampling generator's seed
 
     def wants(self, metric: str) -> bool:
         return metric in self.metrics
 
     @property
     def needs_generations(self) -> bool:
-        """BLEU, ROUGE and toxicity score generated text."""
-        return (
-            self.generation_path is not None
-            and any(m in self.metrics for m in ("bleu", "rouge", "toxicity"))
-            or self.generation_path is not None
+        """BLEU, ROUGE and toxicity score generated text: evaluate.py generates from
+        eval.generation.path only when one of them is asked for."""
+        return self.generation_path is not None and any(
+            m in self.metrics for m in ("bleu", "rouge", "toxicity")
         )
+
+    @property
+    def scores_validation(self) -> bool:
+        """Perplexity and calibration read the validation split (one pass gives both)."""
+        return any(m in self.metrics for m in ("perplexity", "calibration"))
+
+    @property
+    def calibrates_in_training(self) -> bool:
+        """train.py logs val_ece at each eval_interval (eval.during_training; perplexity is
+        logged there anyway)."""
+        return self.evaluate and self.during_training and self.wants("calibration")
 
     @property
     def harness(self) -> bool:
@@ -100,5 +114,9 @@ def eval_context(
         calibration_bins=ev.calibration_bins,
         during_training=ev.during_training,
         eval_batches=spec.train.eval_batches,
+        micro_batch_size=layout.micro_batch_size,
+        data_parallel=layout.data,
+        packed=spec.data.packing,
+        seed=spec.train.seed,
         **base,
     )

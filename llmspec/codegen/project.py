@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 
 from llmspec.codegen.ds_config import DEFAULT_NVME_PATH
+from llmspec.codegen.model_context import generates
 from llmspec.codegen.render import environment, format_python, html_comment_text, templates_dir
 from llmspec.plan.types import Layout
 
@@ -102,5 +103,12 @@ def build_notes(spec, layout: Layout) -> list[str]:
         notes.append(
             f"NVMe offload: ds_config.json swaps to {DEFAULT_NVME_PATH}; edit nvme_path to a "
             "fast local disk of every node before launching."
+        )
+    if spec.eval is not None and not generates(spec, layout):
+        notes.append(
+            f"eval: no evaluate.py or generate.py: the plan splits the model (tensor "
+            f"{layout.tensor} x pipeline {layout.pipeline}) and they run it in one process; "
+            "export it (python export.py --format hf DIR) and evaluate the export elsewhere, "
+            "or fix parallel.tensor and parallel.pipeline to 1."
         )
     return notes

@@ -1,14 +1,15 @@
-"""Cross-field checks of the post-training sections (contract 5): fine-tuning, sweeps and
-the data engines. A field this version parses but does not generate code for is refused
-here, at load, with its position, so no build pretends to do what it cannot."""
+"""Cross-field checks of the post-training sections (contract 5): fine-tuning, sweeps, the
+data engines and evaluation. A field this version parses but does not generate code for is
+refused here, at load, with its position, so no build pretends to do what it cannot."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 from llmspec.spec.checks import Finding, check
-from llmspec.spec.posttrain import FinetuneSpec, RlhfSpec, SweepSpec
+from llmspec.spec.posttrain import EvalSpec, FinetuneSpec, RlhfSpec, SweepSpec
 from llmspec.spec.schema import RECORD_OBJECTIVES, DataSpec, ModelSpec, ParallelSpec, TrainSpec
+from llmspec.spec.source import dotted
 
 NOT_YET = "not-generated-yet"
 
@@ -191,3 +192,55 @@ def reward_margin_is_generated(train: TrainSpec, rlhf: RlhfSpec) -> Iterator[Fin
             "remove rlhf.reward_margin",
             code=NOT_YET,
         )
+
+
+# metric -> (the eval field it reads, what that field holds)
+EVAL_INPUTS = {
+    "bleu": ("generation", 'eval.generation.path: JSON lines {"prompt", "reference"}'),
+    "rouge": ("generation", 'eval.generation.path: JSON lines {"prompt", "reference"}'),
+    "toxicity": ("generation", 'eval.generation.path: JSON lines {"prompt", "reference"}'),
+    "bias": ("bias_pairs", 'eval.bias_pairs: JSON lines {"more", "less"}'),
+}
+
+
+@check
+def eval_has_its_inputs(model: ModelSpec, eval: EvalSpec) -> Iterator[Finding]:
+    """Each metric has the file it scores, each file a metric that reads it, and the model can
+    be scored token by token (evaluate.py and generate.py need a causal model)."""
+    if model.arch == "bert":
+        yield Finding(
+            ("eval",),
+            "eval: needs a causal model (perplexity, generation and log-likelihoods read the "
+            "next-token distribution); model.arch bert is masked",
+            "remove the eval section, or evaluate a gpt or llama model",
+            related=(("model", "arch"),),
+        )
+    metrics = set(eval.metrics)
+    for metric in sorted(metrics & set(EVAL_INPUTS)):
+        field, holds = EVAL_INPUTS[metric]
+        if getattr(eval, field) is None:
+            yield Finding(
+                ("eval", "metrics"),
+                f"eval.metrics names {metric} but eval.{field} is null: nothing to score",
+                f"set {holds}",
+            )
+    if "toxicity" in metrics and eval.toxicity_blocklist is None:
+        yield Finding(
+            ("eval", "metrics"),
+            "eval.metrics names toxicity but eval.toxicity_blocklist is null",
+            "set eval.toxicity_blocklist to a word list, one word or phrase a line",
+        )
+    unused = [
+        (("eval", "generation"), "bleu, rouge or toxicity", eval.generation is not None
+         and not metrics & {"bleu", "rouge", "toxicity"}),
+        (("eval", "bias_pairs"), "bias", eval.bias_pairs is not None and "bias" not in metrics),
+        (("eval", "toxicity_blocklist"), "toxicity",
+         eval.toxicity_blocklist is not None and "toxicity" not in metrics),
+    ]  # fmt: skip
+    for path, reader, is_unused in unused:
+        if is_unused:
+            yield Finding(
+                path,
+                f"{dotted(path)} is set but no metric reads it",
+                f"add {reader} to eval.metrics, or remove {dotted(path)}",
+            )

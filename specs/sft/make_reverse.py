@@ -1,4 +1,5 @@
-"""Write reverse.jsonl: the tiny LoRA spec's SFT records (python specs/sft/make_reverse.py).
+"""Write reverse.jsonl, the tiny LoRA spec's SFT records, and reverse_eval.jsonl, 50 other
+prompts with their references for evaluate.py (python specs/sft/make_reverse.py).
 
 Each record asks for a short list of Python words in reverse order. A model pretrained on
 Python sources knows the words but not the task, so its loss on the responses falls only
@@ -17,14 +18,20 @@ WORDS = (
 ).split()
 
 
-def main() -> None:
-    rng = random.Random(0)
+def records(seed: int, n: int, answer: str) -> str:
+    rng = random.Random(seed)
     lines = []
-    for _ in range(4000):
+    for _ in range(n):
         words = rng.sample(WORDS, rng.randint(3, 5))
-        record = {"prompt": f"# reverse: {' '.join(words)}\n#", "response": " " + " ".join(reversed(words)) + "\n"}
+        record = {"prompt": f"# reverse: {' '.join(words)}\n#", answer: " " + " ".join(reversed(words)) + "\n"}
         lines.append(json.dumps(record))
-    (Path(__file__).parent / "reverse.jsonl").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    here = Path(__file__).parent
+    (here / "reverse.jsonl").write_text(records(0, 4000, "response"))
+    (here / "reverse_eval.jsonl").write_text(records(1, 50, "reference"))
 
 
 if __name__ == "__main__":
