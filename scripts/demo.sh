@@ -2,8 +2,9 @@
 # README command 1, the main job: plan a real model, then build the tiny CPU spec into a
 # training project and train it on this machine's CPU (2 processes, 300 steps, a few minutes)
 # on Python's own standard-library sources; then fine-tune that model with LoRA on
-# prompt/response records (specs/tiny-cpu-lora.yaml, 200 steps) and compare its held-out
-# response loss with the base's. Safe to run again: the prepared data is kept, training
+# prompt/response records (specs/tiny-cpu-lora.yaml, 200 steps), compare its held-out
+# response loss with the base's, and evaluate it (evaluate.py: perplexity, BLEU, ROUGE,
+# calibration, bias, toxicity, a zero-shot lm-eval task). Safe to run again: the prepared data is kept, training
 # starts over. DEMO_RESUME=1 keeps the checkpoints instead (the runs resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,3 +79,6 @@ print(f"trained {params['trainable']:,} of {params['total']:,} parameters; adapt
 if not tuned < base:
     sys.exit("error: fine-tuning did not lower the response loss")
 EOF
+
+step "evaluate the fine-tune: python $FT/evaluate.py (out/eval.json, out/eval/report.md)"
+(cd "$FT" && "$PY" evaluate.py)

@@ -1,5 +1,6 @@
-"""Write reverse.jsonl, the tiny LoRA spec's SFT records, and reverse_eval.jsonl, 50 other
-prompts with their references for evaluate.py (python specs/sft/make_reverse.py).
+"""Write reverse.jsonl, the tiny LoRA spec's SFT records; reverse_eval.jsonl, 50 other
+prompts with their references for evaluate.py; and reverse_pairs.jsonl, preference records
+for the tiny DPO spec (python specs/sft/make_reverse.py).
 
 Each record asks for a short list of Python words in reverse order. A model pretrained on
 Python sources knows the words but not the task, so its loss on the responses falls only
@@ -28,10 +29,25 @@ def records(seed: int, n: int, answer: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pairs(seed: int, n: int) -> str:
+    """Preference records: the reversed list is chosen, the list as given is rejected."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n):
+        words = rng.sample(WORDS, rng.randint(3, 5))
+        lines.append(json.dumps({
+            "prompt": f"# reverse: {' '.join(words)}\n#",
+            "chosen": " " + " ".join(reversed(words)) + "\n",
+            "rejected": " " + " ".join(words) + "\n",
+        }))
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     here = Path(__file__).parent
     (here / "reverse.jsonl").write_text(records(0, 4000, "response"))
     (here / "reverse_eval.jsonl").write_text(records(1, 50, "reference"))
+    (here / "reverse_pairs.jsonl").write_text(pairs(2, 1000))
 
 
 if __name__ == "__main__":
