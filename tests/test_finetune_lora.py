@@ -206,3 +206,40 @@ def test_hf_base_that_differs_from_model_is_refused_at_build(tmp_path):
     with pytest.raises(UserError, match=r"model.d_model = 32, the base's hidden_size = 48"):
         build_project(spec_path, tmp_path / "project")
     assert not (tmp_path / "project").exists()
+
+
+def test_model_is_taken_from_an_hf_base_when_the_spec_has_none(tmp_path):
+    """No model: section: the architecture is the HF folder's config.json, and a problem in
+    it points at finetune.base.path."""
+    from llmspec.errors import SpecError
+    from llmspec.spec.load import load_located
+
+    base = tiny_spec("llama")
+    layout, _ = plan_for(base)
+    (tmp_path / "hf").mkdir()
+    config = export_module(base, layout, "export_hf_take").HF_CONFIG
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(config))
+    spec_path = tmp_path / "ft.yaml"
+    spec_path.write_text(
+        "finetune:\n  base: {path: hf, format: hf}\n  method: lora\ntrain: {seq_len: 16}\n"
+    )
+    loaded = load_located(spec_path)
+    fields = (
+        "arch",
+        "d_model",
+        "n_layers",
+        "n_heads",
+        "n_kv_heads",
+        "d_ff",
+        "vocab_size",
+        "activation",
+    )
+    assert {f: getattr(loaded.spec.model, f) for f in fields} == {
+        f: getattr(base.model, f) for f in fields
+    }
+    assert loaded.spec.data.tokenizer.path == "hf/tokenizer.json"
+    (tmp_path / "hf" / "config.json").write_text(json.dumps({**config, "model_type": "t5"}))
+    with pytest.raises(SpecError) as info:
+        load_located(spec_path)
+    (problem,) = info.value.problems
+    assert problem.field == "finetune.base.path" and problem.line == 2 and "t5" in problem.message

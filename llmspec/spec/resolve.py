@@ -8,6 +8,7 @@ reported at the `preset:` line that asked for it.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from llmspec.errors import Problem
 from llmspec.spec.diagnostics import show_value
+from llmspec.spec.hf_config import HfConfigError, spec_from_hf
 from llmspec.spec.interpolate import InterpolationError, expand
 from llmspec.spec.presets import PRESETS
 from llmspec.spec.source import (
@@ -51,6 +53,7 @@ def resolve_file(path: str | Path, env: Mapping[str, str] | None = None) -> Reso
     result.located = _resolve(Path(path), str(path), env, [], result, text=None)
     if result.located is not None:
         _apply_preset(result)
+        _apply_hf_base(result)
     return result
 
 
@@ -63,6 +66,7 @@ def resolve_text(
     result.located = _resolve(Path(name), name, env, [], result, text=text)
     if result.located is not None:
         _apply_preset(result)
+        _apply_hf_base(result)
     return result
 
 
@@ -266,3 +270,47 @@ def _apply_preset(result: Resolution) -> None:
             located.values[("model", key)] = pos
             located.keys[("model", key)] = pos
     located.data = {**located.data, "model": {**preset, **model}}
+
+
+def _apply_hf_base(result: Resolution) -> None:
+    """A fine-tune of a Hugging Face folder whose spec has no `model:` takes the architecture
+    from the folder's config.json (the table `llmspec import hf` reads); each value points at
+    the `finetune.base.path` line that supplied it."""
+    located = result.located
+    finetune = located.data.get("finetune")
+    if located.data.get("model") is not None or not isinstance(finetune, dict):
+        return
+    base = finetune.get("base")
+    if (
+        not isinstance(base, dict)
+        or base.get("format") != "hf"
+        or not isinstance(base.get("path"), str)
+    ):
+        return
+    pos = located.value_pos(("finetune", "base", "path"))
+    spec_dir = Path(pos.file).parent if pos.file and Path(pos.file).is_file() else Path.cwd()
+    config_path = spec_dir / base["path"] / "config.json"
+
+    def problem(message: str, hint: str) -> None:
+        result.problems.append(
+            problem_at(pos, message, field_="finetune.base.path", hint=hint, code="hf-base")
+        )
+        result.complete = False
+
+    if not config_path.is_file():
+        problem(
+            f"no model: section, and {config_path} does not exist to take it from",
+            "write the model: section, or point finetune.base.path at a Hugging Face folder",
+        )
+        return
+    try:
+        config = json.loads(config_path.read_bytes()[: 4 * 2**20])
+        imported = spec_from_hf(config)
+    except (ValueError, HfConfigError) as exc:
+        problem(f"{config_path}: {exc}", "write the model: section by hand")
+        return
+    model = imported.model_dict()
+    for key in model:
+        located.values[("model", key)] = pos
+        located.keys[("model", key)] = pos
+    located.data = {**located.data, "model": model}
