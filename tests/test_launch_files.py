@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 
 from llmspec.codegen.context import Provenance
+from llmspec.codegen.eval_context import eval_context
 from llmspec.codegen.export_context import export_context
+from llmspec.codegen.finetune_context import finetune_context
 from llmspec.codegen.render import render_template
 from llmspec.graph.layers import ParamCounts
 from llmspec.pipeline import plan_spec
@@ -127,6 +129,13 @@ def render_files(spec: Spec, plan: Plan | None = None) -> dict[str, str]:
         "plan_json": plan.to_dict(),
         "layout": plan.layout,
         "export": export_context(spec, plan.layout),  # README.md says how to export
+        # README.md names evaluate.py and the fine-tune's base when the spec has them
+        "evaluation": eval_context(
+            spec, plan.layout, spec_dir=Path("specs"), project_dir=Path("x"), hf_loads=True
+        ),  # fmt: skip
+        "finetune": finetune_context(
+            spec, plan.layout, spec_dir=Path("specs"), project_dir=Path("x")
+        ),
         "header": HEADER,
         "llmspec_version": "0.1.0",
         "on_cpu": spec.cluster.gpu_name == "cpu",
