@@ -92,3 +92,26 @@ finetune: {base: {path: b}, method: p_tuning, p_tuning: {tokens: 8}}
         load_spec_text(text, "pt.yaml")
     (problem,) = [p for p in info.value.problems if p.field == "finetune.p_tuning.tokens"]
     assert "8 virtual tokens + train.seq_len 60 = 68" in problem.message and problem.line == 4
+
+
+@pytest.mark.parametrize("family", ["gpt", "llama"])
+def test_generation_with_the_kv_cache_continues_the_virtual_tokens(family):
+    """With eval: the model gets a key/value cache; the virtual tokens open it once, and a
+    prefill then one token at a time gives the full forward's logits."""
+    fields = with_p_tuning(tiny_spec(family), tokens=5, encoder="mlp").model_dump()
+    fields["eval"] = {"metrics": ["perplexity"]}
+    spec = Spec.model_validate(fields)
+    layout, stages = plan_for(spec)
+    module = load_model_module(render_model_py(spec, layout, stages), f"pt_gen_{family}")
+    model = module.build_model().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        ids = torch.randint(0, 101, (2, 12), generator=torch.Generator().manual_seed(6))
+        full = model(ids)
+        cache = module.KVCache()
+        steps = [model(ids[:, :4], cache=cache)] + [
+            model(ids[:, i : i + 1], cache=cache) for i in range(4, 12)
+        ]
+    assert cache.length == 5 + 12
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=0, atol=2e-5)
