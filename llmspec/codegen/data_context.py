@@ -137,6 +137,7 @@ def data_context(
         *(["NEAR_DEDUP_THRESHOLD", "MINHASH_PERMUTATIONS", "SHINGLE_WORDS"] if near else []),
         "VALIDATION_FRACTION",
         "SPLIT_SEED",
+        *(["sorted(REDACTIONS)"] if data.redact else []),
     ]
     return {
         "sources": sources,
