@@ -123,7 +123,8 @@ def collect_inputs() -> list[str]:
             if any(fnmatchcase(path, pattern) for pattern in source["exclude"]):
                 continue  # left out by the spec, so not read (and not counted)
             seen.add(path)
-            inputs.append(path)
+            task = path
+            inputs.append(task)
     return inputs
 
 

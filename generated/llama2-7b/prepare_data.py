@@ -123,7 +123,8 @@ def collect_inputs() -> list[tuple[str, str | None]]:
             if any(fnmatchcase(path, pattern) for pattern in source["exclude"]):
                 continue  # left out by the spec, so not read (and not counted)
             seen.add(path)
-            inputs.append((path, source["text_field"]))
+            task = (path, source["text_field"])
+            inputs.append(task)
     return inputs
 
 

@@ -150,4 +150,6 @@ def data_context(
         "documents_key": documents_key,
         "sft": sft,  # records with a prompt: no loss on it
         "pairs": pairs,  # preference records: sequences 2i (chosen) and 2i + 1 (rejected)
+        # data.sources[].weight: the training stream mixes the sources by these token weights
+        "mixture": [s.weight for s in data.sources] if any(s.weight != 1.0 for s in data.sources) else None,
     }
