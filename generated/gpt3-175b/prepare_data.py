@@ -123,8 +123,7 @@ def collect_inputs() -> list[tuple[str, str | None]]:
             if any(fnmatchcase(path, pattern) for pattern in source["exclude"]):
                 continue  # left out by the spec, so not read (and not counted)
             seen.add(path)
-            task = (path, source["text_field"])
-            inputs.append(task)
+            inputs.append((path, source["text_field"]))
     return inputs
 
 

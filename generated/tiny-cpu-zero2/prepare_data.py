@@ -126,8 +126,7 @@ def collect_inputs() -> list[str]:
             if any(fnmatchcase(path, pattern) for pattern in source["exclude"]):
                 continue  # left out by the spec, so not read (and not counted)
             seen.add(path)
-            task = path
-            inputs.append(task)
+            inputs.append(path)
     return inputs
 
 
