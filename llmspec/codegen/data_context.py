@@ -107,6 +107,7 @@ def data_context(
             return None
         return project_relative(path, spec_dir=spec_dir, project_dir=project_dir)
 
+    weights = [s.weight for s in data.sources]
     sources = [
         {
             "path": rel(s.path),
@@ -151,5 +152,5 @@ def data_context(
         "sft": sft,  # records with a prompt: no loss on it
         "pairs": pairs,  # preference records: sequences 2i (chosen) and 2i + 1 (rejected)
         # data.sources[].weight: the training stream mixes the sources by these token weights
-        "mixture": [s.weight for s in data.sources] if any(s.weight != 1.0 for s in data.sources) else None,
+        "mixture": weights if any(w != 1.0 for w in weights) else None,
     }
