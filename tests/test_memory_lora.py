@@ -3,9 +3,11 @@ FakeTensorMode + MemTracker (llmspec.verify.measure), base frozen as train.py fr
 
 Model states must be exact: weights of base and adapters, AdamW state for the adapters only,
 no gradient for a frozen weight. Activations: a frozen base keeps less than full training
-(`llmspec.graph.activations.frozen_block_delta`). Today's accuracy on these tiny models is
--3.6% to +6.8% of the measured peak (printed with -s); the issue asks for 2%, which this
-model does not reach yet: the bound below is the accuracy it has, not the target.
+(`llmspec.graph.activations.frozen_block_delta`: a frozen linear keeps nothing of its input, a
+frozen RMSNorm gain no fp32 product on CPU, a frozen o without adapter not the math path's
+attention output; each found by tracing what stays alive after the forward). Peak within 2%
+of the measurement, with and without LoRA dropout, gpt and llama, LoRA / P-tuning / prefix
+(printed with -s).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ CASES = {
     "gpt-qv": ("gpt", {"rank": 8, "targets": ["q", "v"]}),
     "gpt-all-dropout": ("gpt", {"rank": 8, "targets": ["q", "k", "v", "o", "up", "down"], "dropout": 0.1}),
     "llama-qv": ("llama", {"rank": 8, "targets": ["q", "v"]}),
+    "llama-qv-dropout": ("llama", {"rank": 8, "targets": ["q", "v", "down"], "dropout": 0.1}),
     "llama-all": ("llama", {"rank": 16, "targets": ["q", "k", "v", "o", "gate", "up", "down"]}),
     "gpt-p_tuning-mlp": ("gpt", {"p_tuning": {"tokens": 8, "encoder": "mlp"}}),
     "llama-p_tuning-lstm": ("llama", {"p_tuning": {"tokens": 8, "encoder": "lstm", "hidden": 32}}),
@@ -45,18 +48,9 @@ def lora_spec(family: str, lora: dict) -> Spec:
     return Spec.model_validate(f)
 
 
-KNOWN_OFF = {  # cases the model does not get within the bound yet (strict: a fix must drop them)
-    "gpt-prefix": "planned 4.47 MB, measured 2.75 MB: the GPT prefix-tuning step peaks lower "
-    "than modelled; not explained yet",
-}
-
-
 def _cases():
     for name in sorted(CASES):
-        marks = (
-            [pytest.mark.xfail(strict=True, reason=KNOWN_OFF[name])] if name in KNOWN_OFF else []
-        )
-        yield pytest.param(*CASES[name], id=name, marks=marks)
+        yield pytest.param(*CASES[name], id=name)
 
 
 @pytest.mark.parametrize("family, fields", _cases())
@@ -76,7 +70,7 @@ def test_lora_model_states_exact_and_activations_conservative(family, fields):
     print(
         f"{case}: planned {predicted.total:,} B, measured {measured.total:,} B ({ratio - 1:+.1%})"
     )
-    assert 0.95 <= ratio <= 1.08, ratio
+    assert 0.98 <= ratio <= 1.02, ratio  # the issue's 2 %
 
 
 def test_lora_with_dropout_on_every_linear_keeps_more_than_without():

@@ -76,12 +76,13 @@ def attention_saved(dims: ModelDims, e: int, recompute: str, kernels: str = "cud
     if recompute == "selective":
         return qkv_out
     saved = qkv_out
-    if dims.attention_dropout > 0 and kernels == "cpu":
+    if math_attention(dims, kernels):
         # math path, measured under FakeTensorMode: its output, 12 bytes per score
         # (softmax, dropout noise and dropped probabilities, fp32 whatever the
         # dtype) and 12 bytes per hidden unit (scaled Q, expanded K/V) per token;
-        # the unscaled Q, K, V are not kept
-        return e * h + 12 * a * s + 12 * h
+        # the unscaled Q, K, V are not kept. Prefix tuning's prefixes are keys too.
+        keys = s + (dims.finetune.prefix_tokens if dims.finetune is not None else 0)
+        return e * h + 12 * a * keys + 12 * h
     return saved + 4 * a
 
 
@@ -287,7 +288,20 @@ def frozen_block_delta(dims: ModelDims, e: int, recompute: str, kernels: str = "
             delta -= e * h
         if "down" not in kept and dims.activation == "gelu":
             delta -= e * ff  # GELU's output; ReLU's is kept by ReLU itself
+    if dims.norm == "rmsnorm" and kernels == "cpu":
+        # frozen gains: RMSNorm's CPU decomposition keeps its fp32 normalised product only for
+        # the gain's gradient (the fused CUDA kernel keeps input and rstd either way)
+        delta -= 2 * 4 * h
+    if math_attention(dims, kernels) and "o" not in kept:
+        # the math path's output is a tensor of its own (the o GEMM's input, not a view of
+        # what SDPA keeps): only o's GEMM keeps it, and a frozen o without an adapter does not
+        delta -= e * h
     return delta
+
+
+def math_attention(dims: ModelDims, kernels: str) -> bool:
+    """Attention through SDPA's math path: attention dropout on CPU (see attention_saved)."""
+    return dims.attention_dropout > 0 and kernels == "cpu"
 
 
 def frozen_head_delta(dims: ModelDims, e: int) -> float:

@@ -34,7 +34,7 @@ Pure arithmetic: per-model constants are cached; one call takes tens of µs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from llmspec.graph import activations as act
@@ -279,12 +279,14 @@ def estimate_memory(
     if len(layers) != p or sum(layers) != dims.n_layers:
         raise ValueError(f"stage_layers {layers} must have {p} entries summing to {dims.n_layers}")
     recompute = layout.activation_checkpointing
+    if dims.finetune is not None and dims.finetune.extra_tokens:
+        # P-tuning's virtual tokens run through every layer with the sequence: its rows are
+        # that much longer (attention scores included)
+        dims = replace(dims, seq_len=dims.seq_len + dims.finetune.extra_tokens)
     c = _constants(
         dims, precision, recompute, layout.tensor, bool(layout.sequence_parallel), kernels
     )
-    # P-tuning's virtual tokens run through every layer with the sequence
-    extra = dims.finetune.extra_tokens if dims.finetune is not None else 0
-    tokens = layout.micro_batch_size * (dims.seq_len + extra)
+    tokens = layout.micro_batch_size * dims.seq_len
     if dims.objective in ("reward", "dpo"):
         tokens *= 2  # a micro-batch of preference pairs: a chosen and a rejected row each
     micro_batches = max(1, layout.grad_accum_steps)
