@@ -111,10 +111,13 @@ def count_params(dims: ModelDims, tensor: int = 1) -> ParamCounts:
     per_layer = block_params(dims)
     embedding = embedding_params(dims, tensor)
     base = embedding + dims.n_layers * per_layer + head_params(dims, tensor)
+    # objective reward: a new scalar head (d_model weights, no bias), trained in every method
+    score_head = dims.d_model if dims.objective == "reward" else 0
     ft = dims.finetune
     if ft is None or not ft.frozen_base:
-        return ParamCounts(total=base, trainable=base, embedding=embedding, per_layer=per_layer)
-    adapters = adapter_params(dims, ft)
+        total = base + score_head
+        return ParamCounts(total=total, trainable=total, embedding=embedding, per_layer=per_layer)
+    adapters = adapter_params(dims, ft) + score_head
     return ParamCounts(
         total=base + adapters,
         trainable=adapters,

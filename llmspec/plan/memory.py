@@ -156,6 +156,9 @@ def _constants(
     if t > 1:  # the vocabulary-parallel softmax is this rank's slice; the rest is replicated
         head_act += -4 * dims.vocab_size + 4 * dims.vocab_size / t
     head_params += untied_head
+    if dims.objective == "reward":  # the reward model's scalar head: new, so it trains
+        head_params += h
+        head_trainable = h if head_trainable is not None else None
     return _ModelConstants(
         block_params=block_params,
         block_trainable=block_trainable,
