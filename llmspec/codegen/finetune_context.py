@@ -15,6 +15,7 @@ from pathlib import Path
 from llmspec.codegen.data_context import project_relative
 from llmspec.errors import UserError
 from llmspec.spec.hf_config import HfConfigError, export_problem, spec_from_hf
+from llmspec.spec.resolve import MAX_CONFIG_BYTES
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,12 @@ def _check_hf_base(spec, folder: Path) -> None:
     if not config_path.is_file():
         return
     try:
-        imported = spec_from_hf(json.loads(config_path.read_text()))
-    except (ValueError, HfConfigError) as exc:
+        with open(config_path, "rb") as f:  # bounded: a config.json is a few kB
+            config = json.loads(f.read(MAX_CONFIG_BYTES + 1))
+        if not isinstance(config, dict):
+            raise ValueError("not a JSON object")
+        imported = spec_from_hf(config)
+    except (OSError, ValueError, RecursionError, HfConfigError) as exc:
         raise UserError(f"finetune.base: {config_path}: {exc}") from None
     differ = [
         f"model.{name} = {getattr(spec.model, name)!r}, the base's {origin} = {value!r}"

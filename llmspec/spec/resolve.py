@@ -272,6 +272,9 @@ def _apply_preset(result: Resolution) -> None:
     located.data = {**located.data, "model": {**preset, **model}}
 
 
+MAX_CONFIG_BYTES = 4 * 2**20
+
+
 def _apply_hf_base(result: Resolution) -> None:
     """A fine-tune of a Hugging Face folder whose spec has no `model:` takes the architecture
     from the folder's config.json (the table `llmspec import hf` reads); each value points at
@@ -304,9 +307,15 @@ def _apply_hf_base(result: Resolution) -> None:
         )
         return
     try:
-        config = json.loads(config_path.read_bytes()[: 4 * 2**20])
+        with open(config_path, "rb") as f:  # bounded: a config.json is a few kB
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ValueError(f"larger than {MAX_CONFIG_BYTES} bytes: not a model config")
+        config = json.loads(raw)
+        if not isinstance(config, dict):
+            raise ValueError("not a JSON object")
         imported = spec_from_hf(config)
-    except (ValueError, HfConfigError) as exc:
+    except (OSError, ValueError, RecursionError, HfConfigError) as exc:
         problem(f"{config_path}: {exc}", "write the model: section by hand")
         return
     model = imported.model_dict()
