@@ -184,6 +184,22 @@ def test_a_base_that_is_not_the_spec_model_is_refused_clearly():
     shutil.rmtree(proj / "out", ignore_errors=True)
 
 
+def test_a_lora_fine_tune_as_base_is_refused_until_merged():
+    """Its adapters would be dropped or reused as the new run's adapters (and a DPO reference,
+    the policy with adapters off, would be the pretrained model): say to merge them first."""
+    folder = workspace()
+    fine_tuned(0)
+    overrides = lora_overrides(0)
+    overrides["finetune"]["base"] = {"path": "lora-zero0/out/checkpoints"}
+    proj = build(write_spec(folder, "lora-on-lora", **overrides), folder / "lora-on-lora")
+    result = launch(proj, "--data", sft_data(), "--out", str(proj / "out"), check=False)
+    assert result.returncode != 0
+    assert "is a LoRA fine-tune with unmerged adapters" in result.stderr, result.stderr[-2000:]
+    assert "export.py --format hf" in result.stderr
+    assert not (proj / "out" / "checkpoints").exists()
+    shutil.rmtree(proj / "out", ignore_errors=True)
+
+
 @pytest.mark.parametrize("zero_stage", [0, 3])
 def test_lora_export_merges_and_round_trips_through_transformers(zero_stage, tmp_path):
     """export.py folds the adapters into a plain GPT2LMHeadModel whose logits equal the

@@ -132,6 +132,15 @@ def load_base(model):
     """Copy the base's weights into `model`. Every base tensor must exist here with the same
     shape (the spec's model: section must be the base's); only adapters may be missing."""
     state = read_base_state()
+    # a LoRA fine-tune's checkpoint keeps its adapters apart from the weights they change:
+    # loading it as a base would drop them (or start new adapters from them, and a DPO
+    # reference with adapters off would be the pretrained model, not the fine-tune)
+    if any(name.rsplit(".", 1)[-1] in ("lora_a", "lora_b") for name in state):
+        raise SystemExit(
+            f"the base ({base_checkpoint_folder()}) is a LoRA fine-tune with unmerged adapters. "
+            "Run that project's `export.py --format hf DIR` (it merges them) and set finetune.base to "
+            "{path: DIR, format: hf}."
+        )
     params = dict(model.named_parameters())
     problems = [f"{n} is not in the base" for n in params if n not in state and not is_adapter(n)]
     for name, tensor in state.items():
