@@ -4,7 +4,11 @@ refused here, at load, with its position, so no build pretends to do what it can
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Iterator
+
+from pydantic import BaseModel
 
 from llmspec.spec.checks import Finding, check
 from llmspec.spec.posttrain import EvalSpec, FinetuneSpec, RlhfSpec, SweepSpec
@@ -108,6 +112,67 @@ def sft_reads_records(train: TrainSpec, data: DataSpec) -> Iterator[Finding]:
                 "point the source at .jsonl files (format: jsonl or auto), with prompt_field and "
                 "response_field naming the keys",
                 related=(("train", "objective"),),
+            )
+
+
+def _leaf_kind(path: str) -> str | None:
+    """ "int" | "float" | "other" for a dotted path naming a scalar field of the spec, else None.
+
+    The path walks the pydantic models by field name or alias, from Spec down; an optional
+    section (`X | None`) is walked as X."""
+    from llmspec.spec.schema import Spec
+
+    model: type[BaseModel] | None = Spec
+    annotation: object = None
+    for part in path.split("."):
+        if model is None:
+            return None
+        fields = {info.alias or name: info for name, info in model.model_fields.items()}
+        fields.update(model.model_fields)
+        if part not in fields:
+            return None
+        annotation = fields[part].annotation
+        model = None
+        for arg in (annotation, *typing.get_args(annotation)):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                model = arg
+    if model is not None:
+        return None  # a section, not a value
+    args = [a for a in (annotation, *typing.get_args(annotation)) if a is not type(None)]
+    if typing.get_origin(annotation) in (list, dict, tuple):
+        return None
+    if any(a is bool for a in args):
+        return "other"
+    if any(a is int for a in args) and not any(a is float for a in args):
+        return "int"
+    if any(a is float for a in args):
+        return "float"
+    if isinstance(annotation, types.UnionType) and not args:
+        return None
+    return "other"
+
+
+@check
+def sweep_params_name_fields(sweep: SweepSpec) -> Iterator[Finding]:
+    for key, dist in sweep.params.items():
+        kind = _leaf_kind(key)
+        if kind is None:
+            yield Finding(
+                ("sweep", "params", key),
+                f"{key} names no value of the spec",
+                "write a dotted path to a scalar field, e.g. train.optimizer.lr",
+            )
+        elif (dist.log_uniform or dist.uniform) is not None and kind != "float":
+            yield Finding(
+                ("sweep", "params", key),
+                f"{key} is not a real number, so it cannot be drawn from a continuous range",
+                "use int: [low, high] or choice: [...]",
+            )
+        elif dist.integer is not None and kind not in ("int", "float"):
+            yield Finding(
+                ("sweep", "params", key),
+                f"{key} is not a number",
+                "use choice: [...]",
             )
 
 
