@@ -12,7 +12,14 @@ from pydantic import BaseModel
 
 from llmspec.spec.checks import Finding, check
 from llmspec.spec.posttrain import EvalSpec, FinetuneSpec, RlhfSpec, SweepSpec
-from llmspec.spec.schema import RECORD_OBJECTIVES, DataSpec, ModelSpec, ParallelSpec, TrainSpec
+from llmspec.spec.schema import (
+    RECORD_OBJECTIVES,
+    DataSpec,
+    ModelSpec,
+    ParallelSpec,
+    Spec,
+    TrainSpec,
+)
 from llmspec.spec.source import dotted
 
 NOT_YET = "not-generated-yet"
@@ -120,8 +127,6 @@ def _leaf_kind(path: str) -> str | None:
 
     The path walks the pydantic models by field name or alias, from Spec down; an optional
     section (`X | None`) is walked as X."""
-    from llmspec.spec.schema import Spec
-
     model: type[BaseModel] | None = Spec
     annotation: object = None
     for part in path.split("."):
