@@ -2,7 +2,8 @@
 
 import pytest
 
-from llmspec.plan.ppo_memory import GIB, kv_cache_bytes, ppo_memory, total
+from llmspec.plan.ppo_memory import kv_cache_bytes, ppo_memory, total
+from llmspec.units import GIB
 
 PSI = 6.74e9
 

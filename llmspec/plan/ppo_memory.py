@@ -1,16 +1,13 @@
 """PPO (RLHF) per-GPU memory: one row per resident model and per phase.
 
-Formulas from ../shared/POSTTRAINING-NOTES.md section 3.4, after DeepSpeed-Chat
-``dschat/rlhf_engine.py`` (frozen models use ZeRO-3 only when the trained one does) and
-OpenRLHF ``get_ds_eval_config``; model-state bytes per the ZeRO paper (Rajbhandari et al. 2020,
+Resident models after DeepSpeed-Chat ``dschat/rlhf_engine.py`` (frozen models use ZeRO-3
+only when the trained one does) and OpenRLHF ``get_ds_eval_config``; model-state bytes per the ZeRO paper (Rajbhandari et al. 2020,
 section 3: 2 + 2 + K bytes per parameter, K = 12 for mixed-precision Adam).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-GIB = 1024**3
 
 
 def trained_states(n_params: float, zero_stage: int, dp: int, k: int = 12) -> float:
