@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmspec.codegen.context import provenance, template_context
-from llmspec.codegen.project import build_notes, render_project
+from llmspec.codegen.project import build_notes, render_file, render_project
+from llmspec.codegen.sweep_context import VARIANTS_DIR, Variant, sweep_context
 from llmspec.codegen.write import compare_project, write_project
-from llmspec.errors import UserError
+from llmspec.errors import SpecError, UserError
 from llmspec.plan import make_plan
 from llmspec.plan.pins import parse_layout_text
 from llmspec.plan.plan import Plan
-from llmspec.spec.load import load_located
+from llmspec.spec.load import LoadedSpec, load_located, with_overrides
+from llmspec.spec.sweep_space import structural_variants
 
 
 @dataclass
@@ -58,6 +60,67 @@ def fitting_plan(spec, layout: str | None = None) -> Plan:
     return plan
 
 
+DATA_SCRIPT = "prepare_data.py"
+
+
+def variant_reason(plan: Plan) -> str:
+    """Why a planned variant cannot run, in the planner's words: its closest layout, the memory
+    line that says by how much it overflows, and the planner's first fix."""
+    lines = plan.explanation
+    said = [line for line in lines if line.startswith("closest layout") or "OOM by" in line]
+    fixes = [line for line in lines if line.startswith("fix:")]
+    return "; ".join(said + fixes[:1]) or "; ".join(lines[-2:])
+
+
+def sweep_variants(
+    loaded: LoadedSpec, base_plan: Plan, prov, layout: str | None, *, spec_dir: Path, out: Path
+) -> tuple[list[Variant], dict[str, str]]:
+    """Plan every structural variant of the spec's sweep with the real planner and render a
+    project for each that fits (under `sweep/variants/<id>/`). Returns the variants and the
+    files of their projects, keyed by path inside the sweep's project. A variant whose
+    overrides make the spec invalid, or whose plan does not fit, gets no project; its reason
+    is the spec check's or the planner's. Without structural parameters the one variant is
+    the sweep's own project."""
+    combos = structural_variants(loaded.spec.sweep)
+    base_context = template_context(
+        loaded.spec, base_plan, prov, spec_dir=spec_dir, project_dir=out, sweep=None
+    )
+    base_data = render_file(base_context, prov.header, DATA_SCRIPT)
+    if combos == [{}]:
+        peak, capacity = base_plan.memory.total, base_plan.capacity_bytes
+        return [Variant("base", {}, True, None, peak, capacity, ".", ".")], {}
+    width = len(str(len(combos) - 1))
+    variants, files = [], {}
+    for i, overrides in enumerate(combos):
+        vid = f"v{i:0{width}d}"
+        try:
+            vspec = with_overrides(loaded, overrides).spec
+        except SpecError as exc:
+            reason = "; ".join(p.message for p in exc.problems)
+            variants.append(Variant(vid, overrides, False, reason))
+            continue
+        vplan = plan_spec(vspec, layout)
+        peak, capacity = vplan.memory.total, vplan.capacity_bytes
+        if not vplan.fits:
+            variants.append(Variant(vid, overrides, False, variant_reason(vplan), peak, capacity))
+            continue
+        folder = f"{VARIANTS_DIR}/{vid}"
+        context = template_context(
+            vspec,
+            vplan,
+            prov,
+            spec_dir=spec_dir,
+            project_dir=out / folder,
+            sweep=sweep_context(vspec, None, driver=False),
+        )
+        rendered = render_project(context, prov.header)
+        files.update({f"{folder}/{rel}": text for rel, text in rendered.items()})
+        # trials share the sweep's prepared data unless the variant prepares other data
+        data = "." if rendered.get(DATA_SCRIPT) == base_data else folder
+        variants.append(Variant(vid, overrides, True, None, peak, capacity, folder, data))
+    return variants, files
+
+
 def build_project(
     spec_path: str | Path,
     out_dir: str | Path | None = None,
@@ -74,8 +137,21 @@ def build_project(
     out = Path(out_dir) if out_dir is not None else Path("generated") / spec.name
     plan = fitting_plan(spec, layout)
     prov = provenance(spec_path, out, layout_args=layout, sources=loaded.files)
-    context = template_context(spec, plan, prov, spec_dir=spec_path.parent, project_dir=out)
+    variants, variant_files = [], {}
+    if spec.sweep is not None:
+        variants, variant_files = sweep_variants(
+            loaded, plan, prov, layout, spec_dir=spec_path.parent, out=out
+        )
+    context = template_context(
+        spec,
+        plan,
+        prov,
+        spec_dir=spec_path.parent,
+        project_dir=out,
+        sweep=sweep_context(spec, variants, driver=True),
+    )
     files = render_project(context, prov.header)
+    files = dict(sorted({**files, **variant_files}.items()))
     result = BuildResult(out_dir=out, plan=plan, files=files, regenerate=prov.regenerate)
     result.notes.extend(build_notes(spec, plan.layout))
     if check:

@@ -492,6 +492,22 @@ CASES = [
         "use int: [low, high] or choice",
     ),
     Bad(
+        "sweep-structural-range",
+        "sweep:\n  params:\n    model.dropout: {uniform: [0.0, 0.2]}\n",
+        (3, 20),
+        "sweep.params.model.dropout",
+        "model.dropout changes the plan or the generated project, so every value is planned",
+        "use choice: [...] (or int: [low, high]); continuous ranges are for train.optimizer.lr",
+    ),
+    Bad(
+        "sweep-too-many-variants",
+        "sweep:\n  params:\n    model.d_model: {int: [64, 1024]}\n",
+        (3, 5),
+        "sweep.params",
+        "the structural parameters make 961 variants, more than the 64 a build plans",
+        "fewer values per structural parameter",
+    ),
+    Bad(
         "yaml-11-octal",
         "model:\n  n_layers: 010\n",
         (2, 13),

@@ -20,6 +20,7 @@ from llmspec.codegen.eval_context import eval_context
 from llmspec.codegen.export_context import export_context
 from llmspec.codegen.finetune_context import finetune_context
 from llmspec.codegen.model_context import model_context
+from llmspec.codegen.sweep_context import SweepContext
 from llmspec.plan.plan import Plan, sig
 from llmspec.spec.posttrain import RlhfSpec
 from llmspec.text import escape_unprintable
@@ -98,7 +99,13 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def template_context(
-    spec, plan: Plan, prov: Provenance, *, spec_dir: Path, project_dir: Path
+    spec,
+    plan: Plan,
+    prov: Provenance,
+    *,
+    spec_dir: Path,
+    project_dir: Path,
+    sweep: SweepContext | None = None,
 ) -> dict:
     """The variables every template renders with (see the conventions in DESIGN.md).
 
@@ -106,7 +113,8 @@ def template_context(
     and the README quotes. `data` holds the spec's data paths rewritten relative to the
     project folder; `model` everything model.py's templates place
     (`llmspec.codegen.model_context`); `export` what export.py places
-    (`llmspec.codegen.export_context`).
+    (`llmspec.codegen.export_context`); `sweep` what sweep.py and a sweep's trials place
+    (`llmspec.codegen.sweep_context`; None without a `sweep:` section).
     """
     layout = plan.layout
     plan_json = plan.to_dict()
@@ -136,6 +144,7 @@ def template_context(
         "llmspec_version": __version__,
         "on_cpu": spec.cluster.gpu_name == "cpu",
         "settings": train_settings(spec, plan),
+        "sweep": sweep,
         "ds_config": build_ds_config(
             layout=layout, train=spec.train, on_cpu=spec.cluster.gpu_name == "cpu"
         ),
@@ -206,6 +215,20 @@ def train_settings(spec, plan: Plan) -> list[Setting]:
         ),
         Setting("seed", train.seed, "spec: train.seed"),
     ]
+    if spec.sweep is not None:
+        # a sweep's trials replace these with `--set PATH=VALUE` (ds_config.json holds them too)
+        settings += [
+            Setting("learning_rate", train.optimizer.lr, "spec: train.optimizer.lr"),
+            Setting(
+                "weight_decay", train.optimizer.weight_decay, "spec: train.optimizer.weight_decay"
+            ),
+            Setting("adam_eps", train.optimizer.eps, "spec: train.optimizer.eps"),
+            Setting(
+                "warmup_steps", train.schedule.warmup_steps, "spec: train.schedule.warmup_steps"
+            ),
+            Setting("min_lr", train.schedule.min_lr, "spec: train.schedule.min_lr"),
+            Setting("grad_clip", train.grad_clip, "spec: train.grad_clip"),
+        ]
     if train.objective == "masked_lm":
         settings += [
             Setting("mask_prob", train.mask_prob, "spec: train.mask_prob"),

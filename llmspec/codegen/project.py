@@ -51,6 +51,13 @@ def render_project(context: dict, header: str) -> dict[str, str]:
     return files
 
 
+def render_file(context: dict, header: str, rel: str) -> str | None:
+    """One project file (`rel`, e.g. prepare_data.py) as `render_project` emits it; None when
+    it renders empty."""
+    text = environment().get_template(f"{rel}.j2").render(**context)
+    return finish_file(rel, text, header) if text.strip() else None
+
+
 def finish_file(path: str, text: str, header: str) -> str:
     """Normalise one rendered file: header, format, LF endings, one trailing newline."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")

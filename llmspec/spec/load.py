@@ -8,6 +8,8 @@ steps are reported together; nothing else escapes for any input.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from llmspec.spec.diagnostics import validation_problems
 from llmspec.spec.resolve import Resolution, resolve_file, resolve_text
 from llmspec.spec.schema import Spec
 from llmspec.spec.source import Located
+from llmspec.spec.sweep_space import set_dotted
 
 SECTIONS = (
     "model",
@@ -63,6 +66,16 @@ def load_spec_text(
 ) -> Spec:
     """As load_spec for YAML text in memory (`extends` is relative to the working directory)."""
     return _finish(resolve_text(text, name, env)).spec
+
+
+def with_overrides(loaded: LoadedSpec, overrides: Mapping[str, object]) -> LoadedSpec:
+    """`loaded` with dotted paths set to new values (a sweep variant), validated and checked
+    as a file that said so would be; raises SpecError. Problems point at the original file."""
+    data = copy.deepcopy(loaded.source.data)
+    for path, value in overrides.items():
+        set_dotted(data, path, value)
+    located = dataclasses.replace(loaded.source, data=data)
+    return _finish(Resolution(located, files=list(loaded.files)))
 
 
 def _finish(resolution: Resolution) -> LoadedSpec:

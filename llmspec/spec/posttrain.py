@@ -265,7 +265,13 @@ class SweepSpec(_Section):
         "minimize", description="Optimisation sense."
     )
     pruner: Literal["none", "median", "hyperband"] = Field("median", description="Early stopping.")
-    seed: int = Field(0, ge=0, lt=SEED_LIMIT, description="Sampler seed.")
+    pruner_startup_trials: _upto(MAX_TRIALS) = Field(
+        3, description="Trials that finish before the pruner may stop one (median)."
+    )
+    pruner_warmup_steps: int = Field(
+        0, ge=0, le=MAX_STEPS, description="Steps of a trial before the pruner may stop it."
+    )
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT, description="Sampler seed (TPE).")
     params: dict[str, Distribution] = Field(
         ..., min_length=1, description="Dotted spec paths → distributions."
     )

@@ -1,0 +1,112 @@
+"""sweep.py, the generated hyper-parameter sweep (contract 5, `sweep:`), run for real.
+
+Structural values (here model.d_model) are planned at build time by the real planner: a
+variant that cannot fit has no project, and every trial that draws it is recorded infeasible
+with the planner's reason, launching nothing. Runtime values (the learning rate, warm-up) go
+to the variant's own launch.sh as `--set`; trials train 2 DeepSpeed processes on CPU on the
+shared prepared data of the training tests, and a pruned trial stops on its STOP file.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from train_harness import build, cpu_env, workspace, write_spec
+
+from llmspec.pipeline import plan_spec, variant_reason
+from llmspec.spec.load import load_located, with_overrides
+
+# d_model 64 (the base) plans at 0.005 GiB + 0.01 GiB runtime overhead: it fits 0.02 GiB per
+# process; d_model 512 and 1024 do not.
+CLUSTER = {"gpu": {"name": "cpu", "memory_gib": 0.02}, "nodes": 1, "gpus_per_node": 2}
+TRAIN = {
+    "steps": 8,
+    "log_interval": 1,
+    "eval_interval": 2,
+    "eval_batches": 2,
+    "checkpoint_interval": 8,
+}
+
+
+def sweep_spec(name: str, d_models: list[int], trials: int, **sweep) -> Path:
+    params = {
+        "train.optimizer.lr": {"log_uniform": [1.0e-5, 3.0e-2]},
+        "train.schedule.warmup_steps": {"int": [0, 4]},
+        "model.d_model": {"choice": d_models},
+    }
+    return write_spec(
+        workspace(),
+        name,
+        cluster=CLUSTER,
+        train=TRAIN,
+        sweep={"trials": trials, "seed": 0, "params": params, **sweep},
+    )
+
+
+def variants_of(project: Path) -> list[dict]:
+    """sweep.py's VARIANTS table, read as the literal it is."""
+    tree = ast.parse((project / "sweep.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "VARIANTS":
+            return ast.literal_eval(node.value)
+    raise AssertionError("sweep.py has no VARIANTS")
+
+
+def run_sweep(project: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "sweep.py", "--data", str(workspace() / "data"), *args],
+        cwd=project,
+        env=cpu_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return result
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_infeasible_variants_are_marked_with_the_planners_reason_and_never_launched():
+    spec_path = sweep_spec("sweep-infeasible", [64, 512, 1024], trials=6)
+    project = build(spec_path, workspace() / "sweep-infeasible")
+    table = variants_of(project)
+    assert [v["overrides"] for v in table] == [{"model.d_model": d} for d in (64, 512, 1024)]
+    loaded = load_located(spec_path)
+    for v in table:
+        plan = plan_spec(with_overrides(loaded, v["overrides"]).spec)
+        assert v["fits"] == plan.fits
+        assert v["reason"] == (None if plan.fits else variant_reason(plan))
+    assert [v["fits"] for v in table] == [True, False, False]
+    assert all("OOM by" in v["reason"] for v in table[1:])
+    # a project for the variant that fits (its model is d_model 64), none for the others
+    assert (project / "sweep/variants/v0/model.py").read_text().count(
+        "D_MODEL = 64  # model.d_model"
+    ) == 1
+    assert not (project / "sweep/variants/v1").exists()
+    assert not (project / "sweep/variants/v2").exists()
+
+
+def test_a_space_that_cannot_fit_runs_no_trial():
+    """Every structural value overflows: all trials are infeasible, with the table's reason, and
+    not one trial folder (nor a launch) exists."""
+    project = build(
+        sweep_spec("sweep-none-fit", [512, 1024], trials=4), workspace() / "sweep-none-fit"
+    )
+    reasons = {v["id"]: v["reason"] for v in variants_of(project)}
+    out = project / "out"
+    run_sweep(project, "--out", str(out), timeout=120)
+    rows = read_jsonl(out / "sweep/trials.jsonl")
+    assert [r["number"] for r in rows] == [0, 1, 2, 3]
+    for r in rows:
+        assert r["state"] == "infeasible"
+        assert r["reason"] == reasons[r["variant"]]
+        assert r["value"] is None
+    assert not list((out / "sweep").glob("trial-*"))
+    assert not (out / "sweep/best.json").exists()
