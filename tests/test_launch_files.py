@@ -140,6 +140,7 @@ def render_files(spec: Spec, plan: Plan | None = None) -> dict[str, str]:
         "llmspec_version": "0.1.0",
         "on_cpu": spec.cluster.gpu_name == "cpu",
         "provenance": Provenance("specs/x.yaml", "0" * 64, "llmspec build specs/x.yaml"),
+        "sweep": None,  # launch.sh reads a sweep trial's --data (codegen.sweep_context)
     }
     files = {}
     for name in LAUNCH_FILES:

@@ -13,8 +13,10 @@ import ast
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from train_harness import build, cpu_env, workspace, write_spec
 
 from llmspec.pipeline import plan_spec, variant_reason
@@ -24,11 +26,11 @@ from llmspec.spec.load import load_located, with_overrides
 # process; d_model 512 and 1024 do not.
 CLUSTER = {"gpu": {"name": "cpu", "memory_gib": 0.02}, "nodes": 1, "gpus_per_node": 2}
 TRAIN = {
-    "steps": 8,
+    "steps": 40,
     "log_interval": 1,
-    "eval_interval": 2,
+    "eval_interval": 4,
     "eval_batches": 2,
-    "checkpoint_interval": 8,
+    "checkpoint_interval": 40,
 }
 
 
@@ -110,3 +112,48 @@ def test_a_space_that_cannot_fit_runs_no_trial():
         assert r["value"] is None
     assert not list((out / "sweep").glob("trial-*"))
     assert not (out / "sweep/best.json").exists()
+
+
+@pytest.fixture(scope="module")
+def real_sweep():
+    """The issue's figure: 8 trials over d_model {32, 64, 512} (512 cannot fit), lr and
+    warm-up, median pruner after the first complete trial."""
+    spec_path = sweep_spec(
+        "sweep-real", [32, 64, 512], trials=8, pruner_startup_trials=1, pruner_warmup_steps=0
+    )
+    project = build(spec_path, workspace() / "sweep-real")
+    out = project / "out"
+    start = time.perf_counter()
+    run_sweep(project, "--out", str(out))
+    return project, out, time.perf_counter() - start
+
+
+def test_real_sweep_values_are_the_trials_own_metrics(real_sweep):
+    project, out, seconds = real_sweep
+    rows = read_jsonl(out / "sweep/trials.jsonl")
+    states = [r["state"] for r in rows]
+    print(f"8 trials in {seconds:.0f} s: {states}")
+    assert len(rows) == 8 and set(states) <= {"complete", "pruned", "infeasible"}
+    assert "complete" in states and "pruned" in states
+    stopped_early = []
+    for r in rows:
+        trial_dir = out / "sweep" / f"trial-{r['number']:03d}"
+        if r["state"] == "infeasible":
+            assert r["variant"] == "v2" and not trial_dir.exists()
+            continue
+        metrics = read_jsonl(trial_dir / "metrics.jsonl")
+        evals = [m for m in metrics if "val_loss" in m]
+        assert r["value"] == evals[-1]["val_loss"]  # exactly: the number train.py wrote
+        assert r["last_step"] == evals[-1]["step"]
+        # the trial's own learning rate reached the optimizer (--set → ds_config)
+        peak = max(m["lr"] for m in metrics)
+        assert 0.3 * r["params"]["train.optimizer.lr"] < peak <= r["params"]["train.optimizer.lr"]
+        if r["state"] == "pruned":
+            assert (trial_dir / "STOP").exists()
+            stopped_early.append(metrics[-1]["step"] < TRAIN["steps"])
+        else:
+            assert metrics[-1]["step"] == TRAIN["steps"] and not (trial_dir / "STOP").exists()
+    assert any(stopped_early)  # STOP ends a pruned trial's training before its last step
+    best = json.loads((out / "sweep/best.json").read_text())
+    complete = [r for r in rows if r["state"] == "complete"]
+    assert best["number"] == min(complete, key=lambda r: r["value"])["number"]

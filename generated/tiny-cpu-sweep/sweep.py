@@ -165,12 +165,12 @@ def run_trial(trial, variant, values):
         while True:
             finished = process.poll() is not None
             records, offset = read_new(metrics_path, offset)
-            for record in records:
-                if metric not in record or pruned:
+            for record in records:  # also those a pruned trial writes before it sees STOP
+                if metric not in record:
                     continue
                 value = record[metric]
                 trial.report(value, record["step"])
-                if trial.should_prune():
+                if not pruned and trial.should_prune():
                     pruned = True
                     with open(os.path.join(trial_dir, "STOP"), "w") as f:
                         f.write(f"pruned by sweep.py at step {record['step']}\n")

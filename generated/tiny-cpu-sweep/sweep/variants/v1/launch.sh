@@ -17,7 +17,7 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 
 PYTHON="${PYTHON:-python3}"
 # train.py reads --data DIR, else OUT/data (--out OUT, default out): prepare that one if missing
-out_dir=out data_dir= prev=
+out_dir=out data_dir='' prev=''
 for arg in "$@"; do
   case "$prev" in --out) out_dir=$arg ;; --data) data_dir=$arg ;; esac
   case "$arg" in --out=*) out_dir=${arg#--out=} ;; --data=*) data_dir=${arg#--data=} ;; esac
