@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -69,6 +71,19 @@ def run_sweep(project: Path, *args: str, timeout: int = 600) -> subprocess.Compl
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that contain `text`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if proc.name.isdigit() and text in cmdline:
+            found.append(cmdline)
+    return found
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -157,3 +172,56 @@ def test_real_sweep_values_are_the_trials_own_metrics(real_sweep):
     best = json.loads((out / "sweep/best.json").read_text())
     complete = [r for r in rows if r["state"] == "complete"]
     assert best["number"] == min(complete, key=lambda r: r["value"])["number"]
+
+
+def test_a_killed_sweep_resumes_without_running_a_trial_twice():
+    """SIGKILL the driver's process group (the driver and the trial it runs) in the middle of
+    a trial, run sweep.py again: the study completes, the interrupted trial is run again once
+    with its values, and no finished trial is launched again (its folder is untouched)."""
+    project = build(
+        sweep_spec("sweep-kill", [32, 64], trials=3, pruner="none"), workspace() / "sweep-kill"
+    )
+    out = project / "out"
+    sweep_dir = out / "sweep"
+    command = [sys.executable, "sweep.py", "--data", str(workspace() / "data"), "--out", str(out)]
+    with subprocess.Popen(
+        command,
+        cwd=project,
+        env=cpu_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    ) as driver:
+        deadline = time.monotonic() + 300
+        # wait until trial 0 finished and trial 1 has trained a few steps
+        while not (sweep_dir / "trial-001/metrics.jsonl").exists() or (
+            len((sweep_dir / "trial-001/metrics.jsonl").read_text().splitlines()) < 3
+        ):
+            assert driver.poll() is None and time.monotonic() < deadline, "no trial 1 to kill"
+            time.sleep(0.2)
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    time.sleep(1)  # the group's last processes go
+    before = read_jsonl(sweep_dir / "trials.jsonl")
+    assert [(r["number"], r["state"]) for r in before] == [(0, "complete")]
+    finished = {
+        p.name: p.read_bytes()
+        for p in (sweep_dir / "trial-000").iterdir()
+        if p.is_file()  # metrics.jsonl, launch.log: a second run would rewrite them
+    }
+    assert not processes_mentioning(str(sweep_dir / "trial-001")), "a killed trial survived"
+
+    run_sweep(project, "--out", str(out))
+    rows = read_jsonl(sweep_dir / "trials.jsonl")
+    by_number = {r["number"]: r for r in rows}
+    assert by_number[1]["state"] == "interrupted"
+    killed_params = by_number[1]["params"]
+    retry = by_number[2]
+    assert retry["params"] == killed_params and retry["state"] == "complete"
+    done = [r for r in rows if r["state"] != "interrupted"]
+    assert len(done) == 3 and all(r["state"] == "complete" for r in done)
+    assert [r["number"] for r in rows] == [0, 1, 2, 3]
+    for name, content in finished.items():
+        assert (sweep_dir / "trial-000" / name).read_bytes() == content, name
+    # each launched trial has one folder, the retry its own
+    assert sorted(p.name for p in sweep_dir.glob("trial-*")) == [f"trial-{n:03d}" for n in range(4)]
