@@ -10,6 +10,7 @@ from one to the next. The CLI calls it; tests call it as the CLI would.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,12 +18,12 @@ from llmspec.codegen.context import provenance, template_context
 from llmspec.codegen.project import build_notes, render_file, render_project
 from llmspec.codegen.sweep_context import VARIANTS_DIR, Variant, sweep_context
 from llmspec.codegen.write import compare_project, write_project
-from llmspec.errors import SpecError, UserError
+from llmspec.errors import Problem, SpecError, UserError
 from llmspec.plan import make_plan
 from llmspec.plan.pins import parse_layout_text
 from llmspec.plan.plan import Plan
 from llmspec.spec.load import LoadedSpec, load_located, with_overrides
-from llmspec.spec.sweep_space import structural_variants
+from llmspec.spec.sweep_space import runtime_params, structural_variants
 
 
 @dataclass
@@ -72,6 +73,49 @@ def variant_reason(plan: Plan) -> str:
     return "; ".join(said + fixes[:1]) or "; ".join(lines[-2:])
 
 
+def sweep_value_error(loaded: LoadedSpec, overrides: dict, exc: SpecError) -> SpecError:
+    """A sweep value the spec cannot hold, located at the sweep parameter that gives it (the
+    one the problem names, else the first)."""
+    problems = []
+    for p in exc.problems:
+        path = p.field if p.field in overrides else next(iter(overrides))
+        pos = loaded.source.pos_for(("sweep", "params", path))
+        problems.append(
+            Problem(
+                f"sweep value {path} = {overrides[path]!r}: {p.message}",
+                field=f"sweep.params.{path}",
+                file=pos.file,
+                line=pos.line,
+                col=pos.col,
+                hint=p.hint,
+                code=p.code,
+            )
+        )
+    return SpecError(problems)
+
+
+def check_runtime_values(loaded: LoadedSpec) -> None:
+    """Every corner of the runtime parameters' box (each one's lowest or highest value) passes
+    the spec's own checks, so sweep.py never hands a trial values the spec could not hold
+    (a warm-up longer than the run, a learning rate below min_lr). Raises SpecError located at
+    the sweep parameter that the failed check names."""
+    params = runtime_params(loaded.spec.sweep)
+    ends = []
+    for dist in params.values():
+        values = (
+            dist.choice
+            if dist.choice is not None
+            else (dist.log_uniform or dist.uniform or dist.integer)
+        )
+        ends.append(sorted({min(values), max(values)}))
+    for corner in itertools.product(*ends):
+        overrides = dict(zip(params, corner, strict=True))
+        try:
+            with_overrides(loaded, overrides)
+        except SpecError as exc:
+            raise sweep_value_error(loaded, overrides, exc) from None
+
+
 def sweep_variants(
     loaded: LoadedSpec, base_plan: Plan, prov, layout: str | None, *, spec_dir: Path, out: Path
 ) -> tuple[list[Variant], dict[str, str]]:
@@ -81,6 +125,7 @@ def sweep_variants(
     overrides make the spec invalid, or whose plan does not fit, gets no project; its reason
     is the spec check's or the planner's. Without structural parameters the one variant is
     the sweep's own project."""
+    check_runtime_values(loaded)
     combos = structural_variants(loaded.spec.sweep)
     base_context = template_context(
         loaded.spec, base_plan, prov, spec_dir=spec_dir, project_dir=out, sweep=None
@@ -96,6 +141,9 @@ def sweep_variants(
         try:
             vspec = with_overrides(loaded, overrides).spec
         except SpecError as exc:
+            if any(p.code != "cross-field" for p in exc.problems):  # not a value of that field
+                raise sweep_value_error(loaded, overrides, exc) from None
+            # valid values that do not go together (e.g. a micro-batch the batch cannot split)
             reason = "; ".join(p.message for p in exc.problems)
             variants.append(Variant(vid, overrides, False, reason))
             continue

@@ -9,6 +9,7 @@ shared prepared data of the training tests, and a pruned trial stops on its STOP
 
 from __future__ import annotations
 
+import argparse
 import ast
 import json
 import os
@@ -21,6 +22,8 @@ from pathlib import Path
 import pytest
 from train_harness import build, cpu_env, workspace, write_spec
 
+from llmspec.codegen.ds_config import build_ds_config
+from llmspec.errors import SpecError
 from llmspec.pipeline import plan_spec, variant_reason
 from llmspec.spec.load import load_located, with_overrides
 
@@ -33,6 +36,7 @@ TRAIN = {
     "eval_interval": 4,
     "eval_batches": 2,
     "checkpoint_interval": 40,
+    "schedule": {"name": "cosine", "warmup_steps": 3, "min_lr": 1.0e-6},  # below every lr drawn
 }
 
 
@@ -225,3 +229,91 @@ def test_a_killed_sweep_resumes_without_running_a_trial_twice():
         assert (sweep_dir / "trial-000" / name).read_bytes() == content, name
     # each launched trial has one folder, the retry its own
     assert sorted(p.name for p in sweep_dir.glob("trial-*")) == [f"trial-{n:03d}" for n in range(4)]
+
+
+def test_a_runtime_range_the_spec_cannot_hold_is_a_located_error():
+    spec_path = sweep_spec("sweep-bad-warmup", [64], trials=2)
+    text = spec_path.read_text().replace("- 4\n", "- 400\n")  # warmup_steps {int: [0, 400]}
+    spec_path.write_text(text)
+    with pytest.raises(SpecError) as caught:
+        build(spec_path, workspace() / "sweep-bad-warmup")
+    (problem,) = caught.value.problems
+    assert problem.field == "sweep.params.train.schedule.warmup_steps"
+    # at the parameter's distribution: the block under its key
+    assert problem.line == 2 + text.splitlines().index("    train.schedule.warmup_steps:")
+    assert "= 400 exceeds the run's 40 steps" in problem.message
+
+
+def test_a_layout_the_batch_cannot_split_is_infeasible_with_the_checks_reason():
+    spec_path = write_spec(
+        workspace(),
+        "sweep-micro",
+        cluster=CLUSTER,
+        sweep={"trials": 2, "params": {"train.micro_batch_size": {"choice": [4, 16]}}},
+    )
+    table = variants_of(build(spec_path, workspace() / "sweep-micro"))
+    assert [v["fits"] for v in table] == [True, False]
+    assert table[1]["reason"] == (
+        "train.global_batch_size = 8 is not a multiple of micro_batch_size = 16 × data = 2 = 32 "
+        "(global = micro × accumulation steps × data)"
+    )
+
+
+def trial_ds_config(project: Path, sets: list[str]) -> dict:
+    """What the generated train.py hands deepspeed.initialize for `--set` values: its settings
+    block and its sweep block, run on their own."""
+    lines = (project / "train.py").read_text().splitlines()
+    settings = next(i for i, line in enumerate(lines) if line.startswith("# settings:"))
+    start = next(i for i, line in enumerate(lines) if line.startswith("# sweep: sweep.py runs"))
+    end = next(i for i, line in enumerate(lines) if line.startswith("stop_file = "))
+    block = "\n".join(
+        lines[settings : lines.index("tokens_per_step = global_batch_size * seq_len")]
+    )
+    block += "\n" + "\n".join(lines[start:end])
+    namespace = {
+        "args": argparse.Namespace(set=sets),
+        "here": str(project),
+        "os": os,
+        "json": json,
+    }
+    exec(compile(block, "train.py", "exec"), namespace)
+    return namespace["ds_config"]
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "constant"])
+def test_set_gives_the_ds_config_a_build_of_those_values_writes(schedule):
+    """train.py --set must equal building the spec with the values written in (no drift
+    between codegen.ds_config and the trial's own update of ds_config.json)."""
+    params = {
+        "train.optimizer.lr": {"log_uniform": [1.0e-4, 1.0e-2]},
+        "train.optimizer.weight_decay": {"uniform": [0.0, 0.2]},
+        "train.optimizer.eps": {"log_uniform": [1.0e-9, 1.0e-6]},
+        "train.schedule.warmup_steps": {"int": [0, 6]},
+        "train.schedule.min_lr": {"log_uniform": [1.0e-6, 1.0e-5]},
+        "train.grad_clip": {"uniform": [0.5, 2.0]},
+    }
+    spec_path = write_spec(
+        workspace(),
+        f"sweep-set-{schedule}",
+        train={"schedule": {"name": schedule, "warmup_steps": 3, "min_lr": 1.0e-6}},
+        sweep={"trials": 2, "params": params},
+    )
+    project = build(spec_path, workspace() / f"sweep-set-{schedule}")
+    loaded = load_located(spec_path)
+    for warmup in (0, 5):
+        values = {
+            "train.optimizer.lr": 0.0042,
+            "train.optimizer.weight_decay": 0.03,
+            "train.optimizer.eps": 1.0e-7,
+            "train.schedule.warmup_steps": warmup,
+            "train.schedule.min_lr": 2.0e-6,
+            "train.grad_clip": 0.7,
+        }
+        got = trial_ds_config(project, [f"{k}={v}" for k, v in values.items()])
+        spec = with_overrides(loaded, values).spec
+        want = build_ds_config(layout=plan_spec(spec).layout, train=spec.train, on_cpu=True)
+        got.pop("_generated_by")
+        assert got == want
+        assert got != build_ds_config(
+            layout=plan_spec(loaded.spec).layout, train=loaded.spec.train, on_cpu=True
+        )
