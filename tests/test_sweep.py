@@ -176,6 +176,11 @@ def test_real_sweep_values_are_the_trials_own_metrics(real_sweep):
     best = json.loads((out / "sweep/best.json").read_text())
     complete = [r for r in rows if r["state"] == "complete"]
     assert best["number"] == min(complete, key=lambda r: r["value"])["number"]
+    assert (out / "sweep/objective.png").read_bytes()[:4] == b"\x89PNG"
+    if len(complete) >= 2:
+        importances = json.loads((out / "sweep/importances.json").read_text())
+        assert set(importances) == set(rows[0]["params"])
+        assert (out / "sweep/importances.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_killed_sweep_resumes_without_running_a_trial_twice():

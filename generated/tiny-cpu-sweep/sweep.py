@@ -14,7 +14,9 @@ each val_loss to Optuna and, when the pruner says so, writes the trial's OUT/STO
 which train.py stops (the training code never imports Optuna).
 Writes OUT/sweep/: study.log (the Optuna journal; a killed sweep resumes from it, and a trial
 it left running is marked interrupted and run again with the same values), trials.jsonl (one
-line per trial), best.json and trial-NNN/ (each trial's own out/ folder).
+line per trial), best.json, trial-NNN/ (each trial's own out/ folder), objective.png (the
+metric per trial) and, once two trials completed, importances.json / importances.png (Optuna's
+fANOVA parameter importances).
 """
 
 import argparse
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import time
 
+import matplotlib
 import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
@@ -242,6 +245,7 @@ def row(t):
         "last_step": steps[-1] if steps else None,
         "reason": reason,
         "out": t.user_attrs.get("out"),
+        "seconds": t.user_attrs.get("seconds"),  # launch to exit, data preparation included
     }
 
 
@@ -261,6 +265,40 @@ def write_json_lines(path, records):
     with open(path + ".tmp", "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)
     os.replace(path + ".tmp", path)
+
+
+def plot(study, rows):
+    """objective.png: the metric of every trial that ran (pruned ones at their last report);
+    importances.json/.png once two trials completed."""
+    matplotlib.use("Agg")  # files only, no display
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for state, marker in (("complete", "o"), ("pruned", "x")):
+        shown = [r for r in rows if r["state"] == state and r["value"] is not None]
+        ax.scatter(
+            [r["number"] for r in shown], [r["value"] for r in shown], marker=marker, label=state
+        )
+    for r in rows:
+        if r["state"] == "infeasible":
+            ax.axvline(r["number"], color="0.85", zorder=0)  # never launched
+    ax.set(
+        xlabel="trial (grey: infeasible, not launched)",
+        ylabel=metric,
+        title=f"{run_name}: {metric} per trial",
+    )
+    ax.legend()
+    fig.savefig(os.path.join(sweep_dir, "objective.png"), dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    if sum(r["state"] == "complete" for r in rows) < 2:
+        return
+    importances = optuna.importance.get_param_importances(study)
+    write_json_lines(os.path.join(sweep_dir, "importances.json"), [importances])
+    fig, ax = plt.subplots(figsize=(7, 1 + 0.4 * len(importances)))
+    ax.barh(list(importances)[::-1], list(importances.values())[::-1])
+    ax.set(xlabel=f"importance for {metric} (fANOVA)", title=f"{run_name}: parameter importances")
+    fig.savefig(os.path.join(sweep_dir, "importances.png"), dpi=100, bbox_inches="tight")
+    plt.close(fig)
 
 
 def show(rows):
@@ -314,10 +352,14 @@ while sum(done(t) for t in study.get_trials(deepcopy=False)) < args.trials:
         continue
     trial.set_user_attr("out", f"sweep/trial-{trial.number:03d}")
     console.print(f"trial {trial.number}: variant {variant['id']}, {values}")
+    started = time.perf_counter()
     state, value, why = run_trial(trial, variant, values)
+    trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
     if why:
         trial.set_user_attr("failed", why)
     study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
     console.print(f"trial {trial.number}: {state.name.lower()}, {metric} {value}")
     write_results(study)
-show(write_results(study))
+rows = write_results(study)
+plot(study, rows)
+show(rows)
