@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import mlflow
 import pytest
 from train_harness import build, cpu_env, workspace, write_spec
 
@@ -40,17 +41,23 @@ TRAIN = {
 }
 
 
-def sweep_spec(name: str, d_models: list[int], trials: int, **sweep) -> Path:
+def sweep_spec(
+    name: str, d_models: list[int] | None, trials: int, tracking: dict | None = None, **sweep
+) -> Path:
+    """A sweep of the training tests' spec: lr and warm-up, and d_model over `d_models`
+    (None: no structural parameter, the trials run the sweep's own project)."""
     params = {
         "train.optimizer.lr": {"log_uniform": [1.0e-5, 3.0e-2]},
         "train.schedule.warmup_steps": {"int": [0, 4]},
-        "model.d_model": {"choice": d_models},
     }
+    if d_models is not None:
+        params["model.d_model"] = {"choice": d_models}
     return write_spec(
         workspace(),
         name,
         cluster=CLUSTER,
         train=TRAIN,
+        tracking={"tensorboard": False, **(tracking or {})},
         sweep={"trials": trials, "seed": 0, "params": params, **sweep},
     )
 
@@ -138,7 +145,12 @@ def real_sweep():
     """The issue's figure: 8 trials over d_model {32, 64, 512} (512 cannot fit), lr and
     warm-up, median pruner after the first complete trial."""
     spec_path = sweep_spec(
-        "sweep-real", [32, 64, 512], trials=8, pruner_startup_trials=1, pruner_warmup_steps=0
+        "sweep-real",
+        [32, 64, 512],
+        trials=8,
+        tracking={"mlflow": True},
+        pruner_startup_trials=1,
+        pruner_warmup_steps=0,
     )
     project = build(spec_path, workspace() / "sweep-real")
     out = project / "out"
@@ -147,7 +159,7 @@ def real_sweep():
     return project, out, time.perf_counter() - start
 
 
-def test_real_sweep_values_are_the_trials_own_metrics(real_sweep):
+def test_real_sweep_values_are_the_trials_own_metrics(real_sweep, monkeypatch):
     project, out, seconds = real_sweep
     rows = read_jsonl(out / "sweep/trials.jsonl")
     states = [r["state"] for r in rows]
@@ -177,6 +189,23 @@ def test_real_sweep_values_are_the_trials_own_metrics(real_sweep):
     complete = [r for r in rows if r["state"] == "complete"]
     assert best["number"] == min(complete, key=lambda r: r["value"])["number"]
     assert (out / "sweep/objective.png").read_bytes()[:4] == b"\x89PNG"
+    # MLflow: one run for the sweep, a child run per launched trial, with the trial's metrics
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # as train.py and sweep.py set it
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"file:{out / 'sweep/mlruns'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    (parent,) = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    children = {
+        run.info.run_name: run
+        for run in runs
+        if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
+    launched = [r for r in rows if r["state"] != "infeasible"]
+    assert sorted(children) == [f"trial-{r['number']:03d}" for r in launched]
+    for r in launched:
+        child = children[f"trial-{r['number']:03d}"]
+        assert child.data.params["train.optimizer.lr"] == str(r["params"]["train.optimizer.lr"])
+        history = client.get_metric_history(child.info.run_id, "val_loss")
+        assert max(history, key=lambda m: m.step).value == r["value"]
     if len(complete) >= 2:
         importances = json.loads((out / "sweep/importances.json").read_text())
         assert set(importances) == set(rows[0]["params"])
@@ -185,10 +214,11 @@ def test_real_sweep_values_are_the_trials_own_metrics(real_sweep):
 
 def test_a_killed_sweep_resumes_without_running_a_trial_twice():
     """SIGKILL the driver's process group (the driver and the trial it runs) in the middle of
-    a trial, run sweep.py again: the study completes, the interrupted trial is run again once
+    a trial, run sweep.py again (no structural parameter: the trials run the sweep's own
+    launch.sh): the study completes, the interrupted trial is run again once
     with its values, and no finished trial is launched again (its folder is untouched)."""
     project = build(
-        sweep_spec("sweep-kill", [32, 64], trials=3, pruner="none"), workspace() / "sweep-kill"
+        sweep_spec("sweep-kill", None, trials=3, pruner="none"), workspace() / "sweep-kill"
     )
     out = project / "out"
     sweep_dir = out / "sweep"

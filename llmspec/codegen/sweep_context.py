@@ -43,6 +43,7 @@ class SweepContext:
     runtime: list = field(default_factory=list)  # [{path, setting, kind, low, high, log, values}]
     variants: list = field(default_factory=list)  # [Variant as a dict]
     single_variant: bool = False  # no structural parameter: trials run the sweep's own project
+    tracked: bool = False  # MLflow or W&B is on: each trial's run is named (and grouped)
 
     @property
     def runtime_table(self) -> dict:
@@ -119,4 +120,5 @@ def sweep_context(spec, variants: list[Variant] | None, *, driver: bool) -> Swee
         runtime=runtime_param_rows(sweep),
         variants=[variant_row(v) for v in variants or ()],
         single_variant=not structural,
+        tracked=spec.tracking.mlflow or spec.tracking.wandb,
     )
