@@ -500,6 +500,14 @@ CASES = [
         "use choice: [...] (or int: [low, high]); continuous ranges are for train.optimizer.lr",
     ),
     Bad(
+        "sweep-metric-not-logged",
+        "sweep:\n  metric: val_los\n  params:\n    train.optimizer.lr: {uniform: [0.1, 0.2]}\n",
+        (2, 11),
+        "sweep.metric",
+        "sweep.metric val_los is not written to metrics.jsonl by a causal_lm run, which logs",
+        "did you mean val_loss?",
+    ),
+    Bad(
         "sweep-too-many-variants",
         "sweep:\n  params:\n    model.d_model: {int: [64, 1024]}\n",
         (3, 5),

@@ -138,6 +138,11 @@ def test_a_space_that_cannot_fit_runs_no_trial():
         assert r["value"] is None
     assert not list((out / "sweep").glob("trial-*"))
     assert not (out / "sweep/best.json").exists()
+    # the sampler is seeded (sweep.seed): a fresh study draws the same values
+    run_sweep(project, "--out", str(project / "out-again"), timeout=120)
+    again = read_jsonl(project / "out-again/sweep/trials.jsonl")
+    assert [r["params"] for r in again] == [r["params"] for r in rows]
+    assert len({json.dumps(r["params"]) for r in rows}) == 4  # and they do differ per trial
 
 
 @pytest.fixture(scope="module")

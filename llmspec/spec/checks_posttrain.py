@@ -4,6 +4,7 @@ refused here, at load, with its position, so no build pretends to do what it can
 
 from __future__ import annotations
 
+import difflib
 import types
 import typing
 from collections.abc import Iterator
@@ -210,6 +211,41 @@ def sweep_structure_is_finite(sweep: SweepSpec) -> Iterator[Finding]:
             f"the structural parameters make {product} variants, more than the "
             f"{MAX_VARIANTS} a build plans and writes (one project each)",
             "fewer values per structural parameter, or sweep them in separate specs",
+        )
+
+
+def logged_metrics(train: TrainSpec, evaluation: EvalSpec | None) -> list[str]:
+    """The keys train.py writes to metrics.jsonl for this objective (templates/train.py.j2)."""
+    keys = ["loss", "lr", "tokens_per_s", "val_loss"]
+    if train.objective == "reward":
+        return [*keys, "pairwise_accuracy"]
+    if train.objective == "dpo":
+        return [*keys, "reward_margin", "accuracy"]
+    keys.append("val_perplexity")
+    if (
+        evaluation is not None
+        and evaluation.during_training
+        and "calibration" in evaluation.metrics
+    ):
+        keys.append("val_ece")
+    return keys
+
+
+@check
+def sweep_metric_is_logged(
+    sweep: SweepSpec, train: TrainSpec, eval: EvalSpec | None = None
+) -> Iterator[Finding]:
+    """sweep.py reads the metric from each trial's metrics.jsonl: a key train.py never writes
+    would fail every trial after it trained."""
+    keys = logged_metrics(train, eval)
+    if sweep.metric not in keys:
+        close = difflib.get_close_matches(sweep.metric, keys, n=1)
+        yield Finding(
+            ("sweep", "metric"),
+            f"sweep.metric {sweep.metric} is not written to metrics.jsonl by a "
+            f"{train.objective} run, which logs {', '.join(keys)}",
+            f"did you mean {close[0]}?" if close else "use one of those keys",
+            related=(("train", "objective"),),
         )
 
 
