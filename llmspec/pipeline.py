@@ -163,8 +163,12 @@ def sweep_variants(
         )
         rendered = render_project(context, prov.header)
         files.update({f"{folder}/{rel}": text for rel, text in rendered.items()})
-        # trials share the sweep's prepared data unless the variant prepares other data
-        data = "." if rendered.get(DATA_SCRIPT) == base_data else folder
+        # trials share the sweep's prepared data unless the variant prepares other data (its
+        # prepare_data.py, rendered as if it stood in the sweep's folder, differs)
+        as_base = template_context(
+            vspec, vplan, prov, spec_dir=spec_dir, project_dir=out, sweep=None
+        )
+        data = "." if render_file(as_base, prov.header, DATA_SCRIPT) == base_data else folder
         variants.append(Variant(vid, overrides, True, None, peak, capacity, folder, data))
     return variants, files
 
@@ -202,6 +206,17 @@ def build_project(
     files = dict(sorted({**files, **variant_files}.items()))
     result = BuildResult(out_dir=out, plan=plan, files=files, regenerate=prov.regenerate)
     result.notes.extend(build_notes(spec, plan.layout))
+    infeasible = [v.id for v in variants if not v.fits]
+    if spec.sweep is not None:
+        result.notes.append(
+            f"sweep: {len(variants)} structural variant(s) planned, "
+            + (
+                f"{len(infeasible)} cannot run ({', '.join(infeasible)}): sweep.py records the "
+                "trials that draw them as infeasible, with the planner's reason, and launches none"
+                if infeasible
+                else "all fit"
+            )
+        )
     if check:
         outcome = compare_project(out, files, prov.header)
         result.drift, result.diff = outcome.drift, outcome.diff

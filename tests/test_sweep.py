@@ -179,6 +179,8 @@ def test_real_sweep_values_are_the_trials_own_metrics(real_sweep, monkeypatch):
             continue
         metrics = read_jsonl(trial_dir / "metrics.jsonl")
         evals = [m for m in metrics if "val_loss" in m]
+        trial = json.loads((trial_dir / "trial.json").read_text())
+        assert trial["values"] == r["params"] and trial["variant"]["id"] == r["variant"]
         assert r["value"] == evals[-1]["val_loss"]  # exactly: the number train.py wrote
         assert r["last_step"] == evals[-1]["step"]
         # the trial's own learning rate reached the optimizer (--set → ds_config)
@@ -223,7 +225,7 @@ def test_a_killed_sweep_resumes_without_running_a_trial_twice():
     launch.sh): the study completes, the interrupted trial is run again once
     with its values, and no finished trial is launched again (its folder is untouched)."""
     project = build(
-        sweep_spec("sweep-kill", None, trials=3, pruner="none"), workspace() / "sweep-kill"
+        sweep_spec("sweep-kill", None, trials=2, pruner="none"), workspace() / "sweep-kill"
     )
     out = project / "out"
     sweep_dir = out / "sweep"
@@ -263,12 +265,12 @@ def test_a_killed_sweep_resumes_without_running_a_trial_twice():
     retry = by_number[2]
     assert retry["params"] == killed_params and retry["state"] == "complete"
     done = [r for r in rows if r["state"] != "interrupted"]
-    assert len(done) == 3 and all(r["state"] == "complete" for r in done)
-    assert [r["number"] for r in rows] == [0, 1, 2, 3]
+    assert len(done) == 2 and all(r["state"] == "complete" for r in done)
+    assert [r["number"] for r in rows] == [0, 1, 2]
     for name, content in finished.items():
         assert (sweep_dir / "trial-000" / name).read_bytes() == content, name
     # each launched trial has one folder, the retry its own
-    assert sorted(p.name for p in sweep_dir.glob("trial-*")) == [f"trial-{n:03d}" for n in range(4)]
+    assert sorted(p.name for p in sweep_dir.glob("trial-*")) == [f"trial-{n:03d}" for n in range(3)]
 
 
 def test_a_runtime_range_the_spec_cannot_hold_is_a_located_error():
@@ -297,6 +299,21 @@ def test_a_layout_the_batch_cannot_split_is_infeasible_with_the_checks_reason():
         "train.global_batch_size = 8 is not a multiple of micro_batch_size = 16 × data = 2 = 32 "
         "(global = micro × accumulation steps × data)"
     )
+
+
+def test_a_variant_that_prepares_other_data_gets_its_own():
+    """seq_len 32 packs other sequences: its trials cannot read the sweep's data."""
+    spec_path = write_spec(
+        workspace(),
+        "sweep-seq",
+        cluster=CLUSTER,
+        sweep={"trials": 2, "params": {"train.seq_len": {"choice": [64, 32]}}},
+    )
+    table = variants_of(build(spec_path, workspace() / "sweep-seq"))
+    assert [(v["fits"], v["data"]) for v in table] == [
+        (True, "."),
+        (True, "sweep/variants/v1"),
+    ]
 
 
 def trial_ds_config(project: Path, sets: list[str]) -> dict:

@@ -14,7 +14,8 @@ each val_loss to Optuna and, when the pruner says so, writes the trial's OUT/STO
 which train.py stops (the training code never imports Optuna).
 Writes OUT/sweep/: study.log (the Optuna journal; a killed sweep resumes from it, and a trial
 it left running is marked interrupted and run again with the same values), trials.jsonl (one
-line per trial), best.json, trial-NNN/ (each trial's own out/ folder), objective.png (the
+line per trial), best.json, trial-NNN/ (each trial's own out/ folder, with trial.json: its
+values and its variant's plan figures), objective.png (the
 metric per trial) and, once two trials completed, importances.json / importances.png (Optuna's
 fANOVA parameter importances).
 """
@@ -158,6 +159,8 @@ def run_trial(trial, variant, values):
     trial_dir = os.path.join(sweep_dir, f"trial-{trial.number:03d}")
     shutil.rmtree(trial_dir, ignore_errors=True)  # a trial number is new: nothing to resume
     os.makedirs(trial_dir)
+    with open(os.path.join(trial_dir, "trial.json"), "w") as f:  # what this trial runs, and why
+        json.dump({"number": trial.number, "values": values, "variant": variant}, f, indent=2)
     command = ["bash", os.path.join(here, variant["project"], "launch.sh")]
     command += ["--out", trial_dir, "--data", data_for(variant)]
     for path in RUNTIME:
