@@ -62,9 +62,32 @@ class SweepContext:
         return table
 
     @property
+    def readme_rows(self) -> list[dict]:
+        """The variants as README.md's table shows them (markdown-safe strings)."""
+        rows = []
+        for v in self.variants:
+            overrides = ", ".join(f"`{k}` = {val!r}" for k, val in v["overrides"].items())
+            peak, capacity = v["planned_peak_gib"], v["gpu_memory_gib"]
+            rows.append(
+                {
+                    "id": v["id"],
+                    "overrides": _cell(overrides) or "(the spec as written)",
+                    "fits": "yes" if v["fits"] else "**no**",
+                    "memory": "" if peak is None else f"{peak:g} of {capacity:g} GiB",
+                    "where": f"`{v['project']}/`" if v["fits"] else _cell(v["reason"] or ""),
+                }
+            )
+        return rows
+
+    @property
     def structural_table(self) -> dict:
         """sweep.py's STRUCTURAL: path → the values its variants were planned with."""
         return {s["path"]: s["values"] for s in self.structural}
+
+
+def _cell(text: str) -> str:
+    """Text safe in one markdown table cell."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def runtime_param_rows(sweep) -> list[dict]:
