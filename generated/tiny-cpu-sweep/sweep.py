@@ -147,10 +147,9 @@ def read_new(path, offset):
     with open(path, "rb") as f:
         f.seek(offset)
         chunk = f.read()
-    complete = chunk[: chunk.rfind(b"\n") + 1]
-    return [json.loads(line) for line in complete.splitlines() if line.strip()], offset + len(
-        complete
-    )
+    complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits
+    records = [json.loads(line) for line in complete.splitlines() if line.strip()]
+    return records, offset + len(complete)
 
 
 def run_trial(trial, variant, values):
@@ -231,13 +230,9 @@ def row(t):
             t.state, "failed"
         )
     steps = sorted(t.intermediate_values)
-    value = (
-        t.value
-        if t.state == TrialState.COMPLETE
-        else t.intermediate_values[steps[-1]]
-        if steps
-        else None
-    )
+    value = t.value
+    if t.state != TrialState.COMPLETE:  # a pruned trial: its last report
+        value = t.intermediate_values[steps[-1]] if steps else None
     reason = t.user_attrs.get("infeasible") or t.user_attrs.get("failed")
     return {
         "number": t.number,
@@ -295,7 +290,11 @@ def plot(study, rows):
     plt.close(fig)
     if sum(r["state"] == "complete" for r in rows) < 2:
         return
-    importances = optuna.importance.get_param_importances(study)
+    try:
+        importances = optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError) as exc:  # e.g. every complete trial drew the same values
+        console.print(f"parameter importances not computed: {exc}")
+        return
     write_json_lines(os.path.join(sweep_dir, "importances.json"), [importances])
     fig, ax = plt.subplots(figsize=(7, 1 + 0.4 * len(importances)))
     ax.barh(list(importances)[::-1], list(importances.values())[::-1])

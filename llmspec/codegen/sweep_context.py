@@ -62,6 +62,13 @@ class SweepContext:
         return table
 
     @property
+    def runtime_text(self) -> str:
+        """README.md's words for the runtime parameters."""
+        if not self.runtime:
+            return "no runtime parameter"
+        return ", ".join(r["path"] for r in self.runtime) + " (runtime: `train.py --set`)"
+
+    @property
     def readme_rows(self) -> list[dict]:
         """The variants as README.md's table shows them (markdown-safe strings)."""
         rows = []
