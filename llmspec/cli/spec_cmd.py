@@ -117,7 +117,7 @@ def cmd_validate(args) -> int:
 
 def resolved_dict(spec: Spec) -> dict:
     """The spec as plain data, without `extends` (already applied)."""
-    data = spec.model_dump(mode="json")
+    data = spec.model_dump(mode="json", by_alias=True)  # sweep params write `int`
     data.pop("extends", None)
     return data
 
