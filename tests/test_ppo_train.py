@@ -37,6 +37,7 @@ pytestmark = pytest.mark.slow
 V, G, P = 32, 16, 4  # vocabulary, generated tokens, prompt tokens
 WORDS = [f"w{i}" for i in range(V - 4)]  # after <pad> <eos> <unk> <mask>
 TOKEN = "w7"
+BLOCKED = "w3"  # rlhf.safety.blocklist
 
 
 def optimum(beta: float) -> dict:
@@ -63,7 +64,8 @@ def test_closed_forms_match_the_notes():
     )
 
 
-def overrides(beta: float, steps: int) -> dict:
+def overrides(beta: float, steps: int, best_of: int = 1) -> dict:
+    safety = {"best_of": best_of, "blocklist": "toy/blocklist.txt"} if best_of > 1 else {}
     return {
         "model": {"vocab_size": V, "max_seq_len": P + G, "tie_embeddings": False},
         "data": {
@@ -90,6 +92,7 @@ def overrides(beta: float, steps: int) -> dict:
             "reward_rule": f"count:{TOKEN}",
             "rollout": {"max_new_tokens": G, "temperature": 1.0, "stop_at_eos": False},
             "ppo": {"epochs": 4, "clip_range": 0.2, "value_clip": 0.2, "value_coef": 0.1},
+            "safety": safety,
         },
     }
 
@@ -124,6 +127,7 @@ def toy_workspace() -> Path:
     rng = random.Random(0)
     lines = [" ".join(rng.choices(WORDS, k=12)) for _ in range(2000)]
     (folder / "toy" / "prompts.txt").write_text("\n".join(lines) + "\n")
+    (folder / "toy" / "blocklist.txt").write_text(BLOCKED + "\n")
     proj = build(write_spec(folder, "ppo-data", **overrides(0.5, 1)), folder / "ppo-data")
     prepare_data(proj, folder / "data")
     subprocess.run(
@@ -137,11 +141,11 @@ def toy_workspace() -> Path:
 
 
 @functools.cache
-def run(beta: float, steps: int) -> tuple[Path, list[dict], float]:
+def run(beta: float, steps: int, best_of: int = 1) -> tuple[Path, list[dict], float]:
     """Build the PPO project and run its launch.sh (2 ranks); (project, metrics, seconds)."""
     folder = toy_workspace()
-    name = f"ppo-beta{beta}-{steps}"
-    proj = build(write_spec(folder, name, **overrides(beta, steps)), folder / name)
+    name = f"ppo-beta{beta}-{steps}-best{best_of}"
+    proj = build(write_spec(folder, name, **overrides(beta, steps, best_of)), folder / name)
     (proj / "out").mkdir()
     os.symlink(folder / "data", proj / "out" / "data")
     started = time.perf_counter()
@@ -199,3 +203,44 @@ def test_launch_runs_train_ppo(tmp_path):
     assert "train_ppo.py" in (proj / "launch.sh").read_text()
     assert not (proj / "train.py").exists()
     assert json.loads((proj / "ds_config.json").read_text())["train_batch_size"] == 64
+
+
+def binomial_cdf(n: int, p: float) -> list[float]:
+    pmf = [math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(n + 1)]
+    return [sum(pmf[: k + 1]) for k in range(n + 1)]
+
+
+def max_moments(k: int, n: int, p: float) -> tuple[float, float]:
+    """E[max] and E[max²] of k iid Binomial(n, p): P(max ≤ j) = F(j)^k."""
+    cdf = binomial_cdf(n, p)
+    mass = [cdf[j] ** k - (cdf[j - 1] ** k if j else 0.0) for j in range(n + 1)]
+    return sum(j * m for j, m in enumerate(mass)), sum(j * j * m for j, m in enumerate(mass))
+
+
+def test_best_of_n_notes_value():
+    assert max_moments(4, G, 1 / V)[0] == pytest.approx(1.2313, abs=1e-4)  # POSTTRAINING-NOTES §3.5
+
+
+def test_rejection_sampling_is_exact_on_the_uniform_reference():
+    """Iteration 1 samples the uniform reference: 4 candidates per prompt, any holding BLOCKED
+    rejected (probability 1 − (31/32)^16 = 0.3983), the best of the rest by count of TOKEN kept.
+    Rejected fraction and kept reward equal their exact expectations within 3 standard errors."""
+    n = 4
+    _, metrics, _ = run(0.5, 1, best_of=n)
+    first = metrics[0]
+    prompts, candidates = 64, 64 * n
+    q = ((V - 1) / V) ** G  # a candidate is safe
+    assert first["rejected_fraction"] == first["rejected"] / candidates
+    se = math.sqrt(q * (1 - q) / candidates)
+    assert abs(first["rejected_fraction"] - (1 - q)) <= 3 * se, first
+    # kept: the max of K ~ Binomial(n, q) safe candidates, each count ~ Binomial(G, 1/31)
+    p_k = [math.comb(n, k) * q**k * (1 - q) ** (n - k) for k in range(n + 1)]
+    kept = 1 - p_k[0]
+    mean = sum(p_k[k] * max_moments(k, G, 1 / (V - 1))[0] for k in range(1, n + 1)) / kept
+    square = sum(p_k[k] * max_moments(k, G, 1 / (V - 1))[1] for k in range(1, n + 1)) / kept
+    n_kept = prompts - first["dropped"]
+    se = math.sqrt((square - mean**2) / n_kept)
+    print(f"rejected {first['rejected_fraction']:.4f} (exact {1 - q:.4f}); kept reward "
+          f"{first['reward_mean']:.3f} (exact {mean:.3f} ± {se:.3f}); dropped {first['dropped']}")  # fmt: skip
+    assert abs(first["reward_mean"] - mean) <= 3 * se, first
+    assert first["dropped"] <= prompts * (p_k[0] + 3 * math.sqrt(p_k[0] * (1 - p_k[0]) / prompts))
