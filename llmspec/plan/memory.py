@@ -72,6 +72,10 @@ FRAGMENTATION_FRACTION = 0.05
 # added into the persistent gradient buffer.
 BLOCK_BACKWARD_TRANSIENT_WIDTHS = (2, 1)  # (×d_model, ×d_ff) per token
 
+# Objectives read out by a scalar head: no vocabulary-wide logits or loss. "value" is PPO's
+# critic (llmspec/plan/ppo_memory.py), an objective of the planner only, not of a spec.
+SCALAR_HEADS = ("reward", "value")
+
 
 @dataclass(frozen=True)
 class _ModelConstants:
@@ -159,6 +163,10 @@ def _constants(
     if dims.objective == "reward":  # the reward model's scalar head: new, so it trains
         head_params += h
         head_trainable = h if head_trainable is not None else None
+    if dims.objective == "value":  # PPO's critic: a scalar value head trains, its LM head not
+        head_params += h
+        if head_trainable is None:
+            head_trainable = head_params - untied_head
     return _ModelConstants(
         block_params=block_params,
         block_trainable=block_trainable,
@@ -171,9 +179,11 @@ def _constants(
         block_act_fixed=0.0 if recompute == "full" else act.rope_table_bytes(dims, e),
         embedding_act=act.embedding_saved(dims, e, kernels) - (8.0 if head_delta else 0.0),
         # a reward model reads one score per row: no vocabulary-wide logits or loss
-        head_act=(head_act - act.loss_saved(dims, e, t) if dims.objective == "reward" else head_act)
+        head_act=(
+            head_act - act.loss_saved(dims, e, t) if dims.objective in SCALAR_HEADS else head_act
+        )
         - head_delta,
-        loss_transient=0.0 if dims.objective == "reward" else act.loss_transient(dims, e, t),
+        loss_transient=0.0 if dims.objective in SCALAR_HEADS else act.loss_transient(dims, e, t),
         block_transient=block_transient,
         block_weight_grad=0.0 if ft is not None and ft.frozen_base else block_weight_grad,
         # a frozen weight gets no gradient (an adapter's is rank-wide: negligible)
@@ -298,7 +308,7 @@ def estimate_memory(
     # the chunked loss's fp32 working set; the vocabulary-parallel loss has none (rules/loss.py)
     loss_chunk = (
         act.loss_chunk_bytes(dims, e, tokens)
-        if layout.tensor == 1 and dims.objective != "reward"
+        if layout.tensor == 1 and dims.objective not in SCALAR_HEADS
         else 0.0
     )
 
