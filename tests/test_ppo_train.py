@@ -30,7 +30,14 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from tests.train_harness import build, cpu_env, prepare_data, read_metrics, write_spec
+from tests.train_harness import (
+    build,
+    cpu_env,
+    deep_merge,
+    prepare_data,
+    read_metrics,
+    write_spec,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -141,25 +148,28 @@ def toy_workspace() -> Path:
 
 
 @functools.cache
-def run(beta: float, steps: int, best_of: int = 1) -> tuple[Path, list[dict], float]:
+def run(
+    beta: float, steps: int, best_of: int = 1, zero_stage: int = 0
+) -> tuple[Path, list[dict], float]:
     """Build the PPO project and run its launch.sh (2 ranks); (project, metrics, seconds)."""
     folder = toy_workspace()
-    name = f"ppo-beta{beta}-{steps}-best{best_of}"
-    proj = build(write_spec(folder, name, **overrides(beta, steps, best_of)), folder / name)
+    name = f"ppo-beta{beta}-{steps}-best{best_of}-zero{zero_stage}"
+    spec = deep_merge(overrides(beta, steps, best_of), {"parallel": {"zero_stage": zero_stage}})
+    proj = build(write_spec(folder, name, **spec), folder / name)
     (proj / "out").mkdir()
     os.symlink(folder / "data", proj / "out" / "data")
+    seconds = launch_sh(proj)
+    return proj, read_metrics(proj / "out"), seconds
+
+
+def launch_sh(proj: Path) -> float:
+    """The project's own launch.sh (prepares out/data when missing, 2 DeepSpeed ranks)."""
     started = time.perf_counter()
     result = subprocess.run(
-        ["bash", "launch.sh"],
-        cwd=proj,
-        env=cpu_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
+        ["bash", "launch.sh"], cwd=proj, env=cpu_env(), capture_output=True, text=True, timeout=600
     )
-    seconds = time.perf_counter() - started
     assert result.returncode == 0, f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
-    return proj, read_metrics(proj / "out"), seconds
+    return time.perf_counter() - started
 
 
 def tail_means(metrics: list[dict], n: int) -> dict:
@@ -196,6 +206,82 @@ def test_weak_kl_penalty_runs_away():
     print(f"beta {beta}: achieved {tail} in {seconds:.0f} s; optimum {optimum(beta)}")
     assert tail["reward_mean"] >= 12, tail  # of G = 16: nearly every token is T
     assert tail["kl"] > 3 * optimum(0.5)["kl"], tail  # far past the β = 0.5 optimum's KL
+
+
+def test_zero3_engines_follow_the_zero0_trajectory():
+    """ZeRO 3: actor and critic partitioned, reference a ZeRO-3 eval engine (DS-Chat's rule),
+    sampling through the partitioned actor: the same rollouts, rewards and losses as ZeRO 0."""
+    proj, metrics, _ = run(0.5, 3, zero_stage=3)
+    assert "frozen_zero_stage = 3" in (proj / "train_ppo.py").read_text()
+    reference = run(0.5, 40)[1][:3]
+    for mine, ref in zip(metrics, reference, strict=True):
+        for key in ("reward_mean", "kl", "policy_loss", "value_loss", "clipfrac"):
+            assert mine[key] == pytest.approx(ref[key], rel=1e-3, abs=1e-5), (key, mine, ref)
+
+
+def preference_records(rng: random.Random, n: int) -> list[str]:
+    """{prompt, chosen, rejected}: 16-word responses, the chosen one with more TOKENs."""
+    records = []
+    while len(records) < n:
+        pair = []
+        for _ in range(2):
+            density = rng.choice([0.0, 0.1, 0.2, 0.35, 0.5])
+            words = [TOKEN if rng.random() < density else rng.choice(WORDS) for _ in range(G)]
+            pair.append(words)
+        a, b = (w.count(TOKEN) for w in pair)
+        if a == b:
+            continue
+        chosen, rejected = pair if a > b else pair[::-1]
+        prompt = " ".join(rng.choices(WORDS, k=2))
+        records.append(json.dumps({
+            "prompt": prompt, "chosen": " " + " ".join(chosen), "rejected": " " + " ".join(rejected),
+        }))  # fmt: skip
+    return records
+
+
+@functools.cache
+def reward_model_run() -> tuple[Path, list[dict]]:
+    """A reward model of the toy (objective reward, full fine-tune of the zero-head base) on
+    pairs whose chosen response holds more TOKENs: the first link of the tiny chain."""
+    folder = toy_workspace()
+    (folder / "pref").mkdir(exist_ok=True)
+    (folder / "pref" / "pairs.jsonl").write_text(
+        "\n".join(preference_records(random.Random(2), 3000)) + "\n"
+    )
+    spec = deep_merge(overrides(0.5, 1), {
+        "data": {"sources": [{"path": "pref/*.jsonl"}], "validation_fraction": 0.05},
+        "train": {"objective": "reward", "global_batch_size": 32, "micro_batch_size": 16, "steps": 150,
+                  "optimizer": {"lr": 2.0e-3}, "eval_interval": 150, "eval_batches": 4, "checkpoint_interval": 150},
+    })  # fmt: skip
+    spec.pop("rlhf")
+    proj = build(write_spec(folder, "rm", **spec), folder / "rm")
+    launch_sh(proj)
+    return proj, read_metrics(proj / "out")
+
+
+def test_ppo_against_a_trained_reward_model():
+    """reward → ppo: train_ppo.py loads the reward model (rlhf.reward_model), scores each
+    response at its last token with it, and raises that score against the KL penalty."""
+    _, rm_metrics = reward_model_run()
+    assert rm_metrics[-1]["pairwise_accuracy"] >= 0.9, rm_metrics[-1]
+    assert rm_metrics[0]["step"] == 0 and rm_metrics[0]["pairwise_accuracy"] < 0.9  # learnt
+    folder = toy_workspace()
+    spec = deep_merge(
+        overrides(0.1, 25), {"rlhf": {"reward_model": {"path": "rm/out/checkpoints"}}}
+    )
+    spec["rlhf"].pop("reward_rule")
+    proj = build(write_spec(folder, "ppo-rm", **spec), folder / "ppo-rm")
+    assert "reward_model_path" in (proj / "train_ppo.py").read_text()
+    (proj / "out").mkdir()
+    os.symlink(folder / "data", proj / "out" / "data")
+    launch_sh(proj)
+    metrics = read_metrics(proj / "out")
+    first = sum(m["reward_mean"] for m in metrics[:3]) / 3
+    last = sum(m["reward_mean"] for m in metrics[-5:]) / 5
+    print(
+        f"reward model: accuracy {rm_metrics[-1]['pairwise_accuracy']:.3f}; PPO reward {first:.3f} -> {last:.3f}"
+    )
+    assert last > first + 1.0, (first, last)
 
 
 def test_launch_runs_train_ppo(tmp_path):

@@ -222,7 +222,8 @@ def frozen(model):
         zero_optimization={"stage": 3},
     )
     engine, _, _, _ = deepspeed.initialize(model=model, config=eval_config)
-    return engine.eval()
+    engine.eval()
+    return engine
 
 
 # actor: the base, trained; its LM head samples and scores its own responses
