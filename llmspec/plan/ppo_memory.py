@@ -96,9 +96,12 @@ def total(rows: list[PPOMemoryRow]) -> float:
 #   generate       the KV cache of every candidate (2·L·n_kv·d_head·(P+G)·B·w) and the last
 #                  step's fp32 logits (B·V·4); under ZeRO-3 the gathered parameters
 #   score          fp32 logits of every rollout, B·(P+G)·V·4 (actor and reference log-probs)
-#   actor update   activations and temporaries of a training micro-batch (plan.memory's own
-#                  model of the generated model at seq_len P+G)
-#   critic update  the same with a scalar value head (no vocabulary-wide logits)
+#   actor update   gradients, activations and temporaries of a micro-batch (plan.memory's own
+#                  model of the generated model at seq_len P+G, objective "policy": the
+#                  log-probs of the G response positions instead of train.py's loss)
+#   critic update  the same with a scalar value head (objective "value": no vocabulary)
+# Resident rows hold weights and AdamW state; a model's gradients live in its update only
+# (DeepSpeed frees them after each step). Measured: tests/test_ppo_plan.py (FakeTensorMode).
 PHASES = ("generate", "score", "actor update", "critic update")
 MODELS = ("actor", "critic", "reference", "reward")
 
@@ -132,7 +135,7 @@ class PPOStagePlan:
         frozen = self.models["reference"] + self.models["reward"]
         trained = self.models["actor"] + self.models["critic"]
         parts = (
-            f"actor + critic states {trained / GIB:.1f} GiB, reference + reward "
+            f"actor + critic weights and AdamW state {trained / GIB:.1f} GiB, reference + reward "
             f"{frozen / GIB:.1f} GiB at ZeRO {self.frozen_zero_stage}"
             + (" (full replicas: the eval rule gives them ZeRO 3 only with the actor at 3)"
                if self.frozen_zero_stage == 0 and frozen else "")
@@ -199,6 +202,7 @@ def plan_ppo(spec, dims: ModelDims, layout: Layout, capacity_bytes: float, kerne
     rollouts = rlhf.rollout.batch_size or layout.micro_batch_size * layout.grad_accum_steps
     candidates = rollouts * rlhf.safety.best_of
     psi = count_params(dims).total
+    actor_dims = replace(dims, objective="policy", response_len=new)
     critic_dims = replace(dims, objective="value")
     untied = 0 if dims.tie_embeddings else dims.vocab_size * dims.d_model
     reward = rlhf.reward_model is not None
@@ -210,9 +214,10 @@ def plan_ppo(spec, dims: ModelDims, layout: Layout, capacity_bytes: float, kerne
         actor = model_states(psi, precision, lay, psi - dims.d_model)  # its value head idles
         critic = model_states(psi, precision, lay, psi - untied)  # its LM head idles
         frozen = w * psi / (d if zf == 3 else 1)
+        # weights and AdamW state stay all iteration; gradients exist in their update only
         models = {
-            "actor": actor.weights + actor.optimizer + actor.grads_end,
-            "critic": critic.weights + critic.optimizer + critic.grads_end,
+            "actor": actor.weights + actor.optimizer,
+            "critic": critic.weights + critic.optimizer,
             "reference": frozen,
             "reward": frozen if reward else 0.0,
         }
@@ -220,7 +225,7 @@ def plan_ppo(spec, dims: ModelDims, layout: Layout, capacity_bytes: float, kerne
         if z == 3:  # one block (plus prefetch) gathered while a frozen or sampling forward runs
             block = (psi - dims.vocab_size * dims.d_model) / dims.n_layers
             gathered = w * min(STAGE3_MAX_LIVE_ELEMENTS, STAGE3_PREFETCH_ELEMENTS + block, psi)
-        actor_step = estimate_memory(dims, lay, precision, kernels=kernels)
+        actor_step = estimate_memory(actor_dims, lay, precision, kernels=kernels)
         critic_step = estimate_memory(critic_dims, lay, precision, kernels=kernels)
         phases = {
             "generate": kv + candidates * dims.vocab_size * 4 + gathered,
