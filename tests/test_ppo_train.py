@@ -149,24 +149,30 @@ def toy_workspace() -> Path:
 
 @functools.cache
 def run(
-    beta: float, steps: int, best_of: int = 1, zero_stage: int = 0
+    beta: float, steps: int, best_of: int = 1, zero_stage: int = 0, stop_at: int = 0
 ) -> tuple[Path, list[dict], float]:
     """Build the PPO project and run its launch.sh (2 ranks); (project, metrics, seconds)."""
     folder = toy_workspace()
-    name = f"ppo-beta{beta}-{steps}-best{best_of}-zero{zero_stage}"
+    name = f"ppo-beta{beta}-{steps}-best{best_of}-zero{zero_stage}-stop{stop_at}"
     spec = deep_merge(overrides(beta, steps, best_of), {"parallel": {"zero_stage": zero_stage}})
     proj = build(write_spec(folder, name, **spec), folder / name)
     (proj / "out").mkdir()
     os.symlink(folder / "data", proj / "out" / "data")
-    seconds = launch_sh(proj)
+    seconds = launch_sh(proj, "--max-steps", str(stop_at)) if stop_at else 0.0
+    seconds += launch_sh(proj)  # resumes from iteration stop_at when it stopped there
     return proj, read_metrics(proj / "out"), seconds
 
 
-def launch_sh(proj: Path) -> float:
+def launch_sh(proj: Path, *args: str) -> float:
     """The project's own launch.sh (prepares out/data when missing, 2 DeepSpeed ranks)."""
     started = time.perf_counter()
     result = subprocess.run(
-        ["bash", "launch.sh"], cwd=proj, env=cpu_env(), capture_output=True, text=True, timeout=600
+        ["bash", "launch.sh", *args],
+        cwd=proj,
+        env=cpu_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
     return time.perf_counter() - started
@@ -208,10 +214,13 @@ def test_weak_kl_penalty_runs_away():
     assert tail["kl"] > 3 * optimum(0.5)["kl"], tail  # far past the β = 0.5 optimum's KL
 
 
-def test_zero3_engines_follow_the_zero0_trajectory():
+def test_zero3_engines_follow_the_zero0_trajectory_through_a_resume():
     """ZeRO 3: actor and critic partitioned, reference a ZeRO-3 eval engine (DS-Chat's rule),
-    sampling through the partitioned actor: the same rollouts, rewards and losses as ZeRO 0."""
-    proj, metrics, _ = run(0.5, 3, zero_stage=3)
+    sampling through the partitioned actor: the same rollouts, rewards and losses as ZeRO 0,
+    also after stopping at iteration 2 and resuming from the checkpoints (actor, critic,
+    their optimizers, the prompt position and the sampling seed)."""
+    proj, metrics, _ = run(0.5, 3, zero_stage=3, stop_at=2)
+    assert (proj / "out" / "checkpoints" / "step_2").is_dir()
     assert "frozen_zero_stage = 3" in (proj / "train_ppo.py").read_text()
     reference = run(0.5, 40)[1][:3]
     for mine, ref in zip(metrics, reference, strict=True):
