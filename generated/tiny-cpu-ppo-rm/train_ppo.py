@@ -16,8 +16,7 @@ One iteration (Ouyang et al. 2022; TRL's PPO and DeepSpeed-Chat's step 3):
   3. per-token rewards −kl_coef·KL(actor ‖ reference) (estimator kl_estimator), the score
      added at the last response token; GAE advantages from the critic's values;
   4. ppo_epochs passes of the clipped policy loss (actor) and clipped value loss (critic).
-Actor and critic are DeepSpeed engines; the reference (the base) and the reward model are
-frozen. Metrics: OUT/metrics.jsonl (reward_mean, kl, objective = reward_mean − kl_coef·kl,
+Actor and critic are DeepSpeed engines; the reference (the base) and the reward model are frozen. Metrics: OUT/metrics.jsonl (reward_mean, kl, objective = reward_mean − kl_coef·kl,
 policy_loss, value_loss, clipfrac). Running it again resumes from the newest checkpoint.
 """
 
