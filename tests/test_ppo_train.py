@@ -214,6 +214,17 @@ def test_weak_kl_penalty_runs_away():
     assert tail["kl"] > 3 * optimum(0.5)["kl"], tail  # far past the β = 0.5 optimum's KL
 
 
+def test_zero2_engines_follow_the_zero0_trajectory():
+    """ZeRO 2 partitions gradients and AdamW state (the critic's LM head and the actor's value
+    head frozen); the reference stays a full replica (DS-Chat's rule)."""
+    proj, metrics, _ = run(0.5, 3, zero_stage=2)
+    assert "frozen_zero_stage = 0" in (proj / "train_ppo.py").read_text()
+    reference = run(0.5, 40)[1][:3]
+    for mine, ref in zip(metrics, reference, strict=True):
+        for key in ("reward_mean", "kl", "policy_loss", "value_loss", "clipfrac"):
+            assert mine[key] == pytest.approx(ref[key], rel=1e-3, abs=1e-5), (key, mine, ref)
+
+
 def test_zero3_engines_follow_the_zero0_trajectory_through_a_resume():
     """ZeRO 3: actor and critic partitioned, reference a ZeRO-3 eval engine (DS-Chat's rule),
     sampling through the partitioned actor: the same rollouts, rewards and losses as ZeRO 0,
