@@ -164,3 +164,9 @@ def test_the_example_specs_update_is_measured_as_planned():
     layout = Layout(micro_batch_size=plan_spec(spec).layout.micro_batch_size)
     measured = measure_ppo_update(spec, layout)
     assert planned_update(spec, layout) == pytest.approx(measured.total, rel=0.05)
+
+
+def test_plan_measure_on_a_ppo_spec_measures_the_ppo_update(capsys):
+    assert main(["plan", str(ROOT / "specs" / "tiny-cpu-ppo.yaml"), "--measure"]) == 0
+    out = capsys.readouterr().out
+    assert "PPO update, planned vs measured" in out and "measured peak" in out

@@ -320,3 +320,20 @@ def comparison_table(predicted, measured, *, title: str | None = None) -> Table:
         label = "[bold]peak" if name == "total" else name
         table.add_row(label, gib(p), gib(m), err)
     return table
+
+
+def ppo_comparison_table(planned: float, measured, *, title: str) -> Table:
+    """Objective ppo: the PPO plan's models + larger update phase beside the fake-tensor
+    measure of one actor and one critic update (`measure_ppo_update`), by MemTracker's
+    categories at the measured peak."""
+    table = Table(title=title, title_justify="left")
+    for col in ("", "GiB"):
+        table.add_column(col, justify="left" if not col else "right")
+    for name in CATEGORIES[:-1]:
+        table.add_row(f"measured {name}", gib(getattr(measured, name)))
+    table.add_row("[bold]measured peak", gib(measured.total))
+    table.add_row(
+        "[bold]planned (models + larger update)",
+        f"{gib(planned)} ({(planned - measured.total) / measured.total:+.1%})",
+    )
+    return table

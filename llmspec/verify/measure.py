@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, replace
 from llmspec.codegen.model_code import load_model_module, render_model_py
 from llmspec.graph.dims import ModelDims
 from llmspec.plan.memory import estimate_memory
+from llmspec.plan.ppo_memory import plan_ppo
 from llmspec.plan.types import Layout, MemoryEstimate
 
 
@@ -333,3 +334,19 @@ def measure_ppo_update(spec, layout: Layout) -> MeasuredMemory:
         total=by_kind.get("Total", sum(peak.values())),
         seconds=time.perf_counter() - started,
     )
+
+
+def measure_ppo_against_plan(spec, plan) -> tuple[Layout, float, MeasuredMemory]:
+    """Objective ppo: one rank of the plan's micro-batch and recompute at ZeRO 0, the PPO
+    plan's models plus its larger update phase (CPU kernels) beside `measure_ppo_update`."""
+    single = replace(
+        Layout(),
+        micro_batch_size=plan.layout.micro_batch_size,
+        activation_checkpointing=plan.layout.activation_checkpointing,
+    )
+    dims = ModelDims.from_spec(spec)
+    stage = plan_ppo(spec, dims, single, plan.capacity_bytes, "cpu").stage(0)
+    planned = sum(stage.models.values()) + max(
+        stage.phases["actor update"], stage.phases["critic update"]
+    )
+    return single, planned, measure_ppo_update(spec, single)
