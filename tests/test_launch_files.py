@@ -25,6 +25,7 @@ from llmspec.codegen.context import Provenance
 from llmspec.codegen.eval_context import eval_context
 from llmspec.codegen.export_context import export_context
 from llmspec.codegen.finetune_context import finetune_context
+from llmspec.codegen.ppo_context import ppo_context
 from llmspec.codegen.render import render_template
 from llmspec.graph.layers import ParamCounts
 from llmspec.pipeline import plan_spec
@@ -139,6 +140,8 @@ def render_files(spec: Spec, plan: Plan | None = None) -> dict[str, str]:
         "header": HEADER,
         "llmspec_version": "0.1.0",
         "on_cpu": spec.cluster.gpu_name == "cpu",
+        "train_script": "train.py",
+        "ppo": ppo_context(spec, plan.layout, spec_dir=Path("specs"), project_dir=Path("x")),
         "provenance": Provenance("specs/x.yaml", "0" * 64, "llmspec build specs/x.yaml"),
         "sweep": None,  # launch.sh reads a sweep trial's --data (codegen.sweep_context)
     }

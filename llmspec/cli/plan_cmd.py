@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 from llmspec.cli.output import stderr_console, stdout_console
-from llmspec.cli.plan_report import comparison_table, render, to_dot
+from llmspec.cli.plan_report import comparison_table, ppo_comparison_table, render, to_dot
 from llmspec.pipeline import plan_spec
 from llmspec.spec.load import load_spec
-from llmspec.verify.measure import measure_against_plan
+from llmspec.verify.measure import measure_against_plan, measure_ppo_against_plan
 
 HELP = "choose the parallel layout; memory per GPU, step time, alternatives"
 EXAMPLES = """examples:
@@ -73,7 +73,21 @@ def run(args) -> int:
 
 
 def _measure(spec, plan, *, to_stderr: bool) -> None:
-    """Predicted vs measured for one rank of the plan's layout (verify.measure_against_plan)."""
+    """Predicted vs measured for one rank of the plan's layout (verify.measure_against_plan;
+    objective ppo: the four models and one actor + critic update, measure_ppo_against_plan)."""
+    console = stderr_console() if to_stderr else stdout_console()
+    if plan.ppo is not None:
+        layout, planned, measured = measure_ppo_against_plan(spec, plan)
+        console.print(
+            ppo_comparison_table(
+                planned,
+                measured,
+                title=f"PPO update, planned vs measured, one rank at ZeRO 0, micro-batch "
+                f"{layout.micro_batch_size}, recompute {layout.activation_checkpointing} "
+                f"(measured in {measured.seconds:.1f} s)",
+            )
+        )
+        return
     layout, predicted, measured = measure_against_plan(spec, plan)
     table = comparison_table(
         predicted,
@@ -82,4 +96,4 @@ def _measure(spec, plan, *, to_stderr: bool) -> None:
         f"{layout.micro_batch_size}, "
         f"recompute {layout.activation_checkpointing} (GiB; measured in {measured.seconds:.1f} s)",
     )
-    (stderr_console() if to_stderr else stdout_console()).print(table)
+    console.print(table)

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from llmspec.plan import devices
 from llmspec.plan.plan import Plan
+from llmspec.plan.ppo_memory import MODELS, PHASES, PPOPlan
 from llmspec.plan.types import MEMORY_CATEGORIES
 from llmspec.text import duration
 from llmspec.units import GIB
@@ -175,10 +176,49 @@ def alternatives_table(plan: Plan) -> Table:
 def render(plan: Plan) -> Group:
     parts = [verdict(plan), layout_table(plan), memory_table(plan), performance_table(plan)]
     parts.append(Panel(stage_map(plan), title="Stage map: layers → stages → GPUs", expand=False))
+    if plan.ppo is not None:
+        parts.append(ppo_table(plan.ppo))
     if plan.alternatives:
         parts.append(alternatives_table(plan))
     parts.append(Text("\n".join(f"• {line}" for line in plan.explanation)))
     return Group(*parts)
+
+
+def ppo_table(ppo: PPOPlan) -> Table:
+    """Objective ppo: one row per resident model and per phase, one column per ZeRO stage of
+    actor and critic (the reference and reward follow DeepSpeed-Chat's eval rule)."""
+    table = Table(title="PPO memory per GPU (GiB)", title_justify="left")
+    table.add_column("row")
+    for s in ppo.stages:
+        chosen = " (plan)" if s.zero_stage == ppo.chosen_zero_stage else ""
+        table.add_column(f"ZeRO {s.zero_stage}{chosen}", justify="right")
+    notes = {
+        "reference": "frozen base",
+        "reward": "frozen" if ppo.reward == "model" else "rule: no model",
+        "generate": f"KV cache, {ppo.candidates_per_rank} × {ppo.prompt_len + ppo.new_tokens} tokens",
+        "score": "fp32 logits of the rollouts",
+    }
+    for name in MODELS:
+        label = f"{name} ({notes[name]})" if name in notes else f"{name} (trains)"
+        table.add_row(label, *(gib(s.models[name]) for s in ppo.stages))
+    table.add_row("reference/reward ZeRO stage", *(str(s.frozen_zero_stage) for s in ppo.stages))
+    for name in PHASES:
+        label = f"phase: {name}" + (f" ({notes[name]})" if name in notes else "")
+        cells = []
+        for s in ppo.stages:
+            mark = " ◀" if name == s.peak_phase else ""
+            cells.append(gib(s.phases[name]) + mark)
+        table.add_row(label, *cells)
+    table.add_row(
+        "peak = models + largest phase", *(gib(s.total) for s in ppo.stages), style="bold"
+    )
+    table.add_row(
+        "fits (with runtime overhead)",
+        *(("[green]yes[/]" if s.fits else "[red]no[/]") for s in ppo.stages),
+    )
+    table.caption = "\n".join(f"ZeRO {s.zero_stage}: {s.why()}" for s in ppo.stages)
+    table.caption_justify = "left"
+    return table
 
 
 # ----------------------------------------------------------------------------- Graphviz
@@ -279,4 +319,21 @@ def comparison_table(predicted, measured, *, title: str | None = None) -> Table:
         err = f"{(p - m) / m:+.1%}" if m else "—"
         label = "[bold]peak" if name == "total" else name
         table.add_row(label, gib(p), gib(m), err)
+    return table
+
+
+def ppo_comparison_table(planned: float, measured, *, title: str) -> Table:
+    """Objective ppo: the PPO plan's models + larger update phase beside the fake-tensor
+    measure of one actor and one critic update (`measure_ppo_update`), by MemTracker's
+    categories at the measured peak."""
+    table = Table(title=title, title_justify="left")
+    for col in ("", "GiB"):
+        table.add_column(col, justify="left" if not col else "right")
+    for name in CATEGORIES[:-1]:
+        table.add_row(f"measured {name}", gib(getattr(measured, name)))
+    table.add_row("[bold]measured peak", gib(measured.total))
+    table.add_row(
+        "[bold]planned (models + larger update)",
+        f"{gib(planned)} ({(planned - measured.total) / measured.total:+.1%})",
+    )
     return table

@@ -20,6 +20,7 @@ from llmspec.codegen.eval_context import eval_context
 from llmspec.codegen.export_context import export_context
 from llmspec.codegen.finetune_context import finetune_context
 from llmspec.codegen.model_context import model_context
+from llmspec.codegen.ppo_context import ppo_context
 from llmspec.codegen.sweep_context import SweepContext
 from llmspec.plan.plan import Plan, sig
 from llmspec.spec.posttrain import RlhfSpec
@@ -118,6 +119,7 @@ def template_context(
     """
     layout = plan.layout
     plan_json = plan.to_dict()
+    ppo = ppo_context(spec, layout, spec_dir=spec_dir, project_dir=project_dir)
     return {
         "data": data_context(
             spec.data,
@@ -145,8 +147,13 @@ def template_context(
         "on_cpu": spec.cluster.gpu_name == "cpu",
         "settings": train_settings(spec, plan),
         "sweep": sweep,
+        "ppo": ppo,
+        "train_script": "train_ppo.py" if ppo.enabled else "train.py",  # what the launchers run
         "ds_config": build_ds_config(
-            layout=layout, train=spec.train, on_cpu=spec.cluster.gpu_name == "cpu"
+            layout=layout,
+            train=spec.train,
+            on_cpu=spec.cluster.gpu_name == "cpu",
+            optimizer_steps=ppo.optimizer_steps or None,
         ),
     }
 

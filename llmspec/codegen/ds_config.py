@@ -33,10 +33,14 @@ DEFAULT_NVME_PATH = "/local_nvme"
 STEPS_PER_PRINT = 1_000_000_000  # train.py prints its own metrics; keep DeepSpeed quiet
 
 
-def build_ds_config(*, layout: Layout, train, on_cpu: bool) -> dict:
+def build_ds_config(
+    *, layout: Layout, train, on_cpu: bool, optimizer_steps: int | None = None
+) -> dict:
     """The DeepSpeed config dict for one layout and `Spec.train`.
 
     `on_cpu` selects the CPU path: pinned host memory is meaningless without a GPU.
+    `optimizer_steps` is the schedule's length when it is not train.steps (PPO steps each
+    engine several times per iteration).
     """
     micro, accum, data = layout.micro_batch_size, layout.grad_accum_steps, layout.data
     config: dict = {
@@ -50,7 +54,9 @@ def build_ds_config(*, layout: Layout, train, on_cpu: bool) -> dict:
             train.optimizer, torch_adam=on_cpu and not offloads_optimizer(layout)
         ),
         "scheduler": scheduler_section(
-            train.schedule, lr=train.optimizer.lr, total_steps=train.total_steps
+            train.schedule,
+            lr=train.optimizer.lr,
+            total_steps=optimizer_steps or train.total_steps,
         ),
         "wall_clock_breakdown": False,
     }

@@ -85,6 +85,9 @@ class ModelContext:
     prefix_projection: bool = False
     # -- objective reward: a scalar score read at each sequence's last labelled token
     reward_head: bool = False
+    # -- objective ppo: the same head read at every position (the critic's values); the
+    # reward model it loads has the head too
+    value_head: bool = False
     # -- objective dpo: the reference is the policy with its adapters switched off
     switchable_adapters: bool = False
 
@@ -492,7 +495,8 @@ def model_context(spec, layout: Layout, stage_layers: tuple[int, ...]) -> ModelC
         blocks_per_stage=tuple(stage_layers) if pipeline > 1 else (),
         # prefix tuning's prefixes are a key/value cache of N_PREFIX_TOKENS positions
         kv_cache=generates(spec, layout) or _method(spec) == "prefix",
-        reward_head=train.objective == "reward",
+        reward_head=train.objective in ("reward", "ppo"),
+        value_head=train.objective == "ppo",
         switchable_adapters=train.objective == "dpo",
         **_finetune_fields(spec),
     )

@@ -37,6 +37,9 @@ class ModelDims:
     label_smoothing: float = 0.0
     norm_position: str = "pre"  # pre | post: where the one norm outside the blocks sits
     finetune: FinetuneDims | None = None  # None = pretraining: every weight trains
+    # PPO's actor update (planner objective "policy"): log-probs of the last response_len
+    # positions only
+    response_len: int = 0
 
     @property
     def head_dim(self) -> int:

@@ -111,8 +111,9 @@ def count_params(dims: ModelDims, tensor: int = 1) -> ParamCounts:
     per_layer = block_params(dims)
     embedding = embedding_params(dims, tensor)
     base = embedding + dims.n_layers * per_layer + head_params(dims, tensor)
-    # objective reward: a new scalar head (d_model weights, no bias), trained in every method
-    score_head = dims.d_model if dims.objective == "reward" else 0
+    # objective reward: a new scalar head (d_model weights, no bias), trained in every method;
+    # objective ppo: model.py has it too (the critic's value head; idle in the actor)
+    score_head = dims.d_model if dims.objective in ("reward", "ppo") else 0
     ft = dims.finetune
     if ft is None or not ft.frozen_base:
         total = base + score_head

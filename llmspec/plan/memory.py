@@ -72,6 +72,25 @@ FRAGMENTATION_FRACTION = 0.05
 # added into the persistent gradient buffer.
 BLOCK_BACKWARD_TRANSIENT_WIDTHS = (2, 1)  # (×d_model, ×d_ff) per token
 
+# Objectives read out by a scalar head: no vocabulary-wide logits or loss. "value" is PPO's
+# critic (llmspec/plan/ppo_memory.py), an objective of the planner only, not of a spec.
+SCALAR_HEADS = ("reward", "value")
+# Objectives without train.py's chunked cross-entropy: those, and "policy", PPO's actor update
+# (train_ppo.py takes log-probs of the response tokens; `policy_logprob_peak`)
+NO_LM_LOSS = (*SCALAR_HEADS, "policy")
+
+
+def policy_logprob_peak(dims: ModelDims, e: int) -> float:
+    """Per token of a PPO actor micro-batch, the vocabulary-wide bytes alive at the head's
+    peak in train_ppo.py's `response_logprobs`: logits [b, T, V] (training dtype) → the last
+    G positions' fp32 copy → / temperature → log_softmax (saved) → gather. Either the
+    logits beside their fp32 copy (e·V per token + 4·V per response token), or, in backward,
+    the saved log_softmax, its incoming gradient and its input's gradient (3 × 4·V per
+    response token). Measured under FakeTensorMode (tests/test_ppo_plan.py)."""
+    g = dims.response_len / dims.seq_len
+    v = dims.vocab_size
+    return max(e * v + 4 * v * g, 12 * v * g)
+
 
 @dataclass(frozen=True)
 class _ModelConstants:
@@ -159,6 +178,14 @@ def _constants(
     if dims.objective == "reward":  # the reward model's scalar head: new, so it trains
         head_params += h
         head_trainable = h if head_trainable is not None else None
+    if dims.objective == "policy":  # PPO's actor: its (frozen, idle) value head
+        head_params += h
+        if head_trainable is None:
+            head_trainable = head_params - h
+    if dims.objective == "value":  # PPO's critic: a scalar value head trains, its LM head not
+        head_params += h
+        if head_trainable is None:
+            head_trainable = head_params - untied_head
     return _ModelConstants(
         block_params=block_params,
         block_trainable=block_trainable,
@@ -171,9 +198,17 @@ def _constants(
         block_act_fixed=0.0 if recompute == "full" else act.rope_table_bytes(dims, e),
         embedding_act=act.embedding_saved(dims, e, kernels) - (8.0 if head_delta else 0.0),
         # a reward model reads one score per row: no vocabulary-wide logits or loss
-        head_act=(head_act - act.loss_saved(dims, e, t) if dims.objective == "reward" else head_act)
+        head_act=(
+            head_act - act.loss_saved(dims, e, t) if dims.objective in NO_LM_LOSS else head_act
+        )
         - head_delta,
-        loss_transient=0.0 if dims.objective == "reward" else act.loss_transient(dims, e, t),
+        loss_transient=(
+            0.0
+            if dims.objective in SCALAR_HEADS
+            else policy_logprob_peak(dims, e)
+            if dims.objective == "policy"
+            else act.loss_transient(dims, e, t)
+        ),
         block_transient=block_transient,
         block_weight_grad=0.0 if ft is not None and ft.frozen_base else block_weight_grad,
         # a frozen weight gets no gradient (an adapter's is rank-wide: negligible)
@@ -298,7 +333,7 @@ def estimate_memory(
     # the chunked loss's fp32 working set; the vocabulary-parallel loss has none (rules/loss.py)
     loss_chunk = (
         act.loss_chunk_bytes(dims, e, tokens)
-        if layout.tensor == 1 and dims.objective != "reward"
+        if layout.tensor == 1 and dims.objective not in NO_LM_LOSS
         else 0.0
     )
 

@@ -17,6 +17,7 @@ from llmspec.graph.layers import ParamCounts, count_params
 from llmspec.plan import devices, partition, search
 from llmspec.plan.cost import StepTime
 from llmspec.plan.pins import OFFLOAD_FIELDS, default_pins, user_pins
+from llmspec.plan.ppo_memory import PPOPlan
 from llmspec.plan.search import SIMPLER_WITHIN, Candidate
 from llmspec.plan.types import Layout, MemoryEstimate, Performance
 from llmspec.plan.uncertainty import Uncertainty
@@ -84,6 +85,7 @@ class Plan:
     pinned: tuple[str, ...]
     candidate: Candidate
     uncertainty: Uncertainty
+    ppo: PPOPlan | None = None  # objective ppo: the four models' and the phases' memory rows
 
     @property
     def headroom_bytes(self) -> int:
@@ -111,6 +113,12 @@ class Plan:
         return out
 
     def to_dict(self) -> dict:
+        out = self._contract_dict()
+        if self.ppo is not None:  # additive (contract 2): only objective ppo has it
+            out["ppo"] = self.ppo.to_dict()
+        return out
+
+    def _contract_dict(self) -> dict:
         mem = self.memory
         return {
             "llmspec_version": __version__,

@@ -23,6 +23,7 @@ from llmspec.plan.plan import (
     pick_alternatives,
     versus_auto,
 )
+from llmspec.plan.ppo_memory import PPOPlan, plan_ppo
 
 
 def make_plan(
@@ -79,6 +80,11 @@ def make_plan(
         explanation = explanation + tuple(fit_hints(problem, best))
     elif user_pins(problem.pins):
         explanation = explanation + tuple(versus_auto(problem, best))
+    fits, ppo = best.fits, None
+    if spec.train.objective == "ppo":
+        ppo = plan_ppo(spec, dims, best.layout, best.capacity_bytes, problem.kernels)
+        fits, lines = _ppo_verdict(ppo, fits)
+        explanation = explanation + lines
     return Plan(
         name=spec.name,
         params=count_params(dims, tensor=best.layout.tensor),
@@ -87,7 +93,7 @@ def make_plan(
         stage_layers=best.stage_layers,
         memory=best.memory,
         capacity_bytes=best.capacity_bytes,
-        fits=best.fits,
+        fits=fits,
         performance=performance_of(best, *plan_args),
         step=best.time,
         alternatives=alternatives,
@@ -101,4 +107,30 @@ def make_plan(
         pinned=tuple(f"{k}={v}" for k, v in problem.pins),
         candidate=best,
         uncertainty=assessed,
+        ppo=ppo,
     )
+
+
+def _ppo_verdict(ppo: PPOPlan, fits: bool) -> tuple[bool, tuple[str, ...]]:
+    """PPO holds four models and its phases' tensors, not one model's training step: the
+    plan fits when they do at the layout's ZeRO stage; else say which stage would."""
+    chosen = ppo.stage(ppo.chosen_zero_stage)
+    fitting = ", ".join(str(s.zero_stage) for s in ppo.stages if s.fits) or "none"
+    lines = [
+        f"PPO at ZeRO {chosen.zero_stage}: {chosen.why()}",
+        "the layout search above sizes the actor's update alone; with the critic, reference, "
+        f"reward and rollouts resident PPO fits at ZeRO stage(s) {fitting} (PPO table)",
+    ]
+    if chosen.fits:
+        return fits, tuple(lines)
+    others = [s for s in ppo.stages if s.fits]
+    if others:
+        lines.append(
+            f"fix: set parallel.zero_stage: {others[0].zero_stage} — PPO then {others[0].why()}"
+        )
+    else:
+        lines.append(
+            "fix: no ZeRO stage holds PPO's four models here: more GPUs, a smaller critic or "
+            "reward model, or fewer rollouts (rlhf.rollout.batch_size) per rank"
+        )
+    return False, tuple(lines)

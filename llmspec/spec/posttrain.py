@@ -108,7 +108,14 @@ class RolloutSpec(_Section):
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass; 1 = off.")
     top_k: int = Field(0, ge=0, le=2**24, description="Sample among the k likeliest; 0 = off.")
     batch_size: _upto(2**20) | None = Field(
-        None, description="Prompts per rollout per rank; null = train.micro_batch_size."
+        None,
+        description="Prompts per rollout per rank; null = micro_batch_size × grad_accum_steps "
+        "(one optimizer step per PPO epoch).",
+    )
+    stop_at_eos: bool = Field(
+        True,
+        description="A response ends at <eos>; false = always max_new_tokens tokens (<eos> is "
+        "an ordinary token, as in the analytic PPO check).",
     )
 
 
