@@ -138,10 +138,22 @@ def data_context(
         *(["NEAR_DEDUP_THRESHOLD", "MINHASH_PERMUTATIONS", "SHINGLE_WORDS"] if near else []),
         "VALIDATION_FRACTION",
         "SPLIT_SEED",
+        "TASK_BYTES",
+        "MIN_TASKS",
         *(["sorted(REDACTIONS)"] if data.redact else []),
+    ]
+    # Stage 1's task stages, in order (templates/_prepare_data/tasks.py.j2).
+    stages = [
+        "read",
+        *(["exact"] if data.dedup.exact else []),
+        *(["minhash", "lsh", "clusters"] if lsh else []),
     ]
     return {
         "sources": sources,
+        "stages": stages,
+        "exact": data.dedup.exact,
+        "redact": list(data.redact),
+        "dask": data.engine == "dask",
         "reads_text": bool(formats & {"text", "auto"}),
         "reads_jsonl": bool(formats & {"jsonl", "auto"}),
         "detects_format": "auto" in formats,
