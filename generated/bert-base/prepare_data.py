@@ -139,11 +139,25 @@ def main(argv: list[str] | None = None) -> dict | None:
     (data_dir / "stages").mkdir(parents=True, exist_ok=True)
     if args.stage:  # the inputs were collected by --plan: work/inputs.json says how many tasks
         world = dict(data_stages.stage_worlds(data_stages.load_plan(data_dir / "work")["tasks"]))
-        data_stages.run_task((args.stage, str(data_dir), args.rank, world[args.stage]))
+        start = time.perf_counter()
+        ran = data_stages.run_task((args.stage, str(data_dir), args.rank, world[args.stage]))
+        done = (
+            f"done in {time.perf_counter() - start:.1f} s" if ran else "finished earlier, skipped"
+        )
+        console.print(f"{args.stage} task {args.rank} of {world[args.stage]}: {done}")
         return None
 
-    timings = {}
-    start = time.perf_counter()
+    # Wall seconds per stage, and CPU seconds of this process (all of the run's with --workers 1).
+    timings, start, cpu = {}, time.perf_counter(), time.process_time()
+
+    def lap(stage: str) -> None:
+        nonlocal start, cpu
+        timings[f"{stage}_s"], timings[f"{stage}_cpu_s"] = (
+            time.perf_counter() - start,
+            time.process_time() - cpu,
+        )
+        start, cpu = time.perf_counter(), time.process_time()
+
     documents_key, documents, stages = data_stages.plan_documents(data_dir)
     if args.plan:
         for stage, world in stages:
@@ -155,13 +169,11 @@ def main(argv: list[str] | None = None) -> dict | None:
                 for stage, world in stages:
                     run_stage(imap, stage, world, data_dir, progress)
             documents = data_stages.gather_documents(data_dir, documents_key)
-        timings["documents_s"] = time.perf_counter() - start
-        start = time.perf_counter()
+        lap("documents")
         tokenizer_key = data_stages.stage_tokenizer(data_dir, documents_key)
-        timings["tokenizer_s"] = time.perf_counter() - start
-        start = time.perf_counter()
+        lap("tokenizer")
         manifest = data_stages.stage_shards(data_dir, tokenizer_key, documents, imap)
-        timings["shards_s"] = time.perf_counter() - start
+        lap("shards")
     timings["input_bytes"] = documents["input_bytes"]
     timings["kept_bytes"] = documents["kept_bytes"]
     # Wall times vary run to run, so they live beside the stage keys, not in the manifest.

@@ -299,13 +299,18 @@ def plan_documents(data_dir: Path) -> tuple[str, dict | None, list[tuple[str, in
         tasks = max(1, min(len(inputs), max(MIN_TASKS, -(-total // TASK_BYTES))))
         plan = {"key": key, "inputs": inputs, "tasks": tasks, "input_bytes": total}
         write_json(work / "inputs.json", plan)
-        load_plan.cache_clear()
     return key, None, stage_worlds(load_plan(work)["tasks"])
 
 
-@functools.cache
 def load_plan(work: Path) -> dict:
-    return json.loads((work / "inputs.json").read_text())
+    """work/inputs.json, read once a process while it is unchanged (a cluster worker outlives runs)."""
+    path = work / "inputs.json"
+    return read_json_once(path, path.stat().st_mtime_ns)
+
+
+@functools.cache
+def read_json_once(path: Path, mtime_ns: int) -> dict:
+    return json.loads(path.read_text())
 
 
 def id_range(work: Path, rank: int, world: int) -> tuple[int, int]:
@@ -645,8 +650,9 @@ def special_token_ids(tokenizer) -> dict[str, int | None]:
 
 # ---------------------------------------------------------------------------- stage 3
 @functools.cache
-def tokenize_context(data_dir: str, dtype: str) -> tuple:
-    """(tokenizer, document store, <eos> id, dtype) of a run, loaded once a process."""
+def tokenize_context(data_dir: str, dtype: str, key: str) -> tuple:
+    """(tokenizer, document store, <eos> id, dtype) of the run whose tokenizer stage has this
+    key, loaded once a process (a cluster worker outlives runs)."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(Path(data_dir) / "tokenizer.json"))
@@ -655,13 +661,13 @@ def tokenize_context(data_dir: str, dtype: str) -> tuple:
 
 
 def tokenize_documents(
-    task: tuple[str, str, np.ndarray],
+    task: tuple[str, str, str, np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Worker: each SFT record's prompt ids, response ids and <eos>, end to end in one array;
     the length of each record in it (<eos> included) and of its prompt. Prompt and response
     are tokenized apart, so the boundary between them is a token boundary."""
-    tokenizer, store, eos_id, dtype = tokenize_context(task[0], task[1])
-    doc_indices = task[2]
+    tokenizer, store, eos_id, dtype = tokenize_context(*task[:3])
+    doc_indices = task[3]
     prompts, responses = zip(
         *(store.get(i).split(SFT_SEPARATOR, 1) for i in doc_indices), strict=True
     )
@@ -774,7 +780,7 @@ def stage_shards(data_dir: Path, tokenizer_key: str, documents: dict, imap) -> d
             task = progress.add_task(f"tokenize {split}", total=len(indices))
             mib = np.cumsum(np.diff(store.offsets)[indices]) >> 20  # tasks of ~1 MiB of text
             batches = np.split(indices, np.flatnonzero(np.diff(mib)) + 1)
-            tasks = [(str(data_dir), dtype.str, batch) for batch in batches]
+            tasks = [(str(data_dir), dtype.str, tokenizer_key, batch) for batch in batches]
             writer = ShardWriter(data_dir, split, dtype)
             for tokens, lengths, prompt_lengths in imap(tokenize_documents, tasks):
                 writer.add(tokens, lengths, prompt_lengths)
