@@ -538,6 +538,95 @@ def tokenize_documents(
     return np.fromiter(ids, dtype=dtype, count=int(lengths.sum())), lengths, prompt_lengths
 
 
+# ---------------------------------------------------------------------------- stage 3: tasks
+def plan_shards(
+    data_dir: Path, tokenizer_key: str, documents: dict
+) -> tuple[str, dict | None, list[tuple[str, int]]]:
+    """Stage 3's key; the manifest if it is unchanged since it last finished, else None and its
+    task stage (tokenize: contiguous shares of the kept documents, one per TASK_BYTES of text,
+    at least MIN_TASKS), after writing what the tasks read to work/tokenize.json."""
+    key = stage_key(tokenizer_key, SEQ_LEN, False, SHARD_SIZE_BYTES)
+    manifest_path = data_dir / "manifest.json"
+    if unchanged(data_dir / "stages", "shards", key, manifest_path):
+        return key, json.loads(manifest_path.read_text()), []
+    work = data_dir / "work"
+    tasks = max(
+        1, min(documents["kept"], max(MIN_TASKS, -(-documents["kept_bytes"] // TASK_BYTES)))
+    )
+    plan = {"key": tokenizer_key, "tasks": tasks}
+    try:
+        same = json.loads((work / "tokenize.json").read_text()) == plan
+    except (OSError, ValueError):
+        same = False
+    if not same:  # another tokenizer or other documents: no tokenize task of an earlier run counts
+        work.mkdir(parents=True, exist_ok=True)
+        for path in sorted(work.glob("tokens-*")) + sorted(work.glob("tokenize-*.json")):
+            path.unlink()
+        write_json(work / "tokenize.json", plan)
+    return key, None, [("tokenize", tasks)]
+
+
+def stage_world(work: Path, stage: str) -> int:
+    """How many tasks `stage` has (stage 1's and stage 3's plans say)."""
+    if stage == "tokenize":
+        return json.loads((work / "tokenize.json").read_text())["tasks"]
+    return dict(stage_worlds(load_plan(work)["tasks"]))[stage]
+
+
+def token_dtype(data_dir: Path) -> np.dtype:
+    from tokenizers import Tokenizer
+
+    vocab_size = Tokenizer.from_file(str(data_dir / "tokenizer.json")).get_vocab_size()
+    return np.dtype("<u2") if vocab_size <= 2**16 else np.dtype("<u4")
+
+
+def task_documents(store: DocumentStore, rank: int, world: int, split: str) -> np.ndarray:
+    """The documents of one split in tokenize task `rank`'s share of the kept documents."""
+    n = len(store.offsets) - 1
+    indices = store.indices(val=split == "val")
+    return indices[(indices >= rank * n // world) & (indices < (rank + 1) * n // world)]
+
+
+def tokenize_task(work: Path, rank: int, world: int) -> dict:
+    """Tokenize this task's share of the kept documents, in batches of ~1 MiB of text: per
+    split, the ids end to end (tokens-R-<split>.npy) and each document's length and prompt length
+    (tokens-R-<split>.lengths.npy)."""
+    key = json.loads((work / "tokenize.json").read_text())["key"]
+    dtype = token_dtype(work.parent).str
+    store = tokenize_context(str(work.parent), dtype, key)[1]
+    counts = {}
+    for split in ("train", "val"):
+        indices = task_documents(store, rank, world, split)
+        mib = np.cumsum(np.diff(store.offsets)[indices]) >> 20
+        batches = [b for b in np.split(indices, np.flatnonzero(np.diff(mib)) + 1) if len(b)]
+        parts = [tokenize_documents((str(work.parent), dtype, key, batch)) for batch in batches]
+        tokens = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype)
+        lengths = np.stack(
+            [
+                np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, np.int64)
+                for i in (1, 2)
+            ],
+            axis=1,
+        )
+        write_array(work / f"tokens-{rank:05d}-{split}.npy", tokens)
+        write_array(work / f"tokens-{rank:05d}-{split}.lengths.npy", lengths)
+        counts[split] = len(tokens)
+    return {"tokens": counts}
+
+
+TASKS["tokenize"] = tokenize_task
+
+
+def tokenized(work: Path, split: str):
+    """Each tokenize task's (tokens, lengths, prompt lengths) of one split, in document order."""
+    tasks = json.loads((work / "tokenize.json").read_text())["tasks"]
+    for rank in range(tasks):
+        tokens = np.load(work / f"tokens-{rank:05d}-{split}.npy", mmap_mode="r")
+        lengths = np.load(work / f"tokens-{rank:05d}-{split}.lengths.npy")
+        yield tokens, lengths[:, 0], lengths[:, 1]
+
+
+# ---------------------------------------------------------------------------- stage 3: shards
 class ShardWriter:
     """Each SFT record (prompt + response + <eos>) one sequence, cut to its first SEQ_LEN
     tokens (a response piece without its prompt would teach nothing); about SHARD_SIZE_BYTES
@@ -608,45 +697,31 @@ class ShardWriter:
         }
 
 
-def stage_shards(data_dir: Path, tokenizer_key: str, documents: dict, imap) -> dict:
-    """Tokenize the kept documents (tasks of ~1 MiB of text, by `imap`), write the shards in
-    document order, then the manifest."""
+def write_shards(data_dir: Path, key: str, documents: dict) -> dict:
+    """The tokenize tasks' ids in document order, packed and cut into shards, then the manifest."""
     from tokenizers import Tokenizer
 
-    stages = data_dir / "stages"
-    key = stage_key(tokenizer_key, SEQ_LEN, False, SHARD_SIZE_BYTES)
     manifest_path = data_dir / "manifest.json"
-    if unchanged(stages, "shards", key, manifest_path):
-        return json.loads(manifest_path.read_text())
     # The manifest goes first: from here until the new one is written, no manifest
     # points at shards that are being replaced.
     manifest_path.unlink(missing_ok=True)
     for path in sorted(data_dir.glob("*-[0-9][0-9][0-9][0-9][0-9].*")):
         if path.suffix in (".bin", ".idx", ".prompt", ".tmp"):
             path.unlink()
-
     tokenizer = Tokenizer.from_file(str(data_dir / "tokenizer.json"))
-    vocab_size = tokenizer.get_vocab_size()
-    dtype = np.dtype("<u2") if vocab_size <= 2**16 else np.dtype("<u4")
-    store = DocumentStore(stages)
+    dtype = token_dtype(data_dir)
+    work, store = data_dir / "work", DocumentStore(data_dir / "stages")
     splits = {}
-    with make_progress() as progress:
-        for split in ("train", "val"):
-            indices = store.indices(val=split == "val")
-            task = progress.add_task(f"tokenize {split}", total=len(indices))
-            mib = np.cumsum(np.diff(store.offsets)[indices]) >> 20  # tasks of ~1 MiB of text
-            batches = np.split(indices, np.flatnonzero(np.diff(mib)) + 1)
-            tasks = [(str(data_dir), dtype.str, tokenizer_key, batch) for batch in batches]
-            writer = ShardWriter(data_dir, split, dtype)
-            for tokens, lengths, prompt_lengths in imap(tokenize_documents, tasks):
-                writer.add(tokens, lengths, prompt_lengths)
-                progress.advance(task, len(lengths))
-            splits[split] = writer.finish(len(indices))
+    for split in ("train", "val"):
+        writer = ShardWriter(data_dir, split, dtype)
+        for tokens, *lengths in tokenized(work, split):
+            writer.add(tokens, *lengths)
+        splits[split] = writer.finish(len(store.indices(val=split == "val")))
 
     manifest = {
         "documents": {k: v for k, v in documents.items() if not k.endswith("_bytes")},
         "tokenizer": "tokenizer.json",
-        "vocab_size": vocab_size,
+        "vocab_size": tokenizer.get_vocab_size(),
         "special_tokens": special_token_ids(tokenizer),
         "seq_len": SEQ_LEN,
         "packing": False,
@@ -656,5 +731,5 @@ def stage_shards(data_dir: Path, tokenizer_key: str, documents: dict, imap) -> d
         "splits": splits,
     }
     write_json(manifest_path, manifest)  # last: it vouches for every shard above
-    write_json(stages / "shards.json", {"key": key})
+    write_json(data_dir / "stages" / "shards.json", {"key": key})
     return manifest

@@ -8,8 +8,8 @@
 
 This file is the driver: it runs the stages in order and hands their tasks to worker processes;
 the stage code and the settings from the spec are in data_stages.py. A stage is skipped when
-its inputs are unchanged since it last finished (a key in out/data/stages/), a task of
-stage 1 when its marker is in out/data/work/. Stage 1 is 5 task stage(s), then a gather:
+its inputs are unchanged since it last finished (a key in out/data/stages/), a task when
+its marker is in out/data/work/.
   1. documents  read: every file the sources match; decode (UTF-8,
                 bad bytes replaced); skip binary, empty, unreadable and too large documents;
                 normalise and filter them
@@ -18,7 +18,8 @@ stage 1 when its marker is in out/data/work/. Stage 1 is 5 task stage(s), then a
                 gather: the kept documents in input order to out/data/stages/
   2. tokenizer  train a bpe tokenizer on the kept training documents (an even
                 sample of 32 MiB when there are more)
-  3. shards     tokenize in tasks, join documents with <eos>, pack into seq_len sequences,
+  3. shards     tokenize: shares of the kept documents to token ids in out/data/work/
+                then join documents with <eos>, pack into seq_len sequences,
                 write .bin shards (temp file + rename), manifest.json last
 
 Outputs (out/data/): manifest.json, tokenizer.json, {train,val}-NNNNN.bin.
@@ -87,16 +88,21 @@ def worker_pool(workers: int):
         yield imap
 
 
-def run_stage(imap, stage: str, world: int, data_dir: Path, progress) -> None:
-    """Every task of one stage of stage 1; a task an earlier run finished is skipped."""
-    task = progress.add_task(stage, total=world)
-    tasks = [(stage, str(data_dir), rank, world) for rank in range(world)]
-    skipped = 0
-    for ran in imap(data_stages.run_task, tasks):
-        skipped += not ran
-        progress.advance(task)
-    if skipped:
-        console.print(f"{stage}: {skipped} of {world} tasks finished in an earlier run, skipped")
+def run_stages(imap, stages: list[tuple[str, int]], data_dir: Path) -> None:
+    """Every task of these task stages, one stage after the other; a task an earlier run
+    finished is skipped."""
+    with data_stages.make_progress() as progress:
+        for stage, world in stages:
+            task = progress.add_task(stage, total=world)
+            tasks = [(stage, str(data_dir), rank, world) for rank in range(world)]
+            skipped = 0
+            for ran in imap(data_stages.run_task, tasks):
+                skipped += not ran
+                progress.advance(task)
+            if skipped:
+                console.print(
+                    f"{stage}: {skipped} of {world} tasks finished in an earlier run, skipped"
+                )
 
 
 def print_summary(manifest: dict) -> None:
@@ -127,24 +133,27 @@ def main(argv: list[str] | None = None) -> dict | None:
         "--out", default=str(PROJECT_DIR / "out"), help="run output folder; data goes to OUT/data"
     )
     parser.add_argument("--workers", type=int, default=workers, help="local processes")
+    # What prepare_data.sbatch runs: the plans, one task at a time, the stages between tasks.
     parser.add_argument(
-        "--plan", action="store_true", help="print stage 1's stages and task counts, run none"
+        "--plan", action="store_true", help="print stage 1's task stages and counts"
     )
     parser.add_argument(
-        "--stage", help="run one task of stage 1 (with --rank), as prepare_data.sbatch does"
+        "--plan-shards", action="store_true", help="print stage 3's, after the tokenizer"
     )
+    parser.add_argument("--stage", help="run one task of this task stage (with --rank)")
     parser.add_argument("--rank", type=int, default=0, help="the task of --stage")
+    parser.add_argument("--no-shards", action="store_true", help="stop after the tokenizer")
     args = parser.parse_args(argv)
     data_dir = Path(args.out) / "data"
     (data_dir / "stages").mkdir(parents=True, exist_ok=True)
-    if args.stage:  # the inputs were collected by --plan: work/inputs.json says how many tasks
-        world = dict(data_stages.stage_worlds(data_stages.load_plan(data_dir / "work")["tasks"]))
+    if args.stage:  # a --plan wrote how many tasks the stage has
+        world = data_stages.stage_world(data_dir / "work", args.stage)
         start = time.perf_counter()
-        ran = data_stages.run_task((args.stage, str(data_dir), args.rank, world[args.stage]))
+        ran = data_stages.run_task((args.stage, str(data_dir), args.rank, world))
         done = (
             f"done in {time.perf_counter() - start:.1f} s" if ran else "finished earlier, skipped"
         )
-        console.print(f"{args.stage} task {args.rank} of {world[args.stage]}: {done}")
+        console.print(f"{args.stage} task {args.rank} of {world}: {done}")
         return None
 
     # Wall seconds per stage, and CPU seconds of this process (all of the run's with --workers 1).
@@ -160,19 +169,24 @@ def main(argv: list[str] | None = None) -> dict | None:
 
     documents_key, documents, stages = data_stages.plan_documents(data_dir)
     if args.plan:
-        for stage, world in stages:
-            print(stage, world)
+        print("".join(f"{stage} {world}\n" for stage, world in stages), end="")
         return None
     with worker_pool(max(1, args.workers)) as imap:
-        if documents is None:
-            with data_stages.make_progress() as progress:
-                for stage, world in stages:
-                    run_stage(imap, stage, world, data_dir, progress)
+        if documents is None:  # 1. documents
+            run_stages(imap, stages, data_dir)
             documents = data_stages.gather_documents(data_dir, documents_key)
         lap("documents")
-        tokenizer_key = data_stages.stage_tokenizer(data_dir, documents_key)
+        tokenizer_key = data_stages.stage_tokenizer(data_dir, documents_key)  # 2. tokenizer
         lap("tokenizer")
-        manifest = data_stages.stage_shards(data_dir, tokenizer_key, documents, imap)
+        if args.no_shards:
+            return None
+        shards_key, manifest, stages = data_stages.plan_shards(data_dir, tokenizer_key, documents)
+        if args.plan_shards:
+            print("".join(f"{stage} {world}\n" for stage, world in stages), end="")
+            return None
+        if manifest is None:  # 3. shards
+            run_stages(imap, stages, data_dir)
+            manifest = data_stages.write_shards(data_dir, shards_key, documents)
         lap("shards")
     timings["input_bytes"] = documents["input_bytes"]
     timings["kept_bytes"] = documents["kept_bytes"]
