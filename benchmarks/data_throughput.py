@@ -16,9 +16,10 @@ figure scales with the load, which is printed, and the per-CPU-second figures mu
      wall seconds) of each stage and of the run, the speed-up, and the outputs' sha256 equal;
   2. per core: the pipeline's MB per CPU second (workers included) beside plain
      Tokenizer.encode_batch_fast over the same files with the tokenizer it trained;
-  3. memory: every task of stage 1 run alone (prepare_data.py --stage S --rank R, as
-     prepare_data.sbatch runs them) and then the driver (gather, tokenizer, shards), peak
-     RSS (VmHWM) of each, the largest per stage, at --mb / 10 and --mb. The generated
+  3. memory: every task run alone (prepare_data.py --stage S --rank R, as
+     prepare_data.sbatch runs them) and the steps between (gather + tokenizer training,
+     pack + shards), peak RSS (VmHWM) of each, the largest per stage, at --mb / 10 and
+     --mb. The generated
      TASK_BYTES is lowered to 1 MiB here, so the corpus grows in tasks rather than in task
      size, as a corpus past TASK_BYTES x MIN_TASKS (512 MiB) does with the default.
 """
@@ -239,23 +240,35 @@ def peak_rss_mib(project: Path, *args: str) -> float:
 
 
 def memory_by_stage(project: Path, out: Path) -> dict[str, tuple[int, float]]:
-    """(tasks, largest peak RSS in MiB) of each stage 1 task stage run task by task, then of the
-    driver (gather, tokenizer, shards; one process)."""
+    """(tasks, largest peak RSS in MiB) of each step, run as prepare_data.sbatch runs them:
+    stage 1's task stages task by task, the gather + tokenizer job, stage 3's tokenize tasks,
+    the job that packs the shards (each step one process)."""
     if out.exists():
         shutil.rmtree(out)
-    plan = subprocess.run(
-        [sys.executable, "prepare_data.py", "--out", str(out), "--plan"],
-        cwd=project, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+
+    def run(*args: str) -> str:
+        command = [sys.executable, "prepare_data.py", "--out", str(out), *args]
+        return subprocess.run(
+            command, cwd=project, capture_output=True, text=True, check=True
+        ).stdout
+
     peaks = {}
-    for line in plan.stdout.split("\n"):
-        if not line.strip():
-            continue
-        stage, world = line.split()
-        rss = [peak_rss_mib(project, "--out", str(out), "--stage", stage, "--rank", str(r))
-               for r in range(int(world))]  # fmt: skip
-        peaks[stage] = (int(world), max(rss))
-    peaks["driver"] = (1, peak_rss_mib(project, "--out", str(out), "--workers", "1"))
+
+    def tasks(plan: str) -> None:
+        for line in plan.split("\n"):
+            if line.strip():
+                stage, world = line.split()
+                rss = [peak_rss_mib(project, "--out", str(out), "--stage", stage, "--rank", str(r))
+                       for r in range(int(world))]  # fmt: skip
+                peaks[stage] = (int(world), max(rss))
+
+    tasks(run("--plan"))
+    peaks["gather+tokenizer"] = (
+        1,
+        peak_rss_mib(project, "--out", str(out), "--no-shards", "--workers", "1"),
+    )
+    tasks(run("--plan-shards"))
+    peaks["pack+shards"] = (1, peak_rss_mib(project, "--out", str(out), "--workers", "1"))
     return peaks
 
 
@@ -283,7 +296,7 @@ def main() -> None:
     print(f"{'':<34}{'1 worker':>16}{'2 workers':>16}")
     for key, label in (("documents_s", "documents (read, dedup, gather)"),
                        ("tokenizer_s", "tokenizer (train BPE 8192)"),
-                       ("shards_s", "shards (tokenize, pack, write)")):  # fmt: skip
+                       ("shards_s", "shards (tokenize tasks, pack)")):  # fmt: skip
         cells = "".join(f"{runs[w][2][key]:7.2f} s {mb / runs[w][2][key]:5.1f}MB/s" for w in (1, 2))
         print(f"{label:<34}{cells}")
     cells = "".join(f"{runs[w][0]:7.2f} s {mb / runs[w][0]:5.1f}MB/s" for w in (1, 2))

@@ -26,7 +26,6 @@ from data_harness.project import render_data_files, run_prepare
 
 from llmspec.codegen.data_context import data_context
 from llmspec.codegen.render import render_template
-from llmspec.spec.checks_posttrain import data_engine_is_generated
 from llmspec.spec.schema import Spec
 
 prepared = fixtures.prepared  # 2 workers
@@ -233,8 +232,38 @@ def test_a_run_killed_inside_a_task_reruns_to_the_same_bytes(tmp_path):
     assert digests(killed / "out" / "data") == digests(whole / "out" / "data")
 
 
-def test_ray_is_refused_where_it_is_not_generated():
+# A Ray cluster of our own: ray.init() in a holder process starts it (its processes are that
+# process's, and ray.shutdown() there stops them; `ray stop` would stop every Ray on the machine).
+RAY_HOLDER = """
+import sys, ray
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+print(ray.get_runtime_context().gcs_address, flush=True)
+sys.stdin.read()
+ray.shutdown()
+"""
+
+
+def test_a_ray_cluster_writes_the_same_bytes_as_local(prepared, tmp_path):
     spec = Spec.model_validate(planted_spec(engine="ray"))
-    (finding,) = data_engine_is_generated(spec.data)
-    assert finding.path == ("data", "engine") and "ray" in finding.message
-    assert not list(data_engine_is_generated(Spec.model_validate(planted_spec(engine="dask")).data))
+    project = tmp_path / "project"
+    files = render_data_files(spec, project, prepared.planted.spec_dir)
+    assert "ray_cluster()" in files["prepare_data.py"] and "dask" not in files["prepare_data.py"]
+    # Ray clusters require a token: one of our own for the holder's cluster and its driver.
+    env = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": os.urandom(16).hex(),
+    }
+    holder = subprocess.Popen([sys.executable, "-c", RAY_HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, env=env)  # fmt: skip
+    try:
+        address = holder.stdout.readline().strip()
+        assert address, "the Ray holder did not start"
+        result = subprocess.run([sys.executable, "prepare_data.py"], cwd=project, capture_output=True, text=True,
+                                env={**env, "RAY_ADDRESS": address}, timeout=300)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert digests(project / "out" / "data") == digests(prepared.data_dir)

@@ -154,6 +154,17 @@ def data_context(
         "exact": data.dedup.exact,
         "redact": list(data.redact),
         "dask": data.engine == "dask",
+        "cluster": data.engine != "local",  # a Dask or Ray cluster runs the tasks
+        "engine_call": {
+            "local": "worker_pool(max(1, args.workers))",
+            "dask": "dask_cluster()",
+            "ray": "ray_cluster()",
+        }[data.engine],
+        "engine_text": {
+            "local": "worker processes",
+            "dask": "a Dask cluster (DASK_SCHEDULER_ADDRESS)",
+            "ray": "a Ray cluster (RAY_ADDRESS)",
+        }[data.engine],
         "reads_text": bool(formats & {"text", "auto"}),
         "reads_jsonl": bool(formats & {"jsonl", "auto"}),
         "detects_format": "auto" in formats,
