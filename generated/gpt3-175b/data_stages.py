@@ -602,6 +602,9 @@ def gather_documents(data_dir: Path, key: str) -> dict:
         "kept_bytes": kept_bytes,
     }
     write_json(stages / "documents.json", {"key": key, "documents": documents})
+    for r in range(tasks):  # the kept text is in documents.bin now: the read tasks' copy goes
+        (work / f"read-{r:05d}.json").unlink()  # (a rerun that needs it reads again)
+        (work / f"read-{r:05d}.bin").unlink()
     return documents
 
 
@@ -838,4 +841,7 @@ def write_shards(data_dir: Path, key: str, documents: dict) -> dict:
     }
     write_json(manifest_path, manifest)  # last: it vouches for every shard above
     write_json(data_dir / "stages" / "shards.json", {"key": key})
+    for path in [*sorted(work.glob("tokens-*")), *sorted(work.glob("tokenize-*.json"))]:
+        path.unlink()  # the shards hold the ids now
+    (work / "tokenize.json").unlink()
     return manifest
