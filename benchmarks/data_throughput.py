@@ -15,13 +15,14 @@ figure scales with the load, which is printed, and the per-CPU-second figures mu
   1. workers: the whole pipeline with 1 and with 2 worker processes, MB/s (input bytes /
      wall seconds) of each stage and of the run, the speed-up, and the outputs' sha256 equal;
   2. per core: the pipeline's MB per CPU second (workers included) beside plain
-     Tokenizer.encode_batch_fast over the same files with the tokenizer it trained;
+     Tokenizer.encode_batch_fast over the same files with the tokenizer it trained
+     (1 worker is pinned to one core, 2 workers to two);
   3. memory: every task run alone (prepare_data.py --stage S --rank R, as
      prepare_data.sbatch runs them) and the steps between (gather + tokenizer training,
      pack + shards), peak RSS (VmHWM) of each, the largest per stage, at --mb / 10 and
-     --mb. The generated
-     TASK_BYTES is lowered to 1 MiB here, so the corpus grows in tasks rather than in task
-     size, as a corpus past TASK_BYTES x MIN_TASKS (512 MiB) does with the default.
+     --mb. The generated TASK_BYTES is lowered to 256 KiB here, so both corpora are past
+     MIN_TASKS tasks and grow in tasks rather than in task size, as a corpus past
+     TASK_BYTES x MIN_TASKS (512 MiB) does with the default.
 """
 
 from __future__ import annotations
@@ -196,15 +197,19 @@ def render(work: Path, name: str, task_bytes: int | None = None) -> Path:
 
 
 def run_pipeline(project: Path, out: Path, workers: int) -> tuple[float, float, dict]:
-    """Wall and CPU seconds (workers included) of one whole run, and its timings.json."""
+    """Wall and CPU seconds (workers included) of one whole run, and its timings.json. The run
+    may use `workers` cores: 1 worker is pinned to one core (tokenizers' thread pool would
+    otherwise spread the in-process tokenizing over every core)."""
     if out.exists():
         shutil.rmtree(out)
+    cores = sorted(os.sched_getaffinity(0))[:workers]
     cpu_start, start = cpu_seconds(resource.RUSAGE_CHILDREN), time.perf_counter()
     subprocess.run(
         [sys.executable, "prepare_data.py", "--out", str(out), "--workers", str(workers)],
         cwd=project,
         check=True,
         stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: os.sched_setaffinity(0, cores),
     )
     wall, cpu = time.perf_counter() - start, cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_start
     return wall, cpu, json.loads((out / "data/stages/timings.json").read_text())
@@ -219,6 +224,8 @@ def output_digest(data: Path) -> str:
         h.update(hashlib.sha256((data / name).read_bytes()).digest())
     return h.hexdigest()[:16]
 
+
+TASK_BYTES = 256 * 2**10  # section 3: past MIN_TASKS (8) tasks at both sizes, so tasks are alike
 
 MEASURE = (
     "import re, runpy, sys; sys.argv = ['prepare_data.py', *sys.argv[1:]]; "
@@ -333,15 +340,15 @@ def main() -> None:
     if not args.skip_memory:
         peaks = {}
         for name in ("small", "large"):
-            project = render(work / name, "project-tasks", task_bytes=2**20)
+            project = render(work / name, "project-tasks", task_bytes=TASK_BYTES)
             peaks[name] = memory_by_stage(project, work / name / "out-tasks")
         print(
-            f"\n3. peak RSS (MiB) per task, TASK_BYTES 1 MiB: corpus {sizes['small']:.0f} MB -> {sizes['large']:.0f} MB"
+            f"\n3. peak RSS (MiB) per task, TASK_BYTES {TASK_BYTES >> 10} KiB: corpus {sizes['small']:.0f} MB -> {sizes['large']:.0f} MB"
         )
         for stage in peaks["large"]:
             (n_small, small), (n_large, large) = peaks["small"][stage], peaks["large"][stage]
             print(
-                f"  {stage:<9} {n_small:4d} -> {n_large:4d} tasks   {small:7.0f} -> {large:7.0f} MiB  ({large / small:.2f}x)"
+                f"  {stage:<17} {n_small:4d} -> {n_large:4d} tasks   {small:7.0f} -> {large:7.0f} MiB  ({large / small:.2f}x)"
             )
     print(f"\nload average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.compare_minhash:

@@ -10,9 +10,9 @@ This file is the driver: it runs the stages in order and hands their tasks to wo
 the stage code and the settings from the spec are in data_stages.py. A stage is skipped when
 its inputs are unchanged since it last finished (a key in out/data/stages/), a task when
 its marker is in out/data/work/.
-  1. documents  read: every file the sources match; decode (UTF-8,
-                bad bytes replaced); skip binary, empty, unreadable and too large documents;
-                normalise and filter them
+  1. documents  read: every file the sources match;
+                decode UTF-8 (bad bytes replaced); skip binary, empty, unreadable and too
+                large documents; normalise and filter them
                 exact: drop exact duplicates (sha256, by hash partition)
                 minhash, lsh, clusters: drop near duplicates (MinHash + LSH, union-find)
                 gather: the kept documents in input order to out/data/stages/
@@ -157,15 +157,12 @@ def main(argv: list[str] | None = None) -> dict | None:
         return None
 
     # Wall seconds per stage, and CPU seconds of this process (all of the run's with --workers 1).
-    timings, start, cpu = {}, time.perf_counter(), time.process_time()
+    timings, clock = {}, [time.perf_counter(), time.process_time()]
 
     def lap(stage: str) -> None:
-        nonlocal start, cpu
-        timings[f"{stage}_s"], timings[f"{stage}_cpu_s"] = (
-            time.perf_counter() - start,
-            time.process_time() - cpu,
-        )
-        start, cpu = time.perf_counter(), time.process_time()
+        now = [time.perf_counter(), time.process_time()]
+        timings[f"{stage}_s"], timings[f"{stage}_cpu_s"] = now[0] - clock[0], now[1] - clock[1]
+        clock[:] = now
 
     documents_key, documents, stages = data_stages.plan_documents(data_dir)
     if args.plan:

@@ -408,7 +408,7 @@ _rng = np.random.default_rng(0x5EED)  # fixed: signatures must not change betwee
 PERM_A = _rng.integers(1, 2**63, MINHASH_PERMUTATIONS, dtype=np.uint64) * 2 + 1  # odd
 PERM_B = _rng.integers(0, 2**63, MINHASH_PERMUTATIONS, dtype=np.uint64)
 SHINGLE_MIX = _rng.integers(1, 2**63, SHINGLE_WORDS, dtype=np.uint64) * 2 + 1  # odd
-_word_hashes: dict[str, int] = {}  # per process; words repeat across documents
+_word_hashes: dict[str, int] = {}  # per task; words repeat across documents
 
 
 def minhash(text: str) -> np.ndarray:
@@ -440,6 +440,7 @@ def minhash_task(work: Path, rank: int, world: int) -> dict:
         ~np.isin(docs["id"], dropped_ids(work, "exact", world, id_range(work, rank, world)))
     ]
     text = load_text(work / f"read-{rank:05d}.bin")
+    _word_hashes.clear()  # a worker process runs many tasks: memory stays one task's words
     signatures = np.zeros((len(docs), MINHASH_PERMUTATIONS), dtype=np.uint32)
     for row, (start, end) in enumerate(
         zip(docs["start"].tolist(), docs["end"].tolist(), strict=True)
@@ -481,7 +482,7 @@ def lsh_task(work: Path, band: int, world: int) -> dict:
         rows_a = signature_rows(signatures, starts, np.searchsorted(ids, a[i : i + 4096]))
         rows_b = signature_rows(signatures, starts, np.searchsorted(ids, b[i : i + 4096]))
         agree[i : i + 4096] = np.count_nonzero(rows_a == rows_b, axis=1)
-    confirmed = agree >= NEAR_DEDUP_THRESHOLD * MINHASH_PERMUTATIONS
+    confirmed = agree / MINHASH_PERMUTATIONS >= NEAR_DEDUP_THRESHOLD
     write_array(work / f"lsh-{band:05d}.npy", np.stack([a[confirmed], b[confirmed]], axis=1))
     return {"candidates": len(a), "pairs": int(confirmed.sum())}
 
