@@ -43,6 +43,9 @@ PREPARE_CODE = {
     "unicode_normalization": ["unicodedata"],
     "packed": ["dropped_tail_tokens"],
     "unpacked": ["index_files", "self.pending.popleft()"],
+    "dask": ["def dask_cluster(", "DASK_SCHEDULER_ADDRESS"],
+    "ray": ["def ray_cluster(", "RAY_ADDRESS"],
+    "cluster": ["def on_worker(", "import sys\n"],
 }
 DATA_CODE = {
     "packed": ["reshape(-1, self.seq_len)"],
@@ -76,6 +79,16 @@ VARIANTS = {
     "given_tokenizer": (
         {"sources": [TEXT], "tokenizer": {"path": "given.json"}, "normalize": {"unicode": "none"}},
         {"given_tokenizer", "exact_dedup", "near_dedup", "blocklist"},
+    ),
+    "dask": (
+        {"engine": "dask"},
+        {"dask", "cluster", "jsonl", "text_and_jsonl", "bpe", "exact_dedup"}
+        | {"near_dedup", "blocklist"},
+    ),
+    "ray": (
+        {"engine": "ray"},
+        {"ray", "cluster", "jsonl", "text_and_jsonl", "bpe", "exact_dedup"}
+        | {"near_dedup", "blocklist"},
     ),
     "format_by_extension": (
         {"sources": [{"path": "corpus/*", "text_field": "body"}, TEXT]},
