@@ -154,33 +154,38 @@ def test_slurm_array_jobs_run_the_same_tasks_in_order(prepared, tmp_path):
     (bin_dir / "sbatch").chmod(0o755)
     log = tmp_path / "sbatch.log"
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_SBATCH_LOG": str(log),
-           "PYTHON": sys.executable, "DATA_CPUS": "2"}  # fmt: skip
+           "PYTHON": sys.executable, "DATA_CPUS": "2", "SLURM_MAX_ARRAY": "5"}  # fmt: skip
     result = subprocess.run(
         ["bash", "prepare_data.sbatch"], cwd=project, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = [json.loads(line) for line in log.read_text().splitlines()]
-    names = [
-        next(a.split("=", 1)[1] for a in j["argv"] if a.startswith("--job-name=")) for j in jobs
-    ]
-    stages = ["read", "exact", "minhash", "lsh", "clusters", "tokenizer", "tokenize", "shards"]
-    assert names == [f"data-{stage}" for stage in stages]
-    arrays = [next((a for a in j["argv"] if a.startswith("--array=")), None) for j in jobs]
-    assert arrays == ["--array=0-7"] * 3 + [
-        "--array=0-13",
-        "--array=0-0",
-        None,
-        "--array=0-7",
-        None,
-    ]
-    for i, job in enumerate(jobs):  # each job waits for the one before, but the tokenize array,
-        wait = [a for a in job["argv"] if a.startswith("--dependency")]  # which the tokenizer
-        assert wait == (
-            []
-            if names[i] in ("data-read", "data-tokenize")
-            else [f"--dependency=afterok:{jobs[i - 1]['job']}"]
-        )  # job submits
+    names = [option(j, "job-name") for j in jobs]
+    # SLURM_MAX_ARRAY=5: a stage of more tasks is several array jobs of at most 5 tasks.
+    expected = [("read", "0-4"), ("read", "0-2"), ("exact", "0-4"), ("exact", "0-2"),
+                ("minhash", "0-4"), ("minhash", "0-2"), ("lsh", "0-4"), ("lsh", "0-4"), ("lsh", "0-3"),
+                ("clusters", "0-0"), ("tokenizer", None), ("tokenize", "0-4"), ("tokenize", "0-2"), ("shards", None)]  # fmt: skip
+    assert [
+        (n.removeprefix("data-"), option(j, "array")) for n, j in zip(names, jobs, strict=True)
+    ] == expected
+    # Each stage waits for every job of the stage before, but the tokenize arrays, which the
+    # tokenizer job submits when it is done.
+    before = []
+    for name, job in zip(names, jobs, strict=True):
+        stage_jobs = [str(j["job"]) for n, j in zip(names, jobs, strict=True) if n == name]
+        wait = option(job, "dependency")
+        if name in ("data-read", "data-tokenize"):
+            assert wait is None, name
+        else:
+            assert wait == "afterok:" + ":".join(before), name
+        if str(job["job"]) == stage_jobs[-1]:
+            before = stage_jobs
     assert digests(project / "out" / "data") == digests(prepared.data_dir)
+
+
+def option(job: dict, name: str) -> str | None:
+    """The value of sbatch option --NAME=VALUE in a logged job, or None."""
+    return next((a.split("=", 1)[1] for a in job["argv"] if a.startswith(f"--{name}=")), None)
 
 
 def render_context_data(prepared, project: Path) -> dict:
