@@ -462,18 +462,19 @@ def gather_documents(data_dir: Path, key: str) -> dict:
 
 
 class DocumentStore:
-    """The kept documents of stage 1, read back by memory map."""
+    """The kept documents of stage 1, read back by memory map (a task reads only its share)."""
 
     def __init__(self, stages: Path):
         self.text = np.memmap(stages / "documents.bin", dtype=np.uint8, mode="r")
-        self.offsets = np.fromfile(stages / "documents.idx", dtype="<i8")
-        self.is_val = np.fromfile(stages / "documents.split", dtype=np.uint8).astype(bool)
+        self.offsets = np.memmap(stages / "documents.idx", dtype="<i8", mode="r")
+        self.is_val = np.memmap(stages / "documents.split", dtype=np.uint8, mode="r")
 
     def get(self, i: int) -> str:
         return self.text[self.offsets[i] : self.offsets[i + 1]].tobytes().decode("utf-8")
 
-    def indices(self, val: bool) -> np.ndarray:
-        return np.flatnonzero(self.is_val == val)
+    def indices(self, val: bool, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        """The documents of one split among documents [lo, hi)."""
+        return lo + np.flatnonzero(self.is_val[lo:hi] == val)
 
 
 # ---------------------------------------------------------------------------- stage 2
@@ -586,8 +587,7 @@ def token_dtype(data_dir: Path) -> np.dtype:
 def task_documents(store: DocumentStore, rank: int, world: int, split: str) -> np.ndarray:
     """The documents of one split in tokenize task `rank`'s share of the kept documents."""
     n = len(store.offsets) - 1
-    indices = store.indices(val=split == "val")
-    return indices[(indices >= rank * n // world) & (indices < (rank + 1) * n // world)]
+    return store.indices(split == "val", rank * n // world, (rank + 1) * n // world)
 
 
 def tokenize_task(work: Path, rank: int, world: int) -> dict:
