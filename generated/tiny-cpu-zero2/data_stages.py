@@ -729,7 +729,7 @@ def tokenize_task(work: Path, rank: int, world: int) -> dict:
     counts = {}
     for split in ("train", "val"):
         indices = task_documents(store, rank, world, split)
-        mib = np.cumsum(np.diff(store.offsets)[indices]) >> 20
+        mib = np.cumsum(store.offsets[indices + 1] - store.offsets[indices]) >> 20
         batches = [b for b in np.split(indices, np.flatnonzero(np.diff(mib)) + 1) if len(b)]
         parts = [tokenize_documents((str(work.parent), dtype, key, batch)) for batch in batches]
         tokens = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype)
