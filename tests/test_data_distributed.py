@@ -116,8 +116,12 @@ def test_a_dask_cluster_writes_the_same_bytes_as_local(prepared, tmp_path):
     assert len(worker_pids) == 2 and os.getpid() not in worker_pids.values()
     assert len(ran) > 8 + 8 + 8 + 14 + 1, Finished.keys
     assert digests(project / "out" / "data") == digests(prepared.data_dir)
-    missing = subprocess.run([sys.executable, "prepare_data.py"], cwd=project, capture_output=True, text=True,
-                             env={k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"})  # fmt: skip
+    # Everything finished: a rerun needs no cluster. Tasks left and no scheduler: a clear error.
+    no_address = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    again = subprocess.run([sys.executable, "prepare_data.py"], cwd=project, capture_output=True, text=True, env=no_address)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    missing = subprocess.run([sys.executable, "prepare_data.py", "--out", str(tmp_path / "fresh")], cwd=project,
+                             capture_output=True, text=True, env=no_address)  # fmt: skip
     assert missing.returncode == 1 and "DASK_SCHEDULER_ADDRESS" in missing.stderr
 
 

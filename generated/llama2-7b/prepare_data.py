@@ -88,21 +88,25 @@ def worker_pool(workers: int):
         yield imap
 
 
-def run_stages(imap, stages: list[tuple[str, int]], data_dir: Path) -> None:
-    """Every task of these task stages, one stage after the other; a task an earlier run
-    finished is skipped."""
-    with data_stages.make_progress() as progress:
+def run_stages(stages: list[tuple[str, int]], data_dir: Path, workers: int) -> None:
+    """Every task of these task stages that no earlier run finished, one stage after the other,
+    on worker processes (started only when a task is left)."""
+    todo = {}
+    for stage, world in stages:
+        todo[stage] = [r for r in range(world) if not data_stages.task_done(data_dir, stage, r)]
+        if len(todo[stage]) < world:
+            console.print(
+                f"{stage}: {world - len(todo[stage])} of {world} tasks finished in an earlier run, skipped"
+            )
+    if not any(todo.values()):
+        return
+    with worker_pool(max(1, workers)) as imap, data_stages.make_progress() as progress:
         for stage, world in stages:
-            task = progress.add_task(stage, total=world)
-            tasks = [(stage, str(data_dir), rank, world) for rank in range(world)]
-            skipped = 0
-            for ran in imap(data_stages.run_task, tasks):
-                skipped += not ran
+            task = progress.add_task(stage, total=len(todo[stage]))
+            for _ in imap(
+                data_stages.run_task, [(stage, str(data_dir), rank, world) for rank in todo[stage]]
+            ):
                 progress.advance(task)
-            if skipped:
-                console.print(
-                    f"{stage}: {skipped} of {world} tasks finished in an earlier run, skipped"
-                )
 
 
 def print_summary(manifest: dict) -> None:
@@ -168,23 +172,22 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.plan:
         print("".join(f"{stage} {world}\n" for stage, world in stages), end="")
         return None
-    with worker_pool(max(1, args.workers)) as imap:
-        if documents is None:  # 1. documents
-            run_stages(imap, stages, data_dir)
-            documents = data_stages.gather_documents(data_dir, documents_key)
-        lap("documents")
-        tokenizer_key = data_stages.stage_tokenizer(data_dir, documents_key)  # 2. tokenizer
-        lap("tokenizer")
-        if args.no_shards:
-            return None
-        shards_key, manifest, stages = data_stages.plan_shards(data_dir, tokenizer_key, documents)
-        if args.plan_shards:
-            print("".join(f"{stage} {world}\n" for stage, world in stages), end="")
-            return None
-        if manifest is None:  # 3. shards
-            run_stages(imap, stages, data_dir)
-            manifest = data_stages.write_shards(data_dir, shards_key, documents)
-        lap("shards")
+    if documents is None:  # 1. documents
+        run_stages(stages, data_dir, args.workers)
+        documents = data_stages.gather_documents(data_dir, documents_key)
+    lap("documents")
+    tokenizer_key = data_stages.stage_tokenizer(data_dir, documents_key)  # 2. tokenizer
+    lap("tokenizer")
+    if args.no_shards:
+        return None
+    shards_key, manifest, stages = data_stages.plan_shards(data_dir, tokenizer_key, documents)
+    if args.plan_shards:
+        print("".join(f"{stage} {world}\n" for stage, world in stages), end="")
+        return None
+    if manifest is None:  # 3. shards
+        run_stages(stages, data_dir, args.workers)
+        manifest = data_stages.write_shards(data_dir, shards_key, documents)
+    lap("shards")
     timings["input_bytes"] = documents["input_bytes"]
     timings["kept_bytes"] = documents["kept_bytes"]
     # Wall times vary run to run, so they live beside the stage keys, not in the manifest.

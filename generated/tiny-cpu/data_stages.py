@@ -305,13 +305,19 @@ def id_range(work: Path, rank: int, world: int) -> tuple[int, int]:
     return rank * inputs // world << 32, (rank + 1) * inputs // world << 32
 
 
+def task_done(data_dir: Path, stage: str, rank: int) -> bool:
+    return (data_dir / "work" / f"{stage}-{rank:05d}.json").is_file()
+
+
 def run_task(task: tuple[str, str, int, int]) -> bool:
     """Worker: task (stage, data dir, rank, world) unless an earlier run finished it; whether it ran."""
     stage, data_dir, rank, world = task
-    marker = Path(data_dir) / "work" / f"{stage}-{rank:05d}.json"
-    if marker.is_file():
+    if task_done(Path(data_dir), stage, rank):
         return False
-    write_json(marker, TASKS[stage](Path(data_dir) / "work", rank, world))
+    result = TASKS[stage](Path(data_dir) / "work", rank, world)
+    write_json(
+        Path(data_dir) / "work" / f"{stage}-{rank:05d}.json", result
+    )  # last: the task is done
     return True
 
 

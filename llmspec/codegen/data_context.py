@@ -156,7 +156,7 @@ def data_context(
         "dask": data.engine == "dask",
         "cluster": data.engine != "local",  # a Dask or Ray cluster runs the tasks
         "engine_call": {
-            "local": "worker_pool(max(1, args.workers))",
+            "local": "worker_pool(max(1, workers))",
             "dask": "dask_cluster()",
             "ray": "ray_cluster()",
         }[data.engine],
