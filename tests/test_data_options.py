@@ -36,13 +36,16 @@ PREPARE_CODE = {
     "wordpiece": ["WordPieceTrainer", "BertPreTokenizer"],
     "lowercase": ["Lowercase()"],
     "given_tokenizer": ["TOKENIZER_PATH", '"[SEP]"'],
-    "exact_dedup": ["seen_digests"],
-    "near_dedup": ["def minhash(", "NearDuplicateIndex", "LSH_BANDS"],
-    "blocklist": ["BLOCKLIST", "_blocked_words"],
+    "exact_dedup": ["def exact_task(", '("exact", tasks)'],
+    "near_dedup": ["def minhash(", "def lsh_task(", "LSH_BANDS", "def clusters_task("],
+    "blocklist": ["BLOCKLIST", "load_blocklist()"],
     "max_chars": ["MAX_CHARS"],
     "unicode_normalization": ["unicodedata"],
     "packed": ["dropped_tail_tokens"],
     "unpacked": ["index_files", "self.pending.popleft()"],
+    "dask": ["def dask_cluster(", "DASK_SCHEDULER_ADDRESS"],
+    "ray": ["def ray_cluster(", "RAY_ADDRESS"],
+    "cluster": ["def on_worker(", "import sys\n"],
 }
 DATA_CODE = {
     "packed": ["reshape(-1, self.seq_len)"],
@@ -77,6 +80,16 @@ VARIANTS = {
         {"sources": [TEXT], "tokenizer": {"path": "given.json"}, "normalize": {"unicode": "none"}},
         {"given_tokenizer", "exact_dedup", "near_dedup", "blocklist"},
     ),
+    "dask": (
+        {"engine": "dask"},
+        {"dask", "cluster", "jsonl", "text_and_jsonl", "bpe", "exact_dedup"}
+        | {"near_dedup", "blocklist"},
+    ),
+    "ray": (
+        {"engine": "ray"},
+        {"ray", "cluster", "jsonl", "text_and_jsonl", "bpe", "exact_dedup"}
+        | {"near_dedup", "blocklist"},
+    ),
     "format_by_extension": (
         {"sources": [{"path": "corpus/*", "text_field": "body"}, TEXT]},
         {"jsonl", "text_and_jsonl", "format_by_extension", "bpe", "exact_dedup", "near_dedup"}
@@ -110,18 +123,20 @@ def render(name: str, base: Path) -> dict[str, str]:
 def test_each_generated_file_holds_only_the_code_of_its_options(name, tmp_path):
     files = render(name, tmp_path)
     used = options_in_use(name)
-    for file, table in (("prepare_data.py", PREPARE_CODE), ("data.py", DATA_CODE)):
-        text = files[file]
+    # prepare_data.py is the driver, data_stages.py the stage code: one program.
+    prepare = files["prepare_data.py"] + files["data_stages.py"]
+    for text, table in ((prepare, PREPARE_CODE), (files["data.py"], DATA_CODE)):
         for option, snippets in table.items():
             for snippet in snippets:
-                assert (snippet in text) == (option in used), (file, option, snippet)
+                assert (snippet in text) == (option in used), (option, snippet)
 
 
 def test_every_variant_passes_ruff(tmp_path, root):
     paths = []
     for name in VARIANTS:
         render(name, tmp_path)
-        paths += [str(tmp_path / name / "project" / f) for f in ("prepare_data.py", "data.py")]
+        files = ("prepare_data.py", "data_stages.py", "data.py")
+        paths += [str(tmp_path / name / "project" / f) for f in files]
     config = str(root / "pyproject.toml")
     for args in (["check"], ["format", "--check"]):
         result = subprocess.run(

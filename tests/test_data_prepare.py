@@ -111,7 +111,9 @@ def test_rerun_skips_every_finished_stage(prepared, tmp_path):
 
 
 def load_generated(project: Path, monkeypatch):
-    """Import a generated prepare_data.py in this process (workers=1: no pool)."""
+    """Import a generated prepare_data.py (and its data_stages.py) in this process."""
+    monkeypatch.syspath_prepend(str(project))
+    monkeypatch.delitem(sys.modules, "data_stages", raising=False)
     spec = importlib.util.spec_from_file_location(
         f"prepare_data_{id(project)}", project / "prepare_data.py"
     )
@@ -130,7 +132,8 @@ def test_a_crash_mid_shard_leaves_no_manifest_and_a_rerun_completes(
 ):
     project = tmp_path / "project"
     render_data_files(prepared.spec, project, prepared.planted.spec_dir)
-    module = load_generated(project, monkeypatch)
+    driver = load_generated(project, monkeypatch)
+    module = driver.data_stages  # the shards are written there
     real_write = module.write_atomic
     shards_written = []
 
@@ -145,13 +148,13 @@ def test_a_crash_mid_shard_leaves_no_manifest_and_a_rerun_completes(
 
     monkeypatch.setattr(module, "write_atomic", dying_write)
     with pytest.raises(Crash):
-        module.main(["--out", str(project / "out"), "--workers", "1"])
+        driver.main(["--out", str(project / "out"), "--workers", "1"])
     data_dir = project / "out" / "data"
     assert not (data_dir / "manifest.json").exists()
     assert list(data_dir.glob("*.tmp")) and len(list(data_dir.glob("*.bin"))) == 3
 
     monkeypatch.setattr(module, "write_atomic", real_write)
-    module.main(["--out", str(project / "out"), "--workers", "1"])
+    driver.main(["--out", str(project / "out"), "--workers", "1"])
     assert not list(data_dir.glob("*.tmp"))
     for path in prepared.data_dir.iterdir():
         if path.is_file():
@@ -258,7 +261,8 @@ def test_json_lines_and_a_given_tokenizer(prepared, tmp_path):
 def test_generated_data_files_pass_ruff(prepared, prepared_unpacked, root):
     config = root / "pyproject.toml"
     for project, name in itertools.product(
-        (prepared.project, prepared_unpacked.project), ("prepare_data.py", "data.py")
+        (prepared.project, prepared_unpacked.project),
+        ("prepare_data.py", "data_stages.py", "data.py"),
     ):
         path = project / name
         source = path.read_text()

@@ -56,8 +56,8 @@ def test_seed_bound_keeps_the_generated_reseeding_in_range():
     train = (ROOT / "templates" / "train.py.j2").read_text()
     assert "torch.manual_seed(seed * 1_000_003 + step * dp_world + dp_rank)" in train
     assert "manual_seed(seed * 1_000_003 + micro_step * dp_world + dp_rank)" in train
-    # the generated file, whichever partials it is assembled from
-    prepare = (ROOT / "generated" / "tiny-cpu" / "prepare_data.py").read_text()
+    # the generated stage code, whichever partials it is assembled from
+    prepare = (ROOT / "generated" / "tiny-cpu" / "data_stages.py").read_text()  # its settings
     assert 'SPLIT_SEED.to_bytes(8, "little")' in prepare
     # micro_step × replicas ≤ steps × global batch (each micro-step of a replica is ≥ 1 sequence)
     largest = (SEED_LIMIT - 1) * 1_000_003 + MAX_STEPS * MAX_BATCH + MAX_WORLD
@@ -66,7 +66,7 @@ def test_seed_bound_keeps_the_generated_reseeding_in_range():
 
 
 def test_special_token_count_matches_the_generated_data_preparation():
-    prepare = (ROOT / "generated" / "tiny-cpu" / "prepare_data.py").read_text()
+    prepare = (ROOT / "generated" / "tiny-cpu" / "data_stages.py").read_text()  # its settings
     (line,) = [x for x in prepare.splitlines() if x.startswith("SPECIAL_TOKENS = ")]
     assert len(ast.literal_eval(line.split("=", 1)[1].strip())) == SPECIAL_TOKENS
     assert BYTE_LEVEL_TOKENS == 256 + SPECIAL_TOKENS

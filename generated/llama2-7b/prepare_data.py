@@ -4,16 +4,22 @@
 
     python prepare_data.py                  # writes out/data/
     python prepare_data.py --out DIR --workers N
+    bash prepare_data.sbatch                # the same tasks as SLURM array jobs
 
-Stages; each is skipped when its inputs are unchanged since it last finished (a key
-in out/data/stages/):
-  1. documents  read every file the sources match (JSON lines: one document a record);
-                decode (UTF-8, bad bytes replaced); skip binary, empty, unreadable and
-                too large documents; normalise and filter them, then drop
-                exact duplicates (hash) and near duplicates (MinHash + LSH)
+This file is the driver: it runs the stages in order and hands their tasks to worker processes;
+the stage code and the settings from the spec are in data_stages.py. A stage is skipped when
+its inputs are unchanged since it last finished (a key in out/data/stages/), a task when
+its marker is in out/data/work/.
+  1. documents  read: every file the sources match (JSON lines: one document a record);
+                decode UTF-8 (bad bytes replaced); skip binary, empty, unreadable and too
+                large documents; normalise and filter them
+                exact: drop exact duplicates (sha256, by hash partition)
+                minhash, lsh, clusters: drop near duplicates (MinHash + LSH, union-find)
+                gather: the kept documents in input order to out/data/stages/
   2. tokenizer  train a bpe tokenizer on the kept training documents (an even
                 sample of 32 MiB when there are more)
-  3. shards     tokenize in parallel, join documents with <eos>, pack into seq_len sequences,
+  3. shards     tokenize: shares of the kept documents to token ids in out/data/work/
+                then join documents with <eos>, pack into seq_len sequences,
                 write .bin shards (temp file + rename), manifest.json last
 
 Outputs (out/data/): manifest.json, tokenizer.json, {train,val}-NNNNN.bin.
@@ -23,322 +29,40 @@ Shards are raw little-endian uint16 token ids (uint32 when the vocabulary needs 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import multiprocessing
 import os
-import re
-import sysconfig
 import time
-import unicodedata
-from collections import Counter, deque
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from fnmatch import fnmatchcase
-from glob import glob
-from itertools import chain, islice
+from itertools import islice
 from pathlib import Path
 
-import numpy as np
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-# ---------------------------------------------------------------------------- settings
-SOURCES = [
-    {
-        "path": "../../specs/corpus/pretrain/**/*.jsonl",
-        "text_field": "text",
-        "exclude": [],
-    },  # data.sources[0]
-]
-UNICODE_FORM = "NFC"  # data.normalize.unicode
-MAX_DOCUMENT_BYTES = 8388608  # data.max_document_size (8MB): larger ones are skipped unread
-MIN_CHARS = 1  # data.filters.min_chars
-MAX_REPEATED_LINE_FRACTION = 0.5  # data.filters.max_repeated_line_fraction
-NEAR_DEDUP_THRESHOLD = 0.8  # data.dedup.near.threshold (estimated Jaccard)
-MINHASH_PERMUTATIONS = 128  # data.dedup.near.num_perm
-SHINGLE_WORDS = 5  # data.dedup.near.shingle_size
-LSH_BANDS = 14  # llmspec: best banding for the threshold (see "near dedup" below)
-LSH_ROWS = 9  # llmspec: signature values per band; bands x rows <= permutations
-TOKENIZER_VOCAB_SIZE = 32000  # data.tokenizer.vocab_size
-# llmspec default, no spec field yet: the tokenizer trains on at most this much text, an even
-# stride through the training documents. Merges learned from 32 MiB barely change with more,
-# and training on everything costs about half as long again as tokenizing it.
-TOKENIZER_TRAIN_MAX_BYTES = 32 * 2**20
-# Special tokens, trained first so their ids are fixed: <pad>=0, <eos>=1, <unk>=2, <mask>=3.
-SPECIAL_TOKENS = ["<pad>", "<eos>", "<unk>", "<mask>"]
-SEQ_LEN = 4096  # train.seq_len
-SHARD_SIZE_BYTES = 1073741824  # data.shard_size (1GB)
-VALIDATION_FRACTION = 0.001  # data.validation_fraction
-SPLIT_SEED = 1234  # train.seed: salts the document hash that picks the split
+import data_stages
+from data_stages import console, write_json
 
-# What the manifest counts, by name (documents.filtered_by and documents.skipped).
-FILTER_REASONS = ("too_short", "too_long", "repeated_lines", "blocklist")
-SKIP_REASONS = ("binary", "empty", "unreadable", "bad_json", "bad_unicode", "too_large")
-
-PROJECT_DIR = Path(__file__).resolve().parent  # relative source paths start here
-STAGE_VERSION = 3  # bump when this file's processing changes, so stage keys change too
-console = Console(stderr=True)
+PROJECT_DIR = Path(__file__).resolve().parent
 
 
-# ---------------------------------------------------------------------------- collect
-VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def expand_vars(text: str) -> str:
-    """${VAR} and ${VAR:-default}; ${PYTHON_STDLIB} defaults to this Python's stdlib."""
-
-    def value(match: re.Match) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if name == "PYTHON_STDLIB":
-            return sysconfig.get_paths()["stdlib"]
-        if default is not None:
-            return default
-        raise SystemExit(f"prepare_data.py: {text!r} needs ${name}, which is not set")
-
-    return VAR_RE.sub(value, text)
-
-
-def resolve(path: str) -> str:
-    """A spec path (relative to the project folder once built) as a usable path."""
-    expanded = expand_vars(path)
-    return os.path.normpath(expanded if os.path.isabs(expanded) else PROJECT_DIR / expanded)
-
-
-def collect_inputs() -> list[tuple[str, str | None]]:
-    """(path, text_field) of every non-directory the sources match.
-
-    Sources in spec order, paths sorted within each; a path two sources match is read once.
-    """
-    inputs, seen = [], set()
-    for source in SOURCES:
-        pattern = resolve(source["path"])
-        for path in sorted(glob(pattern, recursive=True)):
-            if path in seen or os.path.isdir(path):  # directories are not documents
-                continue
-            if any(fnmatchcase(path, pattern) for pattern in source["exclude"]):
-                continue  # left out by the spec, so not read (and not counted)
-            seen.add(path)
-            inputs.append((path, source["text_field"]))
-    return inputs
-
-
-def input_fingerprint(inputs: list) -> list:
-    """[input, size, mtime] of each input ([input, None, None] when it cannot be stat'ed)."""
-    found = []
-    for task in inputs:
-        try:
-            st = os.stat(task[0])
-            found.append([task, st.st_size, st.st_mtime_ns])
-        except OSError:
-            found.append([task, None, None])
-    return found
-
-
-# ---------------------------------------------------------------------------- clean
-TRAILING_SPACE_RE = re.compile(r"[ \t\f\v]+$", re.MULTILINE)
-BLANK_RUN_RE = re.compile(r"\n{3,}")
-
-
-def decode(raw: bytes) -> tuple[str, bool]:
-    """UTF-8 text and whether undecodable bytes had to be replaced (with U+FFFD)."""
-    try:
-        return raw.decode("utf-8"), False
-    except UnicodeDecodeError:
-        return raw.decode("utf-8", errors="replace"), True
-
-
-def read_documents(path: str, text_field: str):
-    """Yield (status, text or None, replaced) for each document of one input (a file, or a
-    JSON-lines record); no more than MAX_DOCUMENT_BYTES of a document is ever read."""
-    try:
-        if not os.path.isfile(path):  # dangling link, FIFO, socket, vanished file
-            raise FileNotFoundError(path)
-        with open(path, "rb") as f:
-            if any(b"\0" in chunk for chunk in iter(lambda: f.read(1 << 20), b"")):
-                yield "binary", None, False  # NUL bytes: a binary file, not JSON lines
-                return
-            f.seek(0)
-            yield from json_records(f, text_field)
-    except OSError:
-        yield "unreadable", None, False
-
-
-def json_records(f, text_field: str):
-    """Yield (status, text or None, replaced) for each record of an open JSON-lines file,
-    reading one line at a time and no more than MAX_DOCUMENT_BYTES + 1 bytes of any."""
-    while line := f.readline(MAX_DOCUMENT_BYTES + 1):
-        if len(line) > MAX_DOCUMENT_BYTES and not line.endswith(b"\n"):
-            while line and not line.endswith(b"\n"):  # skip the rest of it unread
-                line = f.readline(1 << 20)
-            yield "too_large", None, False
-            continue
-        line = line.removesuffix(b"\n")
-        if not line.strip():  # blank lines separate nothing in JSON lines: not documents
-            continue
-        text, replaced = decode(line)
-        try:
-            value = json.loads(text)[text_field]
-        except (ValueError, KeyError, TypeError, IndexError):
-            yield "bad_json", None, replaced
-            continue
-        if not isinstance(value, str):
-            yield "bad_json", None, replaced
-            continue
-        yield "ok", value, replaced
-
-
-def clean_input(task: tuple[str, str]) -> list[tuple]:
-    """Worker: normalise and filter each document of one input; per document (status,
-    UTF-8 bytes, sha256 digest, MinHash signature, replaced), status "ok" or why it is dropped."""
-    results = []
-    for status, text, replaced in read_documents(*task):
-        if status == "ok":
-            text = unicodedata.normalize(UNICODE_FORM, text)
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
-            text = BLANK_RUN_RE.sub("\n\n", TRAILING_SPACE_RE.sub("", text)).strip("\n")
-            lines = [line.strip() for line in text.split("\n") if line.strip()]
-            if not text.strip():
-                status = "empty"
-            elif len(text) < MIN_CHARS:
-                status = "too_short"
-            elif lines and (len(lines) - len(set(lines))) / len(lines) > MAX_REPEATED_LINE_FRACTION:
-                status = "repeated_lines"
-        if status == "ok":
-            try:
-                encoded = text.encode("utf-8")
-            except UnicodeEncodeError:  # JSON may carry a lone surrogate ("\ud800"): no text
-                status = "bad_unicode"
-        if status != "ok":
-            results.append((status, None, None, None, replaced))
-            continue
-        digest = hashlib.sha256(encoded).digest()
-        results.append(("ok", encoded, digest, minhash(text), replaced))
-    return results
-
-
-# ---------------------------------------------------------------------------- near dedup
-# MinHash (Broder 1997, "On the resemblance and containment of documents") over word
-# shingles: P[min h(A) == min h(B)] = Jaccard(A, B) for each random hash h. Our own numpy
-# version rather than datasketch: on stdlib sources it ran 1.5x as fast on one core
-# (10.2 vs 6.7 MB/s), estimated Jaccard as well (mean error 0.030 vs 0.029 on 200 edited
-# pairs; benchmarks/data_throughput.py --compare-minhash), and keeps the generated project
-# free of one more dependency. Each shingle gets one 64-bit hash
-# (a polynomial of per-word blake2b hashes); permutation p is the multiply-shift hash
-# (a_p * x + b_p) mod 2^64, top 32 bits (Dietzfelbinger et al. 1997).
-_rng = np.random.default_rng(0x5EED)  # fixed: signatures must not change between runs
-PERM_A = _rng.integers(1, 2**63, MINHASH_PERMUTATIONS, dtype=np.uint64) * 2 + 1  # odd
-PERM_B = _rng.integers(0, 2**63, MINHASH_PERMUTATIONS, dtype=np.uint64)
-SHINGLE_MIX = _rng.integers(1, 2**63, SHINGLE_WORDS, dtype=np.uint64) * 2 + 1  # odd
-_word_hashes: dict[str, int] = {}  # per process; words repeat across documents
-
-
-def minhash(text: str) -> np.ndarray:
-    """uint32[MINHASH_PERMUTATIONS] signature of the document's word shingles."""
-    words = text.split()
-    for word in set(words).difference(_word_hashes):  # hash each distinct word once
-        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
-        _word_hashes[word] = int.from_bytes(digest, "little")
-    ids = np.fromiter(map(_word_hashes.__getitem__, words), dtype=np.uint64, count=len(words))
-    k = min(SHINGLE_WORDS, len(ids))  # a document shorter than a shingle is one shingle
-    n = len(ids) - k + 1
-    with np.errstate(over="ignore"):  # arithmetic mod 2^64 is the point
-        shingles = ids[:n] * SHINGLE_MIX[0]
-        for j in range(1, k):
-            shingles = shingles + ids[j : j + n] * SHINGLE_MIX[j]
-        shingles = np.unique(shingles)
-        lowest = np.full(MINHASH_PERMUTATIONS, np.iinfo(np.uint64).max, dtype=np.uint64)
-        for start in range(0, len(shingles), 2048):  # bounded scratch: 2048 x perms
-            block = shingles[start : start + 2048, None] * PERM_A + PERM_B
-            np.minimum(lowest, block.min(axis=0), out=lowest)
-    return (lowest >> np.uint64(32)).astype(np.uint32)
-
-
-class NearDuplicateIndex:
-    """LSH over kept signatures (Leskovec, Rajaraman & Ullman, Mining of Massive Datasets,
-    ch. 3.4): two documents are candidates when one band of LSH_ROWS values agrees. The
-    build chose the banding that minimises the S-curve's false-positive and (9x heavier)
-    false-negative areas around the threshold; every candidate is confirmed by its
-    estimated Jaccard, so a false candidate costs one comparison, a missed one a kept copy."""
-
-    def __init__(self):
-        self.buckets: list[dict[bytes, list[int]]] = [{} for _ in range(LSH_BANDS)]
-        self.signatures: list[np.ndarray] = []
-
-    def add_unless_duplicate(self, signature: np.ndarray) -> bool:
-        """True if a kept document is a near duplicate; else remember this one."""
-        keys = [signature[b * LSH_ROWS : (b + 1) * LSH_ROWS].tobytes() for b in range(LSH_BANDS)]
-        checked = set()
-        for bucket, key in zip(self.buckets, keys, strict=True):
-            for other in bucket.get(key, ()):
-                if other in checked:
-                    continue
-                checked.add(other)
-                agreement = np.count_nonzero(self.signatures[other] == signature) / len(signature)
-                if agreement >= NEAR_DEDUP_THRESHOLD:
-                    return True
-        index = len(self.signatures)
-        self.signatures.append(signature)
-        for bucket, key in zip(self.buckets, keys, strict=True):
-            bucket.setdefault(key, []).append(index)
-        return False
-
-
-# ---------------------------------------------------------------------------- helpers
-def stage_key(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-
-
-def unchanged(stages: Path, name: str, key: str, *outputs: Path) -> dict | None:
-    """The stage's marker if it last finished with this key and its outputs are there; else
-    None, and the marker is removed until the stage finishes again."""
-    try:
-        marker = json.loads((stages / f"{name}.json").read_text())
-    except (OSError, ValueError):
-        marker = None
-    if marker and marker["key"] == key and all(path.is_file() for path in outputs):
-        console.print(f"{name}: unchanged since the last run, skipped")
-        return marker
-    (stages / f"{name}.json").unlink(missing_ok=True)
-    return None
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp file, flush to disk, then rename: readers see all or nothing."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, value: dict) -> None:
-    write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
-
-
-def make_progress() -> Progress:
-    columns = TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn()
-    return Progress(*columns, TimeElapsedColumn(), console=console)
-
-
+# ---------------------------------------------------------------------------- engine: local
 def apply_all(function, tasks: list) -> list:
     return [function(task) for task in tasks]
 
 
+def one_thread() -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one process per core already
+
+
 @contextmanager
-def worker_pool(workers: int, initializer=None, initargs=()):
+def worker_pool(workers: int):
     """imap(function, tasks, chunksize): results in task order, from `workers` processes
-    (or from this one when workers is 1, after running the initializer here), with at most
-    two chunks a worker in flight. A worker that dies (killed for memory, a crash in native
-    code) ends the run with an error; it never waits forever for the lost results."""
+    (or from this one when workers is 1), with at most two chunks a worker in flight. A
+    worker that dies (killed for memory, a crash in native code) ends the run with an
+    error; it never waits forever for the lost results."""
     if workers == 1:
-        if initializer is not None:
-            initializer(*initargs)
         yield lambda function, tasks, chunksize=1: map(function, tasks)
         return
 
@@ -360,252 +84,31 @@ def worker_pool(workers: int, initializer=None, initargs=()):
 
     # spawn: the parent may already run tokenizers' thread pool, which fork would break.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, context, initializer, initargs) as pool:
+    with ProcessPoolExecutor(workers, context, one_thread) as pool:
         yield imap
 
 
-# ---------------------------------------------------------------------------- stage 1
-def stage_documents(data_dir: Path, workers: int) -> tuple[str, dict]:
-    """Collect, clean and deduplicate; write the kept documents to stages/documents.*."""
-    stages = data_dir / "stages"
-    inputs = collect_inputs()
-    if not inputs:
-        patterns = ", ".join(resolve(source["path"]) for source in SOURCES)
-        raise SystemExit(f"prepare_data.py: data.sources matched no files ({patterns})")
-    settings = [STAGE_VERSION, SOURCES, MAX_DOCUMENT_BYTES, UNICODE_FORM, True, MIN_CHARS,
-    None, MAX_REPEATED_LINE_FRACTION, [], True, NEAR_DEDUP_THRESHOLD, MINHASH_PERMUTATIONS,
-    SHINGLE_WORDS, VALIDATION_FRACTION, SPLIT_SEED]  # fmt: skip
-    fingerprint = input_fingerprint(inputs)
-    key = stage_key(settings, fingerprint)
-    if marker := unchanged(stages, "documents", key):
-        return key, marker["documents"]
-
-    counts = Counter()
-    seen_digests: set[bytes] = set()
-    near = NearDuplicateIndex()
-    offsets, split_scores = [0], []
-    tmp_text = stages / "documents.bin.tmp"
-    pool = worker_pool(workers)
-    with pool as imap, open(tmp_text, "wb") as text_out, make_progress() as progress:
-        task = progress.add_task("documents", total=len(inputs))
-        for per_input in imap(clean_input, inputs, 4):
-            progress.advance(task)
-            for status, encoded, digest, signature, replaced in per_input:
-                counts["read"] += 1
-                counts["decode_errors_replaced"] += replaced
-                if status == "ok" and digest in seen_digests:
-                    status = "exact_duplicates"
-                elif status == "ok" and near.add_unless_duplicate(signature):
-                    status = "near_duplicates"
-                counts[status] += 1
-                if status != "ok":
-                    continue
-                seen_digests.add(digest)
-                text_out.write(encoded)
-                offsets.append(offsets[-1] + len(encoded))
-                salted = hashlib.blake2b(digest, key=SPLIT_SEED.to_bytes(8, "little"))
-                split_scores.append(int.from_bytes(salted.digest()[:8], "little") / 2**64)
-        text_out.flush()
-        os.fsync(text_out.fileno())
-    if not split_scores:
-        raise SystemExit("prepare_data.py: no documents left after filtering; check data.sources")
-
-    # Split by document: a salted hash of its text, so a document keeps its split when the
-    # corpus around it changes. A non-zero fraction always gets at least one document.
-    scores = np.array(split_scores)
-    is_val = scores < VALIDATION_FRACTION
-    if VALIDATION_FRACTION > 0 and not is_val.any() and len(scores) > 1:
-        is_val[np.argmin(scores)] = True
-    os.replace(tmp_text, stages / "documents.bin")
-    write_atomic(stages / "documents.idx", np.array(offsets, dtype="<i8").tobytes())
-    write_atomic(stages / "documents.split", is_val.astype(np.uint8).tobytes())
-
-    filtered = {name: counts[name] for name in FILTER_REASONS}
-    documents = {
-        "read": counts["read"],
-        "kept": counts["ok"],
-        "exact_duplicates": counts["exact_duplicates"],
-        "near_duplicates": counts["near_duplicates"],
-        "filtered": sum(filtered.values()),
-        "filtered_by": filtered,
-        "decode_errors_replaced": counts["decode_errors_replaced"],
-        "skipped": {name: counts[name] for name in SKIP_REASONS},
-        "input_bytes": sum(size or 0 for _, size, _ in fingerprint),
-        "kept_bytes": offsets[-1],
-    }
-    write_json(stages / "documents.json", {"key": key, "documents": documents})
-    return key, documents
+def run_stages(stages: list[tuple[str, int]], data_dir: Path, workers: int) -> None:
+    """Every task of these task stages that no earlier run finished, one stage after the other,
+    on worker processes (started only when a task is left)."""
+    todo = {}
+    for stage, world in stages:
+        todo[stage] = [r for r in range(world) if not data_stages.task_done(data_dir, stage, r)]
+        if len(todo[stage]) < world:
+            console.print(
+                f"{stage}: {world - len(todo[stage])} of {world} tasks finished in an earlier run, skipped"
+            )
+    if not any(todo.values()):
+        return
+    with worker_pool(max(1, workers)) as imap, data_stages.make_progress() as progress:
+        for stage, world in stages:
+            task = progress.add_task(stage, total=len(todo[stage]))
+            for _ in imap(
+                data_stages.run_task, [(stage, str(data_dir), rank, world) for rank in todo[stage]]
+            ):
+                progress.advance(task)
 
 
-class DocumentStore:
-    """The kept documents of stage 1, read back by memory map."""
-
-    def __init__(self, stages: Path):
-        self.text = np.memmap(stages / "documents.bin", dtype=np.uint8, mode="r")
-        self.offsets = np.fromfile(stages / "documents.idx", dtype="<i8")
-        self.is_val = np.fromfile(stages / "documents.split", dtype=np.uint8).astype(bool)
-
-    def get(self, i: int) -> str:
-        return self.text[self.offsets[i] : self.offsets[i + 1]].tobytes().decode("utf-8")
-
-    def indices(self, val: bool) -> np.ndarray:
-        return np.flatnonzero(self.is_val == val)
-
-
-# ---------------------------------------------------------------------------- stage 2
-def stage_tokenizer(data_dir: Path, documents_key: str) -> str:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    stages = data_dir / "stages"
-    key = stage_key(documents_key, "bpe", TOKENIZER_VOCAB_SIZE, False, TOKENIZER_TRAIN_MAX_BYTES)
-    if unchanged(stages, "tokenizer", key, data_dir / "tokenizer.json"):
-        return key
-    store = DocumentStore(stages)
-    train = store.indices(val=False)
-    train_bytes = int(np.diff(store.offsets)[train].sum())
-    stride = -(-train_bytes // TOKENIZER_TRAIN_MAX_BYTES)  # ceil: 1 = every document
-    train = train[::stride]
-    # Byte-level BPE: every byte has a token, so nothing is unknown.
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    trainer = trainers.BpeTrainer(
-        vocab_size=TOKENIZER_VOCAB_SIZE,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=alphabet,
-        show_progress=False,
-    )
-    with console.status(f"tokenizer: training bpe on {len(train)} documents"):
-        texts = (store.get(i) for i in train)
-        tokenizer.train_from_iterator(texts, trainer, length=len(train))
-    write_atomic(data_dir / "tokenizer.json", tokenizer.to_str().encode("utf-8"))
-    write_json(stages / "tokenizer.json", {"key": key})
-    return key
-
-
-def special_token_ids(tokenizer) -> dict[str, int]:
-    """{"pad": 0, "eos": 1, "unk": 2, "mask": 3}, as trained."""
-    return {name.strip("<>"): tokenizer.token_to_id(name) for name in SPECIAL_TOKENS}
-
-
-# ---------------------------------------------------------------------------- stage 3
-_tokenizer = _store = _eos_id = _dtype = None  # per process, set by init_tokenize_worker
-
-
-def init_tokenize_worker(data_dir: str, dtype: str, workers: int) -> None:
-    global _tokenizer, _store, _eos_id, _dtype
-    if workers > 1:  # one process per core already: no thread pool inside each
-        os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    from tokenizers import Tokenizer
-
-    _tokenizer = Tokenizer.from_file(str(Path(data_dir) / "tokenizer.json"))
-    _store = DocumentStore(Path(data_dir) / "stages")
-    _eos_id, _dtype = special_token_ids(_tokenizer)["eos"], np.dtype(dtype)
-
-
-def tokenize_documents(doc_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Worker: the documents' token ids, each followed by <eos>, end to end in one array,
-    and the length of each document in it (<eos> included)."""
-    texts = [_store.get(i) for i in doc_indices]
-    ids_per_document = [
-        e.ids for e in _tokenizer.encode_batch_fast(texts, add_special_tokens=False)
-    ]
-    lengths = np.array([len(ids) + 1 for ids in ids_per_document], dtype=np.int64)
-    ids = chain.from_iterable(chain(ids, (_eos_id,)) for ids in ids_per_document)
-    return np.fromiter(ids, dtype=_dtype, count=int(lengths.sum())), lengths
-
-
-class ShardWriter:
-    """Documents joined by <eos> into one stream, cut into SEQ_LEN-token rows, about
-    SHARD_SIZE_BYTES a shard; the tail shorter than a row is dropped."""
-
-    def __init__(self, data_dir: Path, split: str, dtype: np.dtype):
-        self.data_dir, self.split, self.dtype = data_dir, split, dtype
-        self.pending: list[np.ndarray] = []
-        self.pending_tokens = self.tokens = 0
-        self.files: list[str] = []
-        self.shard_tokens = max(1, SHARD_SIZE_BYTES // (SEQ_LEN * dtype.itemsize)) * SEQ_LEN
-
-    def add(self, tokens: np.ndarray, lengths: np.ndarray) -> None:
-        """Documents laid end to end in `tokens` (each ends in <eos>)."""
-        self.pending.append(tokens)
-        self.pending_tokens += len(tokens)
-        while self.pending_tokens >= self.shard_tokens:
-            stream = np.concatenate(self.pending)
-            self.write_shard(stream[: self.shard_tokens])
-            self.pending = [stream[self.shard_tokens :]]
-            self.pending_tokens = len(self.pending[0])
-
-    def write_shard(self, tokens: np.ndarray) -> None:
-        name = f"{self.split}-{len(self.files):05d}.bin"
-        write_atomic(self.data_dir / name, tokens.astype(self.dtype).tobytes())
-        self.files.append(name)
-        self.tokens += len(tokens)
-
-    def finish(self, documents: int) -> dict:
-        stream = np.concatenate(self.pending) if self.pending else np.zeros(0, self.dtype)
-        take = len(stream) // SEQ_LEN * SEQ_LEN
-        if take:
-            self.write_shard(stream[:take])
-        return {
-            "files": self.files,
-            "tokens": self.tokens,
-            "sequences": self.tokens // SEQ_LEN,
-            "documents": documents,
-            "dropped_tail_tokens": len(stream) - take,
-        }
-
-
-def stage_shards(data_dir: Path, tokenizer_key: str, documents: dict, workers: int) -> dict:
-    from tokenizers import Tokenizer
-
-    stages = data_dir / "stages"
-    key = stage_key(tokenizer_key, SEQ_LEN, True, SHARD_SIZE_BYTES)
-    manifest_path = data_dir / "manifest.json"
-    if unchanged(stages, "shards", key, manifest_path):
-        return json.loads(manifest_path.read_text())
-    # The manifest goes first: from here until the new one is written, no manifest
-    # points at shards that are being replaced.
-    manifest_path.unlink(missing_ok=True)
-    for path in sorted(data_dir.glob("*-[0-9][0-9][0-9][0-9][0-9].*")):
-        if path.suffix in (".bin", ".idx", ".tmp"):
-            path.unlink()
-
-    tokenizer = Tokenizer.from_file(str(data_dir / "tokenizer.json"))
-    vocab_size = tokenizer.get_vocab_size()
-    dtype = np.dtype("<u2") if vocab_size <= 2**16 else np.dtype("<u4")
-    store = DocumentStore(stages)
-    splits = {}
-    pool = worker_pool(workers, init_tokenize_worker, (str(data_dir), dtype.str, workers))
-    with pool as imap, make_progress() as progress:
-        for split in ("train", "val"):
-            indices = store.indices(val=split == "val")
-            task = progress.add_task(f"tokenize {split}", total=len(indices))
-            mib = np.cumsum(np.diff(store.offsets)[indices]) >> 20  # tasks of ~1 MiB of text
-            batches = np.split(indices, np.flatnonzero(np.diff(mib)) + 1)
-            writer = ShardWriter(data_dir, split, dtype)
-            for tokens, lengths in imap(tokenize_documents, batches):
-                writer.add(tokens, lengths)
-                progress.advance(task, len(lengths))
-            splits[split] = writer.finish(len(indices))
-
-    manifest = {
-        "documents": {k: v for k, v in documents.items() if not k.endswith("_bytes")},
-        "tokenizer": "tokenizer.json",
-        "vocab_size": vocab_size,
-        "special_tokens": special_token_ids(tokenizer),
-        "seq_len": SEQ_LEN,
-        "packing": True,
-        "dtype": dtype.name,
-        "splits": splits,
-    }
-    write_json(manifest_path, manifest)  # last: it vouches for every shard above
-    write_json(stages / "shards.json", {"key": key})
-    return manifest
-
-
-# ---------------------------------------------------------------------------- main
 def print_summary(manifest: dict) -> None:
     docs = manifest["documents"]
     table = Table("count", Column("documents", justify="right"), title="prepare_data: documents")
@@ -626,31 +129,65 @@ def print_summary(manifest: dict) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> dict | None:
     workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    here = (
-        Path(__file__).resolve().parent
-    )  # as train.py: out/ beside the project, wherever it runs from
+    # As train.py: out/ beside the project, wherever it runs from.
     parser.add_argument(
-        "--out", default=str(here / "out"), help="run output folder; data goes to OUT/data"
+        "--out", default=str(PROJECT_DIR / "out"), help="run output folder; data goes to OUT/data"
     )
-    parser.add_argument("--workers", type=int, default=workers, help="processes")
+    parser.add_argument("--workers", type=int, default=workers, help="local processes")
+    # What prepare_data.sbatch runs: the plans, one task at a time, the stages between tasks.
+    parser.add_argument(
+        "--plan", action="store_true", help="print stage 1's task stages and counts"
+    )
+    parser.add_argument(
+        "--plan-shards", action="store_true", help="print stage 3's, after the tokenizer"
+    )
+    parser.add_argument("--stage", help="run one task of this task stage (with --rank)")
+    parser.add_argument("--rank", type=int, default=0, help="the task of --stage")
+    parser.add_argument("--no-shards", action="store_true", help="stop after the tokenizer")
     args = parser.parse_args(argv)
     data_dir = Path(args.out) / "data"
     (data_dir / "stages").mkdir(parents=True, exist_ok=True)
-    workers = max(1, args.workers)
+    if args.stage:  # a --plan wrote how many tasks the stage has
+        world = data_stages.stage_world(data_dir / "work", args.stage)
+        start = time.perf_counter()
+        ran = data_stages.run_task((args.stage, str(data_dir), args.rank, world))
+        done = (
+            f"done in {time.perf_counter() - start:.1f} s" if ran else "finished earlier, skipped"
+        )
+        console.print(f"{args.stage} task {args.rank} of {world}: {done}")
+        return None
 
-    timings = {}
-    start = time.perf_counter()
-    documents_key, documents = stage_documents(data_dir, workers)
-    timings["documents_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    tokenizer_key = stage_tokenizer(data_dir, documents_key)
-    timings["tokenizer_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    manifest = stage_shards(data_dir, tokenizer_key, documents, workers)
-    timings["shards_s"] = time.perf_counter() - start
+    # Wall seconds per stage, and CPU seconds of this process (all of the run's with --workers 1).
+    timings, clock = {}, [time.perf_counter(), time.process_time()]
+
+    def lap(stage: str) -> None:
+        now = [time.perf_counter(), time.process_time()]
+        timings[f"{stage}_s"], timings[f"{stage}_cpu_s"] = now[0] - clock[0], now[1] - clock[1]
+        clock[:] = now
+
+    documents_key, documents, stages = data_stages.plan_documents(data_dir)
+    if args.plan:
+        print("".join(f"{stage} {world}\n" for stage, world in stages), end="")
+        return None
+    if documents is None:  # 1. documents
+        run_stages(stages, data_dir, args.workers)
+        documents = data_stages.gather_documents(data_dir, documents_key)
+    lap("documents")
+    tokenizer_key = data_stages.stage_tokenizer(data_dir, documents_key)  # 2. tokenizer
+    lap("tokenizer")
+    if args.no_shards:
+        return None
+    shards_key, manifest, stages = data_stages.plan_shards(data_dir, tokenizer_key, documents)
+    if args.plan_shards:
+        print("".join(f"{stage} {world}\n" for stage, world in stages), end="")
+        return None
+    if manifest is None:  # 3. shards
+        run_stages(stages, data_dir, args.workers)
+        manifest = data_stages.write_shards(data_dir, shards_key, documents)
+    lap("shards")
     timings["input_bytes"] = documents["input_bytes"]
     timings["kept_bytes"] = documents["kept_bytes"]
     # Wall times vary run to run, so they live beside the stage keys, not in the manifest.

@@ -138,10 +138,33 @@ def data_context(
         *(["NEAR_DEDUP_THRESHOLD", "MINHASH_PERMUTATIONS", "SHINGLE_WORDS"] if near else []),
         "VALIDATION_FRACTION",
         "SPLIT_SEED",
+        "TASK_BYTES",
+        "MIN_TASKS",
         *(["sorted(REDACTIONS)"] if data.redact else []),
+    ]
+    # Stage 1's task stages, in order (templates/_prepare_data/tasks.py.j2).
+    stages = [
+        "read",
+        *(["exact"] if data.dedup.exact else []),
+        *(["minhash", "lsh", "clusters"] if lsh else []),
     ]
     return {
         "sources": sources,
+        "stages": stages,
+        "exact": data.dedup.exact,
+        "redact": list(data.redact),
+        "dask": data.engine == "dask",
+        "cluster": data.engine != "local",  # a Dask or Ray cluster runs the tasks
+        "engine_call": {
+            "local": "worker_pool(max(1, workers))",
+            "dask": "dask_cluster()",
+            "ray": "ray_cluster()",
+        }[data.engine],
+        "engine_text": {
+            "local": "worker processes",
+            "dask": "a Dask cluster (DASK_SCHEDULER_ADDRESS)",
+            "ray": "a Ray cluster (RAY_ADDRESS)",
+        }[data.engine],
         "reads_text": bool(formats & {"text", "auto"}),
         "reads_jsonl": bool(formats & {"jsonl", "auto"}),
         "detects_format": "auto" in formats,
