@@ -174,18 +174,19 @@ RECORDER = """#!{python}
 # Stand-in for {name}: records its arguments and the environment it was started with.
 # As python3 it records only data preparation and runs anything else (`-c ...`) for real.
 import json, os, sys
-if {name!r} == "python3" and sys.argv[1:] != ["prepare_data.py"]:
+if {name!r} == "python3" and sys.argv[1:2] != ["prepare_data.py"]:
     os.execv({python!r}, [{python!r}, *sys.argv[1:]])
 with open({log!r}, "a") as log:
     log.write(json.dumps({{"program": {name!r}, "argv": sys.argv[1:], "cwd": os.getcwd(),
         "env": {{k: os.environ.get(k) for k in ("DS_ACCELERATOR", "OMP_NUM_THREADS")}}}}) + "\\n")
-if {name!r} == "python3" and sys.argv[1:] == ["prepare_data.py"]:
-    sys.exit(int(os.environ.get("STANDIN_PREPARE_EXIT", "0")) or _write_manifest())
+if {name!r} == "python3":  # prepare_data.py [--out DIR]: DIR/data/manifest.json
+    out = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else "out"
+    sys.exit(int(os.environ.get("STANDIN_PREPARE_EXIT", "0")) or _write_manifest(out))
 """
 WRITE_MANIFEST = """
-def _write_manifest():
-    os.makedirs("out/data", exist_ok=True)
-    open("out/data/manifest.json", "w").write("{}")
+def _write_manifest(out):
+    os.makedirs(os.path.join(out, "data"), exist_ok=True)
+    open(os.path.join(out, "data", "manifest.json"), "w").write("{}")
     return 0
 """
 
@@ -280,7 +281,7 @@ def test_launch_sh_prepares_data_once_then_starts_deepspeed_on_cpu(tmp_path, sta
     rc, calls, err = standins(project / "launch.sh", "--steps", "3", "two words")
     assert rc == 0, err
     assert [c["program"] for c in calls] == ["python3", "deepspeed"]
-    assert calls[0]["argv"] == ["prepare_data.py"]
+    assert calls[0]["argv"] == ["prepare_data.py", "--out", "out"]
     ds = calls[1]
     assert ds["cwd"] == str(project)
     assert ds["env"] == {"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
@@ -295,6 +296,22 @@ def test_launch_sh_prepares_data_once_then_starts_deepspeed_on_cpu(tmp_path, sta
     assert rc == 0, err
     assert [c["program"] for c in calls] == ["deepspeed"], "data already prepared: resume"
     assert calls[0]["argv"][calls[0]["argv"].index("--master_port") + 1] == "29777"
+
+
+def test_launch_sh_prepares_the_data_where_train_py_reads_it(tmp_path, standins):
+    """train.py reads --data DIR, else OUT/data: launch.sh prepares that folder, not ./out."""
+    project = write_project(tmp_path / "proj", render_files(make_spec()))
+    run_out = tmp_path / "elsewhere"
+    rc, calls, err = standins(project / "launch.sh", "--out", str(run_out))
+    assert rc == 0, err
+    assert calls[0]["argv"] == ["prepare_data.py", "--out", str(run_out)]
+    assert (run_out / "data" / "manifest.json").exists()
+    assert not (project / "out").exists()
+    rc, calls, err = standins(project / "launch.sh", f"--out={run_out}")
+    assert rc == 0 and [c["program"] for c in calls] == ["deepspeed"], err  # prepared: resume
+    rc, calls, err = standins(project / "launch.sh", "--data", str(tmp_path / "tokens"))
+    assert rc == 1 and calls == [], "a --data folder prepare_data.py cannot write is refused"
+    assert "tokens/manifest.json not found" in err
 
 
 def test_launch_sh_stops_when_data_preparation_fails(tmp_path, standins):

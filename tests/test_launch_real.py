@@ -76,21 +76,23 @@ def assert_two_ranks_joined(project: Path, extra_args: list[str]) -> None:
 
 
 def test_launch_sh_prepares_data_and_trains_the_generated_project(tmp_path):
-    """End to end, nothing stood in: `bash launch.sh` on a fresh build (contract 4)."""
+    """End to end, nothing stood in: `bash launch.sh --out DIR` on a fresh build (contract 4):
+    the data is prepared where train.py will read it (DIR/data), not in the project's out/."""
     from train_harness import build, write_corpus, write_spec
 
     write_corpus(tmp_path)
     train = {"steps": 4, "log_interval": 1, "eval_interval": 4, "checkpoint_interval": 4}
     project = build(write_spec(tmp_path, "launch-e2e", train=train), tmp_path / "proj")
+    out = tmp_path / "run-out"
     proc = subprocess.run(
-        ["bash", str(project / "launch.sh")],
+        ["bash", str(project / "launch.sh"), "--out", str(out)],
         env=launch_env(),
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = project / "out"
+    assert not (project / "out" / "data").exists()
     assert json.loads((out / "data" / "manifest.json").read_text())["splits"]["train"]["sequences"]
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3, 4]

@@ -16,9 +16,21 @@ export DS_ACCELERATOR=cpu
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 
 PYTHON="${PYTHON:-python3}"
-if [[ ! -f out/data/manifest.json ]]; then
-  echo "launch.sh: out/data/manifest.json not found; preparing the data first" >&2
-  "$PYTHON" prepare_data.py
+# train.py reads --data DIR, else OUT/data (--out OUT, default out): prepare that one if missing
+out_dir=out data_dir='' prev=''
+for arg in "$@"; do
+  case "$prev" in --out) out_dir=$arg ;; --data) data_dir=$arg ;; esac
+  case "$arg" in --out=*) out_dir=${arg#--out=} ;; --data=*) data_dir=${arg#--data=} ;; esac
+  prev=$arg
+done
+data_dir=${data_dir:-$out_dir/data}
+if [[ ! -f $data_dir/manifest.json ]]; then
+  if [[ $(basename "$data_dir") != data ]]; then
+    echo "launch.sh: $data_dir/manifest.json not found (prepare_data.py --out DIR writes DIR/data)" >&2
+    exit 1
+  fi
+  echo "launch.sh: $data_dir/manifest.json not found; preparing the data first" >&2
+  "$PYTHON" prepare_data.py --out "$(dirname "$data_dir")"
 fi
 
 # One node, 2 processes; no hostfile and no ssh (127.0.0.1 is the rendezvous), on
