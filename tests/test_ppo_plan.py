@@ -90,6 +90,20 @@ def test_pinning_zero2_does_not_fit_and_names_the_fix(spec):
     assert any("fix: set parallel.zero_stage: 3" in line for line in plan.explanation)
 
 
+def test_zero_stage_auto_is_chosen_for_all_four_models(spec):
+    """With zero_stage auto the search alone would size the actor's update (ZeRO 1 wins
+    there); the plan picks the lowest stage at which the whole PPO set fits, unpinned."""
+    auto = spec.model_copy(
+        update={"parallel": spec.parallel.model_copy(update={"zero_stage": "auto"})}
+    )
+    plan = plan_spec(auto)
+    assert plan.layout.zero_stage == 3 and plan.fits
+    assert plan.ppo.chosen_zero_stage == 3
+    assert not any(p.startswith("zero_stage") for p in plan.pinned)
+    assert plan.explanation[0].startswith("zero_stage 3: the lowest ZeRO stage")
+    assert not any(line.startswith("auto (nothing pinned)") for line in plan.explanation)
+
+
 def test_cli_prints_rows_and_json_grows_one_key(root, capsys):
     path = str(root / "specs" / "llama2-7b-ppo.yaml")
     assert main(["plan", path]) == 0

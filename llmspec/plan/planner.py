@@ -8,6 +8,8 @@ winner and its rivals into the `Plan` that the code generator and `--json`
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from llmspec.errors import UserError
 from llmspec.graph.dims import ModelDims
 from llmspec.graph.layers import count_params
@@ -83,6 +85,40 @@ def make_plan(
     fits, ppo = best.fits, None
     if spec.train.objective == "ppo":
         ppo = plan_ppo(spec, dims, best.layout, best.capacity_bytes, problem.kernels)
+        fitting = [s.zero_stage for s in ppo.stages if s.fits]
+        if "zero_stage" not in merged and fitting and ppo.chosen_zero_stage not in fitting:
+            # zero_stage is auto: choose it for the four models, not for the actor alone, and
+            # search the rest of the layout at that stage (the pin is the planner's, not the
+            # user's: it is not reported as pinned).
+            stage = fitting[0]
+            chosen = make_plan(
+                spec,
+                pins={**(pins or {}), "zero_stage": stage},
+                top=top,
+                attention_kernel=attention_kernel,
+                virtual_stages=virtual_stages,
+            )
+            why = (
+                f"zero_stage {stage}: the lowest ZeRO stage at which PPO's actor, critic, "
+                f"reference, reward and rollouts fit (ZeRO {ppo.chosen_zero_stage}, best for the "
+                "actor's update alone, does not: PPO table)"
+            )
+            pin = f"zero_stage={stage}"
+            lines = []
+            for line in chosen.explanation:
+                if line.startswith("auto (nothing pinned)"):
+                    continue  # compares with the actor-alone choice this plan overrides
+                if line.startswith("pinned: "):
+                    rest = [p for p in line[len("pinned: ") :].split(", ") if p != pin]
+                    if not rest:
+                        continue
+                    line = "pinned: " + ", ".join(rest)
+                lines.append(line)
+            return replace(
+                chosen,
+                pinned=tuple(p for p in chosen.pinned if p != pin),
+                explanation=(why, *lines),
+            )
         fits, lines = _ppo_verdict(ppo, fits)
         explanation = explanation + lines
     return Plan(
