@@ -800,6 +800,8 @@ class ShardWriter:
 
     def add(self, tokens: np.ndarray, lengths: np.ndarray, prompt_lengths: np.ndarray) -> None:
         """Records laid end to end in `tokens`, `lengths` long each, prompts first."""
+        if not len(lengths):  # a tokenize task with no record of this split
+            return
         for record, prompt_length in zip(
             np.split(tokens, np.cumsum(lengths)[:-1]), prompt_lengths, strict=True
         ):
