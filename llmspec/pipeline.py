@@ -61,7 +61,8 @@ def fitting_plan(spec, layout: str | None = None) -> Plan:
     return plan
 
 
-DATA_SCRIPT = "prepare_data.py"
+# The files that decide what data a project prepares: the driver and its stage code.
+DATA_SCRIPTS = ("prepare_data.py", "data_stages.py")
 
 
 def variant_reason(plan: Plan) -> str:
@@ -130,7 +131,7 @@ def sweep_variants(
     base_context = template_context(
         loaded.spec, base_plan, prov, spec_dir=spec_dir, project_dir=out, sweep=None
     )
-    base_data = render_file(base_context, prov.header, DATA_SCRIPT)
+    base_data = [render_file(base_context, prov.header, f) for f in DATA_SCRIPTS]
     if combos == [{}]:
         peak, capacity = base_plan.memory.total, base_plan.capacity_bytes
         return [Variant("base", {}, True, None, peak, capacity, ".", ".")], {}
@@ -168,7 +169,8 @@ def sweep_variants(
         as_base = template_context(
             vspec, vplan, prov, spec_dir=spec_dir, project_dir=out, sweep=None
         )
-        data = "." if render_file(as_base, prov.header, DATA_SCRIPT) == base_data else folder
+        same = [render_file(as_base, prov.header, f) for f in DATA_SCRIPTS] == base_data
+        data = "." if same else folder
         variants.append(Variant(vid, overrides, True, None, peak, capacity, folder, data))
     return variants, files
 

@@ -263,6 +263,10 @@ def test_a_ray_cluster_writes_the_same_bytes_as_local(prepared, tmp_path):
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": os.urandom(16).hex(),
+        # Ray's memory monitor kills tasks once the machine's memory (shared memory included)
+        # is 95 % used, and retries them forever: on a shared test machine that is a hang, not
+        # a finding about prepare_data (whose tasks hold ~50 MiB each).
+        "RAY_memory_monitor_refresh_ms": "0",
     }
     holder = subprocess.Popen([sys.executable, "-c", RAY_HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True, env=env)  # fmt: skip
