@@ -84,15 +84,19 @@ def test_launch_sh_prepares_data_and_trains_the_generated_project(tmp_path):
     train = {"steps": 4, "log_interval": 1, "eval_interval": 4, "checkpoint_interval": 4}
     project = build(write_spec(tmp_path, "launch-e2e", train=train), tmp_path / "proj")
     out = tmp_path / "run-out"
+    env = launch_env()
     proc = subprocess.run(
         ["bash", str(project / "launch.sh"), "--out", str(out)],
-        env=launch_env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not (project / "out" / "data").exists()
+    # DeepSpeed's CPU all-reduce buffers (67 MB of /dev/shm per rank) are removed at the end
+    port = env["MASTER_PORT"]
+    assert not list(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{port}_*"))
     assert json.loads((out / "data" / "manifest.json").read_text())["splits"]["train"]["sequences"]
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3, 4]

@@ -388,5 +388,12 @@ if master:
 sys.stdout.flush()
 sys.stderr.flush()
 dist.barrier()
+# DeepSpeed's CPU all-reduce maps a shared-memory buffer per rank and never removes it
+# (deepspeed/ops/csrc/cpu/comm/shm.cpp: 67 MB each, named after MASTER_ADDR and MASTER_PORT):
+# every rank has passed the barrier above, so nobody reads ours any more.
+addr, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
+shm_buffer = f"/dev/shm/deepspeed_allreduce_buffer_{os.getuid()}_{addr}_{port}_{rank}"
+if os.path.exists(shm_buffer):
+    os.unlink(shm_buffer)
 dist.destroy_process_group()
 os._exit(1 if diverged else 0)
