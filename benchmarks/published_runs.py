@@ -240,6 +240,13 @@ def attention_kernel(run: dict) -> str:
     return "unfused" if text.startswith("unfused") else "flash"
 
 
+def pipeline_schedule(run: dict) -> str:
+    """DeepSpeed's PipelineEngine for the runs made on it (Megatron-DeepSpeed, GPT-NeoX), else
+    a schedule that pairs sends with receives as Megatron's does (`cost.pipeline_transfers`)."""
+    framework = str(run.get("framework", "")).lower()
+    return "deepspeed" if "deepspeed" in framework else "megatron"
+
+
 # ----------------------------------------------------------------------------- one run
 @dataclass
 class Result:
@@ -329,6 +336,7 @@ def evaluate(run: dict) -> Result:
             top=0,
             attention_kernel=attention_kernel(run),
             virtual_stages=run["layout"].get("virtual_stages") or 1,
+            pipeline_schedule=pipeline_schedule(run),
         )
     except UserError as exc:
         result.reason = f"planner refused the published layout: {exc}"

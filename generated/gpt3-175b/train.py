@@ -50,7 +50,7 @@ planned_params = 174604296192  # plan: params.total
 planned_layout = "data 64 × tensor 4 × pipeline 4, ZeRO 1, micro-batch 1 × 24 accumulation, recompute none, sequence parallel"  # plan: layout (plan.json)
 planned_peak_gib = 50.18  # plan: peak 50.2 of 74.5 GiB
 gpu_memory_gib = 74.51  # cluster.gpu: a100-80gb
-planned_tokens_per_s = 157047  # plan: performance.tokens_per_s
+planned_tokens_per_s = 156856  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len
 # -----------------------------------------------------------------------------
 

@@ -785,6 +785,37 @@ def one_f_one_b_s(
     return ideal, ideal * pipeline_bubble_fraction(pipeline, micro_batches) / virtual_stages
 
 
+# Which schedule moves activations between pipeline stages. "deepspeed": the generated code's
+# PipelineEngine (DeepSpeed 0.19 `runtime/pipe/schedule.py` TrainSchedule, `pipe/p2p.py`): each
+# step posts its receive and its send as separate blocking `dist.recv` / `dist.send` calls
+# before its compute. "megatron": Megatron-LM's 1F1B, which pairs each send with the next
+# receive in one batched call (`p2p_communication.send_forward_recv_backward`).
+PIPELINE_SCHEDULES = ("deepspeed", "megatron")
+
+
+def pipeline_transfers(schedule: str, pipeline: int, micro_batches: int, virtual_stages=1) -> int:
+    """Stage-to-stage transfers on the critical path of one step (each a blocking send/recv
+    pair of one micro-batch's boundary activation or gradient).
+
+    Megatron: one forward and one backward transfer per 1F1B slot, v per slot when interleaved
+    (Narayanan et al. 2021 §2.2.2), over v·m + p − 1 slots. DeepSpeed's lock-step schedule
+    (2(m + p − 1) steps, even and odd stages alternating forward and backward) serialises a
+    receive and a send in every step of the middle stages: 4m + 2(p − 4) transfers for p ≥ 3
+    and m ≥ 2, 2m for two stages, 2(p − 1) for one micro-batch. Counted by replaying
+    TrainSchedule's instruction lists with rendezvous p2p (tests/test_pipeline_schedule.py).
+    """
+    p, m = pipeline, micro_batches
+    if p <= 1:
+        return 0
+    if schedule == "megatron":
+        return 2 * (virtual_stages * m + p - 1)
+    if m == 1:
+        return 2 * (p - 1)
+    if p == 2:
+        return 2 * m
+    return 4 * m + 2 * (p - 4)
+
+
 @dataclass(frozen=True)
 class StageWork:
     """What one pipeline stage does, per rank: the cost model's view of a stage."""
@@ -834,12 +865,14 @@ def step_time(
     links: Links,
     efficiency: float | None = None,
     virtual_stages: int = 1,
+    pipeline_schedule: str = "deepspeed",
 ) -> StepTime:
     """Predicted time of one optimizer step (m micro-batches through p stages).
 
     Overlap assumptions, explicitly (DeepSpeed 0.19's schedule, `rules/deepspeed.py`):
     - tensor-parallel collectives and pipeline sends are not overlapped with
-      compute (Megatron's blocking f/g operators, DeepSpeed's blocking p2p);
+      compute (Megatron's blocking f/g operators, DeepSpeed's blocking p2p); how many
+      sends lie on the critical path depends on the schedule (`pipeline_transfers`);
     - gradients are reduced every micro-batch at ZeRO 2/3, once at the step boundary at
       ZeRO 0/1 (`gradient_sync_s`); the reduction hides behind the backward only where the
       generated ds_config.json turns `overlap_comm` on (stage 3) on a non-pipelined model;
@@ -894,17 +927,16 @@ def step_time(
     slowest = max(range(pipeline), key=lambda i: (sum(costs[i]), -i))
     comp_mb, elem_mb, tp_mb = costs[slowest]
     boundary = tokens_mb * d_model * act_bytes / (tensor if sequence_parallel else 1)
-    p2p_mb = 0.0
-    if pipeline > 1:  # one send forward, one backward; latency of a one-step transfer each
+    one = 0.0  # one transfer: the boundary's bytes plus the latency of a one-step transfer
+    if pipeline > 1:
         one = p2p_s(boundary, links.pipeline_gbps) + ring_latency_s(1, links.pipeline_intra_node)
-        # Interleaving sends v times per micro-batch: each chunk boundary is a stage
-        # boundary (Narayanan et al. 2021 §2.2.2, "the amount of communication also
-        # increases by v").
-        p2p_mb = 2 * one * virtual_stages
+    # Every transfer on the critical path (`pipeline_transfers`: schedule by schedule; with
+    # interleaving each chunk boundary is a stage boundary, Narayanan et al. 2021 §2.2.2).
+    p2p_total = one * pipeline_transfers(pipeline_schedule, pipeline, micro_batches, virtual_stages)
 
     mean_slot = sum(sum(c) for c in costs) / pipeline
     imbalance = sum(costs[slowest]) / mean_slot - 1 if mean_slot > 0 else 0.0
-    slot = comp_mb + elem_mb + tp_mb + p2p_mb
+    slot = comp_mb + elem_mb + tp_mb
     _, bubble = one_f_one_b_s(slot, pipeline, micro_batches, virtual_stages)
 
     work = stages[slowest]
@@ -989,7 +1021,7 @@ def step_time(
         elementwise=elem_mb * micro_batches,
         bubble=bubble,
         tensor_parallel=tp_mb * micro_batches,
-        pipeline_p2p=p2p_mb * micro_batches,
+        pipeline_p2p=p2p_total,
         data_parallel=dp_exposed,
         zero3_gather=gather,
         optimizer=optimizer,

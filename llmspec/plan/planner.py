@@ -35,6 +35,7 @@ def make_plan(
     top: int = 5,
     attention_kernel: str = "flash",
     virtual_stages: int = 1,
+    pipeline_schedule: str = "deepspeed",
 ) -> Plan:
     """Search the layouts of `spec` (respecting its pinned fields and `pins`) and plan the best.
 
@@ -44,7 +45,9 @@ def make_plan(
     `attention_kernel` is what the step is costed with: "flash" (the SDPA the
     generated model uses) or "unfused" (to compare with runs that predate it);
     `virtual_stages` > 1 costs Megatron's interleaved 1F1B (published runs only: the
-    generated DeepSpeed pipeline runs plain 1F1B).
+    generated DeepSpeed pipeline runs plain 1F1B); `pipeline_schedule` "megatron" costs the
+    stage-to-stage sends as Megatron pairs them (published runs only; see
+    `cost.pipeline_transfers`).
     """
     dims = ModelDims.from_spec(spec)
     cluster = devices.Cluster.from_spec(spec.cluster)
@@ -59,6 +62,7 @@ def make_plan(
         allow_offload=True,
         attention_kernel=attention_kernel,
         virtual_stages=virtual_stages,
+        pipeline_schedule=pipeline_schedule,
     )
     result = search.search(problem)
     best = result.best
@@ -97,6 +101,7 @@ def make_plan(
                 top=top,
                 attention_kernel=attention_kernel,
                 virtual_stages=virtual_stages,
+                pipeline_schedule=pipeline_schedule,
             )
             why = (
                 f"zero_stage {stage}: the lowest ZeRO stage at which PPO's actor, critic, "

@@ -62,6 +62,9 @@ class SearchProblem:
     # DeepSpeed's pipeline engine (plain 1F1B, 1); Megatron's interleaved schedule is here so
     # the published-run benchmark can cost the runs that used it. Not a layout choice.
     virtual_stages: int = 1
+    # Schedule whose stage-to-stage transfers are costed (`cost.pipeline_transfers`): the
+    # generated code's DeepSpeed PipelineEngine, or Megatron's for the published runs made on it.
+    pipeline_schedule: str = "deepspeed"
 
     @property
     def kernels(self) -> str:
@@ -377,6 +380,7 @@ def _candidate(problem: SearchProblem, layout: Layout, stage_layers, memory) -> 
         peak_tflops=peak_tflops(cluster.gpu, problem.precision),
         links=links_for(layout, cluster),
         virtual_stages=problem.virtual_stages if layout.pipeline > 1 else 1,
+        pipeline_schedule=problem.pipeline_schedule,
     )
     host_per_rank = cluster.host_memory_bytes // cluster.gpus_per_node
     assessed = uncertainty.assess(layout, cluster.gpu, cluster.gpus_per_node)

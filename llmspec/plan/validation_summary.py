@@ -7,8 +7,8 @@ the error of the predicted tokens/s with the published layout pinned, and its GP
 
 # (id, regime, error, gpus)
 ROWS: list[tuple[str, str, float, int]] = [
-    ("bloom-176b-384", "ampere|3d|9-64 nodes", 0.0775, 384),
-    ("gptneox-20b-96", "ampere|3d|9-64 nodes", 0.3136, 96),
+    ("bloom-176b-384", "ampere|3d|9-64 nodes", 0.0225, 384),
+    ("gptneox-20b-96", "ampere|3d|9-64 nodes", 0.2951, 96),
     ("k22-t5-175b", "ampere|3d|2-8 nodes", -0.0768, 64),
     ("k22-t5-1t", "ampere|3d|9-64 nodes", -0.3218, 512),
     ("k22-t5-22b", "ampere|tp+dp|1 node", -0.0383, 8),
@@ -42,9 +42,9 @@ ROWS: list[tuple[str, str, float, int]] = [
     ("llmf-h100-fp8-mpt3b-8-s8192", "hopper|zero3|1 node", 0.4698, 8),
     ("mb2511-h100-llama3-70b-fp8", "hopper|3d|2-8 nodes", -0.3091, 64),
     ("mb2511-h100-llama3-8b-fsdp-fp8", "hopper|zero3|1 node", -0.1694, 8),
-    ("mtnlg-530b-2240", "ampere|3d|>64 nodes", 0.2316, 2240),
-    ("mtnlg-530b-2800", "ampere|3d|>64 nodes", 0.2451, 2800),
-    ("mtnlg-530b-3360", "ampere|3d|>64 nodes", 0.2808, 3360),
+    ("mtnlg-530b-2240", "ampere|3d|>64 nodes", 0.1884, 2240),
+    ("mtnlg-530b-2800", "ampere|3d|>64 nodes", 0.2028, 2800),
+    ("mtnlg-530b-3360", "ampere|3d|>64 nodes", 0.2387, 3360),
     ("n21-t1-1.7b", "ampere|dp|2-8 nodes", 0.066, 32),
     ("n21-t1-1008b", "ampere|3d|>64 nodes", -0.0328, 3072),
     ("n21-t1-145.6b", "ampere|3d|>64 nodes", -0.0258, 1536),
