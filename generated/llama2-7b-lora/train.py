@@ -50,7 +50,7 @@ planned_params = 6742609920  # plan: params.total
 planned_layout = "data 8 × tensor 1 × pipeline 1, ZeRO 0, micro-batch 2 × 4 accumulation, recompute none"  # plan: layout (plan.json)
 planned_peak_gib = 48.06  # plan: peak 48.1 of 74.5 GiB
 gpu_memory_gib = 74.51  # cluster.gpu: h100-sxm
-planned_tokens_per_s = 73076  # plan: performance.tokens_per_s
+planned_tokens_per_s = 76252  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len
 # -----------------------------------------------------------------------------
 
