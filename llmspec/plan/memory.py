@@ -172,8 +172,12 @@ def _constants(
     block_transient = e * (wh * h + wf * dims.d_ff / t)
     block_weight_grad = e * h * max(dims.d_ff, h) / t
     head_act = act.head_saved(dims, e, kernels, t)
+    embedding_act = act.embedding_saved(dims, e, kernels)
     if t > 1:  # the vocabulary-parallel softmax is this rank's slice; the rest is replicated
         head_act += -4 * dims.vocab_size + 4 * dims.vocab_size / t
+    if sp:  # ... except, under sequence parallel, the hidden states: this rank's sequence shard
+        head_act -= act.head_hidden_saved(dims, e, kernels) * (1 - 1 / t)
+        embedding_act -= act.embedding_hidden_saved(dims, e, kernels) * (1 - 1 / t)
     head_params += untied_head
     if dims.objective == "reward":  # the reward model's scalar head: new, so it trains
         head_params += h
@@ -196,7 +200,7 @@ def _constants(
         tied_copy_params=tied_copy,
         block_act=block_act,
         block_act_fixed=0.0 if recompute == "full" else act.rope_table_bytes(dims, e),
-        embedding_act=act.embedding_saved(dims, e, kernels) - (8.0 if head_delta else 0.0),
+        embedding_act=embedding_act - (8.0 if head_delta else 0.0),
         # a reward model reads one score per row: no vocabulary-wide logits or loss
         head_act=(
             head_act - act.loss_saved(dims, e, t) if dims.objective in NO_LM_LOSS else head_act
