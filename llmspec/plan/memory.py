@@ -113,6 +113,7 @@ class _ModelConstants:
     head_weight_grad: float  # bytes: the (tied) vocabulary matrix's gradient
     recompute_extra: float  # full recompute: one block's working set
     first_block_act_delta: float = 0.0  # bytes per token: block 0 of a frozen base saves less
+    head_backward_transient: float = 0.0  # sequence parallel: the LM head's input gradient
 
 
 @lru_cache(maxsize=4096)
@@ -219,6 +220,13 @@ def _constants(
         head_weight_grad=0.0 if head_trainable == 0.0 else e * vocab_rows * h,
         recompute_extra=recompute_extra,
         first_block_act_delta=first_block_delta,
+        # Sequence parallel, LM loss: the head's backward (templates/_model/sequence_parallel.py.j2)
+        # holds the fp32 gradient of its logits slice, the gradient of the gathered input
+        # (d_model per token), its contiguous chunks for the reduce-scatter (d_model) and the
+        # shard it returns (d_model / t); measured under FakeTensorMode (test_measure_fake.py).
+        head_backward_transient=(
+            4 * vocab_rows + e * h * (2 + 1 / t) if sp and dims.objective not in NO_LM_LOSS else 0.0
+        ),
     )
 
 
@@ -389,6 +397,9 @@ def estimate_memory(
             if layout.tensor == 1:  # the chunked loss peaks in forward: all of it activations
                 loss_acts, loss_tmp = loss_acts + loss_tmp, 0.0
             candidates.append(("loss", loss_acts, grads_now, loss_tmp + buffers))
+            if c.head_backward_transient:
+                head_tmp = tokens * c.head_backward_transient
+                candidates.append(("head backward", loss_acts, grads_now, head_tmp + buffers))
         if n_layers:  # top block: every activation, the head's gradients
             block_tmp = tokens * (c.block_transient + c.recompute_extra) + c.block_weight_grad
             candidates.append(
