@@ -86,6 +86,8 @@ MATRIX = [
     ("GPT-2 small, tensor 2", "gpt", GPT2_SMALL, "bf16", "selective", 4, 1024, 1, {"tensor": 2}),
     ("GPT-2 small, tensor 4 + sequence parallel", "gpt", dict(GPT2_SMALL, n_heads=12), "bf16", "none", 4, 1024, 1, {"tensor": 4, "sequence_parallel": True}),
     ("bert, tensor 2", "bert", dict(SMALL, max_seq_len=512), "bf16", "none", 4, 256, 1, {"tensor": 2}),
+    ("bert dropout 0.1, tensor 2 + sequence parallel", "bert", dict(SMALL, max_seq_len=512, dropout=0.1), "bf16", "none", 4, 256, 1, {"tensor": 2, "sequence_parallel": True}),
+    ("llama GQA 8/2, tensor 2 + sequence parallel", "llama", LLAMA_SMALL, "bf16", "full", 4, 1024, 1, {"tensor": 2, "sequence_parallel": True}),
 ]  # fmt: skip
 
 ZERO_MODEL = dict(vocab_size=4096, max_seq_len=64, d_model=256, n_layers=4, n_heads=4, d_ff=1024)

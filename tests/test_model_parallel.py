@@ -53,7 +53,7 @@ def test_tensor_parallel_matches_single_process(tmp_path):
                 activation_checkpointing=recompute,
             ),
         )
-        assert ("_GatherSequence" in parallel) == sequence_parallel
+        assert ("_GatherColumnParallel" in parallel) == sequence_parallel
         cases.append({
             "name": name, "vocab_size": spec.model.vocab_size, "seq_len": SEQ,
             "masked": spec.train.objective == "masked_lm",

@@ -129,7 +129,9 @@ def test_options_bring_their_code_only_when_used():
     assert "enable_gqa" not in plain and "RowParallelLinear" not in plain
     tp = render_model_py(gpt, *plan_for(gpt, tensor=2, activation_checkpointing="full"))
     assert "RowParallelLinear" in tp and "_VocabParallelCrossEntropy" in tp
-    assert "_GatherSequence" not in tp and "checkpoint(self.layer, x, use_reentrant=False)" in tp
+    assert (
+        "_GatherColumnParallel" not in tp and "checkpoint(self.layer, x, use_reentrant=False)" in tp
+    )
     bert = tiny_spec("bert")
     mlm = render_model_py(bert, *plan_for(bert))
     assert "def mask_tokens" in mlm and "is_causal" not in mlm and "LogitsBias" in mlm

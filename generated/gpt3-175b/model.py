@@ -19,7 +19,8 @@ Implementation choices (the planner's memory model assumes exactly these):
 - tensor parallel 4 (Megatron-LM, Shoeybi et al. 2019): column / row-parallel linears with explicit
   autograd collectives, vocabulary-parallel embedding, head and cross-entropy (logits never gathered);
   sequence parallel (Korthikanti et al. 2022): norms and dropout on sequence shards, all-gather before and
-  reduce-scatter after each tensor-parallel region;
+  reduce-scatter after each tensor-parallel region; the column-parallel linears keep only the shard and
+  all-gather it again in backward (§4.2.2);
 - pipeline 4: DeepSpeed PipelineModule, blocks per stage [24, 24, 24, 24] as planned, the token
   embedding tied between the first and the last stage;
 """
@@ -115,16 +116,34 @@ def _reduce_scatter_sequence(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-class _GatherSequence(torch.autograd.Function):
-    """All-gather along the sequence forward; reduce-scatter backward (Korthikanti et al. 2022, §4.2.2)."""
+class _GatherColumnParallel(torch.autograd.Function):
+    """All-gather the sequence shard x [B, S/T, D], then apply the column-parallel linears it
+    feeds (q, k, v; gate, up). Saves only the shard: backward all-gathers it again for the weight
+    gradients and reduce-scatters the input gradient, so no [B, S, D] copy is kept (Korthikanti
+    et al. 2022, §4.2.2; Megatron-LM's sequence-parallel linear)."""
 
     @staticmethod
-    def forward(ctx, x):
-        return _all_gather_sequence(x)
+    def forward(ctx, x, *params):  # weight, bias (or None), weight, bias, ...
+        weights, biases = params[0::2], params[1::2]
+        ctx.save_for_backward(x, *weights)
+        ctx.has_bias = [bias is not None for bias in biases]
+        full = _all_gather_sequence(x)
+        return tuple(F.linear(full, w, b) for w, b in zip(weights, biases, strict=True))
 
     @staticmethod
-    def backward(ctx, grad):
-        return _reduce_scatter_sequence(grad)
+    def backward(ctx, *grads):
+        x, *weights = ctx.saved_tensors
+        full = _all_gather_sequence(x).flatten(0, 1)  # gathered again: [B·S, D]
+        grads = [grad.flatten(0, 1) for grad in grads]
+        grad_params = []
+        for grad, has_bias in zip(grads, ctx.has_bias, strict=True):
+            grad_params += [grad.t() @ full, grad.sum(0) if has_bias else None]
+        del full
+        grad_full = grads[0] @ weights[0]
+        for grad, weight in zip(grads[1:], weights[1:], strict=True):
+            grad_full.addmm_(grad, weight)
+        grad_x = _reduce_scatter_sequence(grad_full.view(x.shape[0], -1, x.shape[2]))
+        return grad_x, *grad_params
 
 
 class _ReduceScatterSequence(torch.autograd.Function):
@@ -139,9 +158,11 @@ class _ReduceScatterSequence(torch.autograd.Function):
         return _all_gather_sequence(grad)
 
 
-def enter_tensor_parallel(x: torch.Tensor) -> torch.Tensor:
-    """Sequence shard [B, S/T, D] → full sequence for the column-parallel linears."""
-    return _GatherSequence.apply(x)
+def gather_linears(x: torch.Tensor, *linears: nn.Module) -> tuple[torch.Tensor, ...]:
+    """Sequence shard [B, S/T, D] → each column-parallel linear's output over the full sequence,
+    through one all-gather."""
+    params = [p for linear in linears for p in (linear.weight, getattr(linear, "bias", None))]
+    return _GatherColumnParallel.apply(x, *params)
 
 
 def exit_tensor_parallel(x: torch.Tensor) -> torch.Tensor:
@@ -230,7 +251,8 @@ class Linear(nn.Module):
 
 
 class ColumnParallelLinear(nn.Module):
-    """Output features split across the tensor-parallel ranks; input already entered the region."""
+    """Output features split across the tensor-parallel ranks; input: this rank's sequence shard,
+    gathered by the linear (gather_linears)."""
 
     def __init__(self, key: str, d_in: int, d_out: int, std: float = INIT_STD):
         super().__init__()
@@ -238,7 +260,7 @@ class ColumnParallelLinear(nn.Module):
         self.bias = sharded_parameter(torch.zeros(d_out // TENSOR_PARALLEL))
 
     def forward(self, x):
-        return F.linear(x, self.weight, self.bias)
+        return gather_linears(x, self)[0]
 
 
 class RowParallelLinear(nn.Module):
@@ -273,7 +295,7 @@ class TokenEmbedding(nn.Module):
 
     def logits(self, hidden):
         """This rank's vocabulary slice of the logits."""
-        return F.linear(enter_tensor_parallel(hidden), self.weight)
+        return gather_linears(hidden, self)[0]  # hidden: this rank's sequence shard
 
 
 class InputEncoding(nn.Module):
@@ -304,12 +326,12 @@ class Attention(nn.Module):
         self.o = RowParallelLinear(f"{key}.o", N_HEADS * HEAD_DIM, D_MODEL, std=RESIDUAL_INIT_STD)
 
     def forward(self, x):
-        x = enter_tensor_parallel(x)
-        batch, seq, _ = x.shape
+        q, k, v = gather_linears(x, self.q, self.k, self.v)  # the full sequence, one all-gather
+        batch, seq, _ = q.shape
         # [batch, heads, seq, head_dim]; -1 heads: this rank's share
-        q = self.q(x).view(batch, seq, -1, HEAD_DIM).transpose(1, 2)
-        k = self.k(x).view(batch, seq, -1, HEAD_DIM).transpose(1, 2)
-        v = self.v(x).view(batch, seq, -1, HEAD_DIM).transpose(1, 2)
+        q = q.view(batch, seq, -1, HEAD_DIM).transpose(1, 2)
+        k = k.view(batch, seq, -1, HEAD_DIM).transpose(1, 2)
+        v = v.view(batch, seq, -1, HEAD_DIM).transpose(1, 2)
         dropout_p = ATTENTION_DROPOUT if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
         return self.o(y.transpose(1, 2).reshape(batch, seq, -1))
@@ -323,7 +345,6 @@ class MLP(nn.Module):
         self.fc_out = RowParallelLinear(f"{key}.fc_out", D_FF, D_MODEL, std=RESIDUAL_INIT_STD)
 
     def forward(self, x):
-        x = enter_tensor_parallel(x)
         return self.fc_out(F.gelu(self.fc_in(x), approximate="tanh"))
 
 

@@ -134,19 +134,16 @@ def block_sharded_fraction(
     Under Megatron tensor parallelism the attention and MLP interiors are split
     over ``tensor`` ranks; norms, their outputs and the dropout masks are
     replicated (Korthikanti et al. 2022, Table 2). With sequence parallelism
-    those are sharded along the sequence too, except that the generated
-    model's column-parallel GEMMs keep the all-gathered (full-sequence) input
-    for backward, not the shard as Megatron-LM does: 2 × d_model per token
-    stay replicated.
+    those are sharded along the sequence too, and the generated model's
+    column-parallel GEMMs keep only the sequence shard of their input (the
+    norm's output) and all-gather it again in backward, as Megatron-LM does
+    (§4.2.2): everything is divided by ``tensor`` — Eq. 2's sbh/t·(34 + 5as/h).
     """
     total = block_saved(dims, e, recompute, kernels)
-    if tensor == 1:
+    if tensor == 1 or sequence_parallel:
         return 0.0, total
     if recompute == "full":
-        return (0.0, total) if sequence_parallel else (total, 0.0)
-    if sequence_parallel:
-        gathered = 2 * e * dims.d_model
-        return gathered, total - gathered
+        return total, 0.0
     inner = attention_saved(dims, e, recompute, kernels) + mlp_saved(dims, e, recompute)
     return total - inner, inner
 
@@ -154,7 +151,14 @@ def block_sharded_fraction(
 def embedding_saved(dims: ModelDims, e: int, kernels: str = "cuda") -> float:
     """Token ids kept by the embedding backward (int64), the embedding dropout mask,
     and for post-norm models the embedding norm."""
-    saved = 8.0  # token ids (token types default to type 0: a broadcast row, nothing saved)
+    # token ids (token types default to type 0: a broadcast row, nothing saved)
+    return 8.0 + embedding_hidden_saved(dims, e, kernels)
+
+
+def embedding_hidden_saved(dims: ModelDims, e: int, kernels: str = "cuda") -> float:
+    """The part of ``embedding_saved`` over hidden states (dropout mask, embedding norm):
+    sequence shards under sequence parallel, like the blocks' norms."""
+    saved = 0.0
     if dims.dropout > 0:
         saved += dims.d_model * _mask_bytes(e, kernels)
     if dims.arch == "bert":
@@ -165,18 +169,26 @@ def embedding_saved(dims: ModelDims, e: int, kernels: str = "cuda") -> float:
 def head_saved(dims: ModelDims, e: int, kernels: str = "cuda", tensor: int = 1) -> float:
     """Final norm (pre-norm), the LM-head input, the MLM transform, and what the loss keeps
     (`loss_saved`, vocab-wide: the big one)."""
-    h = dims.d_model
-    saved = 0.0
-    if dims.arch != "bert":
-        saved += norm_saved(dims, e, kernels)  # its output is the LM-head input
+    saved = head_hidden_saved(dims, e, kernels)
     if dims.objective == "masked_lm":
-        # the transform GEMM's input is the last block's (or final norm's) output,
-        # already counted; then GELU input, and the norm (GELU output, head input)
-        saved += e * h + norm_saved(dims, e, kernels)
         saved += 8 + 8  # masked inputs and labels (the loss keeps labels unshifted)
     else:
         saved += 8  # labels shifted left by F.pad (a new tensor the loss keeps)
     return saved + loss_saved(dims, e, tensor)
+
+
+def head_hidden_saved(dims: ModelDims, e: int, kernels: str = "cuda") -> float:
+    """The part of ``head_saved`` over hidden states: the final norm (pre-norm; its output is
+    the LM-head input) and the MLM transform. Sequence shards under sequence parallel: the
+    LM head, a column-parallel GEMM, keeps the shard and re-gathers it in backward."""
+    saved = 0.0
+    if dims.arch != "bert":
+        saved += norm_saved(dims, e, kernels)
+    if dims.objective == "masked_lm":
+        # the transform GEMM's input is the last block's (or final norm's) output,
+        # already counted; then GELU input, and the norm (GELU output, head input)
+        saved += e * dims.d_model + norm_saved(dims, e, kernels)
+    return saved
 
 
 def loss_saved(dims: ModelDims, e: int, tensor: int = 1) -> float:
@@ -243,7 +255,9 @@ def saved_bytes(
         tables = rope_table_bytes(dims, e) if recompute != "full" else 0
         return int(tokens * (replicated + sharded / tensor) + tables)
     if kind == "embedding":
-        return int(tokens * embedding_saved(dims, e, kernels))
+        hidden = embedding_hidden_saved(dims, e, kernels)
+        sharded = hidden * (1 - 1 / tensor) if sequence_parallel else 0.0
+        return int(tokens * (embedding_saved(dims, e, kernels) - sharded))
     if kind in ("lm_head", "mlm_head"):
         return int(tokens * head_saved(dims, e, kernels, tensor) / tensor)
     return 0

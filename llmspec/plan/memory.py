@@ -113,6 +113,7 @@ class _ModelConstants:
     head_weight_grad: float  # bytes: the (tied) vocabulary matrix's gradient
     recompute_extra: float  # full recompute: one block's working set
     first_block_act_delta: float = 0.0  # bytes per token: block 0 of a frozen base saves less
+    head_backward_transient: float = 0.0  # sequence parallel: the LM head's input gradient
 
 
 @lru_cache(maxsize=4096)
@@ -172,8 +173,12 @@ def _constants(
     block_transient = e * (wh * h + wf * dims.d_ff / t)
     block_weight_grad = e * h * max(dims.d_ff, h) / t
     head_act = act.head_saved(dims, e, kernels, t)
+    embedding_act = act.embedding_saved(dims, e, kernels)
     if t > 1:  # the vocabulary-parallel softmax is this rank's slice; the rest is replicated
         head_act += -4 * dims.vocab_size + 4 * dims.vocab_size / t
+    if sp:  # ... except, under sequence parallel, the hidden states: this rank's sequence shard
+        head_act -= act.head_hidden_saved(dims, e, kernels) * (1 - 1 / t)
+        embedding_act -= act.embedding_hidden_saved(dims, e, kernels) * (1 - 1 / t)
     head_params += untied_head
     if dims.objective == "reward":  # the reward model's scalar head: new, so it trains
         head_params += h
@@ -196,7 +201,7 @@ def _constants(
         tied_copy_params=tied_copy,
         block_act=block_act,
         block_act_fixed=0.0 if recompute == "full" else act.rope_table_bytes(dims, e),
-        embedding_act=act.embedding_saved(dims, e, kernels) - (8.0 if head_delta else 0.0),
+        embedding_act=embedding_act - (8.0 if head_delta else 0.0),
         # a reward model reads one score per row: no vocabulary-wide logits or loss
         head_act=(
             head_act - act.loss_saved(dims, e, t) if dims.objective in NO_LM_LOSS else head_act
@@ -215,6 +220,13 @@ def _constants(
         head_weight_grad=0.0 if head_trainable == 0.0 else e * vocab_rows * h,
         recompute_extra=recompute_extra,
         first_block_act_delta=first_block_delta,
+        # Sequence parallel, LM loss: the head's backward (templates/_model/sequence_parallel.py.j2)
+        # holds the fp32 gradient of its logits slice, the gradient of the gathered input
+        # (d_model per token), its contiguous chunks for the reduce-scatter (d_model) and the
+        # shard it returns (d_model / t); measured under FakeTensorMode (test_measure_fake.py).
+        head_backward_transient=(
+            4 * vocab_rows + e * h * (2 + 1 / t) if sp and dims.objective not in NO_LM_LOSS else 0.0
+        ),
     )
 
 
@@ -385,6 +397,9 @@ def estimate_memory(
             if layout.tensor == 1:  # the chunked loss peaks in forward: all of it activations
                 loss_acts, loss_tmp = loss_acts + loss_tmp, 0.0
             candidates.append(("loss", loss_acts, grads_now, loss_tmp + buffers))
+            if c.head_backward_transient:
+                head_tmp = tokens * c.head_backward_transient
+                candidates.append(("head backward", loss_acts, grads_now, head_tmp + buffers))
         if n_layers:  # top block: every activation, the head's gradients
             block_tmp = tokens * (c.block_transient + c.recompute_extra) + c.block_weight_grad
             candidates.append(
