@@ -37,8 +37,15 @@ sys.path.insert(0, str(ROOT))
 
 from llmspec.graph.dims import ModelDims  # noqa: E402
 from llmspec.graph.layers import count_params  # noqa: E402
-from llmspec.plan.memory import estimate_memory, model_states  # noqa: E402
+from llmspec.plan.memory import (  # noqa: E402
+    estimate_memory,
+    even_stage_layers,
+    model_states,
+    tied_gradient_pending,
+    zero3_persistent_elements,
+)
 from llmspec.plan.types import Layout  # noqa: E402
+from llmspec.rules.deepspeed import STAGE3_PERSISTENCE_THRESHOLD  # noqa: E402
 from llmspec.spec.schema import Spec  # noqa: E402
 
 GIB = 1024**3
@@ -137,13 +144,13 @@ def fake_tensor_matrix() -> list[float]:
     return errors
 
 
-def zero_states(precision: str) -> list[dict]:
-    """Run the 2-process DeepSpeed worker; one dict per ZeRO stage."""
+def zero_states(precision: str, ranks: int, stages: str) -> list[dict]:
+    """Run the DeepSpeed worker on `ranks` processes; one dict per ZeRO stage."""
     spec = make_spec("gpt", ZERO_MODEL, precision, 64)
     env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     cmd = [
-        "deepspeed", "--num_gpus", "2", str(ROOT / "benchmarks" / "zero_states_worker.py"),
-        json.dumps(spec.model_dump(mode="json", exclude={"data"})), "0,1,2,3",
+        "deepspeed", "--num_gpus", str(ranks), str(ROOT / "benchmarks" / "zero_states_worker.py"),
+        json.dumps(spec.model_dump(mode="json", exclude={"data"})), stages,
     ]  # fmt: skip
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     rows = [
@@ -151,74 +158,183 @@ def zero_states(precision: str) -> list[dict]:
         for line in out.stdout.splitlines()
         if "ZERO_STATES " in line
     ]
-    if len(rows) != 4:
+    if len(rows) != len(stages.split(",")):
         sys.stderr.write(out.stdout[-4000:] + out.stderr[-4000:])
-        raise SystemExit(f"ZeRO worker failed ({precision}): exit {out.returncode}")
+        raise SystemExit(f"ZeRO worker failed ({precision}, {ranks} ranks): exit {out.returncode}")
     return rows
 
 
-def zero_table() -> list[float]:
+# (ranks, ZeRO stages) of the runs: every stage on 2 ranks, ZeRO-3 on 8
+ZERO_RUNS = ((2, "0,1,2,3"), (8, "3"))
+
+
+def zero_table(runs=ZERO_RUNS) -> list[float]:
     from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
     from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
 
-    print("## ZeRO model states per rank: 2-process DeepSpeed on CPU vs planned\n")
+    print("## ZeRO model states per rank: multi-process DeepSpeed on CPU vs planned\n")
     print(
         "Bytes of every tensor a rank holds (weights, gradients, optimizer state, buckets; "
         "no activations) at three moments of the second step: late in backward (block 0's "
         "input gradient, ZeRO 1-3: the reduce bucket is alive, the gradient partition "
-        "partly filled), after backward, and in the optimizer step. "
-        "MiB.\n"
+        "partly filled), after backward, and in the optimizer step; the worst rank, and the "
+        "spread over the ranks. DeepSpeed's reduce bucket (5e8 elements) is a fixed "
+        "allocation that dwarfs the states of this model, so the states are also compared "
+        "without it (measured: less the storages of exactly the bucket's size; planned: "
+        "less `reduce_bucket_size` elements). MiB.\n"
     )
     print(
-        "| precision | ZeRO | moment | measured rank 0 | measured rank 1 | planned | error "
+        "| precision | ranks | ZeRO | moment | measured (worst rank) | spread over ranks "
+        "| planned | error | without bucket: measured / planned (error) "
         "| DeepSpeed estimator (error) | ZeRO-paper 16 B/param (error) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     errors = []
     mib = 1024**2
-    for precision in ("bf16", "fp32"):
-        spec = make_spec("gpt", ZERO_MODEL, precision, 64)
-        dims = ModelDims.from_spec(spec)
-        n = count_params(dims).total
-        largest = dims.vocab_size * dims.d_model
-        for row in zero_states(precision):
-            z = row["stage"]
-            layout = Layout(data=2, zero_stage=z, micro_batch_size=2)
-            st = model_states(n, precision, layout)
-            base = st.weights + st.optimizer + st.persistent_buffer
-            planned = {
-                "late_backward": base + st.backward_buffer + st.grads_end,
-                "after_backward": base + st.grads_end,
-                "in_step": base + st.grads_step,
-            }
-            if z == 0:  # no bucket; mid-backward the gradients are only partly there
-                del planned["late_backward"]
-            if z <= 2:
-                _, ds = estimate_zero2_model_states_mem_needs(n, 2, 1, cpu_offload=False)
-            else:
-                _, ds, _ = estimate_zero3_model_states_mem_needs(
-                    n, largest, 2, 1, cpu_offload=False, cpu_offload_params=False
-                )
-            if z == 0:
-                ds = None
-            paper = {0: 16 * n, 1: 4 * n + 12 * n / 2, 2: 2 * n + 14 * n / 2, 3: 16 * n / 2}[z]
-            for moment in planned:
-                measured = [r[moment]["total"] for r in row["ranks"]]
-                worst = max(measured)
-                err = (planned[moment] - worst) / worst
-                errors.append(err)
-                ds_cell = f"{ds / mib:.1f} ({(ds - worst) / worst:+.0%})" if ds else "—"
-                print(
-                    f"| {precision} | {z} | {moment.replace('_', ' ')} | {measured[0] / mib:.1f} "
-                    f"| {measured[1] / mib:.1f} | {planned[moment] / mib:.1f} | {err:+.2%} "
-                    f"| {ds_cell} | {paper / mib:.1f} ({(paper - worst) / worst:+.0%}) |",
-                    flush=True,
-                )
+    for ranks, stages in runs:
+        for precision in ("bf16", "fp32"):
+            spec = make_spec("gpt", ZERO_MODEL, precision, 64)
+            dims = ModelDims.from_spec(spec)
+            n = count_params(dims).total
+            largest = dims.vocab_size * dims.d_model
+            block, embedding, head = zero3_persistent_elements(dims)
+            persistent = dims.n_layers * block + embedding + head
+            for row in zero_states(precision, ranks, stages):
+                z = row["stage"]
+                layout = Layout(data=ranks, zero_stage=z, micro_batch_size=2)
+                st = model_states(n, precision, layout, n_persistent=persistent)
+                base = st.weights + st.optimizer + st.persistent_buffer
+                # block 0's backward: the tied table's full gradient still pending
+                pending = tied_gradient_pending(dims, layout, precision, kernels="cpu")
+                planned = {
+                    "late_backward": (
+                        base + st.backward_buffer + st.grads_end + st.gathered_persistent + pending
+                    ),
+                    "after_backward": base + st.grads_end + st.gathered_persistent,
+                    "in_step": base + st.grads_step,  # stage3.py step releases the persistent
+                }
+                bucket = {  # the reduce bucket planned alive at each moment
+                    "late_backward": st.backward_buffer + st.persistent_buffer,
+                    "after_backward": st.persistent_buffer,
+                    "in_step": st.persistent_buffer,
+                }
+                if z == 0:  # no bucket; mid-backward the gradients are only partly there
+                    del planned["late_backward"]
+                if z <= 2:
+                    _, ds = estimate_zero2_model_states_mem_needs(n, ranks, 1, cpu_offload=False)
+                else:
+                    _, ds, _ = estimate_zero3_model_states_mem_needs(
+                        n, largest, ranks, 1, cpu_offload=False, cpu_offload_params=False
+                    )
+                if z == 0:
+                    ds = None
+                paper = {
+                    0: 16 * n, 1: 4 * n + 12 * n / ranks, 2: 2 * n + 14 * n / ranks,
+                    3: 16 * n / ranks,
+                }[z]  # fmt: skip
+                for moment in planned:
+                    measured = [r[moment]["total"] for r in row["ranks"]]
+                    worst_rank = max(range(ranks), key=lambda i: measured[i])
+                    worst = measured[worst_rank]
+                    err = (planned[moment] - worst) / worst
+                    bare = worst - row["ranks"][worst_rank][moment]["bucket"]
+                    bare_planned = planned[moment] - bucket[moment]
+                    bare_err = (bare_planned - bare) / bare
+                    errors += [err, bare_err]
+                    ds_cell = f"{ds / mib:.1f} ({(ds - worst) / worst:+.0%})" if ds else "—"
+                    print(
+                        f"| {precision} | {ranks} | {z} | {moment.replace('_', ' ')} "
+                        f"| {worst / mib:.2f} | {(max(measured) - min(measured)) / mib:.3f} "
+                        f"| {planned[moment] / mib:.2f} | {err:+.2%} "
+                        f"| {bare / mib:.2f} / {bare_planned / mib:.2f} ({bare_err:+.2%}) "
+                        f"| {ds_cell} | {paper / mib:.1f} ({(paper - worst) / worst:+.0%}) |",
+                        flush=True,
+                    )
     print(
-        f"\nmodel: GPT {n / 1e6:.2f} M parameters; DeepSpeed's default reduce bucket "
-        "(5e8 elements) is allocated in full by ZeRO-1/2 during backward and by ZeRO-3 "
-        "for the whole run, so it dominates at this size.\n"
+        f"\nmodel: GPT {n / 1e6:.2f} M parameters, of which {persistent / 1e6:.2f} M in tensors "
+        f"of at most {STAGE3_PERSISTENCE_THRESHOLD:,} elements, which ZeRO-3 keeps gathered on "
+        "every rank outside the step; DeepSpeed's default reduce bucket (5e8 elements) is "
+        "allocated in full by ZeRO-1/2 during backward and by ZeRO-3 for the whole run.\n"
     )
+    return errors
+
+
+PIPE_MODEL = dict(vocab_size=4096, max_seq_len=256, d_model=256, n_layers=4, n_heads=4, d_ff=1024)
+# (pipeline stages, ZeRO stage, precision): 1F1B over PIPE_MICRO_BATCHES micro-batches
+PIPE_RUNS = ((2, 0, "bf16"), (2, 0, "fp32"), (4, 0, "bf16"), (4, 1, "fp32"))
+PIPE_MICRO_BATCHES, PIPE_MICRO_BATCH, PIPE_SEQ = 4, 2, 256
+
+
+def pipeline_states(precision: str, stage_layers, zero_stage: int) -> list[dict]:
+    """Run the pipeline worker, one process per stage; one dict per rank."""
+    spec = make_spec("gpt", PIPE_MODEL, precision, PIPE_SEQ)
+    env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    cmd = [
+        "deepspeed", "--num_gpus", str(len(stage_layers)),
+        str(ROOT / "benchmarks" / "pipeline_states_worker.py"),
+        json.dumps(spec.model_dump(mode="json", exclude={"data"})),
+        ",".join(map(str, stage_layers)), str(zero_stage), str(PIPE_MICRO_BATCHES),
+        str(PIPE_MICRO_BATCH),
+    ]  # fmt: skip
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    rows = [
+        json.loads(line.split(" ", 1)[1])
+        for line in out.stdout.splitlines()
+        if "PIPELINE_STATES " in line
+    ]
+    if len(rows) != 1:
+        sys.stderr.write(out.stdout[-4000:] + out.stderr[-4000:])
+        raise SystemExit(
+            f"pipeline worker failed ({precision}, {stage_layers}): exit {out.returncode}"
+        )
+    return sorted(rows[0]["ranks"], key=lambda r: r["stage"])
+
+
+def pipeline_table(runs=PIPE_RUNS) -> list[float]:
+    print("## Pipeline stages: real DeepSpeed PipelineEngine on CPU vs planned, per stage\n")
+    print(
+        f"GPT {PIPE_MODEL['n_layers']} blocks, d_model {PIPE_MODEL['d_model']}, vocab "
+        f"{PIPE_MODEL['vocab_size']}; micro-batch {PIPE_MICRO_BATCH} × {PIPE_SEQ} tokens, "
+        f"{PIPE_MICRO_BATCHES} micro-batches per step (1F1B `TrainSchedule`), one process per "
+        "stage (gloo). Model states: every live tensor when the optimizer step begins "
+        "(planned: `model_states` of the stage's parameters). Peak: the most bytes of live "
+        "tensor storages during the second `train_batch` (a TorchDispatchMode that follows "
+        "every storage an op returns until it is freed; planned: `estimate_memory(..., "
+        'kernels="cpu", stage_layers=...)`). MiB.\n'
+    )
+    print(
+        "| precision | pipeline | ZeRO | stage | blocks | params (M) | model states measured "
+        "| planned | error | peak measured | planned | error |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    errors = []
+    mib = 1024**2
+    for p, z, precision in runs:
+        spec = make_spec("gpt", PIPE_MODEL, precision, PIPE_SEQ)
+        dims = ModelDims.from_spec(spec)
+        layers = even_stage_layers(dims.n_layers, p)
+        layout = Layout(
+            pipeline=p, micro_batch_size=PIPE_MICRO_BATCH, grad_accum_steps=PIPE_MICRO_BATCHES,
+            zero_stage=z,
+        )  # fmt: skip
+        plan = estimate_memory(dims, layout, precision, kernels="cpu", stage_layers=layers)
+        w = {"fp32": 4, "bf16": 2}[precision]
+        for rank, stage in zip(pipeline_states(precision, layers, z), plan.stages, strict=True):
+            n = stage.params / w  # ZeRO 0/1 keep every weight of the stage
+            st = model_states(n, precision, layout)
+            planned_states = st.weights + st.optimizer + st.grads_step
+            measured_states = rank["in_step"]["total"]
+            err_states = (planned_states - measured_states) / measured_states
+            err_peak = (stage.total - rank["peak"]) / rank["peak"]
+            errors += [err_states, err_peak]
+            print(
+                f"| {precision} | {p} | {z} | {stage.stage} | {stage.layers} "
+                f"| {rank['params_local'] / 1e6:.3f} ({n / 1e6:.3f}) "
+                f"| {measured_states / mib:.2f} | {planned_states / mib:.2f} | {err_states:+.2%} "
+                f"| {rank['peak'] / mib:.2f} | {stage.total / mib:.2f} | {err_peak:+.2%} |",
+                flush=True,
+            )
+    print()
     return errors
 
 

@@ -1,13 +1,15 @@
 """One rank of the ZeRO model-state measurement (run by memory_accuracy.py).
 
 Builds the generated model.py of a small GPT, wraps it in a real DeepSpeed
-engine on CPU (gloo, 2 processes) for each ZeRO stage, runs two steps, and
-after the second backward (gradients held, before the step) and after the
-step counts the bytes of every tensor storage alive in this process, split
-into parameters (the module's weights — ZeRO-3: this rank's partitions),
-optimizer state (the inner optimizer's state and its fp32 master weights) and
-the rest (gradient buffers, communication buckets). Prints one JSON line per
-stage on rank 0, holding both ranks' counts.
+engine on CPU (gloo, as many processes as the launcher starts: ``deepspeed
+--num_gpus N``) for each ZeRO stage, runs two steps, and late in the second
+backward, after it (gradients held, before the step), in the step and after
+it counts the bytes of every tensor storage alive in this process, split into
+parameters (the module's weights — ZeRO-3: this rank's partitions), optimizer
+state (the inner optimizer's state and its fp32 master weights) and the rest
+(gradient buffers, communication buckets; ``bucket`` is the part of it in
+storages exactly the size of the reduce bucket). Prints one JSON line per
+stage on rank 0, holding every rank's counts.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import sys
 from dataclasses import replace
 
 import torch
+
+from llmspec.rules.deepspeed import REDUCE_BUCKET_ELEMENTS
 
 
 def storages(tensors) -> dict[int, int]:
@@ -59,7 +63,9 @@ def count(engine) -> dict[str, int]:
     optimizer = {k: v for k, v in storages(optimizer_tensors(engine)).items() if k not in params}
     everything = storages(live_tensors(engine.module))
     rest = {k: v for k, v in everything.items() if k not in params and k not in optimizer}
+    bucket_sizes = {REDUCE_BUCKET_ELEMENTS * size for size in (2, 4)}  # bf16/fp16, fp32
     return {
+        "bucket": sum(v for v in rest.values() if v in bucket_sizes),
         "params": sum(params.values()),
         "optimizer": sum(optimizer.values()),
         "grads_and_buffers": sum(rest.values()),

@@ -230,6 +230,66 @@ def _constants(
     )
 
 
+def _tensor_shapes(dims: ModelDims, tensor: int) -> tuple[list[int], list[int], list[int]]:
+    """Elements of each parameter tensor on one rank of the generated model.py: (one block,
+    the embedding layers, the head layers). Linear layers hold a weight and a bias
+    (templates/_model/layers.py.j2); under tensor parallel the column-parallel weights and
+    biases and the row-parallel weights are split, the row-parallel biases replicated."""
+    h, t, kv, ff = dims.d_model, tensor, dims.n_kv_heads * dims.head_dim, dims.d_ff
+    b = dims.bias
+    norm = [h, h] if dims.norm == "layernorm" and dims.bias else [h]
+    block = [h * h // t, h * kv // t, h * kv // t, h * h // t]  # q, k, v, o
+    block += [h // t, kv // t, kv // t, h] if b else []
+    ups = 2 if dims.activation == "swiglu" else 1
+    block += [h * ff // t] * ups + [ff * h // t] + ([ff // t] * ups + [h] if b else [])
+    block += norm * 2
+    vocab_rows = padded_vocab(dims.vocab_size, t) // t
+    embedding = [vocab_rows * h]
+    if dims.position == "learned":
+        embedding.append(dims.max_seq_len * h)
+    if dims.type_vocab_size:
+        embedding.append(dims.type_vocab_size * h)
+    head = list(norm)  # the final norm (pre-norm), or the embedding norm (post-norm)
+    if dims.objective == "masked_lm":
+        head += [h * h] + ([h] if b else []) + norm + ([vocab_rows] if b else [])
+    if not dims.tie_embeddings:
+        head.append(vocab_rows * h)
+    return block, embedding, head
+
+
+@lru_cache(maxsize=1024)
+def zero3_persistent_elements(dims: ModelDims, tensor: int = 1) -> tuple[int, int, int]:
+    """Elements ZeRO-3 keeps gathered on every rank outside the optimizer step: each
+    parameter of at most ``stage3_param_persistence_threshold`` elements (DeepSpeed 0.19.8
+    ``runtime/zero/parameter_offload.py`` ``mark_persistent_parameters``: ``ds_numel <=
+    param_threshold`` → ``ds_persist``; the partitioned coordinator never releases those),
+    as (per block, embedding layers, head layers). ``stage3.py`` ``step`` releases them
+    (``_partition_all_parameters``) and ``_post_step`` gathers them again. Base-model
+    tensors only: fine-tuning adapters are not counted."""
+    limit = ds_rules.STAGE3_PERSISTENCE_THRESHOLD
+    return tuple(sum(n for n in part if n <= limit) for part in _tensor_shapes(dims, tensor))
+
+
+def tied_gradient_pending(
+    dims: ModelDims, layout: Layout, precision: str, kernels: str = "cuda"
+) -> float:
+    """Bytes of a tied table's gradient from the LM head that autograd holds (the input
+    buffer of the weight's AccumulateGrad node) from the head's backward until the
+    embedding's gradient is added to it at the end of backward: full size, and beside the
+    gradients already there under accumulation, or partitioned away by ZeRO ≥ 1 (under
+    ZeRO-0 without accumulation it is the head's share of ``grads_end``). 0 when the two
+    uses sit on different pipeline stages (each stage has its own copy)."""
+    if not dims.tie_embeddings or layout.pipeline > 1:
+        return 0.0
+    if layout.zero_stage == 0 and layout.grad_accum_steps <= 1:
+        return 0.0
+    c = _constants(
+        dims, precision, layout.activation_checkpointing, layout.tensor,
+        bool(layout.sequence_parallel), kernels,
+    )  # fmt: skip
+    return c.head_weight_grad if c.head_trainable else 0.0
+
+
 def even_stage_layers(n_layers: int, pipeline: int) -> list[int]:
     """Blocks per stage: an even split, the remainder on the middle stages
     (the first stage carries the embedding, the last the head and loss)."""
@@ -254,10 +314,17 @@ class ModelStates:
     backward_buffer: float  # reduce bucket alive during backward only (ZeRO 1/2)
     persistent_buffer: float  # reduce bucket alive all step (ZeRO-3)
     host: float
+    # ZeRO-3: full copies of the persistent (small) parameters, held in forward and backward
+    # and released for the optimizer step (`zero3_persistent_elements`)
+    gathered_persistent: float = 0.0
 
 
 def model_states(
-    n_params: float, precision: str, layout: Layout, n_trainable: float | None = None
+    n_params: float,
+    precision: str,
+    layout: Layout,
+    n_trainable: float | None = None,
+    n_persistent: float = 0.0,
 ) -> ModelStates:
     """Where DeepSpeed keeps weights, gradients and AdamW state on one rank.
 
@@ -274,6 +341,9 @@ def model_states(
     ``n_trainable`` (default all): a frozen parameter has weights only — no gradient and
     no optimizer state or fp32 master (train.py passes DeepSpeed the trainable ones only);
     ZeRO-3 still partitions it (zero.Init partitions every parameter it builds).
+
+    ``n_persistent``: ZeRO-3 keeps these elements gathered in full on every rank beside
+    their partitions (``zero3_persistent_elements``), outside the step only.
     """
     d, z = layout.data, layout.zero_stage
     w = WEIGHT_BYTES[precision]
@@ -302,9 +372,11 @@ def model_states(
     if layout.offload_params != "none" and z == 3:
         host += weights
         weights = 0.0
+    gathered = w * n_persistent if z == 3 else 0.0
     return ModelStates(
-        weights, optimizer, grads_end, grads_step, backward_buffer, persistent_buffer, host
-    )
+        weights, optimizer, grads_end, grads_step, backward_buffer, persistent_buffer, host,
+        gathered,
+    )  # fmt: skip
 
 
 def estimate_memory(
@@ -362,7 +434,13 @@ def estimate_memory(
             trainable += c.head_trainable + (
                 c.tied_copy_params if p > 1 and c.head_trainable else 0.0
             )
-        st = model_states(n_params, precision, layout, trainable)
+        persistent = 0.0
+        if layout.zero_stage == 3:
+            per_block, emb_kept, head_kept = zero3_persistent_elements(dims, layout.tensor)
+            persistent = (
+                n_layers * per_block + (emb_kept if first else 0) + (head_kept if last else 0)
+            )
+        st = model_states(n_params, precision, layout, trainable, persistent)
         head_params = (
             (c.head_trainable + (c.tied_copy_params if p > 1 and c.head_trainable else 0.0))
             if last
@@ -378,17 +456,21 @@ def estimate_memory(
             per_mb += tokens * c.first_block_act_delta
         per_mb += n_layers * c.block_act_fixed
         resident = (in_flight - 1) * per_mb  # other micro-batches' activations
-        zero3_live = 0.0  # ZeRO-3: parameters gathered for the module running + prefetch
+        # ZeRO-3: parameters gathered for the module running + prefetch, beside the
+        # persistent ones (gathered all the time but the step)
+        zero3_live = st.gathered_persistent
         if layout.zero_stage == 3:
             largest = max(c.block_params, c.embedding_params if first or last else 0.0)
             live = min(
                 ds_rules.STAGE3_MAX_LIVE_ELEMENTS,
                 ds_rules.STAGE3_PREFETCH_ELEMENTS + largest,
-                n_params,
+                n_params - persistent,
             )
-            zero3_live = w * live
+            zero3_live += w * live
         buffers = st.backward_buffer + zero3_live  # alive in forward/backward only
         grads_now = st.grads_end if accumulating else 0.0
+
+        tied_pending = tied_gradient_pending(dims, layout, precision, kernels) if last else 0.0
 
         candidates = []  # (name, activations, grads, temporary)
         if last:  # the loss at its peak (graph/activations.py: loss_saved, loss_transient)
@@ -404,7 +486,7 @@ def estimate_memory(
             block_tmp = tokens * (c.block_transient + c.recompute_extra) + c.block_weight_grad
             candidates.append(
                 ("top block", resident + per_mb, max(grads_now, head_grads),
-                 block_tmp + buffers)
+                 block_tmp + buffers + tied_pending)
             )  # fmt: skip
             # bottom block: nearly every gradient exists. Without full recompute the
             # block's own activations are mostly consumed by then and the largest
@@ -415,11 +497,12 @@ def estimate_memory(
                 block_grads = st.grads_end * c.block_trainable / trainable if trainable else 0.0
                 candidates.append(
                     ("bottom block", emb_acts + tokens * c.block_act,
-                     st.grads_end - block_grads, block_tmp + buffers)
+                     st.grads_end - block_grads, block_tmp + buffers + tied_pending)
                 )  # fmt: skip
             else:
                 candidates.append(
-                    ("bottom block", emb_acts, st.grads_end, c.block_weight_grad + buffers)
+                    ("bottom block", emb_acts, st.grads_end,
+                     c.block_weight_grad + buffers + tied_pending)
                 )  # fmt: skip
         candidates.append(("step", 0.0, st.grads_step, 0.0))
         if last and p == 1 and dims.tie_embeddings and c.head_trainable:
