@@ -290,6 +290,44 @@ def tied_gradient_pending(
     return c.head_weight_grad if c.head_trainable else 0.0
 
 
+def cpu_adam_transient(dims: ModelDims, layout: Layout, precision: str, trainable: float) -> float:
+    """Bytes of the optimizer step's temporaries on CPU. ds_config.json asks for torch's
+    AdamW there (``torch_adam``; DeepSpeed 0.19 ``engine.py`` ``get_optimizer_configuration``
+    passes ``foreach=None``, which on CPU tensors means the single-tensor loop), and torch
+    2.13's ``optim/adam.py`` ``_single_tensor_adam`` computes ``denom =
+    (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)``: two fp32 temporaries the size
+    of the tensor being updated at once. DeepSpeed's flat optimizers (ZeRO ≥ 1, and the
+    pipeline's BF16_Optimizer) update this rank's flat partition of all the weights as one
+    tensor; otherwise the largest parameter tensor is the largest update."""
+    z = layout.zero_stage
+    if z >= 1 or (layout.pipeline > 1 and precision in ("bf16", "fp8")):
+        return 2 * 4 * trainable / layout.data
+    block, embedding, head = _tensor_shapes(dims, layout.tensor)
+    return 2 * 4 * min(max([*block, *embedding, *head]), trainable)
+
+
+def pipeline_engine_buffers(
+    dims: ModelDims, layout: Layout, e: float, tokens: float, *, first: bool, last: bool
+) -> tuple[float, float]:
+    """Bytes DeepSpeed's PipelineEngine keeps on a stage beside autograd's (0.19.8
+    ``runtime/pipe/engine.py``): (all the step, at the loss). A stage that receives keeps
+    ``pipe_recv_buf`` and one that sends gradients back ``grad_layer`` (one micro-batch of
+    boundary activations each, reused); the last stage's ``_exec_backward_pass`` returns
+    right after the loss's backward, so it never clears ``pipe_buffers['outputs']``: the
+    logits of the last ``num_pipe_buffers`` = max(2, …) micro-batches stay alive
+    (``schedule.py`` ``TrainSchedule.num_pipe_buffers``; 1F1B runs one micro-batch at a time
+    on the last stage, so two when there are two or more), through the optimizer step and
+    until overwritten. At the loss, the previous micro-batch's logits are the kept ones."""
+    if layout.pipeline == 1:
+        return 0.0, 0.0
+    boundary = tokens * dims.d_model * e * ((0 if first else 1) + (0 if last else 1))
+    if not last or dims.objective in SCALAR_HEADS:
+        return boundary, boundary
+    logits = tokens * padded_vocab(dims.vocab_size, layout.tensor) / layout.tensor * e
+    m = max(1, layout.grad_accum_steps)
+    return boundary + min(2, m) * logits, boundary + min(1, m - 1) * logits
+
+
 def even_stage_layers(n_layers: int, pipeline: int) -> list[int]:
     """Blocks per stage: an even split, the remainder on the middle stages
     (the first stage carries the embedding, the last the head and loss)."""
@@ -312,7 +350,7 @@ class ModelStates:
     grads_end: float  # gradients held when backward ends
     grads_step: float  # gradients held during the optimizer step
     backward_buffer: float  # reduce bucket alive during backward only (ZeRO 1/2)
-    persistent_buffer: float  # reduce bucket alive all step (ZeRO-3)
+    persistent_buffer: float  # alive all step: ZeRO-3's reduce bucket, BF16_Optimizer's grads
     host: float
     # ZeRO-3: full copies of the persistent (small) parameters, held in forward and backward
     # and released for the optimizer step (`zero3_persistent_elements`)
@@ -351,7 +389,20 @@ def model_states(
     all_params = n_params
     n = n_params if n_trainable is None else n_trainable
     bucket = w * ds_rules.REDUCE_BUCKET_ELEMENTS
-    if z == 0:
+    if z == 0 and precision in ("bf16", "fp8") and layout.pipeline > 1:
+        # DeepSpeed's BF16_Optimizer, which the PipelineEngine takes for bf16 at ZeRO-0
+        # (runtime/engine.py `_do_optimizer_sanity_check`: bf16 model dtype and pipeline →
+        # BFLOAT16); bf16_optimizer.py `_setup_for_real_optimizer`: the fp32 master and the
+        # optimizer state are this data rank's partition of the flat weights, the gradients
+        # accumulate into `fp32_groups_gradients_flat`, a whole-size buffer in the gradient
+        # accumulation dtype (the model's: no `grad_accum_dtype` in ds_config.json) alive
+        # for the run; `step` casts this rank's partition of it to fp32 while the 16-bit .grad
+        # of every parameter is still alive.
+        weights, optimizer = w * all_params, 12 * n / d
+        grads_end = w * n
+        grads_step = grads_end + 4 * n / d
+        backward_buffer, persistent_buffer = 0.0, w * n
+    elif z == 0:
         weights, optimizer = w * all_params, (12 if mixed else 8) * n
         grads_end = w * n
         grads_step = grads_end + (4 * n if mixed else 0)
@@ -471,6 +522,9 @@ def estimate_memory(
         grads_now = st.grads_end if accumulating else 0.0
 
         tied_pending = tied_gradient_pending(dims, layout, precision, kernels) if last else 0.0
+        pipe_kept, pipe_kept_at_loss = pipeline_engine_buffers(
+            dims, layout, e, tokens, first=first, last=last
+        )
 
         candidates = []  # (name, activations, grads, temporary)
         if last:  # the loss at its peak (graph/activations.py: loss_saved, loss_transient)
@@ -478,15 +532,20 @@ def estimate_memory(
             loss_tmp = tokens * c.loss_transient + loss_chunk
             if layout.tensor == 1:  # the chunked loss peaks in forward: all of it activations
                 loss_acts, loss_tmp = loss_acts + loss_tmp, 0.0
-            candidates.append(("loss", loss_acts, grads_now, loss_tmp + buffers))
+            candidates.append(
+                ("loss", loss_acts, grads_now, loss_tmp + buffers + pipe_kept_at_loss)
+            )
             if c.head_backward_transient:
                 head_tmp = tokens * c.head_backward_transient
-                candidates.append(("head backward", loss_acts, grads_now, head_tmp + buffers))
+                candidates.append(
+                    ("head backward", loss_acts, grads_now,
+                     head_tmp + buffers + pipe_kept_at_loss)
+                )  # fmt: skip
         if n_layers:  # top block: every activation, the head's gradients
             block_tmp = tokens * (c.block_transient + c.recompute_extra) + c.block_weight_grad
             candidates.append(
                 ("top block", resident + per_mb, max(grads_now, head_grads),
-                 block_tmp + buffers + tied_pending)
+                 block_tmp + buffers + tied_pending + pipe_kept)
             )  # fmt: skip
             # bottom block: nearly every gradient exists. Without full recompute the
             # block's own activations are mostly consumed by then and the largest
@@ -497,14 +556,18 @@ def estimate_memory(
                 block_grads = st.grads_end * c.block_trainable / trainable if trainable else 0.0
                 candidates.append(
                     ("bottom block", emb_acts + tokens * c.block_act,
-                     st.grads_end - block_grads, block_tmp + buffers + tied_pending)
+                     st.grads_end - block_grads,
+                     block_tmp + buffers + tied_pending + pipe_kept)
                 )  # fmt: skip
             else:
                 candidates.append(
                     ("bottom block", emb_acts, st.grads_end,
-                     c.block_weight_grad + buffers + tied_pending)
+                     c.block_weight_grad + buffers + tied_pending + pipe_kept)
                 )  # fmt: skip
-        candidates.append(("step", 0.0, st.grads_step, 0.0))
+        step_tmp = 0.0
+        if kernels == "cpu" and trainable:
+            step_tmp = cpu_adam_transient(dims, layout, precision, trainable)
+        candidates.append(("step", 0.0, st.grads_step, step_tmp + pipe_kept))
         if last and p == 1 and dims.tie_embeddings and c.head_trainable:
             # the embedding's gradient meets the head's on the tied weight: autograd
             # holds the new gradient and their sum before it replaces the old one

@@ -131,7 +131,10 @@ def measure_step(spec, layout: Layout) -> MeasuredMemory:
         params = [p for p in model.parameters() if p.requires_grad]
         mixed = low != torch.float32
         masters = [torch.nn.Parameter(p.detach().float()) for p in params] if mixed else params
-        optimizer = torch.optim.AdamW(masters, lr=1e-4, fused=True)
+        # the optimizer train.py gets on CPU: ds_config.json's torch_adam, which DeepSpeed 0.19
+        # builds with foreach=None (engine.py get_optimizer_configuration) = the single-tensor
+        # loop on CPU tensors, whose temporaries count (plan.memory.cpu_adam_transient)
+        optimizer = torch.optim.AdamW(masters, lr=1e-4, foreach=False)
 
         def step(tracker=None) -> None:
             for i in range(max(1, layout.grad_accum_steps)):  # gradients accumulate
