@@ -311,21 +311,29 @@ def pipeline_engine_buffers(
 ) -> tuple[float, float]:
     """Bytes DeepSpeed's PipelineEngine keeps on a stage beside autograd's (0.19.8
     ``runtime/pipe/engine.py``): (all the step, at the loss). A stage that receives keeps
-    ``pipe_recv_buf`` and one that sends gradients back ``grad_layer`` (one micro-batch of
-    boundary activations each, reused); the last stage's ``_exec_backward_pass`` returns
+    ``pipe_recv_buf`` and one that receives gradients ``grad_layer``, one micro-batch of
+    boundary activations, reused, and both the same tensor (``_allocate_or_extend_buffers``
+    hands out ``_grad_layer_buf[0]`` to either); the last stage's ``_exec_backward_pass`` returns
     right after the loss's backward, so it never clears ``pipe_buffers['outputs']``: the
     logits of the last ``num_pipe_buffers`` = max(2, …) micro-batches stay alive
     (``schedule.py`` ``TrainSchedule.num_pipe_buffers``; 1F1B runs one micro-batch at a time
     on the last stage, so two when there are two or more), through the optimizer step and
-    until overwritten. At the loss, the previous micro-batch's logits are the kept ones."""
+    until overwritten, and their graphs hold the received input and its gradient (measured
+    by ``benchmarks/pipeline_states_worker.py``). At the loss, the previous micro-batch's
+    are the kept ones."""
     if layout.pipeline == 1:
         return 0.0, 0.0
-    boundary = tokens * dims.d_model * e * ((0 if first else 1) + (0 if last else 1))
+    row = tokens * dims.d_model * e  # one micro-batch of boundary activations
+    boundary = row  # pipe_recv_buf and grad_layer: one buffer (`_allocate_or_extend_buffers`)
     if not last or dims.objective in SCALAR_HEADS:
         return boundary, boundary
-    logits = tokens * padded_vocab(dims.vocab_size, layout.tensor) / layout.tensor * e
+    # a kept logits tensor keeps its autograd graph, and with it (the AccumulateGrad node of
+    # the received input, a leaf) that micro-batch's input and the input's gradient
+    kept = tokens * padded_vocab(dims.vocab_size, layout.tensor) / layout.tensor * e
+    if not first:
+        kept += 2 * row
     m = max(1, layout.grad_accum_steps)
-    return boundary + min(2, m) * logits, boundary + min(1, m - 1) * logits
+    return boundary + min(2, m) * kept, boundary + min(1, m - 1) * kept
 
 
 def even_stage_layers(n_layers: int, pipeline: int) -> list[int]:
