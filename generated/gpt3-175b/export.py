@@ -8,7 +8,7 @@ exits with the reason below; the checkpoints in out/checkpoints load with DeepSp
 
 import sys
 
-PROBLEM = "parallel.pipeline 4: export.py does not read pipeline checkpoints (layer_*-model_states.pt) yet; train with parallel.pipeline 1 to export"
+PROBLEM = "parallel.pipeline 8: export.py does not read pipeline checkpoints (layer_*-model_states.pt) yet; train with parallel.pipeline 1 to export"
 
 if __name__ == "__main__":
     sys.exit(f"export.py: {PROBLEM}")

@@ -2,7 +2,7 @@
 # Regenerate: llmspec build specs/gpt3-175b.yaml -o generated/gpt3-175b
 """The GPT model this run trains: 96 blocks, d_model 12288, 96 heads.
 
-`build_model(mpu)` returns a DeepSpeed PipelineModule (4 stages) fed
+`build_model(mpu)` returns a DeepSpeed PipelineModule (8 stages) fed
 `(input_ids, labels)` tuples through `engine.train_batch`.
 Call `init_parallel()` after `deepspeed.init_distributed()` and pass its grid to `build_model`;
 `deepspeed.initialize` then takes the grid from the PipelineModule (pass it no mpu).
@@ -21,7 +21,7 @@ Implementation choices (the planner's memory model assumes exactly these):
   sequence parallel (Korthikanti et al. 2022): norms and dropout on sequence shards, all-gather before and
   reduce-scatter after each tensor-parallel region; the column-parallel linears keep only the shard and
   all-gather it again in backward (§4.2.2);
-- pipeline 4: DeepSpeed PipelineModule, blocks per stage [24, 24, 24, 24] as planned, the token
+- pipeline 8: DeepSpeed PipelineModule, blocks per stage [12, 12, 12, 12, 12, 12, 12, 12] as planned, the token
   embedding tied between the first and the last stage;
 """
 
@@ -52,8 +52,8 @@ SEED = 1234  # train.seed: initialisation
 INIT_STD = 0.02  # GPT-2 (Radford et al. 2019)
 RESIDUAL_INIT_STD = INIT_STD / math.sqrt(2 * N_LAYERS)  # GPT-2 §2.3: 2 residual branches per block
 TENSOR_PARALLEL = 4  # plan: layout.tensor, sequence parallel
-PIPELINE_STAGES = 4  # plan: layout.pipeline
-BLOCKS_PER_STAGE = [24, 24, 24, 24]  # plan: memory.stages[*].layers
+PIPELINE_STAGES = 8  # plan: layout.pipeline
+BLOCKS_PER_STAGE = [12, 12, 12, 12, 12, 12, 12, 12]  # plan: memory.stages[*].layers
 
 
 def init_normal(key: str, shape: tuple[int, ...], std: float) -> torch.Tensor:

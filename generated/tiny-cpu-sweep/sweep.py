@@ -80,7 +80,7 @@ VARIANTS = [
         "id": "v2",
         "overrides": {"model.d_model": 512},
         "fits": False,
-        "reason": "closest layout: data 2 × tensor 1 × pipeline 1, ZeRO 0, micro-batch 8 × 1 accumulation, recompute none; peak 0.22 GiB + 0.01 GiB runtime overhead of 0.15 GiB on stage 0: OOM by 0.08 GiB; fix: unpin (activation_checkpointing=none, data=2, micro_batch_size=8, pipeline=1, sequence_parallel=False, tensor=1, zero_stage=0) — with everything auto, data 2 × tensor 1 × pipeline 1, ZeRO 0, micro-batch 1 × 8 accumulation, recompute none fits at 0.1 GiB",
+        "reason": "closest layout: data 2 × tensor 1 × pipeline 1, ZeRO 0, micro-batch 8 × 1 accumulation, recompute none; peak 0.22 GiB + 0.01 GiB runtime overhead of 0.15 GiB on stage 0: OOM by 0.08 GiB; fix: unpin (activation_checkpointing=none, data=2, micro_batch_size=8, pipeline=1, sequence_parallel=False, tensor=1, zero_stage=0) — with everything auto, data 1 × tensor 2 × pipeline 1, ZeRO 0, micro-batch 8 × 2 accumulation, recompute none, sequence parallel fits at 0.1 GiB",
         "planned_peak_gib": 0.224,
         "gpu_memory_gib": 0.15,
         "project": None,
