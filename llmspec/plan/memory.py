@@ -514,7 +514,13 @@ def estimate_memory(
         if first and n_layers:
             per_mb += tokens * c.first_block_act_delta
         per_mb += n_layers * c.block_act_fixed
-        resident = (in_flight - 1) * per_mb  # other micro-batches' activations
+        # other micro-batches' activations; in a pipeline each also holds, beside what autograd
+        # saved, its received input (runtime/pipe/engine.py `pipe_buffers['inputs']`, freed in
+        # `_exec_send_grads`) and its output (`pipe_buffers['outputs']`, freed at the end of
+        # `_exec_backward_pass`), one boundary row each; the running one's are inside per_mb's
+        # peak already (measured: benchmarks/pipeline_states_worker.py)
+        boundary_rows = ((0 if first else 1) + (0 if last else 1)) if p > 1 else 0
+        resident = (in_flight - 1) * (per_mb + boundary_rows * tokens * dims.d_model * e)
         # ZeRO-3: parameters gathered for the module running + prefetch, beside the
         # persistent ones (gathered all the time but the step)
         zero3_live = st.gathered_persistent
@@ -534,44 +540,55 @@ def estimate_memory(
             dims, layout, e, tokens, first=first, last=last
         )
 
+        # 1F1B: a stage's first backward of the step meets the most micro-batches in flight,
+        # min(p - i, m), before any gradient exists (zeroed after the last step); from its
+        # second backward on the gradients are there, and min(p - i, m - 1) are in flight
+        # (runtime/pipe/schedule.py TrainSchedule: p - i - 1 warm-up forwards, then one
+        # forward per backward).
+        row_bytes = boundary_rows * tokens * dims.d_model * e
+        phases = [(resident, 0.0 if p > 1 else grads_now)]
+        if p > 1 and accumulating:
+            second = min(p - i, micro_batches - 1)
+            phases.append(((second - 1) * (per_mb + row_bytes), grads_now))
         candidates = []  # (name, activations, grads, temporary)
-        if last:  # the loss at its peak (graph/activations.py: loss_saved, loss_transient)
-            loss_acts = resident + per_mb + tokens * c.head_act
-            loss_tmp = tokens * c.loss_transient + loss_chunk
-            if layout.tensor == 1:  # the chunked loss peaks in forward: all of it activations
-                loss_acts, loss_tmp = loss_acts + loss_tmp, 0.0
-            candidates.append(
-                ("loss", loss_acts, grads_now, loss_tmp + buffers + pipe_kept_at_loss)
-            )
-            if c.head_backward_transient:
-                head_tmp = tokens * c.head_backward_transient
+        for resident, grads_now in phases:
+            if last:  # the loss at its peak (graph/activations.py: loss_saved, loss_transient)
+                loss_acts = resident + per_mb + tokens * c.head_act
+                loss_tmp = tokens * c.loss_transient + loss_chunk
+                if layout.tensor == 1:  # the chunked loss peaks in forward: all of it activations
+                    loss_acts, loss_tmp = loss_acts + loss_tmp, 0.0
                 candidates.append(
-                    ("head backward", loss_acts, grads_now,
-                     head_tmp + buffers + pipe_kept_at_loss)
-                )  # fmt: skip
-        if n_layers:  # top block: every activation, the head's gradients
-            block_tmp = tokens * (c.block_transient + c.recompute_extra) + c.block_weight_grad
-            candidates.append(
-                ("top block", resident + per_mb, max(grads_now, head_grads),
-                 block_tmp + buffers + tied_pending + pipe_kept)
-            )  # fmt: skip
-            # bottom block: nearly every gradient exists. Without full recompute the
-            # block's own activations are mostly consumed by then and the largest
-            # weight gradient is the transient; with it, the block is recomputed
-            # before any of its gradients exist.
-            emb_acts = resident + tokens * (c.embedding_act if first else 0.0)
-            if recompute == "full":
-                block_grads = st.grads_end * c.block_trainable / trainable if trainable else 0.0
+                    ("loss", loss_acts, grads_now, loss_tmp + buffers + pipe_kept_at_loss)
+                )
+                if c.head_backward_transient:
+                    head_tmp = tokens * c.head_backward_transient
+                    candidates.append(
+                        ("head backward", loss_acts, grads_now,
+                         head_tmp + buffers + pipe_kept_at_loss)
+                    )  # fmt: skip
+            if n_layers:  # top block: every activation, the head's gradients
+                block_tmp = tokens * (c.block_transient + c.recompute_extra) + c.block_weight_grad
                 candidates.append(
-                    ("bottom block", emb_acts + tokens * c.block_act,
-                     st.grads_end - block_grads,
+                    ("top block", resident + per_mb, max(grads_now, head_grads),
                      block_tmp + buffers + tied_pending + pipe_kept)
                 )  # fmt: skip
-            else:
-                candidates.append(
-                    ("bottom block", emb_acts, st.grads_end,
-                     c.block_weight_grad + buffers + tied_pending + pipe_kept)
-                )  # fmt: skip
+                # bottom block: nearly every gradient exists. Without full recompute the
+                # block's own activations are mostly consumed by then and the largest
+                # weight gradient is the transient; with it, the block is recomputed
+                # before any of its gradients exist.
+                emb_acts = resident + tokens * (c.embedding_act if first else 0.0)
+                if recompute == "full":
+                    block_grads = st.grads_end * c.block_trainable / trainable if trainable else 0.0
+                    candidates.append(
+                        ("bottom block", emb_acts + tokens * c.block_act,
+                         st.grads_end - block_grads,
+                         block_tmp + buffers + tied_pending + pipe_kept)
+                    )  # fmt: skip
+                else:
+                    candidates.append(
+                        ("bottom block", emb_acts, st.grads_end,
+                         c.block_weight_grad + buffers + tied_pending + pipe_kept)
+                    )  # fmt: skip
         step_tmp = 0.0
         if kernels == "cpu" and trainable:
             step_tmp = cpu_adam_transient(dims, layout, precision, trainable)
