@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -157,12 +158,21 @@ def fake_tensor_matrix() -> list[float]:
     return errors
 
 
+def free_port() -> int:
+    """A free TCP port for the launcher's rendezvous: two launches at once (other jobs on
+    the machine) must not both take DeepSpeed's default 29500."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def zero_states(precision: str, ranks: int, stages: str) -> list[dict]:
     """Run the DeepSpeed worker on `ranks` processes; one dict per ZeRO stage."""
     spec = make_spec("gpt", ZERO_MODEL, precision, 64)
     env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     cmd = [
-        "deepspeed", "--num_gpus", str(ranks), str(ROOT / "benchmarks" / "zero_states_worker.py"),
+        "deepspeed", "--num_gpus", str(ranks), "--master_port", str(free_port()),
+        str(ROOT / "benchmarks" / "zero_states_worker.py"),
         json.dumps(spec.model_dump(mode="json", exclude={"data"})), stages,
     ]  # fmt: skip
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
@@ -283,7 +293,7 @@ def pipeline_states(precision: str, stage_layers, zero_stage: int) -> list[dict]
     spec = make_spec("gpt", PIPE_MODEL, precision, PIPE_SEQ)
     env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     cmd = [
-        "deepspeed", "--num_gpus", str(len(stage_layers)),
+        "deepspeed", "--num_gpus", str(len(stage_layers)), "--master_port", str(free_port()),
         str(ROOT / "benchmarks" / "pipeline_states_worker.py"),
         json.dumps(spec.model_dump(mode="json", exclude={"data"})),
         ",".join(map(str, stage_layers)), str(zero_stage), str(PIPE_MICRO_BATCHES),
