@@ -36,7 +36,7 @@ from dataclasses import replace
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-from zero_states_worker import count, live_tensors
+from zero_states_worker import count, live_tensors, remove_shm_buffer
 
 
 class LiveBytes(TorchDispatchMode):
@@ -140,6 +140,7 @@ def main() -> None:
         print("PIPELINE_STATES " + json.dumps({"ranks": gathered}), flush=True)
     gc.collect()
     dist.barrier()
+    remove_shm_buffer(rank)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,16 @@ def count(engine) -> dict[str, int]:
     }
 
 
+def remove_shm_buffer(rank: int) -> None:
+    """DeepSpeed's CPU all-reduce maps a shared-memory buffer per rank and never removes it
+    (deepspeed/ops/csrc/cpu/comm/shm.cpp, 67 MB, named after MASTER_ADDR and MASTER_PORT);
+    call after a barrier, when no rank reads it any more (as train.py does)."""
+    addr, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
+    path = f"/dev/shm/deepspeed_allreduce_buffer_{os.getuid()}_{addr}_{port}_{rank}"
+    if os.path.exists(path):
+        os.unlink(path)
+
+
 def measure_stage(module, spec, layout, stage: int, micro_batch: int) -> dict:
     """Two training steps under ZeRO `stage`; tensor bytes at four moments of the second."""
     import deepspeed
@@ -139,6 +149,7 @@ def main() -> None:
             print("ZERO_STATES " + json.dumps({"stage": stage, "ranks": gathered}), flush=True)
         gc.collect()
     dist.barrier()
+    remove_shm_buffer(rank)
 
 
 if __name__ == "__main__":
