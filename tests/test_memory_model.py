@@ -153,3 +153,25 @@ def test_every_stage_total_is_the_sum_of_its_parts():
                     for s in estimate_memory(dims, layout, precision).stages:
                         parts = s.params + s.grads + s.optimizer + s.activations + s.temporary
                         assert parts == s.total, (spec_name, layout, s)
+
+
+def test_pipeline_boundary_rows_are_sequence_shards_under_sequence_parallel():
+    """Under sequence parallel the blocks take and return [B, S/T, D]: the PipelineEngine's
+    receive buffer and each in-flight micro-batch's input/output rows are shards (a full row
+    per in-flight micro-batch put the published 1T layout, t = 8 × p = 64, past 80 GB)."""
+    from llmspec.plan.memory import pipeline_engine_buffers
+    from llmspec.spec.load import load_spec
+
+    specs = Path(__file__).resolve().parents[1] / "specs"
+    dims = ModelDims.from_spec(load_spec(specs / "gpt3-175b.yaml"))
+    base = Layout(data=1, tensor=4, pipeline=8, micro_batch_size=1, grad_accum_steps=16)
+    tokens = dims.seq_len
+    full = pipeline_engine_buffers(dims, base, 2, tokens, first=False, last=False)
+    sp = replace(base, sequence_parallel=True)
+    shard = pipeline_engine_buffers(dims, sp, 2, tokens, first=False, last=False)
+    assert full[0] == pytest.approx(tokens * dims.d_model * 2)
+    assert shard[0] == pytest.approx(full[0] / 4)
+    # the in-flight rows of stage 0's 8 micro-batches: 7 outputs beside its own
+    stage0 = estimate_memory(dims, base, "bf16").stages[0].activations
+    stage0_sp = estimate_memory(dims, sp, "bf16").stages[0].activations
+    assert stage0 - stage0_sp >= 7 * tokens * dims.d_model * 2 * (1 - 1 / 4)

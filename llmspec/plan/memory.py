@@ -323,7 +323,9 @@ def pipeline_engine_buffers(
     are the kept ones."""
     if layout.pipeline == 1:
         return 0.0, 0.0
-    row = tokens * dims.d_model * e  # one micro-batch of boundary activations
+    # one micro-batch of boundary activations: a sequence shard under sequence parallel (the
+    # blocks take and return [B, S/T, D], templates/_model/sequence_parallel.py.j2)
+    row = tokens * dims.d_model * e / (layout.tensor if layout.sequence_parallel else 1)
     boundary = row  # pipe_recv_buf and grad_layer: one buffer (`_allocate_or_extend_buffers`)
     if not last or dims.objective in SCALAR_HEADS:
         return boundary, boundary
@@ -520,7 +522,9 @@ def estimate_memory(
         # `_exec_backward_pass`), one boundary row each; the running one's are inside per_mb's
         # peak already (measured: benchmarks/pipeline_states_worker.py)
         boundary_rows = ((0 if first else 1) + (0 if last else 1)) if p > 1 else 0
-        resident = (in_flight - 1) * (per_mb + boundary_rows * tokens * dims.d_model * e)
+        shard = layout.tensor if layout.sequence_parallel else 1  # SP: the boundary is a shard
+        row_bytes = boundary_rows * tokens * dims.d_model * e / shard
+        resident = (in_flight - 1) * (per_mb + row_bytes)
         # ZeRO-3: parameters gathered for the module running + prefetch, beside the
         # persistent ones (gathered all the time but the step)
         zero3_live = st.gathered_persistent
@@ -545,7 +549,6 @@ def estimate_memory(
         # second backward on the gradients are there, and min(p - i, m - 1) are in flight
         # (runtime/pipe/schedule.py TrainSchedule: p - i - 1 warm-up forwards, then one
         # forward per backward).
-        row_bytes = boundary_rows * tokens * dims.d_model * e
         phases = [(resident, 0.0 if p > 1 else grads_now)]
         if p > 1 and accumulating:
             second = min(p - i, micro_batches - 1)
