@@ -189,6 +189,49 @@ def compare_minhash(project: Path, corpus: Path, n_docs: int = 400) -> None:
     print(f"  datasketch  {np.mean(errors_ds):.4f} / {np.max(errors_ds):.4f}")
 
 
+def tokenizer_samples(project: Path, data_dir: Path, mib: list[float]) -> None:
+    """Held-out compression (bytes per token) of BPE tokenizers trained, as stage 2 trains
+    them, on an even stride of the training documents sized `mib` MiB each; every tenth
+    training document is held out of every sample and is what each one encodes."""
+    import numpy as np
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    sys.path.insert(0, str(project))
+    spec = importlib.util.spec_from_file_location("bench_stages", project / "data_stages.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    store = module.DocumentStore(data_dir / "stages")
+    train = store.indices(val=False)
+    held_out = train[5::10]
+    train = np.setdiff1d(train, held_out)
+    sizes = store.offsets[train + 1] - store.offsets[train]
+    texts = [store.get(i) for i in held_out]
+    size = sum(len(t.encode()) for t in texts)
+    vocab = module.TOKENIZER_VOCAB_SIZE
+    print(f"\ntokenizer sample size: BPE {vocab}, {size / 1e6:.1f} MB held out, one core")
+    for target in mib:
+        stride = max(1, -(-int(sizes.sum()) // int(target * 2**20)))
+        tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab,
+            special_tokens=module.SPECIAL_TOKENS,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        cpu = cpu_seconds(resource.RUSAGE_SELF)
+        tokenizer.train_from_iterator((store.get(i) for i in train[::stride]), trainer)
+        cpu = cpu_seconds(resource.RUSAGE_SELF) - cpu
+        tokens = sum(
+            len(e.ids) for e in tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+        )
+        print(
+            f"  sample {int(sizes[::stride].sum()) / 2**20:6.1f} MiB  training CPU {cpu:6.2f} s"
+            f"  {size / tokens:.4f} bytes/token"
+        )
+
+
 def render(work: Path, name: str, task_bytes: int | None = None) -> Path:
     spec = Spec.model_validate(
         {
@@ -301,6 +344,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="keep corpora and projects here")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--compare-minhash", action="store_true")
+    parser.add_argument(
+        "--tokenizer-samples",
+        help="comma-separated MiB: held-out compression of tokenizers trained on samples this size",
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="llmspec-data-bench-"))
     sizes = {"large": args.mb, "small": args.mb / 10}
@@ -373,6 +420,9 @@ def main() -> None:
     print(f"\nload average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.compare_minhash:
         compare_minhash(work / "large" / "project", work / "large" / "corpus")
+    if args.tokenizer_samples:
+        mib = [float(x) for x in args.tokenizer_samples.split(",")]
+        tokenizer_samples(work / "large" / "project", work / "large/out-1/data", mib)
 
 
 if __name__ == "__main__":

@@ -597,7 +597,9 @@ def gather_documents(data_dir: Path, key: str) -> dict:
     counts = Counter()
     for r in range(tasks):
         counts.update(json.loads((work / f"read-{r:05d}.json").read_text())["counts"])
-    near = np.load(work / "clusters-00000.npy")
+    near = np.load(
+        work / "clusters-00000.npy", mmap_mode="r"
+    )  # sorted: read a task's range at a time
     names = ("bin", "idx", "split")
     files = {name: open(stages / f"documents.{name}.tmp", "wb") for name in names}
     files["idx"].write(np.zeros(1, dtype="<i8").tobytes())
@@ -609,7 +611,7 @@ def gather_documents(data_dir: Path, key: str) -> dict:
         counts["exact_duplicates"] += int(exact.sum())
         docs = docs[~exact]
         lo, hi = np.searchsorted(near, np.array(id_range(work, r, tasks), dtype=np.uint64))
-        near_copies = np.isin(docs["id"], near[lo:hi])
+        near_copies = np.isin(docs["id"], np.array(near[lo:hi]))
         counts["near_duplicates"] += int(near_copies.sum())
         docs = docs[~near_copies]
         text = load_text(work / f"read-{r:05d}.bin")
@@ -675,6 +677,16 @@ class DocumentStore:
         """The documents of one split among documents [lo, hi)."""
         return lo + np.flatnonzero(self.is_val[lo:hi] == val)
 
+    def ranges(self, size: int = 2**20) -> list[tuple[int, int]]:
+        """[lo, hi) ranges of `size` documents: what reads every document's entry reads one
+        range at a time (memory holds one range's, not 8 bytes per document of the corpus)."""
+        n = len(self.offsets) - 1
+        return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
+
+    def count(self, val: bool) -> int:
+        """How many documents one split holds."""
+        return sum(int(np.count_nonzero(self.is_val[lo:hi] == val)) for lo, hi in self.ranges())
+
 
 # ---------------------------------------------------------------------------- stage 2
 def stage_tokenizer(data_dir: Path, documents_key: str) -> str:
@@ -685,10 +697,18 @@ def stage_tokenizer(data_dir: Path, documents_key: str) -> str:
     if unchanged(stages, "tokenizer", key, data_dir / "tokenizer.json"):
         return key
     store = DocumentStore(stages)
-    train = store.indices(val=False)
-    train_bytes = int(np.diff(store.offsets)[train].sum())
+    # An even stride through the training documents (every stride-th), a range at a time.
+    train_bytes = 0
+    for lo, hi in store.ranges():
+        docs = store.indices(val=False, lo=lo, hi=hi)
+        train_bytes += int((store.offsets[docs + 1] - store.offsets[docs]).sum())
     stride = -(-train_bytes // TOKENIZER_TRAIN_MAX_BYTES)  # ceil: 1 = every document
-    train = train[::stride]
+    train, seen = [], 0
+    for lo, hi in store.ranges():
+        docs = store.indices(val=False, lo=lo, hi=hi)
+        train.append(docs[-seen % stride :: stride])
+        seen += len(docs)
+    train = np.concatenate(train) if train else np.zeros(0, dtype=np.int64)
     # Byte-level BPE: every byte has a token, so nothing is unknown.
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -714,10 +734,11 @@ def special_token_ids(tokenizer) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------------- stage 3
-# llmspec default: text per encode_batch_fast call of a tokenize task. What a task holds is
-# one batch's Encodings and id lists (and its largest document's, when that is larger), so this
-# bounds its memory; the ids go to the task's file batch by batch.
-TOKENIZE_BATCH_BYTES = 2**20
+# llmspec default: text per encode_batch_fast call of a tokenize task. Encoding holds about
+# 110 bytes per byte of text at once (Encodings, pre-tokenized pieces: 84 MiB for a 756 KB
+# file, measured with VmHWM), so this bounds a task's memory; the ids go to the task's file
+# batch by batch.
+TOKENIZE_BATCH_BYTES = 2**18
 
 
 @functools.cache
@@ -731,16 +752,62 @@ def tokenize_context(data_dir: str, dtype: str, key: str) -> tuple:
     return tokenizer, store, special_token_ids(tokenizer)["eos"], np.dtype(dtype)
 
 
+# A byte-level BPE cuts text into pieces by the GPT-2 pattern (tokenizers' ByteLevel
+# pre-tokenizer; no normaliser but lower-casing) and merges within a piece only. A space
+# followed by a printable ASCII character always starts a piece (the pattern's ` ?\p{L}+`,
+# ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`; a run of whitespace before it ends, at the end of a text
+# as before a space, one character short of it), so a document cut right before such a space
+# encodes to the same ids in parts as whole (tests/test_data_prepare.py checks it). Not before
+# "<": the special tokens start with it, and the text before one is pre-tokenized apart, so
+# the spaces before it are one piece. A document longer than TOKENIZE_BATCH_BYTES is encoded
+# a part at a time: a task's memory follows the batch, not its longest document.
+SAFE_CUT_RE = re.compile(r"(?= [!-;=-~])")  # a space, then printable ASCII but "<"
+
+
+def cut(text: str) -> list[str]:
+    """The text in parts of about TOKENIZE_BATCH_BYTES characters, each cut before a space
+    that SAFE_CUT_RE finds (a part runs on while there is none)."""
+    parts, start = [], 0
+    while len(text) - start > TOKENIZE_BATCH_BYTES:
+        found = SAFE_CUT_RE.search(text, start + TOKENIZE_BATCH_BYTES)
+        if found is None:
+            break
+        parts.append(text[start : found.start()])
+        start = found.start()
+    return [*parts, text[start:]]
+
+
 def tokenize_documents(task: tuple[str, str, str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Worker: the documents' token ids, each followed by <eos>, end to end in one array,
-    and the length of each document in it (<eos> included)."""
+    and the length of each document in it (<eos> included); about TOKENIZE_BATCH_BYTES of
+    text an encode_batch_fast call."""
     tokenizer, store, eos_id, dtype = tokenize_context(*task[:3])
-    doc_indices = task[3]
-    texts = [store.get(i) for i in doc_indices]
-    ids_per_document = [e.ids for e in tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
-    lengths = np.array([len(ids) + 1 for ids in ids_per_document], dtype=np.int64)
-    ids = chain.from_iterable(chain(ids, (eos_id,)) for ids in ids_per_document)
-    return np.fromiter(ids, dtype=dtype, count=int(lengths.sum())), lengths
+    calls, call, size = [], [], 0  # (document, part, whether it ends the document)
+    for doc, i in enumerate(task[3].tolist()):
+        parts = cut(store.get(i))
+        for n, part in enumerate(parts):
+            call.append((doc, part, n == len(parts) - 1))
+            size += len(part)
+            if size >= TOKENIZE_BATCH_BYTES:
+                calls.append(call)
+                call, size = [], 0
+    calls.append(call)
+    arrays, lengths = [], np.ones(len(task[3]), dtype=np.int64)  # <eos> counted
+    for call in calls:  # each call's ids to one array, so id lists are held for one call only
+        encodings = tokenizer.encode_batch_fast(
+            [part for _, part, _ in call], add_special_tokens=False
+        )
+        pieces = []
+        for (doc, _, last), encoding in zip(call, encodings, strict=True):
+            pieces.append(encoding.ids)
+            lengths[doc] += len(pieces[-1])
+            if last:
+                pieces.append((eos_id,))
+        del encodings
+        arrays.append(
+            np.fromiter(chain.from_iterable(pieces), dtype=dtype, count=sum(map(len, pieces)))
+        )
+    return np.concatenate(arrays), lengths
 
 
 # ---------------------------------------------------------------------------- stage 3: tasks
@@ -922,7 +989,7 @@ def write_shards(data_dir: Path, key: str, documents: dict) -> dict:
         writer = ShardWriter(data_dir, split, dtype)
         for tokens, *lengths in tokenized(work, split):
             writer.add(tokens, *lengths)
-        splits[split] = writer.finish(len(store.indices(val=split == "val")))
+        splits[split] = writer.finish(store.count(val=split == "val"))
 
     manifest = {
         "documents": {k: v for k, v in documents.items() if not k.endswith("_bytes")},
