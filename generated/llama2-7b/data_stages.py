@@ -785,11 +785,12 @@ SAFE_CUT_RE = re.compile(r"(?= [!-;=-~])")  # a space, then printable ASCII but 
 
 
 def cut(text: str) -> list[str]:
-    """The text in parts of about TOKENIZE_BATCH_BYTES characters, each cut before a space
-    that SAFE_CUT_RE finds (a part runs on while there is none)."""
+    """The text in parts of half TOKENIZE_BATCH_BYTES characters or more (the last at most
+    TOKENIZE_BATCH_BYTES), each cut before the first space SAFE_CUT_RE finds past half (a
+    part runs on while there is none)."""
     parts, start = [], 0
     while len(text) - start > TOKENIZE_BATCH_BYTES:
-        found = SAFE_CUT_RE.search(text, start + TOKENIZE_BATCH_BYTES)
+        found = SAFE_CUT_RE.search(text, start + TOKENIZE_BATCH_BYTES // 2)
         if found is None:
             break
         parts.append(text[start : found.start()])
@@ -799,18 +800,18 @@ def cut(text: str) -> list[str]:
 
 def tokenize_documents(task: tuple[str, str, str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Worker: the documents' token ids, each followed by <eos>, end to end in one array,
-    and the length of each document in it (<eos> included); about TOKENIZE_BATCH_BYTES of
-    text an encode_batch_fast call."""
+    and the length of each document in it (<eos> included); at most TOKENIZE_BATCH_BYTES of
+    text an encode_batch_fast call (a part that cut could not cut is one call)."""
     tokenizer, store, eos_id, dtype = tokenize_context(*task[:3])
     calls, call, size = [], [], 0  # (document, part, whether it ends the document)
     for doc, i in enumerate(task[3].tolist()):
         parts = cut(store.get(i))
         for n, part in enumerate(parts):
-            call.append((doc, part, n == len(parts) - 1))
-            size += len(part)
-            if size >= TOKENIZE_BATCH_BYTES:
+            if call and size + len(part) > TOKENIZE_BATCH_BYTES:
                 calls.append(call)
                 call, size = [], 0
+            call.append((doc, part, n == len(parts) - 1))
+            size += len(part)
     calls.append(call)
     arrays, lengths = [], np.ones(len(task[3]), dtype=np.int64)  # <eos> counted
     for call in calls:  # each call's ids to one array, so id lists are held for one call only

@@ -527,18 +527,18 @@ def tokenize_context(data_dir: str, dtype: str, key: str) -> tuple:
 
 def tokenize_documents(task: tuple[str, str, str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Worker: the documents' token ids, each followed by <eos>, end to end in one array,
-    and the length of each document in it (<eos> included); about TOKENIZE_BATCH_BYTES of
-    text an encode_batch_fast call."""
+    and the length of each document in it (<eos> included); at most TOKENIZE_BATCH_BYTES of
+    text an encode_batch_fast call (a part that cut could not cut is one call)."""
     tokenizer, store, eos_id, dtype = tokenize_context(*task[:3])
     calls, call, size = [], [], 0  # (document, part, whether it ends the document)
     for doc, i in enumerate(task[3].tolist()):
         parts = [store.get(i)]
         for n, part in enumerate(parts):
-            call.append((doc, part, n == len(parts) - 1))
-            size += len(part)
-            if size >= TOKENIZE_BATCH_BYTES:
+            if call and size + len(part) > TOKENIZE_BATCH_BYTES:
                 calls.append(call)
                 call, size = [], 0
+            call.append((doc, part, n == len(parts) - 1))
+            size += len(part)
     calls.append(call)
     arrays, lengths = [], np.ones(len(task[3]), dtype=np.int64)  # <eos> counted
     for call in calls:  # each call's ids to one array, so id lists are held for one call only
