@@ -818,7 +818,7 @@ def plan_shards(
     data_dir: Path, tokenizer_key: str, documents: dict
 ) -> tuple[str, dict | None, list[tuple[str, int]]]:
     """Stage 3's key; the manifest if it is unchanged since it last finished, else None and its
-    task stage (tokenize: contiguous shares of the kept documents, one per TASK_BYTES of text,
+    task stage (tokenize: contiguous shares of the kept text, one per TASK_BYTES of it,
     at least MIN_TASKS), after writing what the tasks read to work/tokenize.json."""
     key = stage_key(tokenizer_key, SEQ_LEN, True, SHARD_SIZE_BYTES)
     manifest_path = data_dir / "manifest.json"
@@ -856,9 +856,13 @@ def token_dtype(data_dir: Path) -> np.dtype:
 
 
 def task_documents(store: DocumentStore, rank: int, world: int, split: str) -> np.ndarray:
-    """The documents of one split in tokenize task `rank`'s share of the kept documents."""
-    n = len(store.offsets) - 1
-    return store.indices(split == "val", rank * n // world, (rank + 1) * n // world)
+    """The documents of one split in tokenize task `rank`'s share of the kept documents: those
+    that start in its 1/world of the kept text (shares of text, not of documents, so tasks are
+    alike in time and memory)."""
+    total = int(store.offsets[-1])
+    bounds = np.array([rank * total // world, (rank + 1) * total // world], dtype=np.int64)
+    lo, hi = np.searchsorted(store.offsets[:-1], bounds).tolist()
+    return store.indices(split == "val", lo, hi)
 
 
 def tokenize_task(work: Path, rank: int, world: int) -> dict:
