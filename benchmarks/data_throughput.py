@@ -24,21 +24,31 @@ figure scales with the load, which is printed, and the per-CPU-second figures mu
      MIN_TASKS tasks and grow in tasks rather than in task size, as a corpus past
      TASK_BYTES x MIN_TASKS (512 MiB) does with the default.
 
-Measured 2026-12-03 on the 2-core dev machine, shared with other agents' jobs (load average
-3-5 on 2 cores, so every wall figure is a lower bound and the 1-vs-2 ratio swings):
-  --mb 30, load 2.1: 1 worker 18.99 s (1.6 MB/s), 2 workers 10.35 s (2.9 MB/s): 1.84x, with
-  0.98 and 1.82 cores obtained (CPU s / wall s); documents 1.79x, tokenizer 1.66x, shards 2.03x
-  --mb 30, load 3.0: 23.5 s vs 13.8 s: 1.70x; load 2.8: 1.56x; load 4-5.7: 0.84-0.99x (the
-  2-worker run obtained about one core: 1.02 in the 0.99x run)
-  outputs sha256-identical for 1 and 2 workers in every run
-  per CPU second, --mb 100 (1 worker): pipeline 2.07 MB/s = 0.78 x encode_batch_fast alone
-  (2.66 MB/s); less tokenizer training (a 32 MiB sample at most) 0.90 x; at --mb 30, where
-  the tokenizer trains on the whole corpus, 0.51-0.53 x and 0.78-0.83 x
-  peak RSS, --mb 30 (3 -> 30 MB, 12 -> 115 read tasks): read 41 -> 47 MiB, exact 40 -> 41,
-  minhash 51 -> 59, lsh 41 -> 43 (14 tasks), clusters 40 -> 40, tokenize 97 -> 151 (the
-  larger corpus holds larger single files: a task's peak follows its largest document);
-  gather + tokenizer 95 -> 244 (the training sample grows to its 32 MiB cap), pack 59 -> 115
-  (a shard in memory: grows to data.shard_size, here 64 MB)
+Measured 2026-12-03 on the 2-core dev machine, shared with other agents' jobs (the load
+average is printed with every run; at load 5-10 the wall figures halve and CPU seconds
+inflate up to 1.8x, so only quiet runs are quoted):
+  --mb 30, load 1.5 before / 1.6 after: 1 worker 15.48 s (1.9 MB/s), 2 workers 10.22 s
+  (2.9 MB/s): 1.51x, with 0.99 and 1.86 cores obtained; documents 1.25x (1.29 vs 1.03 s: the
+  stage is small now and the pool's start is in it), tokenizer 1.58x, shards 1.54x. The same
+  script before this code's one-permutation MinHash and streaming tokenize tasks: 18.99 s vs
+  10.35 s, 1.84x at load 2.1 (its 1-worker documents stage took 3.0 CPU s, now 1.1).
+  Outputs sha256-identical for 1 and 2 workers in every run.
+  per CPU second, --mb 30 (1 worker): pipeline 1.97 MB/s = 0.52x encode_batch_fast alone
+  (3.77 MB/s); less tokenizer training 0.88x. Stages: documents 1.1 CPU s (3.0 before),
+  tokenizer training 6.1 s (the whole corpus is under the 32 MiB sample cap), shards 7.9 s
+  (encode alone 8.0 s: the tokenize tasks cost what tokenizing costs).
+  --tokenizer-samples 3,6,12,32 (BPE 8192, 3.0 MB held out): 2.1 / 5.5 / 7.4 / 24.5 MiB
+  samples trained in 0.75 / 1.95 / 2.91 / 11.12 CPU s to 3.447 / 3.485 / 3.496 / 3.534
+  bytes per token: the cap is not lowered to meet the 0.8x target at 30 MB, since a smaller
+  sample costs more tokens on every training step.
+  --compare-minhash: own 66.5 MB/s, datasketch 9.2 MB/s; mean |error| 0.0283 vs 0.0287.
+  peak RSS, --mb 30 (3 -> 30 MB, 12 -> 115 read tasks): read 41 -> 46 MiB, exact 40 -> 41,
+  minhash 47 -> 59 (a document's words and their hashes: follows the largest document,
+  bounded by data.max_document_size), lsh 41 -> 43 (14 tasks), clusters 40 -> 40, tokenize
+  83 -> 90 (was 97 -> 151: ids stream to the task's file, one encode call holds at most
+  TOKENIZE_BATCH_BYTES = 256 KiB, a longer document is cut before a space), pack 55 -> 55
+  (was 59 -> 115: a shard streams to its file, PACK_CHUNK_TOKENS at a time), gather +
+  tokenizer 93 -> 210 (the training sample grows to its 32 MiB cap, then stops)
 """
 
 from __future__ import annotations

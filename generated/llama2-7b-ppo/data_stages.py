@@ -411,10 +411,10 @@ def dropped_ids(work: Path, stage: str, files: int, ids: tuple[int, int]) -> np.
 # finaliser (Appleby 2011; our own odd multipliers) so that every bit depends on every byte:
 # numpy passes over the document, no Python loop per word. Our own code rather than
 # datasketch keeps the generated project free of one more dependency;
-# benchmarks/data_throughput.py --compare-minhash (400 stdlib files, one core): 7.7x
-# datasketch's speed (66.9 vs 8.7 MB/s; 128 multiply-shift hashes and a blake2b per word,
-# this code before, ran 1.85x), mean |estimated - true Jaccard| 0.028 on 200 edited pairs
-# (datasketch 0.029).
+# benchmarks/data_throughput.py --compare-minhash (400 stdlib files, one core): 7.2-7.7x
+# datasketch's speed (66.5 vs 9.2, 66.9 vs 8.7 MB/s; 128 multiply-shift hashes and a blake2b
+# per word, this code before, ran 1.85x), mean |estimated - true Jaccard| 0.028 on 200
+# edited pairs (datasketch 0.029).
 _rng = np.random.default_rng(0x5EED)  # fixed: signatures must not change between runs
 WORD_POINT = _rng.integers(1, 2**63, dtype=np.uint64) * 2 + 1  # odd
 SHINGLE_MIX = _rng.integers(1, 2**63, SHINGLE_WORDS, dtype=np.uint64) * 2 + 1  # odd

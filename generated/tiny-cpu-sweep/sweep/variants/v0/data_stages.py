@@ -51,9 +51,9 @@ TOKENIZER_VOCAB_SIZE = 4096  # data.tokenizer.vocab_size
 # llmspec default, no spec field yet: the tokenizer trains on at most this much text, an even
 # stride through the training documents (so its memory stops growing there). A smaller
 # sample costs tokens: on 30 MB of Python sources, BPE 8192, held-out bytes per token were
-# 3.45 / 3.49 / 3.53 from 2.1 / 5.5 / 24.5 MiB (benchmarks/data_throughput.py --mb 30
-# --tokenizer-samples 3,6,12,32), so the largest sample saved 2.4% of every training step's
-# tokens for ~13 more CPU seconds of training once; the cap stays high.
+# 3.447 / 3.485 / 3.534 from 2.1 / 5.5 / 24.5 MiB (benchmarks/data_throughput.py --mb 30
+# --tokenizer-samples 3,6,12,32): 2.5% fewer tokens on every training step than from
+# 2.1 MiB, for ~10 more CPU seconds of tokenizer training, once. The cap stays high.
 TOKENIZER_TRAIN_MAX_BYTES = 32 * 2**20
 # Special tokens, trained first so their ids are fixed: <pad>=0, <eos>=1, <unk>=2, <mask>=3.
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<unk>", "<mask>"]
@@ -405,10 +405,10 @@ def dropped_ids(work: Path, stage: str, files: int, ids: tuple[int, int]) -> np.
 # finaliser (Appleby 2011; our own odd multipliers) so that every bit depends on every byte:
 # numpy passes over the document, no Python loop per word. Our own code rather than
 # datasketch keeps the generated project free of one more dependency;
-# benchmarks/data_throughput.py --compare-minhash (400 stdlib files, one core): 7.7x
-# datasketch's speed (66.9 vs 8.7 MB/s; 128 multiply-shift hashes and a blake2b per word,
-# this code before, ran 1.85x), mean |estimated - true Jaccard| 0.028 on 200 edited pairs
-# (datasketch 0.029).
+# benchmarks/data_throughput.py --compare-minhash (400 stdlib files, one core): 7.2-7.7x
+# datasketch's speed (66.5 vs 9.2, 66.9 vs 8.7 MB/s; 128 multiply-shift hashes and a blake2b
+# per word, this code before, ran 1.85x), mean |estimated - true Jaccard| 0.028 on 200
+# edited pairs (datasketch 0.029).
 _rng = np.random.default_rng(0x5EED)  # fixed: signatures must not change between runs
 WORD_POINT = _rng.integers(1, 2**63, dtype=np.uint64) * 2 + 1  # odd
 SHINGLE_MIX = _rng.integers(1, 2**63, SHINGLE_WORDS, dtype=np.uint64) * 2 + 1  # odd
