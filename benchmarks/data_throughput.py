@@ -33,6 +33,11 @@ inflate up to 1.8x, so only quiet runs are quoted):
   script before this code's one-permutation MinHash and streaming tokenize tasks: 18.99 s vs
   10.35 s, 1.84x at load 2.1 (its 1-worker documents stage took 3.0 CPU s, now 1.1).
   Outputs sha256-identical for 1 and 2 workers in every run.
+  per CPU second, --mb 100 --skip-memory (1 worker, load 2.8 before, 0.94 cores obtained):
+  pipeline 2.73 MB/s (36.6 CPU s: documents 3.3, tokenizer training 6.5, shards 26.6; 2.07
+  MB/s before this code). Its encode_batch_fast baseline ran at load 7.9 (2.14 MB/s, so
+  1.28x): rerun alone at load 1.3 (baseline_encode on the same corpus and tokenizer) it gave
+  3.53 MB/s: 0.77x, and 0.95x less tokenizer training.
   per CPU second, --mb 30 (1 worker): pipeline 1.97 MB/s = 0.52x encode_batch_fast alone
   (3.77 MB/s); less tokenizer training 0.88x. Stages: documents 1.1 CPU s (3.0 before),
   tokenizer training 6.1 s (the whole corpus is under the 32 MiB sample cap), shards 7.9 s
