@@ -24,21 +24,36 @@ figure scales with the load, which is printed, and the per-CPU-second figures mu
      MIN_TASKS tasks and grow in tasks rather than in task size, as a corpus past
      TASK_BYTES x MIN_TASKS (512 MiB) does with the default.
 
-Measured 2026-12-03 on the 2-core dev machine, shared with other agents' jobs (load average
-3-5 on 2 cores, so every wall figure is a lower bound and the 1-vs-2 ratio swings):
-  --mb 30, load 2.1: 1 worker 18.99 s (1.6 MB/s), 2 workers 10.35 s (2.9 MB/s): 1.84x, with
-  0.98 and 1.82 cores obtained (CPU s / wall s); documents 1.79x, tokenizer 1.66x, shards 2.03x
-  --mb 30, load 3.0: 23.5 s vs 13.8 s: 1.70x; load 2.8: 1.56x; load 4-5.7: 0.84-0.99x (the
-  2-worker run obtained about one core: 1.02 in the 0.99x run)
-  outputs sha256-identical for 1 and 2 workers in every run
-  per CPU second, --mb 100 (1 worker): pipeline 2.07 MB/s = 0.78 x encode_batch_fast alone
-  (2.66 MB/s); less tokenizer training (a 32 MiB sample at most) 0.90 x; at --mb 30, where
-  the tokenizer trains on the whole corpus, 0.51-0.53 x and 0.78-0.83 x
-  peak RSS, --mb 30 (3 -> 30 MB, 12 -> 115 read tasks): read 41 -> 47 MiB, exact 40 -> 41,
-  minhash 51 -> 59, lsh 41 -> 43 (14 tasks), clusters 40 -> 40, tokenize 97 -> 151 (the
-  larger corpus holds larger single files: a task's peak follows its largest document);
-  gather + tokenizer 95 -> 244 (the training sample grows to its 32 MiB cap), pack 59 -> 115
-  (a shard in memory: grows to data.shard_size, here 64 MB)
+Measured 2026-12-03 on the 2-core dev machine, shared with other agents' jobs (the load
+average is printed with every run; at load 5-10 the wall figures halve and CPU seconds
+inflate up to 1.8x, so only quiet runs are quoted):
+  --mb 30, load 1.5 before / 1.6 after: 1 worker 15.48 s (1.9 MB/s), 2 workers 10.22 s
+  (2.9 MB/s): 1.51x, with 0.99 and 1.86 cores obtained; documents 1.25x (1.29 vs 1.03 s: the
+  stage is small now and the pool's start is in it), tokenizer 1.58x, shards 1.54x. The same
+  script before this code's one-permutation MinHash and streaming tokenize tasks: 18.99 s vs
+  10.35 s, 1.84x at load 2.1 (its 1-worker documents stage took 3.0 CPU s, now 1.1).
+  Outputs sha256-identical for 1 and 2 workers in every run.
+  per CPU second, --mb 100 --skip-memory (1 worker, load 2.8 before, 0.94 cores obtained):
+  pipeline 2.73 MB/s (36.6 CPU s: documents 3.3, tokenizer training 6.5, shards 26.6; 2.07
+  MB/s before this code). Its encode_batch_fast baseline ran at load 7.9 (2.14 MB/s, so
+  1.28x): rerun alone at load 1.3 (baseline_encode on the same corpus and tokenizer) it gave
+  3.53 MB/s: 0.77x, and 0.95x less tokenizer training.
+  per CPU second, --mb 30 (1 worker): pipeline 1.97 MB/s = 0.52x encode_batch_fast alone
+  (3.77 MB/s); less tokenizer training 0.88x. Stages: documents 1.1 CPU s (3.0 before),
+  tokenizer training 6.1 s (the whole corpus is under the 32 MiB sample cap), shards 7.9 s
+  (encode alone 8.0 s: the tokenize tasks cost what tokenizing costs).
+  --tokenizer-samples 3,6,12,32 (BPE 8192, 3.0 MB held out): 2.1 / 5.5 / 7.4 / 24.5 MiB
+  samples trained in 0.75 / 1.95 / 2.91 / 11.12 CPU s to 3.447 / 3.485 / 3.496 / 3.534
+  bytes per token: the cap is not lowered to meet the 0.8x target at 30 MB, since a smaller
+  sample costs more tokens on every training step.
+  --compare-minhash: own 66.5 MB/s, datasketch 9.2 MB/s; mean |error| 0.0283 vs 0.0287.
+  peak RSS, --mb 30 (3 -> 30 MB, 12 -> 115 read tasks): read 41 -> 46 MiB, exact 40 -> 41,
+  minhash 47 -> 59 (a document's words and their hashes: follows the largest document,
+  bounded by data.max_document_size), lsh 41 -> 43 (14 tasks), clusters 40 -> 40, tokenize
+  83 -> 90 (was 97 -> 151: ids stream to the task's file, one encode call holds at most
+  TOKENIZE_BATCH_BYTES = 256 KiB, a longer document is cut before a space), pack 55 -> 55
+  (was 59 -> 115: a shard streams to its file, PACK_CHUNK_TOKENS at a time), gather +
+  tokenizer 93 -> 210 (the training sample grows to its 32 MiB cap, then stops)
 """
 
 from __future__ import annotations
@@ -189,6 +204,49 @@ def compare_minhash(project: Path, corpus: Path, n_docs: int = 400) -> None:
     print(f"  datasketch  {np.mean(errors_ds):.4f} / {np.max(errors_ds):.4f}")
 
 
+def tokenizer_samples(project: Path, data_dir: Path, mib: list[float]) -> None:
+    """Held-out compression (bytes per token) of BPE tokenizers trained, as stage 2 trains
+    them, on an even stride of the training documents sized `mib` MiB each; every tenth
+    training document is held out of every sample and is what each one encodes."""
+    import numpy as np
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    sys.path.insert(0, str(project))
+    spec = importlib.util.spec_from_file_location("bench_stages", project / "data_stages.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    store = module.DocumentStore(data_dir / "stages")
+    train = store.indices(val=False)
+    held_out = train[5::10]
+    train = np.setdiff1d(train, held_out)
+    sizes = store.offsets[train + 1] - store.offsets[train]
+    texts = [store.get(i) for i in held_out]
+    size = sum(len(t.encode()) for t in texts)
+    vocab = module.TOKENIZER_VOCAB_SIZE
+    print(f"\ntokenizer sample size: BPE {vocab}, {size / 1e6:.1f} MB held out, one core")
+    for target in mib:
+        stride = max(1, -(-int(sizes.sum()) // int(target * 2**20)))
+        tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab,
+            special_tokens=module.SPECIAL_TOKENS,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        cpu = cpu_seconds(resource.RUSAGE_SELF)
+        tokenizer.train_from_iterator((store.get(i) for i in train[::stride]), trainer)
+        cpu = cpu_seconds(resource.RUSAGE_SELF) - cpu
+        tokens = sum(
+            len(e.ids) for e in tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+        )
+        print(
+            f"  sample {int(sizes[::stride].sum()) / 2**20:6.1f} MiB  training CPU {cpu:6.2f} s"
+            f"  {size / tokens:.4f} bytes/token"
+        )
+
+
 def render(work: Path, name: str, task_bytes: int | None = None) -> Path:
     spec = Spec.model_validate(
         {
@@ -301,6 +359,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="keep corpora and projects here")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--compare-minhash", action="store_true")
+    parser.add_argument(
+        "--tokenizer-samples",
+        help="comma-separated MiB: held-out compression of tokenizers trained on samples this size",
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="llmspec-data-bench-"))
     sizes = {"large": args.mb, "small": args.mb / 10}
@@ -373,6 +435,9 @@ def main() -> None:
     print(f"\nload average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.compare_minhash:
         compare_minhash(work / "large" / "project", work / "large" / "corpus")
+    if args.tokenizer_samples:
+        mib = [float(x) for x in args.tokenizer_samples.split(",")]
+        tokenizer_samples(work / "large" / "project", work / "large/out-1/data", mib)
 
 
 if __name__ == "__main__":

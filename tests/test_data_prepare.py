@@ -5,9 +5,11 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import random
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ import pytest
 from data_harness import fixtures
 from data_harness.corpus import plant_corpus, planted_spec
 from data_harness.project import render_data_files, run_prepare, sibling_copy
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from llmspec.spec.schema import Spec
 
@@ -134,26 +136,25 @@ def test_a_crash_mid_shard_leaves_no_manifest_and_a_rerun_completes(
     render_data_files(prepared.spec, project, prepared.planted.spec_dir)
     driver = load_generated(project, monkeypatch)
     module = driver.data_stages  # the shards are written there
-    real_write = module.write_atomic
+    real_close = module.ShardWriter.close_shard
     shards_written = []
 
-    def dying_write(path: Path, data: bytes) -> None:
-        if path.suffix == ".bin" and len(shards_written) == 3:
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(data[: len(data) // 2])  # half a shard on disk, then the crash
-            raise Crash(path.name)
-        real_write(path, data)
-        if path.suffix == ".bin":
-            shards_written.append(path.name)
+    def dying_close(self, keep: int) -> None:
+        if len(shards_written) == 3:  # half of the fourth shard on disk, then the crash
+            self.open.flush()
+            self.open.truncate(keep * self.dtype.itemsize // 2)
+            raise Crash(self.shard_name())
+        real_close(self, keep)
+        shards_written.append(self.files[-1])
 
-    monkeypatch.setattr(module, "write_atomic", dying_write)
+    monkeypatch.setattr(module.ShardWriter, "close_shard", dying_close)
     with pytest.raises(Crash):
         driver.main(["--out", str(project / "out"), "--workers", "1"])
     data_dir = project / "out" / "data"
     assert not (data_dir / "manifest.json").exists()
     assert list(data_dir.glob("*.tmp")) and len(list(data_dir.glob("*.bin"))) == 3
 
-    monkeypatch.setattr(module, "write_atomic", real_write)
+    monkeypatch.setattr(module.ShardWriter, "close_shard", real_close)
     driver.main(["--out", str(project / "out"), "--workers", "1"])
     assert not list(data_dir.glob("*.tmp"))
     for path in prepared.data_dir.iterdir():
@@ -369,3 +370,39 @@ def test_excluded_paths_are_not_read_or_counted(tmp_path):
     manifest = json.loads((project / "out/data/manifest.json").read_text())
     assert manifest["documents"]["read"] == 6
     assert manifest["documents"]["kept"] == 6
+
+
+def test_a_long_document_encodes_to_the_same_ids_in_parts(prepared, tmp_path, monkeypatch):
+    """A tokenize task encodes a document longer than TOKENIZE_BATCH_BYTES in parts cut before
+    a space followed by a printable ASCII character: the parts' ids end to end must be the
+    whole document's, on Python sources and on random text made of the characters where the
+    byte-level pre-tokenizer's pattern could differ (whitespace runs, apostrophes, U+00A0)."""
+    project = tmp_path / "project"
+    render_data_files(prepared.spec, project, prepared.planted.spec_dir)
+    stages = load_generated(project, monkeypatch).data_stages
+    monkeypatch.setattr(stages, "TOKENIZE_BATCH_BYTES", 300)
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    texts = [(stdlib / name).read_text() for name in ("os.py", "textwrap.py", "string.py")]
+    rng = random.Random(5)
+    alphabet = [" ", "   ", "\n", "\n\n", "\t", "\r", "'", "'s", " 't", "x\ny", ".", "a", "B", "7"]
+    alphabet += ["\u00a0", "é", " <eos>", "<eos> ", " \n "]  # U+00A0 is whitespace to the pattern
+    texts += ["".join(rng.choice(alphabet) for _ in range(3000)) for _ in range(100)]
+    # Trained as stage 2 trains it, on these texts, so that runs of spaces are tokens too.
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=2000,
+        special_tokens=stages.SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    cuts = 0
+    for text in texts:
+        parts = stages.cut(text)
+        assert "".join(parts) == text
+        cuts += len(parts) - 1
+        whole = tokenizer.encode(text, add_special_tokens=False).ids
+        in_parts = [i for p in parts for i in tokenizer.encode(p, add_special_tokens=False).ids]
+        assert in_parts == whole
+    assert cuts > 500

@@ -53,7 +53,7 @@ FILTER_REASONS = ("too_short", "too_long", "repeated_lines", "blocklist")
 SKIP_REASONS = ("binary", "empty", "unreadable", "bad_json", "bad_unicode", "too_large")
 
 PROJECT_DIR = Path(__file__).resolve().parent  # relative source paths start here
-STAGE_VERSION = 4  # bump when this file's processing changes, so stage keys change too
+STAGE_VERSION = 5  # bump when this file's processing changes, so stage keys change too
 console = Console(stderr=True)
 
 
@@ -114,7 +114,7 @@ def input_fingerprint(inputs: list) -> list:
 
 
 # ---------------------------------------------------------------------------- clean
-TRAILING_SPACE_RE = re.compile(r"[ \t\f\v]+$", re.MULTILINE)
+TRAILING_SPACE = " \t\f\v"  # stripped from the end of each line
 BLANK_RUN_RE = re.compile(r"\n{3,}")
 
 
@@ -175,7 +175,8 @@ def clean_documents(task: list):
         if status == "ok":
             text = unicodedata.normalize(UNICODE_FORM, text)
             text = text.replace("\r\n", "\n").replace("\r", "\n")
-            text = BLANK_RUN_RE.sub("\n\n", TRAILING_SPACE_RE.sub("", text)).strip("\n")
+            text = "\n".join([line.rstrip(TRAILING_SPACE) for line in text.split("\n")])
+            text = BLANK_RUN_RE.sub("\n\n", text).strip("\n")
             lines = [line.strip() for line in text.split("\n") if line.strip()]
             if not text.strip():
                 status = "empty"
@@ -468,19 +469,34 @@ def gather_documents(data_dir: Path, key: str) -> dict:
 
 
 class DocumentStore:
-    """The kept documents of stage 1, read back by memory map (a task reads only its share)."""
+    """The kept documents of stage 1 (a task reads only its share). The text is read with
+    pread, not mapped: mapped pages a task has read would count in its memory until it ends."""
 
     def __init__(self, stages: Path):
-        self.text = np.memmap(stages / "documents.bin", dtype=np.uint8, mode="r")
+        self.text = os.open(stages / "documents.bin", os.O_RDONLY)  # closed when the process ends
         self.offsets = np.memmap(stages / "documents.idx", dtype="<i8", mode="r")
         self.is_val = np.memmap(stages / "documents.split", dtype=np.uint8, mode="r")
 
     def get(self, i: int) -> str:
-        return self.text[self.offsets[i] : self.offsets[i + 1]].tobytes().decode("utf-8")
+        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        return os.pread(self.text, end - start, start).decode("utf-8")
+
+    def __del__(self):
+        os.close(self.text)
 
     def indices(self, val: bool, lo: int = 0, hi: int | None = None) -> np.ndarray:
         """The documents of one split among documents [lo, hi)."""
         return lo + np.flatnonzero(self.is_val[lo:hi] == val)
+
+    def ranges(self, size: int = 2**20) -> list[tuple[int, int]]:
+        """[lo, hi) ranges of `size` documents: what reads every document's entry reads one
+        range at a time (memory holds one range's, not 8 bytes per document of the corpus)."""
+        n = len(self.offsets) - 1
+        return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
+
+    def count(self, val: bool) -> int:
+        """How many documents one split holds."""
+        return sum(int(np.count_nonzero(self.is_val[lo:hi] == val)) for lo, hi in self.ranges())
 
 
 # ---------------------------------------------------------------------------- stage 2
@@ -513,6 +529,13 @@ def special_token_ids(tokenizer) -> dict[str, int | None]:
 
 
 # ---------------------------------------------------------------------------- stage 3
+# llmspec default: text per encode_batch_fast call of a tokenize task. Encoding holds about
+# 110 bytes per byte of text at once (Encodings, pre-tokenized pieces: 84 MiB for a 756 KB
+# file, measured with VmHWM), so this bounds a task's memory; the ids go to the task's file
+# batch by batch.
+TOKENIZE_BATCH_BYTES = 2**18
+
+
 @functools.cache
 def tokenize_context(data_dir: str, dtype: str, key: str) -> tuple:
     """(tokenizer, document store, <eos> id, dtype) of the run whose tokenizer stage has this
@@ -553,7 +576,7 @@ def plan_shards(
     data_dir: Path, tokenizer_key: str, documents: dict
 ) -> tuple[str, dict | None, list[tuple[str, int]]]:
     """Stage 3's key; the manifest if it is unchanged since it last finished, else None and its
-    task stage (tokenize: contiguous shares of the kept documents, one per TASK_BYTES of text,
+    task stage (tokenize: contiguous shares of the kept text, one per TASK_BYTES of it,
     at least MIN_TASKS), after writing what the tasks read to work/tokenize.json."""
     key = stage_key(tokenizer_key, SEQ_LEN, False, SHARD_SIZE_BYTES)
     manifest_path = data_dir / "manifest.json"
@@ -591,14 +614,19 @@ def token_dtype(data_dir: Path) -> np.dtype:
 
 
 def task_documents(store: DocumentStore, rank: int, world: int, split: str) -> np.ndarray:
-    """The documents of one split in tokenize task `rank`'s share of the kept documents."""
-    n = len(store.offsets) - 1
-    return store.indices(split == "val", rank * n // world, (rank + 1) * n // world)
+    """The documents of one split in tokenize task `rank`'s share of the kept documents: those
+    that start in its 1/world of the kept text (shares of text, not of documents, so tasks are
+    alike in time and memory)."""
+    total = int(store.offsets[-1])
+    bounds = np.array([rank * total // world, (rank + 1) * total // world], dtype=np.int64)
+    lo, hi = np.searchsorted(store.offsets[:-1], bounds).tolist()
+    return store.indices(split == "val", lo, hi)
 
 
 def tokenize_task(work: Path, rank: int, world: int) -> dict:
-    """Tokenize this task's share of the kept documents, in batches of ~1 MiB of text: per
-    split, the ids end to end (tokens-R-<split>.npy) and each document's length and prompt length
+    """Tokenize this task's share of the kept documents, in batches of TOKENIZE_BATCH_BYTES of
+    text: per split, each batch's ids appended to tokens-R-<split>.bin as it comes (memory
+    holds one batch, not the task) and each document's length and prompt length
     (tokens-R-<split>.lengths.npy)."""
     key = json.loads((work / "tokenize.json").read_text())["key"]
     dtype = token_dtype(work.parent).str
@@ -606,20 +634,23 @@ def tokenize_task(work: Path, rank: int, world: int) -> dict:
     counts = {}
     for split in ("train", "val"):
         indices = task_documents(store, rank, world, split)
-        mib = np.cumsum(store.offsets[indices + 1] - store.offsets[indices]) >> 20
-        batches = [b for b in np.split(indices, np.flatnonzero(np.diff(mib)) + 1) if len(b)]
-        parts = [tokenize_documents((str(work.parent), dtype, key, batch)) for batch in batches]
-        tokens = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype)
-        lengths = np.stack(
-            [
-                np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, np.int64)
-                for i in (1, 2)
-            ],
-            axis=1,
+        ends = (
+            np.cumsum(store.offsets[indices + 1] - store.offsets[indices]) // TOKENIZE_BATCH_BYTES
         )
-        write_array(work / f"tokens-{rank:05d}-{split}.npy", tokens)
+        batches = [b for b in np.split(indices, np.flatnonzero(np.diff(ends)) + 1) if len(b)]
+        path, lengths, tokens = work / f"tokens-{rank:05d}-{split}.bin", [], 0
+        with open(path.with_name(path.name + ".tmp"), "wb") as out:
+            for batch in batches:
+                ids, *batch_lengths = tokenize_documents((str(work.parent), dtype, key, batch))
+                out.write(ids.tobytes())
+                lengths.append(np.stack(batch_lengths, axis=1))
+                tokens += len(ids)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(path.with_name(path.name + ".tmp"), path)
+        lengths = np.concatenate(lengths) if lengths else np.zeros((0, 2), np.int64)
         write_array(work / f"tokens-{rank:05d}-{split}.lengths.npy", lengths)
-        counts[split] = len(tokens)
+        counts[split] = tokens
     return {"tokens": counts}
 
 
@@ -629,10 +660,16 @@ TASKS["tokenize"] = tokenize_task
 def tokenized(work: Path, split: str):
     """Each tokenize task's (tokens, lengths, prompt lengths) of one split, in document order."""
     tasks = json.loads((work / "tokenize.json").read_text())["tasks"]
+    dtype = token_dtype(work.parent)
     for rank in range(tasks):
-        tokens = np.load(work / f"tokens-{rank:05d}-{split}.npy", mmap_mode="r")
+        tokens = load_tokens(work / f"tokens-{rank:05d}-{split}.bin", dtype)
         lengths = np.load(work / f"tokens-{rank:05d}-{split}.lengths.npy")
         yield tokens, lengths[:, 0], lengths[:, 1]
+
+
+def load_tokens(path: Path, dtype: np.dtype) -> np.ndarray:
+    """A tokenize task's ids of one split, by memory map (an empty file cannot be mapped)."""
+    return np.memmap(path, dtype=dtype, mode="r") if path.stat().st_size else np.zeros(0, dtype)
 
 
 # ---------------------------------------------------------------------------- stage 3: shards
@@ -727,7 +764,7 @@ def write_shards(data_dir: Path, key: str, documents: dict) -> dict:
         writer = ShardWriter(data_dir, split, dtype)
         for tokens, *lengths in tokenized(work, split):
             writer.add(tokens, *lengths)
-        splits[split] = writer.finish(len(store.indices(val=split == "val")))
+        splits[split] = writer.finish(store.count(val=split == "val"))
 
     manifest = {
         "documents": {k: v for k, v in documents.items() if not k.endswith("_bytes")},

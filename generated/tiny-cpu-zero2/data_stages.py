@@ -49,8 +49,11 @@ LSH_BANDS = 14  # llmspec: best banding for the threshold (see "near dedup" belo
 LSH_ROWS = 9  # llmspec: signature values per band; bands x rows <= permutations
 TOKENIZER_VOCAB_SIZE = 4096  # data.tokenizer.vocab_size
 # llmspec default, no spec field yet: the tokenizer trains on at most this much text, an even
-# stride through the training documents. Merges learned from 32 MiB barely change with more,
-# and training on everything costs about half as long again as tokenizing it.
+# stride through the training documents (so its memory stops growing there). A smaller
+# sample costs tokens: on 30 MB of Python sources, BPE 8192, held-out bytes per token were
+# 3.447 / 3.485 / 3.534 from 2.1 / 5.5 / 24.5 MiB (benchmarks/data_throughput.py --mb 30
+# --tokenizer-samples 3,6,12,32): 2.5% fewer tokens on every training step than from
+# 2.1 MiB, for ~10 more CPU seconds of tokenizer training, once. The cap stays high.
 TOKENIZER_TRAIN_MAX_BYTES = 32 * 2**20
 # Special tokens, trained first so their ids are fixed: <pad>=0, <eos>=1, <unk>=2, <mask>=3.
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<unk>", "<mask>"]
@@ -64,7 +67,7 @@ FILTER_REASONS = ("too_short", "too_long", "repeated_lines", "blocklist")
 SKIP_REASONS = ("binary", "empty", "unreadable", "bad_json", "bad_unicode", "too_large")
 
 PROJECT_DIR = Path(__file__).resolve().parent  # relative source paths start here
-STAGE_VERSION = 4  # bump when this file's processing changes, so stage keys change too
+STAGE_VERSION = 5  # bump when this file's processing changes, so stage keys change too
 console = Console(stderr=True)
 
 
@@ -125,7 +128,7 @@ def input_fingerprint(inputs: list) -> list:
 
 
 # ---------------------------------------------------------------------------- clean
-TRAILING_SPACE_RE = re.compile(r"[ \t\f\v]+$", re.MULTILINE)
+TRAILING_SPACE = " \t\f\v"  # stripped from the end of each line
 BLANK_RUN_RE = re.compile(r"\n{3,}")
 
 
@@ -170,7 +173,8 @@ def clean_documents(path: str):
         if status == "ok":
             text = unicodedata.normalize(UNICODE_FORM, text)
             text = text.replace("\r\n", "\n").replace("\r", "\n")
-            text = BLANK_RUN_RE.sub("\n\n", TRAILING_SPACE_RE.sub("", text)).strip("\n")
+            text = "\n".join([line.rstrip(TRAILING_SPACE) for line in text.split("\n")])
+            text = BLANK_RUN_RE.sub("\n\n", text).strip("\n")
             lines = [line.strip() for line in text.split("\n") if line.strip()]
             if not text.strip():
                 status = "empty"
@@ -388,39 +392,96 @@ def dropped_ids(work: Path, stage: str, files: int, ids: tuple[int, int]) -> np.
 
 # ---------------------------------------------------------------------------- near dedup
 # MinHash (Broder 1997, "On the resemblance and containment of documents") over word
-# shingles: P[min h(A) == min h(B)] = Jaccard(A, B) for each random hash h. Our own numpy
-# version rather than datasketch: on stdlib sources it ran 1.5x as fast on one core
-# (10.2 vs 6.7 MB/s), estimated Jaccard as well (mean error 0.030 vs 0.029 on 200 edited
-# pairs; benchmarks/data_throughput.py --compare-minhash), and keeps the generated project
-# free of one more dependency. Each shingle gets one 64-bit hash
-# (a polynomial of per-word blake2b hashes); permutation p is the multiply-shift hash
-# (a_p * x + b_p) mod 2^64, top 32 bits (Dietzfelbinger et al. 1997).
+# shingles: P[min h(A) == min h(B)] = Jaccard(A, B) for each random hash h. The signature is
+# one-permutation MinHash (Li, Owen & Zhang 2012, "One Permutation Hashing"): one hash per
+# shingle, its range cut into MINHASH_PERMUTATIONS bins, a value per bin (the lowest hash in
+# it): one pass over the shingles instead of one per permutation. A bin that no shingle of a
+# short document falls in borrows the value of the first filled bin in a fixed random
+# sequence ("optimal densification", Shrivastava 2017, ICML), then of the next filled bin to
+# its right (rotation, Shrivastava & Li 2014); the sequences are the same for every
+# document, so two documents' values in a slot agree with probability Jaccard(A, B).
+# A word's hash is a polynomial of its UTF-8 bytes mod 2^64 at a random odd point, a
+# shingle's a polynomial of its words' hashes, each finished by MurmurHash3's 64-bit
+# finaliser (Appleby 2011; our own odd multipliers) so that every bit depends on every byte:
+# numpy passes over the document, no Python loop per word. Our own code rather than
+# datasketch keeps the generated project free of one more dependency;
+# benchmarks/data_throughput.py --compare-minhash (400 stdlib files, one core): 7.2-7.7x
+# datasketch's speed (66.5 vs 9.2, 66.9 vs 8.7 MB/s; 128 multiply-shift hashes and a blake2b
+# per word, this code before, ran 1.85x), mean |estimated - true Jaccard| 0.028 on 200
+# edited pairs (datasketch 0.029).
 _rng = np.random.default_rng(0x5EED)  # fixed: signatures must not change between runs
-PERM_A = _rng.integers(1, 2**63, MINHASH_PERMUTATIONS, dtype=np.uint64) * 2 + 1  # odd
-PERM_B = _rng.integers(0, 2**63, MINHASH_PERMUTATIONS, dtype=np.uint64)
+WORD_POINT = _rng.integers(1, 2**63, dtype=np.uint64) * 2 + 1  # odd
 SHINGLE_MIX = _rng.integers(1, 2**63, SHINGLE_WORDS, dtype=np.uint64) * 2 + 1  # odd
-_word_hashes: dict[str, int] = {}  # per task; words repeat across documents
+FINISH_MIX = _rng.integers(1, 2**63, 2, dtype=np.uint64) * 2 + 1  # odd
+DENSIFY = _rng.integers(0, MINHASH_PERMUTATIONS, (MINHASH_PERMUTATIONS, 64))  # bins to borrow from
+BIN_EDGES = np.arange(MINHASH_PERMUTATIONS + 1, dtype=np.uint64)
+
+
+def finish(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's fmix64 steps, in place, on uint64 hashes."""
+    with np.errstate(over="ignore"):
+        h ^= h >> np.uint64(33)
+        h *= FINISH_MIX[0]
+        h ^= h >> np.uint64(29)
+        h *= FINISH_MIX[1]
+        h ^= h >> np.uint64(32)
+    return h
+
+
+def word_hashes(text: str) -> np.ndarray:
+    """uint64 hash of each whitespace-separated word of the text, in order, 2^16 words at a
+    time (the scratch arrays take about 35 bytes per byte of text)."""
+    words = text.split()
+    return np.concatenate(
+        [np.zeros(0, dtype=np.uint64)]
+        + [hash_words(" ".join(words[i : i + 2**16])) for i in range(0, len(words), 2**16)]
+    )
+
+
+def hash_words(joined: str) -> np.ndarray:
+    """The hash of each word of words joined by single spaces."""
+    data = np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)
+    spaces = np.flatnonzero(data == 32)  # a UTF-8 0x20 byte is a space: the separators
+    starts = np.concatenate([[0], spaces + 1])
+    lengths = np.diff(np.concatenate([starts, [len(data) + 1]]))  # each word and its space
+    position = np.arange(len(data)) - np.repeat(starts, lengths)[: len(data)]
+    with np.errstate(over="ignore"):
+        powers = np.cumprod(np.full(int(lengths.max()), WORD_POINT, dtype=np.uint64))
+        terms = data * powers[position]  # uint8 x uint64: uint64
+        terms[spaces] = 0
+        return finish(np.add.reduceat(terms, starts))
 
 
 def minhash(text: str) -> np.ndarray:
     """uint32[MINHASH_PERMUTATIONS] signature of the document's word shingles."""
-    words = text.split()
-    for word in set(words).difference(_word_hashes):  # hash each distinct word once
-        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
-        _word_hashes[word] = int.from_bytes(digest, "little")
-    ids = np.fromiter(map(_word_hashes.__getitem__, words), dtype=np.uint64, count=len(words))
+    ids = word_hashes(text)
+    if not len(ids):
+        return np.full(MINHASH_PERMUTATIONS, np.iinfo(np.uint32).max, dtype=np.uint32)
     k = min(SHINGLE_WORDS, len(ids))  # a document shorter than a shingle is one shingle
     n = len(ids) - k + 1
     with np.errstate(over="ignore"):  # arithmetic mod 2^64 is the point
-        shingles = ids[:n] * SHINGLE_MIX[0]
+        h = ids[:n] * SHINGLE_MIX[0]
         for j in range(1, k):
-            shingles = shingles + ids[j : j + n] * SHINGLE_MIX[j]
-        shingles = np.unique(shingles)
-        lowest = np.full(MINHASH_PERMUTATIONS, np.iinfo(np.uint64).max, dtype=np.uint64)
-        for start in range(0, len(shingles), 2048):  # bounded scratch: 2048 x perms
-            block = shingles[start : start + 2048, None] * PERM_A + PERM_B
-            np.minimum(lowest, block.min(axis=0), out=lowest)
-    return (lowest >> np.uint64(32)).astype(np.uint32)
+            h += ids[j : j + n] * SHINGLE_MIX[j]
+    h = finish(h)
+    h.sort()  # each bin's lowest hash is its first (a repeated shingle changes no minimum)
+    # Bin of a hash: its top 32 bits times the bin count, over 2^32 (Lemire 2019, "Fast random
+    # integer generation in an interval"): monotone in the hash, so the bins come sorted too.
+    bins = (h >> np.uint64(32)) * np.uint64(MINHASH_PERMUTATIONS) >> np.uint64(32)
+    first = np.searchsorted(bins, BIN_EDGES)
+    filled = first[1:] > first[:-1]
+    values = (h[np.minimum(first[:-1], len(h) - 1)] & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    if not filled.all():  # densification: an empty bin borrows a filled one's value
+        empty = np.flatnonzero(~filled)
+        tries = DENSIFY[empty]
+        hits = filled[tries]
+        found = hits.any(axis=1)
+        source = tries[np.arange(len(empty)), hits.argmax(axis=1)]
+        full = np.flatnonzero(filled)
+        right = full[np.searchsorted(full, empty[~found], side="right") % len(full)]
+        source[~found] = right
+        values[empty] = values[source]
+    return values
 
 
 def minhash_task(work: Path, rank: int, world: int) -> dict:
@@ -431,7 +492,6 @@ def minhash_task(work: Path, rank: int, world: int) -> dict:
         ~np.isin(docs["id"], dropped_ids(work, "exact", world, id_range(work, rank, world)))
     ]
     text = load_text(work / f"read-{rank:05d}.bin")
-    _word_hashes.clear()  # a worker process runs many tasks: memory stays one task's words
     signatures = np.zeros((len(docs), MINHASH_PERMUTATIONS), dtype=np.uint32)
     for row, (start, end) in enumerate(
         zip(docs["start"].tolist(), docs["end"].tolist(), strict=True)
@@ -542,7 +602,9 @@ def gather_documents(data_dir: Path, key: str) -> dict:
     counts = Counter()
     for r in range(tasks):
         counts.update(json.loads((work / f"read-{r:05d}.json").read_text())["counts"])
-    near = np.load(work / "clusters-00000.npy")
+    near = np.load(
+        work / "clusters-00000.npy", mmap_mode="r"
+    )  # sorted: read a task's range at a time
     names = ("bin", "idx", "split")
     files = {name: open(stages / f"documents.{name}.tmp", "wb") for name in names}
     files["idx"].write(np.zeros(1, dtype="<i8").tobytes())
@@ -554,7 +616,7 @@ def gather_documents(data_dir: Path, key: str) -> dict:
         counts["exact_duplicates"] += int(exact.sum())
         docs = docs[~exact]
         lo, hi = np.searchsorted(near, np.array(id_range(work, r, tasks), dtype=np.uint64))
-        near_copies = np.isin(docs["id"], near[lo:hi])
+        near_copies = np.isin(docs["id"], np.array(near[lo:hi]))
         counts["near_duplicates"] += int(near_copies.sum())
         docs = docs[~near_copies]
         text = load_text(work / f"read-{r:05d}.bin")
@@ -601,19 +663,34 @@ def gather_documents(data_dir: Path, key: str) -> dict:
 
 
 class DocumentStore:
-    """The kept documents of stage 1, read back by memory map (a task reads only its share)."""
+    """The kept documents of stage 1 (a task reads only its share). The text is read with
+    pread, not mapped: mapped pages a task has read would count in its memory until it ends."""
 
     def __init__(self, stages: Path):
-        self.text = np.memmap(stages / "documents.bin", dtype=np.uint8, mode="r")
+        self.text = os.open(stages / "documents.bin", os.O_RDONLY)  # closed when the process ends
         self.offsets = np.memmap(stages / "documents.idx", dtype="<i8", mode="r")
         self.is_val = np.memmap(stages / "documents.split", dtype=np.uint8, mode="r")
 
     def get(self, i: int) -> str:
-        return self.text[self.offsets[i] : self.offsets[i + 1]].tobytes().decode("utf-8")
+        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        return os.pread(self.text, end - start, start).decode("utf-8")
+
+    def __del__(self):
+        os.close(self.text)
 
     def indices(self, val: bool, lo: int = 0, hi: int | None = None) -> np.ndarray:
         """The documents of one split among documents [lo, hi)."""
         return lo + np.flatnonzero(self.is_val[lo:hi] == val)
+
+    def ranges(self, size: int = 2**20) -> list[tuple[int, int]]:
+        """[lo, hi) ranges of `size` documents: what reads every document's entry reads one
+        range at a time (memory holds one range's, not 8 bytes per document of the corpus)."""
+        n = len(self.offsets) - 1
+        return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
+
+    def count(self, val: bool) -> int:
+        """How many documents one split holds."""
+        return sum(int(np.count_nonzero(self.is_val[lo:hi] == val)) for lo, hi in self.ranges())
 
 
 # ---------------------------------------------------------------------------- stage 2
@@ -625,10 +702,18 @@ def stage_tokenizer(data_dir: Path, documents_key: str) -> str:
     if unchanged(stages, "tokenizer", key, data_dir / "tokenizer.json"):
         return key
     store = DocumentStore(stages)
-    train = store.indices(val=False)
-    train_bytes = int(np.diff(store.offsets)[train].sum())
+    # An even stride through the training documents (every stride-th), a range at a time.
+    train_bytes = 0
+    for lo, hi in store.ranges():
+        docs = store.indices(val=False, lo=lo, hi=hi)
+        train_bytes += int((store.offsets[docs + 1] - store.offsets[docs]).sum())
     stride = -(-train_bytes // TOKENIZER_TRAIN_MAX_BYTES)  # ceil: 1 = every document
-    train = train[::stride]
+    train, seen = [], 0
+    for lo, hi in store.ranges():
+        docs = store.indices(val=False, lo=lo, hi=hi)
+        train.append(docs[-seen % stride :: stride])
+        seen += len(docs)
+    train = np.concatenate(train) if train else np.zeros(0, dtype=np.int64)
     # Byte-level BPE: every byte has a token, so nothing is unknown.
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -654,6 +739,13 @@ def special_token_ids(tokenizer) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------------- stage 3
+# llmspec default: text per encode_batch_fast call of a tokenize task. Encoding holds about
+# 110 bytes per byte of text at once (Encodings, pre-tokenized pieces: 84 MiB for a 756 KB
+# file, measured with VmHWM), so this bounds a task's memory; the ids go to the task's file
+# batch by batch.
+TOKENIZE_BATCH_BYTES = 2**18
+
+
 @functools.cache
 def tokenize_context(data_dir: str, dtype: str, key: str) -> tuple:
     """(tokenizer, document store, <eos> id, dtype) of the run whose tokenizer stage has this
@@ -665,16 +757,63 @@ def tokenize_context(data_dir: str, dtype: str, key: str) -> tuple:
     return tokenizer, store, special_token_ids(tokenizer)["eos"], np.dtype(dtype)
 
 
+# A byte-level BPE cuts text into pieces by the GPT-2 pattern (tokenizers' ByteLevel
+# pre-tokenizer; no normaliser but lower-casing) and merges within a piece only. A space
+# followed by a printable ASCII character always starts a piece (the pattern's ` ?\p{L}+`,
+# ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`; a run of whitespace before it ends, at the end of a text
+# as before a space, one character short of it), so a document cut right before such a space
+# encodes to the same ids in parts as whole (tests/test_data_prepare.py checks it). Not before
+# "<": the special tokens start with it, and the text before one is pre-tokenized apart, so
+# the spaces before it are one piece. A document longer than TOKENIZE_BATCH_BYTES is encoded
+# a part at a time: a task's memory follows the batch, not its longest document.
+SAFE_CUT_RE = re.compile(r"(?= [!-;=-~])")  # a space, then printable ASCII but "<"
+
+
+def cut(text: str) -> list[str]:
+    """The text in parts of half TOKENIZE_BATCH_BYTES characters or more (the last at most
+    TOKENIZE_BATCH_BYTES), each cut before the first space SAFE_CUT_RE finds past half (a
+    part runs on while there is none)."""
+    parts, start = [], 0
+    while len(text) - start > TOKENIZE_BATCH_BYTES:
+        found = SAFE_CUT_RE.search(text, start + TOKENIZE_BATCH_BYTES // 2)
+        if found is None:
+            break
+        parts.append(text[start : found.start()])
+        start = found.start()
+    return [*parts, text[start:]]
+
+
 def tokenize_documents(task: tuple[str, str, str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Worker: the documents' token ids, each followed by <eos>, end to end in one array,
-    and the length of each document in it (<eos> included)."""
+    and the length of each document in it (<eos> included); at most TOKENIZE_BATCH_BYTES of
+    text an encode_batch_fast call (a part that cut could not cut is one call)."""
     tokenizer, store, eos_id, dtype = tokenize_context(*task[:3])
-    doc_indices = task[3]
-    texts = [store.get(i) for i in doc_indices]
-    ids_per_document = [e.ids for e in tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
-    lengths = np.array([len(ids) + 1 for ids in ids_per_document], dtype=np.int64)
-    ids = chain.from_iterable(chain(ids, (eos_id,)) for ids in ids_per_document)
-    return np.fromiter(ids, dtype=dtype, count=int(lengths.sum())), lengths
+    calls, call, size = [], [], 0  # (document, part, whether it ends the document)
+    for doc, i in enumerate(task[3].tolist()):
+        parts = cut(store.get(i))
+        for n, part in enumerate(parts):
+            if call and size + len(part) > TOKENIZE_BATCH_BYTES:
+                calls.append(call)
+                call, size = [], 0
+            call.append((doc, part, n == len(parts) - 1))
+            size += len(part)
+    calls.append(call)
+    arrays, lengths = [], np.ones(len(task[3]), dtype=np.int64)  # <eos> counted
+    for call in calls:  # each call's ids to one array, so id lists are held for one call only
+        encodings = tokenizer.encode_batch_fast(
+            [part for _, part, _ in call], add_special_tokens=False
+        )
+        pieces = []
+        for (doc, _, last), encoding in zip(call, encodings, strict=True):
+            pieces.append(encoding.ids)
+            lengths[doc] += len(pieces[-1])
+            if last:
+                pieces.append((eos_id,))
+        del encodings
+        arrays.append(
+            np.fromiter(chain.from_iterable(pieces), dtype=dtype, count=sum(map(len, pieces)))
+        )
+    return np.concatenate(arrays), lengths
 
 
 # ---------------------------------------------------------------------------- stage 3: tasks
@@ -682,7 +821,7 @@ def plan_shards(
     data_dir: Path, tokenizer_key: str, documents: dict
 ) -> tuple[str, dict | None, list[tuple[str, int]]]:
     """Stage 3's key; the manifest if it is unchanged since it last finished, else None and its
-    task stage (tokenize: contiguous shares of the kept documents, one per TASK_BYTES of text,
+    task stage (tokenize: contiguous shares of the kept text, one per TASK_BYTES of it,
     at least MIN_TASKS), after writing what the tasks read to work/tokenize.json."""
     key = stage_key(tokenizer_key, SEQ_LEN, True, SHARD_SIZE_BYTES)
     manifest_path = data_dir / "manifest.json"
@@ -720,14 +859,19 @@ def token_dtype(data_dir: Path) -> np.dtype:
 
 
 def task_documents(store: DocumentStore, rank: int, world: int, split: str) -> np.ndarray:
-    """The documents of one split in tokenize task `rank`'s share of the kept documents."""
-    n = len(store.offsets) - 1
-    return store.indices(split == "val", rank * n // world, (rank + 1) * n // world)
+    """The documents of one split in tokenize task `rank`'s share of the kept documents: those
+    that start in its 1/world of the kept text (shares of text, not of documents, so tasks are
+    alike in time and memory)."""
+    total = int(store.offsets[-1])
+    bounds = np.array([rank * total // world, (rank + 1) * total // world], dtype=np.int64)
+    lo, hi = np.searchsorted(store.offsets[:-1], bounds).tolist()
+    return store.indices(split == "val", lo, hi)
 
 
 def tokenize_task(work: Path, rank: int, world: int) -> dict:
-    """Tokenize this task's share of the kept documents, in batches of ~1 MiB of text: per
-    split, the ids end to end (tokens-R-<split>.npy) and each document's length
+    """Tokenize this task's share of the kept documents, in batches of TOKENIZE_BATCH_BYTES of
+    text: per split, each batch's ids appended to tokens-R-<split>.bin as it comes (memory
+    holds one batch, not the task) and each document's length
     (tokens-R-<split>.lengths.npy)."""
     key = json.loads((work / "tokenize.json").read_text())["key"]
     dtype = token_dtype(work.parent).str
@@ -735,14 +879,23 @@ def tokenize_task(work: Path, rank: int, world: int) -> dict:
     counts = {}
     for split in ("train", "val"):
         indices = task_documents(store, rank, world, split)
-        mib = np.cumsum(store.offsets[indices + 1] - store.offsets[indices]) >> 20
-        batches = [b for b in np.split(indices, np.flatnonzero(np.diff(mib)) + 1) if len(b)]
-        parts = [tokenize_documents((str(work.parent), dtype, key, batch)) for batch in batches]
-        tokens = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype)
-        lengths = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
-        write_array(work / f"tokens-{rank:05d}-{split}.npy", tokens)
+        ends = (
+            np.cumsum(store.offsets[indices + 1] - store.offsets[indices]) // TOKENIZE_BATCH_BYTES
+        )
+        batches = [b for b in np.split(indices, np.flatnonzero(np.diff(ends)) + 1) if len(b)]
+        path, lengths, tokens = work / f"tokens-{rank:05d}-{split}.bin", [], 0
+        with open(path.with_name(path.name + ".tmp"), "wb") as out:
+            for batch in batches:
+                ids, *batch_lengths = tokenize_documents((str(work.parent), dtype, key, batch))
+                out.write(ids.tobytes())
+                lengths.append(batch_lengths[0])
+                tokens += len(ids)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(path.with_name(path.name + ".tmp"), path)
+        lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
         write_array(work / f"tokens-{rank:05d}-{split}.lengths.npy", lengths)
-        counts[split] = len(tokens)
+        counts[split] = tokens
     return {"tokens": counts}
 
 
@@ -752,51 +905,78 @@ TASKS["tokenize"] = tokenize_task
 def tokenized(work: Path, split: str):
     """Each tokenize task's (tokens, lengths) of one split, in document order."""
     tasks = json.loads((work / "tokenize.json").read_text())["tasks"]
+    dtype = token_dtype(work.parent)
     for rank in range(tasks):
-        tokens = np.load(work / f"tokens-{rank:05d}-{split}.npy", mmap_mode="r")
+        tokens = load_tokens(work / f"tokens-{rank:05d}-{split}.bin", dtype)
         lengths = np.load(work / f"tokens-{rank:05d}-{split}.lengths.npy")
         yield tokens, lengths
 
 
+def load_tokens(path: Path, dtype: np.dtype) -> np.ndarray:
+    """A tokenize task's ids of one split, by memory map (an empty file cannot be mapped)."""
+    return np.memmap(path, dtype=dtype, mode="r") if path.stat().st_size else np.zeros(0, dtype)
+
+
 # ---------------------------------------------------------------------------- stage 3: shards
+PACK_CHUNK_TOKENS = 2**22  # llmspec default: tokens copied into a shard at a time (8 MiB of uint16)
+
+
 class ShardWriter:
     """Documents joined by <eos> into one stream, cut into SEQ_LEN-token rows, about
-    SHARD_SIZE_BYTES a shard; the tail shorter than a row is dropped."""
+    SHARD_SIZE_BYTES a shard; the tail shorter than a row is dropped. Tokens go to the open
+    shard's temp file as they come, PACK_CHUNK_TOKENS at a time: memory holds one chunk, not
+    one shard; a shard is renamed into place once whole."""
 
     def __init__(self, data_dir: Path, split: str, dtype: np.dtype):
         self.data_dir, self.split, self.dtype = data_dir, split, dtype
-        self.pending: list[np.ndarray] = []
-        self.pending_tokens = self.tokens = 0
         self.files: list[str] = []
+        self.tokens = 0  # in finished shards
+        self.open, self.open_tokens = None, 0  # the shard being written and its tokens so far
         self.shard_tokens = max(1, SHARD_SIZE_BYTES // (SEQ_LEN * dtype.itemsize)) * SEQ_LEN
 
     def add(self, tokens: np.ndarray, lengths: np.ndarray) -> None:
         """Documents laid end to end in `tokens` (each ends in <eos>)."""
-        self.pending.append(tokens)
-        self.pending_tokens += len(tokens)
-        while self.pending_tokens >= self.shard_tokens:
-            stream = np.concatenate(self.pending)
-            self.write_shard(stream[: self.shard_tokens])
-            self.pending = [stream[self.shard_tokens :]]
-            self.pending_tokens = len(self.pending[0])
+        start = 0
+        while start < len(tokens):
+            if self.open is None:
+                self.open = open(self.data_dir / f"{self.shard_name()}.tmp", "wb")
+            take = min(len(tokens) - start, self.shard_tokens - self.open_tokens, PACK_CHUNK_TOKENS)
+            self.open.write(np.asarray(tokens[start : start + take], dtype=self.dtype).tobytes())
+            self.open_tokens += take
+            start += take
+            if self.open_tokens == self.shard_tokens:
+                self.close_shard(self.open_tokens)
 
-    def write_shard(self, tokens: np.ndarray) -> None:
-        name = f"{self.split}-{len(self.files):05d}.bin"
-        write_atomic(self.data_dir / name, tokens.astype(self.dtype).tobytes())
+    def shard_name(self) -> str:
+        return f"{self.split}-{len(self.files):05d}.bin"
+
+    def close_shard(self, keep: int) -> None:
+        """The open shard's first `keep` tokens, flushed to disk, then renamed into place."""
+        f, name = self.open, self.shard_name()
+        f.flush()
+        f.truncate(keep * self.dtype.itemsize)
+        os.fsync(f.fileno())
+        f.close()
+        os.replace(self.data_dir / f"{name}.tmp", self.data_dir / name)
         self.files.append(name)
-        self.tokens += len(tokens)
+        self.tokens += keep
+        self.open, self.open_tokens = None, 0
 
     def finish(self, documents: int) -> dict:
-        stream = np.concatenate(self.pending) if self.pending else np.zeros(0, self.dtype)
-        take = len(stream) // SEQ_LEN * SEQ_LEN
+        pending = self.open_tokens
+        take = pending // SEQ_LEN * SEQ_LEN
         if take:
-            self.write_shard(stream[:take])
+            self.close_shard(take)
+        elif self.open is not None:  # shorter than a row: no shard
+            self.open.close()
+            (self.data_dir / f"{self.shard_name()}.tmp").unlink()
+            self.open, self.open_tokens = None, 0
         return {
             "files": self.files,
             "tokens": self.tokens,
             "sequences": self.tokens // SEQ_LEN,
             "documents": documents,
-            "dropped_tail_tokens": len(stream) - take,
+            "dropped_tail_tokens": pending - take,
         }
 
 
@@ -819,7 +999,7 @@ def write_shards(data_dir: Path, key: str, documents: dict) -> dict:
         writer = ShardWriter(data_dir, split, dtype)
         for tokens, *lengths in tokenized(work, split):
             writer.add(tokens, *lengths)
-        splits[split] = writer.finish(len(store.indices(val=split == "val")))
+        splits[split] = writer.finish(store.count(val=split == "val"))
 
     manifest = {
         "documents": {k: v for k, v in documents.items() if not k.endswith("_bytes")},
