@@ -17,6 +17,7 @@ import re
 import shutil
 import sysconfig
 import unicodedata
+import weakref
 from collections import Counter
 from fnmatch import fnmatchcase
 from glob import glob
@@ -673,16 +674,16 @@ class DocumentStore:
     pread, not mapped: mapped pages a task has read would count in its memory until it ends."""
 
     def __init__(self, stages: Path):
-        self.text = os.open(stages / "documents.bin", os.O_RDONLY)  # closed when the process ends
+        self.text = os.open(stages / "documents.bin", os.O_RDONLY)
+        # closed with the store, or at exit before module teardown (a __del__ can run after `os`
+        # is gone: "Exception ignored in DocumentStore.__del__" at interpreter shutdown)
+        weakref.finalize(self, os.close, self.text)
         self.offsets = np.memmap(stages / "documents.idx", dtype="<i8", mode="r")
         self.is_val = np.memmap(stages / "documents.split", dtype=np.uint8, mode="r")
 
     def get(self, i: int) -> str:
         start, end = int(self.offsets[i]), int(self.offsets[i + 1])
         return os.pread(self.text, end - start, start).decode("utf-8")
-
-    def __del__(self):
-        os.close(self.text)
 
     def indices(self, val: bool, lo: int = 0, hi: int | None = None) -> np.ndarray:
         """The documents of one split among documents [lo, hi)."""
