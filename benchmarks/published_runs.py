@@ -150,12 +150,6 @@ def approximations(run: dict) -> list[str]:
         )
     if "ALiBi" in (run["model"].get("notes") or ""):
         out.append("ALiBi modelled as learned positions")
-    if _torchtitan_op_sac(run):
-        out.append(
-            "torchtitan's per-op selective AC costed as llmspec's selective (attention core "
-            f"recomputed): it recomputes wk, wo and w3, +{_op_sac_extra(run['model']):.0%} of the "
-            "blocks' matmul FLOPs not charged, and saves less"
-        )
     return out
 
 
@@ -164,19 +158,13 @@ def _torchtitan_op_sac(run: dict) -> bool:
     `_apply_ac_to_transformer_block` in torchtitan/parallelisms/parallelize_llama.py saves the
     output of every matmul and SDPA except every second mm of a block's forward (its counter
     starts afresh each forward: wq, wk, wv, wo, w1, w3, w2 in order, so wk, wo and w3 are
-    recomputed), and recomputes every other op (norms, RoPE, SiLU)."""
+    recomputed), and recomputes every other op (norms, RoPE, SiLU). llmspec generates that
+    policy as `activation_checkpointing: ops` (llmspec/graph/recompute.py), so these runs are
+    represented exactly."""
     recompute = run["layout"].get("recompute") or run.get("assumptions", {}).get("recompute")
     return str(run.get("framework", "")).startswith("torchtitan") and str(
         recompute or ""
     ).startswith("selective")
-
-
-def _op_sac_extra(model: dict) -> float:
-    """wk, wo and w3 forward FLOPs over the block's six-times-params matmul FLOPs."""
-    h, ff = model["hidden"], model["ffn"]
-    kv = h * (model.get("kv_heads") or model["heads"]) // model["heads"]
-    linear = h * (2 * h + 2 * kv) + 3 * h * ff
-    return 2 * h * (kv + h + ff) / (6 * linear)
 
 
 def spec_for(run: dict):
@@ -251,7 +239,7 @@ def pins_for(run: dict) -> dict:
     if isinstance(recompute, str):
         word = recompute.split()[0]
         if word in ("none", "selective", "full"):
-            pins["activation_checkpointing"] = word
+            pins["activation_checkpointing"] = "ops" if _torchtitan_op_sac(run) else word
     if lay.get("sequence_parallel") is not None and (
         lay["tensor"] > 1 or not lay["sequence_parallel"]
     ):
@@ -328,7 +316,9 @@ def describe_layout(run: dict, layout, pins: dict) -> str:
     def tag(key: str, text: str) -> str:
         return text.upper() if key in pins else text.lower()
 
-    rc = {"none": "nr", "selective": "sel", "full": "full"}[layout.activation_checkpointing]
+    rc = {"none": "nr", "selective": "sel", "ops": "ops", "full": "full"}[
+        layout.activation_checkpointing
+    ]
     parts = [
         f"d{layout.data}t{layout.tensor}p{layout.pipeline}",
         tag("zero_stage", f"z{layout.zero_stage}"),

@@ -149,7 +149,7 @@ def test_recompute_gives_the_same_loss_and_gradients(family):
     # Dropout, attention dropout and drop path on: recomputation must replay the same masks.
     noisy = {"dropout": 0.1, "attention_dropout": 0.1, "drop_path": 0.2}
     results = {}
-    for mode in ["none", "selective", "full"]:
+    for mode in ["none", "selective", "ops", "full"]:
         spec, net = build_with({"activation_checkpointing": mode}, family, **noisy)
         ids = torch.randint(
             0, spec.model.vocab_size, (2, 16), generator=torch.Generator().manual_seed(1)
@@ -159,7 +159,7 @@ def test_recompute_gives_the_same_loss_and_gradients(family):
         loss.backward()
         results[mode] = (loss.detach(), {n: p.grad for n, p in net.named_parameters()})
     reference_loss, reference_grads = results["none"]
-    for mode in ["selective", "full"]:
+    for mode in ["selective", "ops", "full"]:
         loss, grads = results[mode]
         assert torch.equal(loss, reference_loss), mode
         for name, grad in grads.items():

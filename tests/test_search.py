@@ -110,6 +110,19 @@ def test_pins_that_cannot_multiply_to_the_world_size_are_errors():
         make_plan(small_spec(), pins={"pipeline": 2, "zero_stage": 3})
     with pytest.raises(UserError, match="needs ZeRO stage 3"):
         make_plan(small_spec(), pins={"offload_params": "cpu", "zero_stage": 2})
+    with pytest.raises(UserError, match="tensor = 1, not 2"):
+        make_plan(small_spec(), pins={"tensor": 2, "activation_checkpointing": "ops"})
+
+
+def test_per_op_recompute_is_searched_on_one_tensor_rank_only():
+    """`ops` (torchtitan's per-op policy) is a candidate wherever tensor = 1, never beside
+    tensor parallel, and when pinned every layout keeps one tensor rank."""
+    result = search.search(problem_for(small_spec(cluster={"nodes": 2})), keep_rejected=50)
+    modes = {(c.layout.activation_checkpointing, c.layout.tensor > 1) for c in result.ranked}
+    assert ("ops", False) in modes and ("ops", True) not in modes
+    plan = make_plan(small_spec(), pins={"activation_checkpointing": "ops"}, top=10)
+    for lay in [plan.layout] + [a.layout for a in plan.alternatives]:
+        assert lay.activation_checkpointing == "ops" and lay.tensor == 1
 
 
 def test_a_pinned_zero_stage_keeps_deepspeed_rules():
@@ -158,7 +171,7 @@ PIN_CHOICES = {
     "pipeline": [1, 2, 4],
     "zero_stage": [0, 1, 2, 3],
     "sequence_parallel": [True, False],
-    "activation_checkpointing": ["none", "selective", "full"],
+    "activation_checkpointing": ["none", "selective", "ops", "full"],
     "offload_optimizer": ["cpu", "nvme"],
     "offload_params": ["cpu"],
     "micro_batch_size": [1, 2, 4],

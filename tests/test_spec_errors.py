@@ -254,6 +254,14 @@ CASES = [
         "tensor > 1",
     ),
     Bad(
+        "ops-recompute-needs-one-tensor-rank",
+        "model: {n_heads: 16, d_model: 1024}\nparallel:\n  tensor: 2\n  activation_checkpointing: ops\n",
+        (4, 29),
+        "parallel.activation_checkpointing",
+        "it runs with parallel.tensor = 1, not 2",
+        "activation_checkpointing: selective or full",
+    ),
+    Bad(
         "unknown-gpu",
         "cluster:\n  gpu: h100\n",
         (2, 8),

@@ -27,6 +27,17 @@ def test_zero_stage_trains_and_matches_zero0(stage: int):
     assert (out / "checkpoints" / "step_30").is_dir()
 
 
+def test_per_op_recompute_under_zero3_retraces_the_same_run():
+    """`ops` recompute replays ops in backward, inside ZeRO-3's gathered parameters: it must
+    change nothing but memory, so every logged loss equals the ZeRO-3 run without it."""
+    out, reference = trained("zero3-ops"), trained("zero3")
+    assert "context_fn=keep_ops" in (out.parent / "model.py").read_text()
+    losses, expected = losses_by_step(out), losses_by_step(reference)
+    assert sorted(losses) == list(range(1, 31))
+    for step in range(1, 31):
+        assert losses[step] == pytest.approx(expected[step], rel=1e-6), step
+
+
 def test_zero3_builds_only_its_share_of_the_parameters():
     """Under ZeRO-3 train.py builds inside deepspeed.zero.Init: each rank ends the build holding
     half of every parameter (padded), and never had the whole model alive while building; its

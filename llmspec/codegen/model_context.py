@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from llmspec.graph.dims import ModelDims
 from llmspec.graph.finetune import FinetuneDims, lora_scale, lora_targets
+from llmspec.graph.recompute import block_matmuls
 from llmspec.plan.types import Layout
 from llmspec.rules.layout import padded_vocab
 from llmspec.rules.loss import LOSS_CHUNK_TOKENS
@@ -65,7 +67,8 @@ class ModelContext:
     tensor: int  # layout.tensor
     pipeline: int  # layout.pipeline
     sequence_parallel: bool  # layout.sequence_parallel, only ever with tensor > 1
-    recompute: Literal["none", "selective", "full"]  # layout.activation_checkpointing
+    recompute: Literal["none", "selective", "ops", "full"]  # layout.activation_checkpointing
+    ops_kept: tuple[str, ...]  # under ops: the matmuls the policy keeps (llmspec.graph.recompute)
     zero_stage: int  # layout.zero_stage: 3 builds the model inside deepspeed.zero.Init
     blocks_per_stage: tuple[int, ...]  # plan.memory.stages[*].layers; () without pipeline
     # -- generation (generate.py): a key/value cache, when the spec evaluates or runs PPO rollouts
@@ -296,6 +299,17 @@ class ModelContext:
         return self.recompute == "selective"
 
     @property
+    def recompute_ops(self) -> bool:
+        """Per-op selective: each block under a policy that keeps its attention outputs and
+        every other matmul output (llmspec.graph.recompute)."""
+        return self.recompute == "ops"
+
+    @property
+    def recompute_block(self) -> bool:
+        """The whole block runs inside one checkpoint (full, or ops under its policy)."""
+        return self.recompute in ("full", "ops")
+
+    @property
     def uses_checkpoint(self) -> bool:
         return self.recompute != "none"
 
@@ -491,6 +505,7 @@ def model_context(spec, layout: Layout, stage_layers: tuple[int, ...]) -> ModelC
         pipeline=pipeline,
         sequence_parallel=tensor > 1 and layout.sequence_parallel,
         recompute=layout.activation_checkpointing,
+        ops_kept=_ops_kept(spec) if layout.activation_checkpointing == "ops" else (),
         zero_stage=layout.zero_stage,
         blocks_per_stage=tuple(stage_layers) if pipeline > 1 else (),
         # prefix tuning's prefixes are a key/value cache of N_PREFIX_TOKENS positions
@@ -500,6 +515,17 @@ def model_context(spec, layout: Layout, stage_layers: tuple[int, ...]) -> ModelC
         switchable_adapters=train.objective == "dpo",
         **_finetune_fields(spec),
     )
+
+
+def _ops_kept(spec) -> tuple[str, ...]:
+    """The kept matmuls by the names model.py gives its linears (fc_in / fc_out without a gate)."""
+    plain = {"up": "fc_in", "down": "fc_out"} if spec.model.activation != "swiglu" else {}
+    names = []
+    for m in block_matmuls(ModelDims.from_spec(spec)):
+        if m.kept:
+            base, _, adapter = m.name.partition(".")
+            names.append(plain.get(base, base) + (f".{adapter}" if adapter else ""))
+    return tuple(names)
 
 
 def _method(spec) -> str | None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from llmspec.graph.dims import ModelDims
 from llmspec.graph.finetune import linear_shape, lora_targets
+from llmspec.graph.recompute import block_matmuls, kept_matmul_width
 from llmspec.rules.layout import padded_vocab
 from llmspec.rules.loss import LOSS_CHUNK_TOKENS
 
@@ -108,10 +109,34 @@ def mlp_saved(dims: ModelDims, e: int, recompute: str) -> float:
     return 2 * e * ff
 
 
+def ops_saved(dims: ModelDims, e: int, kernels: str = "cuda") -> float:
+    """Per-op selective recompute (``llmspec.graph.recompute``): the block input, every other
+    matmul's output, and the attention kernel's output and fp32 log-sum-exp — unless SDPA
+    takes its math path (attention dropout on CPU), whose matmuls and softmax are not kernels
+    the policy keeps. Nothing else survives the forward: norms, RoPE tables, activations and
+    dropout masks are made again in backward."""
+    kept = e * (dims.d_model + kept_matmul_width(dims))
+    if not math_attention(dims, kernels):
+        kept += e * dims.n_heads * dims.head_dim + 4 * dims.n_heads
+    return kept
+
+
+def ops_kept_beyond_none(dims: ModelDims, e: int) -> float:
+    """Kept matmul outputs that training without recompute would not keep: the ones only
+    RoPE (q, k: multiplied by tables that need no gradient) or a residual add (o, down)
+    consume. While ``ops`` recomputes a block in backward they are alive beside everything
+    the recomputation saves."""
+    unsaved = {"o", "down"} | ({"q", "k"} if dims.position == "rope" else set())
+    return e * sum(m.d_out for m in block_matmuls(dims) if m.kept and m.name in unsaved)
+
+
 def block_saved(dims: ModelDims, e: int, recompute: str = "none", kernels: str = "cuda") -> float:
-    """One transformer block, unsharded. ``full`` recompute keeps only the block input."""
+    """One transformer block, unsharded. ``full`` recompute keeps only the block input,
+    ``ops`` what its policy keeps (``ops_saved``)."""
     if recompute == "full":
         return e * dims.d_model
+    if recompute == "ops":
+        return ops_saved(dims, e, kernels)
     dropout = 2 * dims.d_model * _mask_bytes(e, kernels) if dims.dropout > 0 else 0
     return (
         2 * norm_saved(dims, e, kernels)
@@ -142,7 +167,7 @@ def block_sharded_fraction(
     total = block_saved(dims, e, recompute, kernels)
     if tensor == 1 or sequence_parallel:
         return 0.0, total
-    if recompute == "full":
+    if recompute in ("full", "ops"):  # (ops runs on tensor = 1 only)
         return total, 0.0
     inner = attention_saved(dims, e, recompute, kernels) + mlp_saved(dims, e, recompute)
     return total - inner, inner
@@ -252,7 +277,7 @@ def saved_bytes(
         replicated, sharded = block_sharded_fraction(
             dims, e, recompute, tensor, sequence_parallel, kernels
         )
-        tables = rope_table_bytes(dims, e) if recompute != "full" else 0
+        tables = rope_table_bytes(dims, e) if recompute in ("none", "selective") else 0
         return int(tokens * (replicated + sharded / tensor) + tables)
     if kind == "embedding":
         hidden = embedding_hidden_saved(dims, e, kernels)
@@ -277,8 +302,8 @@ def frozen_block_delta(dims: ModelDims, e: int, recompute: str, kernels: str = "
     """Bytes per token a block of a frozen base (LoRA adapters on some linears, or none under
     P-tuning) saves minus what `block_saved` counts for full training."""
     ft = dims.finetune
-    if recompute == "full":
-        return 0.0  # only the block input is kept; the recomputation is a transient
+    if recompute in ("full", "ops"):
+        return 0.0  # only what the checkpoint keeps; the recomputation is a transient
     targets = set(lora_targets(dims, ft)) if ft.method == "lora" else set()
     r, dropout = ft.lora_rank, ft.lora_dropout > 0
     delta = 0.0

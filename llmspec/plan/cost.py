@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from llmspec.graph import layers
+from llmspec.graph import recompute as op_recompute
 from llmspec.graph.dims import ModelDims
 from llmspec.rules import deepspeed as ds_rules
 
@@ -182,12 +183,16 @@ def block_flops(dims: ModelDims, recompute: str) -> tuple[float, float]:
     between GEMMs — the attention core (QKᵀ and scores·V, 4·s·h per token) and the
     MLP activation (no matmul FLOPs). Korthikanti et al. 2022 Eq. 8 charges more
     (s/(3h) instead of s/(6h) over model FLOPs); this counts the forward replayed.
+    Per-op selective (`ops`) replays the matmuls its policy does not keep
+    (`llmspec.graph.recompute`), not the attention core (its kernel's output is kept).
     Same convention as `llmspec.plan.flops.hardware_flops_per_token`.
     """
     fwd = layers.block_fwd_flops_per_token(dims)
     model = 3 * fwd
     if recompute == "full":
         return model, model + fwd
+    if recompute == "ops":
+        return model, model + op_recompute.recomputed_matmul_flops_per_token(dims)
     if recompute == "selective":
         return model, model + layers.attention_flops_per_token(dims)[1]
     return model, model
@@ -310,7 +315,8 @@ FP8_CAST_BYTES_PER_ELEMENT = 3
 
 
 def _linear_shapes(dims: ModelDims, tensor: int) -> tuple[tuple[float, float], ...]:
-    """(N, K) of each linear of one block on one tensor rank (M is the token count)."""
+    """(N, K) of each linear of one block on one tensor rank (M is the token count), in the
+    forward's call order (`llmspec.graph.recompute.linear_names`)."""
     h, hq, kv, ff = (
         dims.d_model,
         dims.n_heads * dims.head_dim,
@@ -343,14 +349,18 @@ def block_compute_s_per_token(
     FlashAttention efficiency (causal: the kernel skips the masked half, Dao 2023 §3.1), or —
     unfused, Megatron 2021-22 — as batched QKᵀ and scores·V GEMMs of their own shapes.
     `peak_tflops` is the 16-bit (or fp32) peak; with `fp8` the linears run at the FP8 peak
-    and pay their casts (FP8_CAST_BYTES_PER_ELEMENT) from HBM.
+    and pay their casts (FP8_CAST_BYTES_PER_ELEMENT) from HBM. Per-op selective recompute
+    replays the forward GEMM of the linears its policy does not keep.
     """
     m = micro_batch * dims.seq_len
-    fwd_passes = 2 if recompute == "full" else 1
-    passes = fwd_passes + 2
+    replayed = op_recompute.recomputed_linear_names(dims) if recompute == "ops" else ()
     seconds = 0.0
     hbm = gpu.hbm_gbps * 1e9
-    for n, k in _linear_shapes(dims, tensor):
+    for name, (n, k) in zip(
+        op_recompute.linear_names(dims), _linear_shapes(dims, tensor), strict=True
+    ):
+        fwd_passes = 2 if recompute == "full" or name in replayed else 1
+        passes = fwd_passes + 2
         flops = 2 * n * k  # per token, one GEMM
         if fp8 and gpu.has_fp8:
             eff = gemm_efficiency(m, n, k, gpu, in_bytes=1)
@@ -361,7 +371,9 @@ def block_compute_s_per_token(
         else:
             seconds += passes * flops / (peak_tflops * 1e12 * gemm_efficiency(m, n, k, gpu))
     core = layers.attention_flops_per_token(dims)[1] / tensor  # forward, per token
-    core_passes = passes + (1 if recompute == "selective" else 0)
+    core_passes = 3 + (1 if recompute in ("selective", "full") else 0)
+    if recompute == "ops" and attention_kernel == "unfused":
+        core_passes += 1  # its matmuls and softmax are not a kernel the policy keeps
     if attention_kernel == "unfused":
         s, d = dims.seq_len, dims.head_dim
         frac = GEMM_FRACTION.get(gpu_generation(gpu), GEMM_FRACTION["ampere"])
@@ -719,6 +731,8 @@ def elementwise_bytes_per_token(
         passes += forward
     elif recompute == "selective":
         passes += core
+    elif recompute == "ops":  # everything but the (kept) attention kernel is replayed
+        passes += replicated + mlp + (core if attention_kernel == "unfused" else 0)
     return passes * act_bytes / 2
 
 

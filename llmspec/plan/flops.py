@@ -17,6 +17,7 @@ from llmspec.graph.layers import (
     block_fwd_flops_per_token,
     head_fwd_flops_per_token,
 )
+from llmspec.graph.recompute import recomputed_matmul_flops_per_token
 
 
 def forward_flops_per_token(dims: ModelDims) -> float:
@@ -38,11 +39,14 @@ def hardware_flops_per_token(dims: ModelDims, recompute: str) -> float:
     """FLOPs the hardware executes per token, recomputed forwards included.
 
     ``selective`` adds the attention core's forward (QKᵀ and scores·V) per block;
+    ``ops`` the matmuls its policy does not keep (``llmspec.graph.recompute``);
     ``full`` adds every block's forward (the head is never recomputed).
     """
     flops = model_flops_per_token(dims)
     if recompute == "selective":
         flops += dims.n_layers * attention_flops_per_token(dims)[1]
+    elif recompute == "ops":
+        flops += dims.n_layers * recomputed_matmul_flops_per_token(dims)
     elif recompute == "full":
         flops += dims.n_layers * block_fwd_flops_per_token(dims)
     return flops

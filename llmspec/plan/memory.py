@@ -164,9 +164,11 @@ def _constants(
             # block 0's input does not require grad (the embedding is frozen): its norm keeps
             # nothing; under P-tuning the virtual tokens require grad from the start
             first_block_delta = -(act.norm_saved(dims, e, kernels) - e * h)
-    if recompute == "full":  # the recomputed block's saved tensors, its input aside
+    if recompute in ("full", "ops"):  # the recomputed block's saved tensors, beyond what it kept
         full = act.block_sharded_fraction(dims, e, "none", t, sp, kernels)
         recompute_extra = full[0] + full[1] / t - block_act
+        if recompute == "ops":
+            recompute_extra += act.ops_kept_beyond_none(dims, e)
     else:
         recompute_extra = 0.0
     wh, wf = BLOCK_BACKWARD_TRANSIENT_WIDTHS
@@ -200,7 +202,9 @@ def _constants(
         head_params=head_params,
         tied_copy_params=tied_copy,
         block_act=block_act,
-        block_act_fixed=0.0 if recompute == "full" else act.rope_table_bytes(dims, e),
+        block_act_fixed=act.rope_table_bytes(dims, e)
+        if recompute in ("none", "selective")
+        else 0.0,
         embedding_act=embedding_act - (8.0 if head_delta else 0.0),
         # a reward model reads one score per row: no vocabulary-wide logits or loss
         head_act=(

@@ -11,7 +11,7 @@ from llmspec.rules import layout as rules
 
 INT_FIELDS = ("data", "tensor", "pipeline", "zero_stage", "micro_batch_size", "grad_accum_steps")
 CHOICE_FIELDS = {
-    "activation_checkpointing": ("none", "selective", "full"),
+    "activation_checkpointing": ("none", "selective", "ops", "full"),
     "offload_optimizer": ("none", "cpu", "nvme"),
     "offload_params": ("none", "cpu", "nvme"),
 }
@@ -100,7 +100,7 @@ def default_pins(pins) -> tuple[tuple[str, object], ...]:
     return tuple((k, v) for k, v in pins if k in OFFLOAD_FIELDS and v == "none")
 
 
-def check_pins(pins: dict, world: int, cluster_text: str) -> None:
+def check_pins(pins: dict, world: int, cluster_text: str, frozen_base: bool = False) -> None:
     """The layout rules, for pins that arrive by --layout (the spec's own pins are checked
     with file positions by llmspec.spec.checks, through the same rules)."""
     if all(k in pins for k in ("data", "tensor", "pipeline")):
@@ -115,6 +115,16 @@ def check_pins(pins: dict, world: int, cluster_text: str) -> None:
         reasons.append(rules.offload_params_needs_zero3(pins.get("offload_params", "none"), zero))
         reasons.append(
             rules.offload_optimizer_needs_zero(pins.get("offload_optimizer", "none"), zero)
+        )
+    if "activation_checkpointing" in pins:
+        reasons.append(
+            rules.ops_recompute_needs_trained_base(pins["activation_checkpointing"], frozen_base)
+        )
+    if "activation_checkpointing" in pins and "tensor" in pins:
+        reasons.append(
+            rules.ops_recompute_needs_one_tensor_rank(
+                pins["activation_checkpointing"], pins["tensor"]
+            )
         )
     if "sequence_parallel" in pins and "tensor" in pins:
         reasons.append(

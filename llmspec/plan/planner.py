@@ -52,7 +52,10 @@ def make_plan(
     dims = ModelDims.from_spec(spec)
     cluster = devices.Cluster.from_spec(spec.cluster)
     merged = normalize_pins({**spec_pins(spec), **(pins or {})})
-    check_pins(merged, cluster.world_size, f"{cluster.nodes} nodes × {cluster.gpus_per_node}")
+    frozen = dims.finetune is not None and dims.finetune.frozen_base
+    check_pins(
+        merged, cluster.world_size, f"{cluster.nodes} nodes × {cluster.gpus_per_node}", frozen
+    )
     problem = search.SearchProblem(
         dims=dims,
         cluster=cluster,

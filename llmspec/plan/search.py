@@ -33,7 +33,7 @@ from llmspec.plan.memory import estimate_memory
 from llmspec.plan.types import Layout, MemoryEstimate
 from llmspec.rules import layout as rules
 
-RECOMPUTE_ORDER = ("none", "selective", "full")
+RECOMPUTE_ORDER = ("none", "selective", "ops", "full")  # keeps less and less
 
 # Non-tensor-core FP32 peak relative to the dense 16-bit peak: 19.5 / 312 on the
 # A100 datasheet, 67 / 989.5 on the H100 SXM datasheet. Used for fp32 training,
@@ -476,6 +476,7 @@ def _search_pass(problem: SearchProblem, *, use_offload: bool, keep_rejected: in
     closest: Candidate | None = None
     evaluated = pruned = 0
     rc_options = _choices(problem, "activation_checkpointing", list(RECOMPUTE_ORDER))
+    frozen = problem.dims.finetune is not None and problem.dims.finetune.frozen_base
     groups = list(enumerate_groups(problem))
     if not groups:
         raise UserError(_no_layout_message(problem))
@@ -507,6 +508,14 @@ def _search_pass(problem: SearchProblem, *, use_offload: bool, keep_rejected: in
             if not rules.sequence_parallel_needs_tensor(sp, t)
             and not rules.sequence_parallel_divides_seq_len(sp, t, seq_len)
         ]
+        group_rc = [
+            rc
+            for rc in rc_options
+            if not rules.ops_recompute_needs_one_tensor_rank(rc, t)
+            and not rules.ops_recompute_needs_trained_base(rc, frozen)
+        ]
+        if not group_rc:
+            continue
         for offload in _offload_options(problem, use_offload):
             pinned_zero = problem.pinned("zero_stage")
             if pinned_zero is not None and rules.offload_params_needs_zero3(
@@ -518,7 +527,7 @@ def _search_pass(problem: SearchProblem, *, use_offload: bool, keep_rejected: in
                     continue
                 for sp in sp_options:
                     # Lower bound for the whole group: smallest micro-batch, most recompute.
-                    floor_rc = rc_options[-1]
+                    floor_rc = group_rc[-1]
                     bound = evaluate(
                         problem, _layout(problem, g, zero, sp, floor_rc, mbs_options[0], offload)
                     )
@@ -528,7 +537,7 @@ def _search_pass(problem: SearchProblem, *, use_offload: bool, keep_rejected: in
                         note(bound)
                         continue
                     shape = (d, t, p, zero, offload)
-                    for rc in rc_options:
+                    for rc in group_rc:
                         # Branch and bound: no micro-batch of this recompute mode can beat the
                         # best layout of the same shape if even its compute alone is slower.
                         bound_s = time_lower_bound(problem, g, rc, sp)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-Recompute = Literal["none", "selective", "full"]
+Recompute = Literal["none", "selective", "ops", "full"]
 Offload = Literal["none", "cpu", "nvme"]
 Precision = Literal["fp32", "fp16", "bf16", "fp8"]
 

@@ -92,6 +92,30 @@ def sequence_parallel_needs_tensor(sequence_parallel: bool, tensor: int) -> str 
     return None
 
 
+def ops_recompute_needs_one_tensor_rank(recompute: str, tensor: int) -> str | None:
+    """Per-op selective recompute replays every op it does not keep, and under tensor
+    parallel those include the forward's collectives (the row-parallel all-reduces): the
+    generated code runs it on tensor = 1 only."""
+    if recompute == "ops" and tensor > 1:
+        return (
+            "activation_checkpointing: ops would replay the tensor-parallel all-reduces in "
+            f"backward; it runs with parallel.tensor = 1, not {tensor}"
+        )
+    return None
+
+
+def ops_recompute_needs_trained_base(recompute: str, frozen_base: bool) -> str | None:
+    """With a frozen base (LoRA, prefix, P-tuning) the backward of a block recomputed under
+    the per-op policy keeps tensors the memory model does not yet account for (measured 2-7 %
+    above it under FakeTensorMode): llmspec does not plan or generate that combination."""
+    if recompute == "ops" and frozen_base:
+        return (
+            "activation_checkpointing: ops is planned for full training only; this fine-tune "
+            "freezes its base"
+        )
+    return None
+
+
 def sequence_parallel_divides_seq_len(
     sequence_parallel: bool, tensor: int, seq_len: int
 ) -> str | None:

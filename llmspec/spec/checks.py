@@ -569,6 +569,23 @@ def sequence_parallel_needs_tensor(parallel: ParallelSpec) -> Iterator[Finding]:
 
 
 @check
+def ops_recompute_needs_one_tensor_rank(parallel: ParallelSpec) -> Iterator[Finding]:
+    tp = _fixed(parallel.tensor)
+    why = (
+        rules.ops_recompute_needs_one_tensor_rank(parallel.activation_checkpointing, tp)
+        if tp is not None
+        else None
+    )
+    if why:
+        yield Finding(
+            ("parallel", "activation_checkpointing"),
+            why,
+            "use activation_checkpointing: selective or full with tensor parallel, or tensor: 1",
+            related=(("parallel", "tensor"),),
+        )
+
+
+@check
 def sequence_parallel_divides_seq_len(
     parallel: ParallelSpec, train: TrainSpec
 ) -> Iterator[Finding]:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel
 
+from llmspec.rules import layout as rules
 from llmspec.spec.checks import Finding, check
 from llmspec.spec.posttrain import EvalSpec, FinetuneSpec, RlhfSpec, SweepSpec
 from llmspec.spec.schema import (
@@ -102,6 +103,24 @@ def finetune_keeps_the_model_whole(
                 code=NOT_YET,
                 related=(("finetune",),),
             )
+
+
+@check
+def ops_recompute_needs_trained_base(
+    finetune: FinetuneSpec, parallel: ParallelSpec
+) -> Iterator[Finding]:
+    why = rules.ops_recompute_needs_trained_base(
+        parallel.activation_checkpointing, finetune.method != "full"
+    )
+    if why:
+        yield Finding(
+            ("parallel", "activation_checkpointing"),
+            why,
+            "use activation_checkpointing: full (or selective, none, auto) with "
+            f"finetune.method {finetune.method}",
+            code=NOT_YET,
+            related=(("finetune", "method"),),
+        )
 
 
 @check

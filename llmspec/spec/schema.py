@@ -488,8 +488,13 @@ class ParallelSpec(_Section):
     sequence_parallel: bool | Literal["auto"] = Field(
         "auto", description="Megatron sequence parallelism (needs tensor > 1)."
     )
-    activation_checkpointing: Literal["none", "selective", "full", "auto"] = Field(
-        "auto", description="Recompute: none; selective (attention core); full (whole block)."
+    activation_checkpointing: Literal["none", "selective", "ops", "full", "auto"] = Field(
+        "auto",
+        description=(
+            "Recompute: none; selective (attention core); ops (torchtitan's per-op policy: keep "
+            "attention and every other matmul output, recompute the rest; tensor = 1); "
+            "full (whole block)."
+        ),
     )
     offload_optimizer: Literal["none", "cpu", "nvme"] = Field(
         "none", description="ZeRO-Offload of optimizer state (and its step) to host memory or NVMe."

@@ -257,6 +257,8 @@ VARIANTS: dict[str, dict] = {
     "zero2": {"parallel": {"zero_stage": 2}},
     "zero3": {"parallel": {"zero_stage": 3}},
     "zero3-bf16": {"parallel": {"zero_stage": 3}, "train": {"precision": "bf16"}},  # build only
+    # per-op selective recompute under ZeRO-3: the policy runs inside DeepSpeed's gathered linears
+    "zero3-ops": {"parallel": {"zero_stage": 3, "activation_checkpointing": "ops"}},
     "bf16": {"parallel": {"zero_stage": 1}, "train": {"precision": "bf16"}},
     "offload": {"parallel": {"zero_stage": 2, "offload_optimizer": "cpu"}},
     # pipeline with ZeRO-1 (DeepSpeed's pipeline engine takes 0-1) and full recompute
