@@ -167,6 +167,13 @@ def _constants(
     if recompute in ("full", "ops"):  # the recomputed block's saved tensors, beyond what it kept
         full = act.block_sharded_fraction(dims, e, "none", t, sp, kernels)
         recompute_extra = full[0] + full[1] / t - block_act
+        if ft is not None and ft.method == "lora":
+            # the recomputation saves what a frozen LoRA block saves: its adapters' tensors
+            # (with LoRA dropout a copy of each adapted input), not the frozen GEMMs' inputs
+            # (measured, tests/test_memory_lora.py: dropout on every linear was 18 % under).
+            # Prefix and P-tuning blocks are left at full training's set: taking their frozen
+            # savings off under-counts their recompute peak by 8-13 % (measured; not explained).
+            recompute_extra += act.frozen_block_delta(dims, e, "none", kernels)
         if recompute == "ops":
             recompute_extra += act.ops_kept_beyond_none(dims, e)
     else:
