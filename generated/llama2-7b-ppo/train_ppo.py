@@ -42,7 +42,7 @@ run_name = "llama2-7b-ppo"  # spec: name
 vocab_size = 32000  # spec: model.vocab_size
 seq_len = 2048  # spec: train.seq_len
 global_batch_size = 64  # spec: train.global_batch_size
-micro_batch_size = 2  # spec: train.micro_batch_size; plan: peak 16.6 of 74.5 GiB
+micro_batch_size = 2  # spec: train.micro_batch_size; plan: peak 18.2 of 74.5 GiB
 grad_accum_steps = 4  # plan: 64 sequences / (2 per micro-batch × 8 data-parallel)
 data_parallel = 8  # spec: parallel.data
 max_steps = 500  # spec: train.steps
@@ -54,7 +54,7 @@ seed = 1234  # spec: train.seed
 base_tag = None  # spec: finetune.base.tag (None: the base's latest)
 planned_params = 6738419712  # plan: params.total
 planned_layout = "data 8 × tensor 1 × pipeline 1, ZeRO 3, micro-batch 2 × 4 accumulation, recompute full"  # plan: layout (plan.json)
-planned_peak_gib = 16.62  # plan: peak 16.6 of 74.5 GiB
+planned_peak_gib = 18.19  # plan: peak 18.2 of 74.5 GiB
 gpu_memory_gib = 74.51  # cluster.gpu: h100-sxm
 planned_tokens_per_s = 62172  # plan: performance.tokens_per_s
 # PPO (TRL's names)

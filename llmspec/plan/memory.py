@@ -376,6 +376,7 @@ class ModelStates:
     # ZeRO-3: full copies of the persistent (small) parameters, held in forward and backward
     # and released for the optimizer step (`zero3_persistent_elements`)
     gathered_persistent: float = 0.0
+    step_transient: float = 0.0  # ZeRO-3: a sub-group's flat 16-bit gradient, cast to fp32
 
 
 def model_states(
@@ -394,7 +395,9 @@ def model_states(
     16-bit gradient partition (1/d) fills during backward, staged through a
     ``reduce_bucket_size``-element bucket; at the step only the fp32 partition
     gradient (4/d B/param) is alive. ZeRO-3 also partitions the weights and
-    keeps its reduce bucket allocated for the whole run. (Rajbhandari et al.
+    keeps its reduce bucket allocated for the whole run, and steps one sub-group
+    at a time: only that sub-group's fp32 gradient is alive
+    (``ds_rules.STAGE3_SUB_GROUP_ELEMENTS``). (Rajbhandari et al.
     2020, "ZeRO", Sec. 5: Ψ/N_d sharding of each state.)
 
     ``n_trainable`` (default all): a frozen parameter has weights only — no gradient and
@@ -405,6 +408,7 @@ def model_states(
     their partitions (``zero3_persistent_elements``), outside the step only.
     """
     d, z = layout.data, layout.zero_stage
+    step_transient = 0.0
     w = WEIGHT_BYTES[precision]
     mixed = precision != "fp32"
     all_params = n_params
@@ -432,22 +436,27 @@ def model_states(
         weights = w * all_params / (d if z == 3 else 1)
         optimizer = 12 * n / d  # fp32 partition of the weights + m + v
         grads_end = w * n / d
-        grads_step = 4 * n / d if z < 3 else w * n / d + 4 * n / d
+        grads_step = 4 * n / d
         backward_buffer = bucket if z < 3 else 0.0
         persistent_buffer = bucket if z == 3 else 0.0
+        if z == 3:  # the 16-bit partition gradients stay; one sub-group at a time in fp32
+            sub_group = min(n / d, ds_rules.STAGE3_SUB_GROUP_ELEMENTS)
+            grads_step = w * n / d + 4 * sub_group
+            step_transient = w * sub_group  # flattened before the cast
     host = 0.0
     if layout.offload_optimizer != "none" and z >= 1:
         # ZeRO-Offload: the fp32 partition, its gradient and the step live on the host
         host += optimizer + 4 * n / d
         optimizer = 0.0
         grads_step = grads_end if z == 3 else 0.0
+        step_transient = 0.0
     if layout.offload_params != "none" and z == 3:
         host += weights
         weights = 0.0
     gathered = w * n_persistent if z == 3 else 0.0
     return ModelStates(
         weights, optimizer, grads_end, grads_step, backward_buffer, persistent_buffer, host,
-        gathered,
+        gathered, step_transient,
     )  # fmt: skip
 
 
@@ -606,6 +615,7 @@ def estimate_memory(
         step_tmp = 0.0
         if kernels == "cpu" and trainable:
             step_tmp = cpu_adam_transient(dims, layout, precision, trainable)
+        step_tmp += st.step_transient
         candidates.append(("step", 0.0, st.grads_step, step_tmp + pipe_kept))
         if last and p == 1 and dims.tie_embeddings and c.head_trainable:
             # the embedding's gradient meets the head's on the tied weight: autograd

@@ -15,6 +15,11 @@ STAGE3_PREFETCH_ELEMENTS = 50_000_000  # prefetched ahead of use (stage 3)
 STAGE3_PERSISTENCE_THRESHOLD = 100_000  # parameters this small stay gathered (stage 3)
 STAGE3_MAX_LIVE_ELEMENTS = 1_000_000_000  # gathered elements kept alive at once (stage 3)
 STAGE3_MAX_REUSE_DISTANCE = 1_000_000_000
+# ZeRO-3's optimizer step walks the partition in sub-groups of about this many elements
+# (`sub_group_size`; stage3.py `_create_fp16_sub_groups` closes a group once it reaches it):
+# each sub-group's fp32 gradient is made just before its step and freed after it
+# (`_prepare_fp32_grad_for_sub_group`, `_release_sub_group`).
+STAGE3_SUB_GROUP_ELEMENTS = 1_000_000_000
 
 # ZeRO stage 0 reduces through the engine's `allreduce_gradients` →
 # `buffered_allreduce_fallback(elements_per_buffer=MEMORY_OPT_ALLREDUCE_SIZE)`, 5e8 elements
@@ -56,6 +61,7 @@ def zero_buckets(stage: int) -> dict:
                 "stage3_param_persistence_threshold": STAGE3_PERSISTENCE_THRESHOLD,
                 "stage3_max_live_parameters": STAGE3_MAX_LIVE_ELEMENTS,
                 "stage3_max_reuse_distance": STAGE3_MAX_REUSE_DISTANCE,
+                "sub_group_size": STAGE3_SUB_GROUP_ELEMENTS,
             }
         )
     return buckets
