@@ -94,6 +94,9 @@ def measure_stage(module, spec, layout, stage: int, micro_batch: int) -> dict:
     config = build_ds_config(
         layout=replace(layout, zero_stage=stage), train=spec.train, on_cpu=True
     )
+    sub_group = os.environ.get("LLMSPEC_SUB_GROUP_SIZE")  # ZeRO-3 steps in several sub-groups
+    if sub_group and stage == 3:
+        config["zero_optimization"]["sub_group_size"] = int(sub_group)
     engine, *_ = deepspeed.initialize(model=model, config=config)
     counts: dict = {}
     measuring = [False]
@@ -102,8 +105,14 @@ def measure_stage(module, spec, layout, stage: int, micro_batch: int) -> dict:
         if measuring[0] and name not in counts:
             counts[name] = count(engine)
 
+    def record_in_step():  # ZeRO-3 steps each sub-group in turn: keep the largest moment
+        if measuring[0]:
+            now = count(engine)
+            if now["total"] > counts.get("in_step", {"total": -1})["total"]:
+                counts["in_step"] = now
+
     inner = getattr(engine.optimizer, "optimizer", engine.optimizer)
-    inner.register_step_pre_hook(lambda *_: record("in_step"))
+    inner.register_step_pre_hook(lambda *_: record_in_step())
 
     def late_backward_hook(_module, inputs):  # block 0's input gradient: end of backward
         if inputs[0].requires_grad:
