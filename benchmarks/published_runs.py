@@ -261,6 +261,12 @@ def pipeline_schedule(run: dict) -> str:
     return "deepspeed" if "deepspeed" in framework else "megatron"
 
 
+def comm_overlap(run: dict) -> tuple[str, ...]:
+    """What the run's software hid behind compute, as read in its framework's recipe for that
+    layout (`comm_overlap` in published_runs.yaml; `cost.step_time`)."""
+    return tuple(sorted(run.get("comm_overlap") or {}))
+
+
 # ----------------------------------------------------------------------------- one run
 @dataclass
 class Result:
@@ -353,6 +359,7 @@ def evaluate(run: dict) -> Result:
             attention_kernel=attention_kernel(run),
             virtual_stages=run["layout"].get("virtual_stages") or 1,
             pipeline_schedule=pipeline_schedule(run),
+            comm_overlap=comm_overlap(run),
         )
     except UserError as exc:
         result.reason = f"planner refused the published layout: {exc}"

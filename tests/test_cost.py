@@ -564,3 +564,32 @@ def test_interleaving_divides_the_bubble_and_multiplies_the_sends():
     slot = (chunks.compute + chunks.elementwise) / 8
     assert chunks.bubble == pytest.approx(8 * slot * (3 / 8) / 3)  # ideal × (p−1)/m / v
     assert chunks.compute == pytest.approx(plain.compute)
+
+
+def test_published_comm_overlap_hides_only_what_compute_covers():
+    """`comm_overlap` (published runs only): tensor-parallel collectives are exposed only
+    beyond the stage's compute, and with overlapped sends only the pipeline's fill and drain
+    (2(p−1) transfers) stay on the critical path; the generated code's default hides neither."""
+    stages = (_stage(4, 1e9, 1e8),) * 4
+    kw = dict(
+        micro_batch=1, micro_batches=16, seq_len=1000, d_model=4096, tensor=4, data=1,
+        zero_stage=0, recompute="none", sequence_parallel=True, offload_optimizer="none",
+        offload_params="none", act_bytes=2, grad_bytes=2, peak_tflops=100.0, efficiency=0.5,
+        pipeline_schedule="megatron", virtual_stages=2,
+    )  # fmt: skip
+    plain = cost.step_time(stages, links=_links(), **kw)
+    assert plain.tensor_parallel > 0 and plain.pipeline_p2p > 0
+    both = ("tensor_parallel", "pipeline_p2p")
+    hidden = cost.step_time(stages, links=_links(), comm_overlap=both, **kw)
+    comp_mb = plain.compute / 16
+    tp_mb = plain.tensor_parallel / 16
+    assert hidden.tensor_parallel == pytest.approx(16 * max(0.0, tp_mb - comp_mb))
+    transfers = cost.pipeline_transfers("megatron", 4, 16, 2)
+    one = plain.pipeline_p2p / transfers
+    assert hidden.pipeline_p2p == pytest.approx(one * 2 * (4 - 1))  # the rest hides
+    # a tensor link so slow that its collectives outlast the compute: the excess shows
+    slow = cost.step_time(stages, links=_links(tensor_gbps=0.5), comm_overlap=both, **kw)
+    slow_plain = cost.step_time(stages, links=_links(tensor_gbps=0.5), **kw)
+    assert slow.tensor_parallel == pytest.approx(slow_plain.tensor_parallel - slow_plain.compute)
+    with pytest.raises(ValueError, match="unknown comm_overlap"):
+        cost.step_time(stages, links=_links(), comm_overlap=("data_parallel",), **kw)

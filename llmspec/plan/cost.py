@@ -807,6 +807,8 @@ def one_f_one_b_s(
 # before its compute. "megatron": Megatron-LM's 1F1B, which pairs each send with the next
 # receive in one batched call (`p2p_communication.send_forward_recv_backward`).
 PIPELINE_SCHEDULES = ("deepspeed", "megatron")
+# Communication a published run's software overlaps with compute (`step_time`'s comm_overlap).
+COMM_OVERLAPS = ("tensor_parallel", "pipeline_p2p")
 
 
 def pipeline_transfers(schedule: str, pipeline: int, micro_batches: int, virtual_stages=1) -> int:
@@ -882,6 +884,7 @@ def step_time(
     efficiency: float | None = None,
     virtual_stages: int = 1,
     pipeline_schedule: str = "deepspeed",
+    comm_overlap: tuple[str, ...] = (),
 ) -> StepTime:
     """Predicted time of one optimizer step (m micro-batches through p stages).
 
@@ -901,7 +904,18 @@ def step_time(
     - every collective pays NCCL's latency per call (`collective_s`);
     - offload: gradient copies to the host hide behind the backward, the CPU
       Adam step and the parameter copy back are exposed.
+
+    `comm_overlap` (published runs only; the generated code overlaps neither) names what the
+    costed software hides behind compute (`COMM_OVERLAPS`): "tensor_parallel" (Transformer
+    Engine's userbuffers, Megatron-Core `tp_comm_overlap`: the collectives are split and
+    pipelined with the GEMMs, so only what is longer than the stage's compute is exposed);
+    "pipeline_p2p" (Megatron-Core `overlap_p2p_comm`, interleaved schedule: sends are
+    asynchronous and overlap the next chunk; the pipeline's fill and drain, 2(p−1)
+    transfers, stay exposed).
     """
+    unknown = set(comm_overlap) - set(COMM_OVERLAPS)
+    if unknown:
+        raise ValueError(f"unknown comm_overlap {sorted(unknown)}; known: {COMM_OVERLAPS}")
     # An explicit `efficiency` prices FLOPs at one flat fraction of the peak (worked examples
     # in the tests); otherwise each stage's shape-aware `compute_s_per_token` is used.
     explicit_efficiency = efficiency is not None
@@ -930,6 +944,8 @@ def step_time(
         if i == 0 and tensor > 1:  # vocab-parallel embedding: one all-reduce forward
             tp += ring_allreduce_s(tokens_mb * d_model * act_bytes, tensor, tp_gbps)
             tp += ring_latency_s(2 * (tensor - 1), True)
+        if "tensor_parallel" in comm_overlap:
+            tp = exposed_s(tp, comp)
         return comp, elem, tp
 
     # Stages with the same work cost the same: evaluate each distinct stage once.
@@ -948,7 +964,11 @@ def step_time(
         one = p2p_s(boundary, links.pipeline_gbps) + ring_latency_s(1, links.pipeline_intra_node)
     # Every transfer on the critical path (`pipeline_transfers`: schedule by schedule; with
     # interleaving each chunk boundary is a stage boundary, Narayanan et al. 2021 §2.2.2).
-    p2p_total = one * pipeline_transfers(pipeline_schedule, pipeline, micro_batches, virtual_stages)
+    transfers = pipeline_transfers(pipeline_schedule, pipeline, micro_batches, virtual_stages)
+    p2p_total = one * transfers
+    if "pipeline_p2p" in comm_overlap and pipeline > 1:
+        fill_drain = one * min(transfers, 2 * (pipeline - 1))
+        p2p_total = fill_drain + exposed_s(p2p_total - fill_drain, comp_mb * micro_batches)
 
     mean_slot = sum(sum(c) for c in costs) / pipeline
     imbalance = sum(costs[slowest]) / mean_slot - 1 if mean_slot > 0 else 0.0

@@ -36,6 +36,7 @@ def make_plan(
     attention_kernel: str = "flash",
     virtual_stages: int = 1,
     pipeline_schedule: str = "deepspeed",
+    comm_overlap: tuple[str, ...] = (),
 ) -> Plan:
     """Search the layouts of `spec` (respecting its pinned fields and `pins`) and plan the best.
 
@@ -47,7 +48,8 @@ def make_plan(
     `virtual_stages` > 1 costs Megatron's interleaved 1F1B (published runs only: the
     generated DeepSpeed pipeline runs plain 1F1B); `pipeline_schedule` "megatron" costs the
     stage-to-stage sends as Megatron pairs them (published runs only; see
-    `cost.pipeline_transfers`).
+    `cost.pipeline_transfers`); `comm_overlap` names communication the costed software hides
+    behind compute (published runs only; `cost.step_time`).
     """
     dims = ModelDims.from_spec(spec)
     cluster = devices.Cluster.from_spec(spec.cluster)
@@ -66,6 +68,7 @@ def make_plan(
         attention_kernel=attention_kernel,
         virtual_stages=virtual_stages,
         pipeline_schedule=pipeline_schedule,
+        comm_overlap=tuple(comm_overlap),
     )
     result = search.search(problem)
     best = result.best
@@ -105,6 +108,7 @@ def make_plan(
                 attention_kernel=attention_kernel,
                 virtual_stages=virtual_stages,
                 pipeline_schedule=pipeline_schedule,
+                comm_overlap=comm_overlap,
             )
             why = (
                 f"zero_stage {stage}: the lowest ZeRO stage at which PPO's actor, critic, "

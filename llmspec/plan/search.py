@@ -65,6 +65,9 @@ class SearchProblem:
     # Schedule whose stage-to-stage transfers are costed (`cost.pipeline_transfers`): the
     # generated code's DeepSpeed PipelineEngine, or Megatron's for the published runs made on it.
     pipeline_schedule: str = "deepspeed"
+    # What the costed software overlaps with compute (`cost.COMM_OVERLAPS`): nothing for the
+    # generated code; the published-run benchmark names what each run's framework overlapped.
+    comm_overlap: tuple[str, ...] = ()
 
     @property
     def kernels(self) -> str:
@@ -381,6 +384,7 @@ def _candidate(problem: SearchProblem, layout: Layout, stage_layers, memory) -> 
         links=links_for(layout, cluster),
         virtual_stages=problem.virtual_stages if layout.pipeline > 1 else 1,
         pipeline_schedule=problem.pipeline_schedule,
+        comm_overlap=problem.comm_overlap,
     )
     host_per_rank = cluster.host_memory_bytes // cluster.gpus_per_node
     assessed = uncertainty.assess(layout, cluster.gpu, cluster.gpus_per_node)
