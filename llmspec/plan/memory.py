@@ -396,14 +396,15 @@ def model_states(
     ZeRO-0 with 16-bit training (DeepSpeed's mixed-precision optimizer): 16-bit
     weights and gradients, fp32 master + m + v (12 B/param); at the step the
     16-bit gradients are upcast to fp32 (4 B/param) while still alive.
-    ZeRO-1/2 (``stage_1_and_2.py``, both partition gradients in 0.19): the
-    16-bit gradient partition (1/d) fills during backward, staged through a
-    ``reduce_bucket_size``-element bucket; at the step only the fp32 partition
-    gradient (4/d B/param) is alive. ZeRO-3 also partitions the weights and
+    ZeRO-1/2 (``stage_1_and_2.py``): after the reduce, the 16-bit gradient
+    partition (1/d), staged through a ``reduce_bucket_size``-element bucket — ZeRO-2
+    reduces during backward, ZeRO-1 only at the accumulation boundary, holding every
+    gradient whole until then (below); at the step the 16-bit partition and the fp32
+    partition gradient (4/d B/param). ZeRO-3 also partitions the weights and
     keeps its reduce bucket allocated for the whole run, and steps one sub-group
     at a time: only that sub-group's fp32 gradient is alive
     (``ds_rules.STAGE3_SUB_GROUP_ELEMENTS``). (Rajbhandari et al.
-    2020, "ZeRO", Sec. 5: Ψ/N_d sharding of each state.)
+    2020, "ZeRO", Sec. 5: Ψ/N_d sharding of each state; P_os keeps 2Ψ of gradients.)
 
     DeepSpeed 0.19.8 ``runtime/zero/stage_1_and_2.py``, with ds_config.json's
     ``contiguous_gradients`` and train.py's two parameter groups (decay / no decay):
