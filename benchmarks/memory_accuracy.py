@@ -3,7 +3,8 @@
     python benchmarks/memory_accuracy.py            # everything (~15 min on 2 CPU cores)
     python benchmarks/memory_accuracy.py --no-zero  # fake-tensor matrix only (~2 min)
     python benchmarks/memory_accuracy.py --no-fake --zero-ranks 8 --no-pipeline  # ZeRO-3 × 8
-    python benchmarks/memory_accuracy.py --no-fake --zero-ranks ""  # pipeline 2 and 4 only
+    python benchmarks/memory_accuracy.py --no-fake --zero-ranks ""  # pipeline runs only
+    python benchmarks/memory_accuracy.py --no-fake --zero-ranks "" --pipeline-data 2  # × data 2
 
 Part 1 measures one steady-state training step of the generated model.py under
 FakeTensorMode + MemTracker (``llmspec.verify.measure.measure_step``; nothing is
@@ -26,8 +27,9 @@ reduce bucket too (a fixed 5e8-element allocation that hides everything else at
 this model size).
 
 Part 3 runs the generated pipeline-parallel model.py under DeepSpeed's
-PipelineEngine, one CPU process per stage (2 and 4 stages, 1F1B over 4
-micro-batches, ZeRO 0/1; ``benchmarks/pipeline_states_worker.py``), and
+PipelineEngine, one CPU process per stage and data rank (2 and 4 stages at
+ZeRO-0; 2 stages × 2 data ranks at ZeRO-1 and at bf16 ZeRO-0, BF16_Optimizer;
+1F1B over 4 micro-batches; ``benchmarks/pipeline_states_worker.py``), and
 compares each stage's model states at the optimizer step and the peak of live
 tensor bytes in a step with ``estimate_memory(..., stage_layers=...)``.
 
@@ -219,6 +221,7 @@ def zero_table(runs=ZERO_RUNS) -> list[float]:
             spec = make_spec("gpt", ZERO_MODEL, precision, 64)
             dims = ModelDims.from_spec(spec)
             n = count_params(dims).total
+            w = {"fp32": 4, "bf16": 2}[precision]
             largest = dims.vocab_size * dims.d_model
             block, embedding, head = zero3_persistent_elements(dims)
             persistent = dims.n_layers * block + embedding + head
@@ -229,9 +232,16 @@ def zero_table(runs=ZERO_RUNS) -> list[float]:
                 base = st.weights + st.optimizer + st.persistent_buffer
                 # block 0's backward: the tied table's full gradient still pending
                 pending = tied_gradient_pending(dims, layout, precision, kernels="cpu")
+                late_grads = st.grads_end + pending
+                if z == 1:
+                    # ZeRO-1 keeps every .grad whole until the reduce; at block 0's input
+                    # gradient the embedding's are still to come, and the head's part of the
+                    # tied table waits inside autograd (no Python object: the count cannot
+                    # see it; the planned peak has it, in `grads_backward`)
+                    late_grads = st.grads_backward - w * count_params(dims).embedding
                 planned = {
                     "late_backward": (
-                        base + st.backward_buffer + st.grads_end + st.gathered_persistent + pending
+                        base + st.backward_buffer + late_grads + st.gathered_persistent
                     ),
                     "after_backward": base + st.grads_end + st.gathered_persistent,
                     "in_step": base + st.grads_step,  # stage3.py step releases the persistent
@@ -283,18 +293,22 @@ def zero_table(runs=ZERO_RUNS) -> list[float]:
 
 
 PIPE_MODEL = dict(vocab_size=4096, max_seq_len=256, d_model=256, n_layers=4, n_heads=4, d_ff=1024)
-# (pipeline stages, ZeRO stage, precision): 1F1B over PIPE_MICRO_BATCHES micro-batches
-PIPE_RUNS = ((2, 0, "bf16"), (2, 0, "fp32"), (4, 0, "bf16"), (4, 0, "fp32"))
+# (pipeline stages, ZeRO stage, precision, data-parallel ranks per stage): 1F1B over
+# PIPE_MICRO_BATCHES micro-batches; world = pipeline × data
+PIPE_RUNS = ((2, 0, "bf16", 1), (2, 0, "fp32", 1), (4, 0, "bf16", 1), (4, 0, "fp32", 1))
+# pipeline × data with ZeRO-1 (the Megatron-DeepSpeed / BLOOM / GPT-NeoX set-up), and bf16 at
+# ZeRO-0, where BF16_Optimizer splits its fp32 state over the data ranks
+PIPE_DATA_RUNS = ((2, 1, "fp32", 2), (2, 1, "bf16", 2), (2, 0, "bf16", 2))
 PIPE_MICRO_BATCHES, PIPE_MICRO_BATCH, PIPE_SEQ = 4, 2, 256
 
 
-def pipeline_states(precision: str, stage_layers, zero_stage: int) -> list[dict]:
-    """Run the pipeline worker, one process per stage; one dict per rank."""
+def pipeline_states(precision: str, stage_layers, zero_stage: int, data: int = 1) -> list[list]:
+    """Run the pipeline worker, `data` processes per stage; per stage, its ranks' dicts."""
     spec = make_spec("gpt", PIPE_MODEL, precision, PIPE_SEQ)
     env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     cmd = [
-        "deepspeed", "--num_gpus", str(len(stage_layers)), "--master_port", str(free_port()),
-        str(ROOT / "benchmarks" / "pipeline_states_worker.py"),
+        "deepspeed", "--num_gpus", str(len(stage_layers) * data),
+        "--master_port", str(free_port()), str(ROOT / "benchmarks" / "pipeline_states_worker.py"),
         json.dumps(spec.model_dump(mode="json", exclude={"data"})),
         ",".join(map(str, stage_layers)), str(zero_stage), str(PIPE_MICRO_BATCHES),
         str(PIPE_MICRO_BATCH),
@@ -308,9 +322,12 @@ def pipeline_states(precision: str, stage_layers, zero_stage: int) -> list[dict]
     if len(rows) != 1:
         sys.stderr.write(out.stdout[-4000:] + out.stderr[-4000:])
         raise SystemExit(
-            f"pipeline worker failed ({precision}, {stage_layers}): exit {out.returncode}"
+            f"pipeline worker failed ({precision}, {stage_layers}, data {data}): "
+            f"exit {out.returncode}"
         )
-    return sorted(rows[0]["ranks"], key=lambda r: r["stage"])
+    return [
+        [r for r in rows[0]["ranks"] if r["stage"] == stage] for stage in range(len(stage_layers))
+    ]
 
 
 def pipeline_table(runs=PIPE_RUNS) -> list[float]:
@@ -319,31 +336,39 @@ def pipeline_table(runs=PIPE_RUNS) -> list[float]:
         f"GPT {PIPE_MODEL['n_layers']} blocks, d_model {PIPE_MODEL['d_model']}, vocab "
         f"{PIPE_MODEL['vocab_size']}; micro-batch {PIPE_MICRO_BATCH} × {PIPE_SEQ} tokens, "
         f"{PIPE_MICRO_BATCHES} micro-batches per step (1F1B `TrainSchedule`), one process per "
-        "stage (gloo). At the step: every live tensor when the optimizer step begins "
+        "stage and data rank (gloo), train.py's two parameter groups. At the step: every "
+        "live tensor when the optimizer step begins "
         "(planned: `model_states` of the stage's parameters and the PipelineEngine's kept "
         "buffers, `pipeline_engine_buffers`). Peak: the most bytes of live "
         "tensor storages during the second `train_batch` (a TorchDispatchMode that follows "
         "every storage an op returns until it is freed; planned: `estimate_memory(..., "
-        'kernels="cpu", stage_layers=...)`). MiB.\n'
+        'kernels="cpu", stage_layers=...)`). Measured: the worst of the stage\'s data ranks, '
+        "and the spread over them. ZeRO-1 allocates DeepSpeed's reduce bucket (5e8 elements, "
+        "twice at the pipeline's reduce), which dwarfs this model: the peak is also compared "
+        "without it (measured: less the storages of exactly the bucket's size; planned: less "
+        "`reduce_buffer`). MiB.\n"
     )
     print(
-        "| precision | pipeline | ZeRO | stage | blocks | params M: built (planned) | at the step measured "
-        "| planned | error | peak measured | planned | error |"
+        "| precision | pipeline × data | ZeRO | stage | blocks | params M: built (planned) "
+        "| at the step measured (spread) | planned | error | peak measured (spread) | planned "
+        "| error | peak without buckets: measured / planned (error) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     errors = []
     mib = 1024**2
-    for p, z, precision in runs:
+    for p, z, precision, data in runs:
         spec = make_spec("gpt", PIPE_MODEL, precision, PIPE_SEQ)
         dims = ModelDims.from_spec(spec)
         layers = even_stage_layers(dims.n_layers, p)
         layout = Layout(
-            pipeline=p, micro_batch_size=PIPE_MICRO_BATCH, grad_accum_steps=PIPE_MICRO_BATCHES,
-            zero_stage=z,
+            pipeline=p, data=data, micro_batch_size=PIPE_MICRO_BATCH,
+            grad_accum_steps=PIPE_MICRO_BATCHES, zero_stage=z,
         )  # fmt: skip
         plan = estimate_memory(dims, layout, precision, kernels="cpu", stage_layers=layers)
         w = {"fp32": 4, "bf16": 2}[precision]
-        for rank, stage in zip(pipeline_states(precision, layers, z), plan.stages, strict=True):
+        measured_stages = pipeline_states(precision, layers, z, data)
+        for ranks, stage in zip(measured_stages, plan.stages, strict=True):
+            assert len(ranks) == data, (stage.stage, len(ranks))
             n = stage.params / w  # ZeRO 0/1 keep every weight of the stage
             st = model_states(n, precision, layout)
             kept, _ = pipeline_engine_buffers(
@@ -351,15 +376,26 @@ def pipeline_table(runs=PIPE_RUNS) -> list[float]:
                 first=stage.stage == 0, last=stage.stage == p - 1,
             )  # fmt: skip
             planned_states = st.weights + st.optimizer + st.grads_step + st.persistent_buffer + kept
-            measured_states = rank["in_step"]["total"]
-            err_states = (planned_states - measured_states) / measured_states
-            err_peak = (stage.total - rank["peak"]) / rank["peak"]
+            at_step = [r["in_step"]["total"] for r in ranks]
+            peaks = [r["peak"] for r in ranks]
+            worst = max(range(data), key=lambda k: peaks[k])
+            err_states = (planned_states - max(at_step)) / max(at_step)
+            err_peak = (stage.total - peaks[worst]) / peaks[worst]
             errors += [err_states, err_peak]
+            bare_cell = "—"
+            if st.reduce_buffer:
+                bare = peaks[worst] - ranks[worst]["peak_buckets"]
+                bare_planned = stage.total - st.reduce_buffer
+                bare_err = (bare_planned - bare) / bare
+                errors.append(bare_err)
+                bare_cell = f"{bare / mib:.2f} / {bare_planned / mib:.2f} ({bare_err:+.2%})"
             print(
-                f"| {precision} | {p} | {z} | {stage.stage} | {stage.layers} "
-                f"| {rank['params_local'] / 1e6:.3f} ({n / 1e6:.3f}) "
-                f"| {measured_states / mib:.2f} | {planned_states / mib:.2f} | {err_states:+.2%} "
-                f"| {rank['peak'] / mib:.2f} | {stage.total / mib:.2f} | {err_peak:+.2%} |",
+                f"| {precision} | {p} × {data} | {z} | {stage.stage} | {stage.layers} "
+                f"| {ranks[0]['params_local'] / 1e6:.3f} ({n / 1e6:.3f}) "
+                f"| {max(at_step) / mib:.2f} ({(max(at_step) - min(at_step)) / mib:.3f}) "
+                f"| {planned_states / mib:.2f} | {err_states:+.2%} "
+                f"| {peaks[worst] / mib:.2f} ({(max(peaks) - min(peaks)) / mib:.3f}) "
+                f"| {stage.total / mib:.2f} | {err_peak:+.2%} | {bare_cell} |",
                 flush=True,
             )
     print()
@@ -398,6 +434,12 @@ def main() -> int:
         help="part 2's world sizes: 2 runs ZeRO 0-3, 8 runs ZeRO-3 (default 2,8)",
     )
     parser.add_argument("--no-pipeline", action="store_true", help="skip part 3")
+    parser.add_argument(
+        "--pipeline-data",
+        default="1,2",
+        help="part 3's data-parallel ranks per stage: 1 runs pipeline 2 and 4 at ZeRO-0, "
+        "2 runs pipeline 2 × data 2 at ZeRO-1 (fp32, bf16) and bf16 ZeRO-0 (default 1,2)",
+    )
     parser.add_argument("--no-fake", action="store_true", help="skip part 1")
     args = parser.parse_args()
     errors = [] if args.no_fake else fake_tensor_matrix()
@@ -408,7 +450,10 @@ def main() -> int:
         if runs:
             zero_errors += zero_table(runs)
         if not args.no_pipeline:
-            zero_errors += pipeline_table()
+            data = {int(d) for d in args.pipeline_data.split(",") if d}
+            runs = tuple(r for r in PIPE_RUNS + PIPE_DATA_RUNS if r[3] in data)
+            if runs:
+                zero_errors += pipeline_table(runs)
     print(f"estimate_memory: {estimate_speed():.1f} µs per call")
     ok = all(abs(e) <= 0.05 for e in errors) and all(abs(e) <= 0.03 for e in zero_errors)
     print(

@@ -19,7 +19,12 @@ During the second one it records, on this rank:
   Each storage is counted once, from when it is first seen until a
   ``weakref.finalize`` on it fires (storages keep their Python object while
   any tensor, saved ones included, holds them);
+* ``peak_buckets``: of ``peak``, the bytes in storages of exactly DeepSpeed's reduce
+  bucket size (ZeRO-1 allocates it, twice at the pipeline's gradient reduce);
 * ``before``: the live bytes when the call starts (model states between steps).
+
+``pipeline × data`` ranks: ``data`` processes per stage (``deepspeed --num_gpus``
+pipeline × data; ZeRO-1 and BF16_Optimizer partition over a stage's data ranks).
 
 Prints one JSON line on rank 0 holding every stage's counts.
 """
@@ -38,6 +43,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from zero_states_worker import count, live_tensors, remove_shm_buffer
 
+from llmspec.rules.deepspeed import REDUCE_BUCKET_ELEMENTS
+
+BUCKET_BYTES = {REDUCE_BUCKET_ELEMENTS * size for size in (2, 4)}  # bf16/fp16, fp32
+
 
 class LiveBytes(TorchDispatchMode):
     """Bytes of the live CPU tensor storages, and their most, while the mode is on."""
@@ -46,11 +55,17 @@ class LiveBytes(TorchDispatchMode):
         super().__init__()
         self.live: dict[int, int] = {}  # storage data_ptr → bytes
         self.now = self.peak = 0
+        # of those, in storages of exactly a reduce bucket's size (16- or 32-bit), now and
+        # at the peak
+        self.buckets_now = self.peak_buckets = 0
         for t in existing:
             self._see(t)
 
     def _gone(self, key: int) -> None:
-        self.now -= self.live.pop(key, 0)
+        size = self.live.pop(key, 0)
+        self.now -= size
+        if size in BUCKET_BYTES:
+            self.buckets_now -= size
 
     def _see(self, t) -> None:
         if not isinstance(t, torch.Tensor) or t.device.type != "cpu":
@@ -61,7 +76,10 @@ class LiveBytes(TorchDispatchMode):
             return
         self.live[key] = size
         self.now += size
-        self.peak = max(self.peak, self.now)
+        if size in BUCKET_BYTES:
+            self.buckets_now += size
+        if self.now > self.peak:
+            self.peak, self.peak_buckets = self.now, self.buckets_now
         weakref.finalize(st, self._gone, key)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -131,6 +149,7 @@ def main() -> None:
     with tracker:
         engine.train_batch(data_iter=data)
     counts["peak"] = tracker.peak
+    counts["peak_buckets"] = tracker.peak_buckets
     counts["after"] = tracker.now
     counts["stage"] = engine.stage_id
     counts["params_local"] = sum(p.numel() for p in engine.module.parameters())

@@ -97,7 +97,14 @@ def measure_stage(module, spec, layout, stage: int, micro_batch: int) -> dict:
     sub_group = os.environ.get("LLMSPEC_SUB_GROUP_SIZE")  # ZeRO-3 steps in several sub-groups
     if sub_group and stage == 3:
         config["zero_optimization"]["sub_group_size"] = int(sub_group)
-    engine, *_ = deepspeed.initialize(model=model, config=config)
+    # train.py's two parameter groups (weight decay on matrices only): DeepSpeed's flat
+    # optimizers keep one flat buffer per group, and their gradient buffers outlive groups
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [
+        g for g in ({"params": decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]
+    ]
+    engine, *_ = deepspeed.initialize(model=model, model_parameters=groups, config=config)
     counts: dict = {}
     measuring = [False]
 

@@ -287,12 +287,13 @@ def tied_gradient_pending(
     """Bytes of a tied table's gradient from the LM head that autograd holds (the input
     buffer of the weight's AccumulateGrad node) from the head's backward until the
     embedding's gradient is added to it at the end of backward: full size, and beside the
-    gradients already there under accumulation, or partitioned away by ZeRO ≥ 1 (under
-    ZeRO-0 without accumulation it is the head's share of ``grads_end``). 0 when the two
+    gradients already there under accumulation, or partitioned away by ZeRO ≥ 2 (under
+    ZeRO-0 and ZeRO-1, which keep the gradients whole through backward, without
+    accumulation it is the head's share of ``grads_backward``). 0 when the two
     uses sit on different pipeline stages (each stage has its own copy)."""
     if not dims.tie_embeddings or layout.pipeline > 1:
         return 0.0
-    if layout.zero_stage == 0 and layout.grad_accum_steps <= 1:
+    if layout.zero_stage <= 1 and layout.grad_accum_steps <= 1:
         return 0.0
     c = _constants(
         dims, precision, layout.activation_checkpointing, layout.tensor,
@@ -368,10 +369,14 @@ class ModelStates:
 
     weights: float
     optimizer: float  # AdamW m, v (+ fp32 master weights when mixed or ZeRO ≥ 1)
-    grads_end: float  # gradients held when backward ends
+    grads_backward: float  # gradients held through backward, before the boundary's reduce
+    grads_end: float  # gradients held when backward (and, at the boundary, its reduce) ends
     grads_step: float  # gradients held during the optimizer step
     backward_buffer: float  # reduce bucket alive during backward only (ZeRO 1/2)
     persistent_buffer: float  # alive all step: ZeRO-3's reduce bucket, BF16_Optimizer's grads
+    # ZeRO-1: the reduce buckets alive at the accumulation boundary's reduce, beside
+    # `grads_backward` (the pipeline engine's reduce adds a second one)
+    reduce_buffer: float
     host: float
     # ZeRO-3: full copies of the persistent (small) parameters, held in forward and backward
     # and released for the optimizer step (`zero3_persistent_elements`)
@@ -391,14 +396,33 @@ def model_states(
     ZeRO-0 with 16-bit training (DeepSpeed's mixed-precision optimizer): 16-bit
     weights and gradients, fp32 master + m + v (12 B/param); at the step the
     16-bit gradients are upcast to fp32 (4 B/param) while still alive.
-    ZeRO-1/2 (``stage_1_and_2.py``, both partition gradients in 0.19): the
-    16-bit gradient partition (1/d) fills during backward, staged through a
-    ``reduce_bucket_size``-element bucket; at the step only the fp32 partition
-    gradient (4/d B/param) is alive. ZeRO-3 also partitions the weights and
+    ZeRO-1/2 (``stage_1_and_2.py``): after the reduce, the 16-bit gradient
+    partition (1/d), staged through a ``reduce_bucket_size``-element bucket — ZeRO-2
+    reduces during backward, ZeRO-1 only at the accumulation boundary, holding every
+    gradient whole until then (below); at the step the 16-bit partition and the fp32
+    partition gradient (4/d B/param). ZeRO-3 also partitions the weights and
     keeps its reduce bucket allocated for the whole run, and steps one sub-group
     at a time: only that sub-group's fp32 gradient is alive
     (``ds_rules.STAGE3_SUB_GROUP_ELEMENTS``). (Rajbhandari et al.
-    2020, "ZeRO", Sec. 5: Ψ/N_d sharding of each state.)
+    2020, "ZeRO", Sec. 5: Ψ/N_d sharding of each state; P_os keeps 2Ψ of gradients.)
+
+    DeepSpeed 0.19.8 ``runtime/zero/stage_1_and_2.py``, with ds_config.json's
+    ``contiguous_gradients`` and train.py's two parameter groups (decay / no decay):
+
+    * ZeRO-1 partitions nothing during backward: its gradient hook (``process_gradients``)
+      only allocates the reduce bucket (``setup_buckets``: ``reduce_bucket_size`` elements of
+      the model dtype, the size ds_config.json sets, ``rules.deepspeed``) and leaves every
+      .grad whole until the accumulation boundary's ``reduce_gradients``. Under the
+      PipelineEngine that call appends a second bucket of the same size ("with PP we must
+      create ipg buffer, since backward is handled outside zero") while every .grad is
+      still whole: the reduce moment holds two buckets and all the gradients. ZeRO-2 reduces
+      from its hooks during backward (its .grads move into the bucket).
+    * The reduce copies this rank's gradients into ``grads_in_partition``
+      (``copy_grads_in_partition``): one buffer in the model dtype for the parameters of
+      every group that touch this rank's partition (≈ 1/d). ``step`` flattens group 0's
+      part into an fp32 partition gradient and drops only that group's views, so the
+      buffer, still viewed by group 1's, is alive beside group 0's fp32 gradient through
+      its optimizer step: w/d + 4/d B per parameter (group 0, the matrices, is ~all of them).
 
     ``n_trainable`` (default all): a frozen parameter has weights only — no gradient and
     no optimizer state or fp32 master (train.py passes DeepSpeed the trainable ones only);
@@ -436,16 +460,21 @@ def model_states(
         weights = w * all_params / (d if z == 3 else 1)
         optimizer = 12 * n / d  # fp32 partition of the weights + m + v
         grads_end = w * n / d
-        grads_step = 4 * n / d
+        # ZeRO-1/2: `grads_in_partition` beside group 0's fp32 gradient (see above)
+        grads_step = w * n / d + 4 * n / d
         backward_buffer = bucket if z < 3 else 0.0
         persistent_buffer = bucket if z == 3 else 0.0
         if z == 3:  # the 16-bit partition gradients stay; one sub-group at a time in fp32
             sub_group = min(n / d, ds_rules.STAGE3_SUB_GROUP_ELEMENTS)
             grads_step = w * n / d + 4 * sub_group
             step_transient = w * sub_group  # flattened before the cast
+    # ZeRO-1 keeps every gradient whole until the boundary's reduce (see above)
+    grads_backward = w * n if z <= 1 else grads_end
+    reduce_buffer = bucket * (2 if layout.pipeline > 1 else 1) if z == 1 else 0.0
     host = 0.0
     if layout.offload_optimizer != "none" and z >= 1:
         # ZeRO-Offload: the fp32 partition, its gradient and the step live on the host
+        # (copy_grads_in_partition copies straight to it: no `grads_in_partition`)
         host += optimizer + 4 * n / d
         optimizer = 0.0
         grads_step = grads_end if z == 3 else 0.0
@@ -455,8 +484,10 @@ def model_states(
         weights = 0.0
     gathered = w * n_persistent if z == 3 else 0.0
     return ModelStates(
-        weights, optimizer, grads_end, grads_step, backward_buffer, persistent_buffer, host,
-        gathered, step_transient,
+        weights=weights, optimizer=optimizer, grads_backward=grads_backward,
+        grads_end=grads_end, grads_step=grads_step, backward_buffer=backward_buffer,
+        persistent_buffer=persistent_buffer, reduce_buffer=reduce_buffer, host=host,
+        gathered_persistent=gathered, step_transient=step_transient,
     )  # fmt: skip
 
 
@@ -527,7 +558,7 @@ def estimate_memory(
             if last
             else 0.0
         )
-        head_grads = st.grads_end * head_params / trainable if trainable else 0.0
+        head_grads = st.grads_backward * head_params / trainable if trainable else 0.0
         # Gradients accumulate over micro-batches: with accumulation they are all
         # alive through every backward; without, they appear as backward runs.
         accumulating = micro_batches > 1
@@ -557,7 +588,7 @@ def estimate_memory(
             )
             zero3_live += w * live
         buffers = st.backward_buffer + zero3_live  # alive in forward/backward only
-        grads_now = st.grads_end if accumulating else 0.0
+        grads_now = st.grads_backward if accumulating else 0.0
 
         tied_pending = tied_gradient_pending(dims, layout, precision, kernels) if last else 0.0
         pipe_kept, pipe_kept_at_loss = pipeline_engine_buffers(
@@ -601,15 +632,17 @@ def estimate_memory(
                 # before any of its gradients exist.
                 emb_acts = resident + tokens * (c.embedding_act if first else 0.0)
                 if recompute == "full":
-                    block_grads = st.grads_end * c.block_trainable / trainable if trainable else 0.0
+                    block_grads = (
+                        st.grads_backward * c.block_trainable / trainable if trainable else 0.0
+                    )
                     candidates.append(
                         ("bottom block", emb_acts + tokens * c.block_act,
-                         st.grads_end - block_grads,
+                         st.grads_backward - block_grads,
                          block_tmp + buffers + tied_pending + pipe_kept)
                     )  # fmt: skip
                 else:
                     candidates.append(
-                        ("bottom block", emb_acts, st.grads_end,
+                        ("bottom block", emb_acts, st.grads_backward,
                          c.block_weight_grad + buffers + tied_pending + pipe_kept)
                     )  # fmt: skip
         step_tmp = 0.0
@@ -617,10 +650,14 @@ def estimate_memory(
             step_tmp = cpu_adam_transient(dims, layout, precision, trainable)
         step_tmp += st.step_transient
         candidates.append(("step", 0.0, st.grads_step, step_tmp + pipe_kept))
+        if st.reduce_buffer:  # ZeRO-1's reduce at the boundary: its buckets, every .grad whole
+            candidates.append(
+                ("gradient reduce", 0.0, st.grads_backward, st.reduce_buffer + pipe_kept)
+            )
         if last and p == 1 and dims.tie_embeddings and c.head_trainable:
             # the embedding's gradient meets the head's on the tied weight: autograd
             # holds the new gradient and their sum before it replaces the old one
-            candidates.append(("embedding", resident, st.grads_end, 2 * c.head_weight_grad))
+            candidates.append(("embedding", resident, st.grads_backward, 2 * c.head_weight_grad))
         _, act_b, grad_b, tmp_b = max(candidates, key=lambda x: x[1] + x[2] + x[3])
         # whole bytes per part, and the total their sum (a part rounded apart from the total
         # made them disagree by a byte)
