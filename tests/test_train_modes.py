@@ -1,7 +1,7 @@
 """Generated projects train for real with 2 CPU processes in the other planned modes:
 bf16 (started by the real `deepspeed` launcher), ZeRO-Offload of the optimizer to CPU
-(DeepSpeedCPUAdam), 2 pipeline stages (ZeRO-1, full recompute) and tensor parallel 2
-(ZeRO-3, sequence parallel, selective recompute).
+(DeepSpeedCPUAdam), 2 pipeline stages (ZeRO-1, full recompute, and per-op selective
+recompute) and tensor parallel 2 (ZeRO-3, sequence parallel, selective recompute).
 
 Every mode trains the same model from the same seed on the same global batches as the
 ZeRO-0 run, so besides a falling loss the first step's loss (before any update) must
@@ -23,6 +23,7 @@ MODES = {
     "bf16": ("deepspeed", 1e-2),  # bf16 activations: ~3 significant digits
     "offload": ("torchrun", 1e-6),
     "pipeline2": ("torchrun", 1e-5),
+    "pipeline2-ops": ("torchrun", 1e-5),
     "tensor2": ("torchrun", 1e-5),
 }
 

@@ -270,6 +270,15 @@ VARIANTS: dict[str, dict] = {
             "activation_checkpointing": "full",
         }
     },
+    # per-op selective recompute inside DeepSpeed's PipelineEngine (its layers are our blocks)
+    "pipeline2-ops": {
+        "parallel": {
+            "data": 1,
+            "pipeline": 2,
+            "zero_stage": 1,
+            "activation_checkpointing": "ops",
+        }
+    },
     # tensor parallel as the planner picks it for big models: ZeRO-3, sequence parallel
     "tensor2": {
         "parallel": {
