@@ -492,8 +492,8 @@ def minhash_task(work: Path, rank: int, world: int) -> dict:
     """Signatures of read task `rank`'s documents that are not exact duplicates: minhash-R.npy
     (uint32[documents, MINHASH_PERMUTATIONS]) and their ids, minhash-R.ids.npy; and for the
     lsh tasks each band's key of each document, by hash partition (bands-R.npy, where
-    bands-R.bounds.npy says each partition's rows: one partition per read task, so an lsh
-    task holds one partition's share of the corpus at a time)."""
+    bands-R.bounds.npy says each partition's rows), so that an lsh task holds one
+    partition's share of the corpus at a time."""
     docs = np.load(work / f"read-{rank:05d}.npy")
     docs = docs[
         ~np.isin(docs["id"], dropped_ids(work, "exact", world, id_range(work, rank, world)))
@@ -506,14 +506,15 @@ def minhash_task(work: Path, rank: int, world: int) -> dict:
         signatures[row] = minhash(text[start:end].tobytes().decode("utf-8"))
     write_array(work / f"minhash-{rank:05d}.npy", signatures)
     write_array(work / f"minhash-{rank:05d}.ids.npy", docs["id"])
+    parts = lsh_partitions(world)
     bands = np.zeros((LSH_BANDS, len(docs)), dtype=BAND_ROW)
-    bounds = np.zeros((LSH_BANDS, world + 1), dtype=np.int64)
+    bounds = np.zeros((LSH_BANDS, parts + 1), dtype=np.int64)
     for band in range(LSH_BANDS):
         keys = band_keys(signatures, band)
-        partition = finish(keys.copy()) % np.uint64(world)
+        partition = finish(keys.copy()) % np.uint64(parts)
         order = np.argsort(partition, kind="stable")
         bands[band]["key"], bands[band]["id"] = keys[order], docs["id"][order]
-        bounds[band] = np.searchsorted(partition[order], np.arange(world + 1, dtype=np.uint64))
+        bounds[band] = np.searchsorted(partition[order], np.arange(parts + 1, dtype=np.uint64))
     write_array(work / f"bands-{rank:05d}.npy", bands)
     write_array(work / f"bands-{rank:05d}.bounds.npy", bounds)
     return {"documents": len(docs)}
@@ -526,7 +527,17 @@ def minhash_task(work: Path, rank: int, world: int) -> dict:
 # signature values), so a false candidate costs one comparison, a missed one a kept copy.
 BAND_MIX = _rng.integers(1, 2**63, LSH_ROWS, dtype=np.uint64) * 2 + 1  # a band's values -> 64 bits
 BAND_ROW = [("key", "<u8"), ("id", "<u8")]
+# llmspec default: read tasks' documents per hash partition of an lsh task. An lsh task holds
+# one partition (16 bytes a document, and its sort), so its memory stays flat as the corpus
+# grows in read tasks; it reads a slice of every minhash task's keys per partition, so fewer,
+# larger partitions keep that tasks x partitions count of slices down.
+LSH_PARTITION_TASKS = 4
 PAIRS_CHUNK = 2**20  # llmspec default: pairs the clusters task reads at a time (16 MiB)
+
+
+def lsh_partitions(tasks: int) -> int:
+    """How many hash partitions the band keys of `tasks` read tasks are cut into."""
+    return -(-tasks // LSH_PARTITION_TASKS)
 
 
 def band_keys(signatures: np.ndarray, band: int) -> np.ndarray:
@@ -542,33 +553,38 @@ def lsh_task(work: Path, band: int, world: int) -> dict:
     """Band `band`: each document whose band agrees with a lower id's is paired with the lowest
     id of its bucket; confirmed pairs go to lsh-B.bin (uint64 pairs). A bucket's documents
     share a key, so a hash partition of the keys holds whole buckets: the task reads one
-    partition at a time, 16 bytes a document of it (key and id)."""
+    partition at a time, 16 bytes a document of it (key and id), and the signatures of its
+    candidates (the memory maps are opened for one partition: the pages it read go with them)."""
     tasks = load_plan(work)["tasks"]
-    bands = [np.load(work / f"bands-{r:05d}.npy", mmap_mode="r")[band] for r in range(tasks)]
     bounds = [
-        np.load(work / f"bands-{r:05d}.bounds.npy", mmap_mode="r")[band] for r in range(tasks)
+        np.array(np.load(work / f"bands-{r:05d}.bounds.npy", mmap_mode="r")[band])
+        for r in range(tasks)
     ]
-    signatures = [np.load(work / f"minhash-{r:05d}.npy", mmap_mode="r") for r in range(tasks)]
-    ids = [np.load(work / f"minhash-{r:05d}.ids.npy", mmap_mode="r") for r in range(tasks)]
     firsts = np.array([id_range(work, r, tasks)[0] for r in range(tasks)], dtype=np.uint64)
     candidates = pairs = 0
     path = work / f"lsh-{band:05d}.bin"
     with open(path.with_name(path.name + ".tmp"), "wb") as out:
-        for part in range(tasks):
+        for part in range(lsh_partitions(tasks)):
             rows = np.concatenate(
-                [np.array(b[s[part] : s[part + 1]]) for b, s in zip(bands, bounds, strict=True)]
-            )
+                [np.array(np.load(work / f"bands-{r:05d}.npy", mmap_mode="r")[band, s[part] : s[part + 1]])
+                 for r, s in enumerate(bounds)]
+            )  # fmt: skip
             rows = rows[np.lexsort((rows["id"], rows["key"]))]  # by bucket, lowest id first
             keys, members = rows["key"], rows["id"]
             first = np.ones(len(keys), dtype=bool)
             first[1:] = keys[1:] != keys[:-1]
             lowest = members[np.flatnonzero(first)][np.cumsum(first) - 1]
             a, b = lowest[lowest != members], members[lowest != members]
+            signatures = [
+                np.load(work / f"minhash-{r:05d}.npy", mmap_mode="r") for r in range(tasks)
+            ]
+            ids = [np.load(work / f"minhash-{r:05d}.ids.npy", mmap_mode="r") for r in range(tasks)]
             agree = np.zeros(len(a), dtype=np.int64)
             for i in range(0, len(a), 4096):  # bounded scratch: 2 x 4096 signatures
                 rows_a = signature_rows(signatures, ids, firsts, a[i : i + 4096])
                 rows_b = signature_rows(signatures, ids, firsts, b[i : i + 4096])
                 agree[i : i + 4096] = np.count_nonzero(rows_a == rows_b, axis=1)
+            del signatures, ids
             confirmed = agree / MINHASH_PERMUTATIONS >= NEAR_DEDUP_THRESHOLD
             out.write(np.stack([a[confirmed], b[confirmed]], axis=1).astype("<u8").tobytes())
             candidates, pairs = candidates + len(a), pairs + int(confirmed.sum())
@@ -591,29 +607,28 @@ def signature_rows(
     return rows
 
 
-def load_pairs(path: Path) -> np.ndarray:
-    """An lsh task's confirmed pairs, uint64[pairs, 2], by memory map (an empty file cannot be mapped)."""
-    if not path.stat().st_size:
-        return np.zeros((0, 2), dtype="<u8")
-    return np.memmap(path, dtype="<u8", mode="r").reshape(-1, 2)
+def pair_chunks(work: Path):
+    """Every band's confirmed pairs, uint64[<= PAIRS_CHUNK, 2] at a time, read (not mapped: a
+    mapped page read stays in the task's memory until it ends)."""
+    for band in range(LSH_BANDS):
+        path = work / f"lsh-{band:05d}.bin"
+        size = path.stat().st_size
+        for offset in range(0, size, 16 * PAIRS_CHUNK):
+            count = min(2 * PAIRS_CHUNK, (size - offset) // 8)
+            yield np.fromfile(path, dtype="<u8", count=count, offset=offset).reshape(-1, 2)
 
 
 def clusters_task(work: Path, rank: int, world: int) -> dict:
     """Near-duplicate clusters: union-find over every band's pairs, each cluster rooted at its
     lowest id, the first in input order, which is kept; every other member is dropped
     (clusters-00000.npy, sorted). Holds 16 bytes a near duplicate (its id and its parent's
-    index), not the corpus, and the pairs PAIRS_CHUNK at a time."""
-    chunks = [
-        pairs[i : i + PAIRS_CHUNK]
-        for pairs in (load_pairs(work / f"lsh-{band:05d}.bin") for band in range(LSH_BANDS))
-        for i in range(0, len(pairs), PAIRS_CHUNK)
-    ]
+    index), not the corpus, and PAIRS_CHUNK pairs at a time."""
     nodes = np.zeros(0, dtype=np.uint64)  # every id in a pair, sorted: the union-find's elements
-    for chunk in chunks:
-        nodes = np.union1d(nodes, np.asarray(chunk).ravel())
+    for chunk in pair_chunks(work):
+        nodes = np.union1d(nodes, chunk.ravel())
     parent = np.arange(len(nodes))  # a root is its own parent; a parent's index is always lower
-    for chunk in chunks:
-        a, b = (np.searchsorted(nodes, np.asarray(chunk[:, j])) for j in (0, 1))
+    for chunk in pair_chunks(work):
+        a, b = np.searchsorted(nodes, chunk[:, 0]), np.searchsorted(nodes, chunk[:, 1])
         while True:  # link each pair's roots, the higher under the lower, until they agree
             ra, rb = root(parent, a), root(parent, b)
             differ = ra != rb
