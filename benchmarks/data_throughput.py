@@ -75,6 +75,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
@@ -249,6 +251,44 @@ def tokenizer_samples(project: Path, data_dir: Path, mib: list[float]) -> None:
         )
 
 
+def tokenizer_cost(project: Path, data_dir: Path) -> None:
+    """Where tokenizer training's CPU goes: the sample stage 2 trains on (the same stride),
+    trained as stage 2 trains it, and again with a vocabulary of the alphabet and special
+    tokens only (no merge: reading, pre-tokenizing and counting the words alone)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    sys.path.insert(0, str(project))
+    spec = importlib.util.spec_from_file_location("cost_stages", project / "data_stages.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    store = module.DocumentStore(data_dir / "stages")
+    train = store.indices(val=False)
+    sizes = store.offsets[train + 1] - store.offsets[train]
+    stride = -(-int(sizes.sum()) // module.TOKENIZER_TRAIN_MAX_BYTES)
+    train = train[::stride]
+    texts = [store.get(i) for i in train]
+    size = sum(len(t.encode()) for t in texts)
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    print(f"\ntokenizer training cost: {len(texts)} documents, {size / 2**20:.1f} MiB, one core")
+    for vocab in (module.TOKENIZER_VOCAB_SIZE, len(alphabet) + len(module.SPECIAL_TOKENS)):
+        tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab,
+            special_tokens=module.SPECIAL_TOKENS,
+            initial_alphabet=alphabet,
+            show_progress=False,
+        )
+        cpu = cpu_seconds(resource.RUSAGE_SELF)
+        tokenizer.train_from_iterator(texts, trainer, length=len(texts))
+        cpu = cpu_seconds(resource.RUSAGE_SELF) - cpu
+        print(
+            f"  vocabulary {vocab:5d}: CPU {cpu:5.2f} s ({size / 1e6 / cpu:.1f} MB/s),"
+            f" {trainer.get_word_count():,} distinct words"
+        )
+
+
 def render(work: Path, name: str, task_bytes: int | None = None) -> Path:
     spec = Spec.model_validate(
         {
@@ -355,12 +395,91 @@ def memory_by_stage(project: Path, out: Path) -> dict[str, tuple[int, float]]:
     return peaks
 
 
+def near_records(corpus: Path, records: int) -> None:
+    """`records` JSON-lines records of 100 random words in records / 1000 files, half of them
+    a copy of another with one word replaced (Jaccard of 5-word shingles about 0.9)."""
+    import random
+
+    rng = random.Random(1)
+    vocab = [f"w{i}" for i in range(50000)]
+    corpus.mkdir(parents=True)
+    files = [open(corpus / f"part-{i:04d}.jsonl", "w") for i in range(records // 1000)]
+    for _ in range(records // 2):
+        words = [rng.choice(vocab) for _ in range(100)]
+        copy = list(words)
+        copy[rng.randrange(100)] = "edited"
+        for text in (words, copy):
+            files[rng.randrange(len(files))].write(json.dumps({"text": " ".join(text)}) + "\n")
+    for f in files:
+        f.close()
+
+
+def near_dedup_memory(work: Path, sizes: tuple[int, ...] = (20_000, 200_000)) -> None:
+    """Peak RSS of lsh tasks (the first 3 bands) and of the clusters task, each run alone as
+    prepare_data.sbatch runs it, on corpora of many short records, half of them near copies;
+    TASK_BYTES 1 MiB, so the corpus grows in read tasks."""
+    spec = Spec.model_validate(
+        {
+            "name": "near",
+            "data": {
+                "sources": [{"path": "corpus/*.jsonl"}],
+                "tokenizer": {"kind": "bpe", "vocab_size": 512},
+                "validation_fraction": 0.0,
+            },
+            "train": {"seq_len": 128},
+        }
+    )
+    print("\nnear dedup, peak RSS (MiB) of a task run alone, records half near copies:")
+    for records in sizes:
+        base = work / f"near-{records}"
+        if not (base / "corpus").is_dir():
+            near_records(base / "corpus", records)
+        project = base / "project"
+        render_data_files(spec, project, base)
+        stages = project / "data_stages.py"
+        text = stages.read_text()
+        assert "TASK_BYTES = 64 * 2**20" in text
+        stages.write_text(text.replace("TASK_BYTES = 64 * 2**20", "TASK_BYTES = 2**20"))
+        out = base / "out"
+        shutil.rmtree(out, ignore_errors=True)
+        subprocess.run(
+            [sys.executable, "prepare_data.py", "--out", str(out), "--workers", "2", "--no-shards"],
+            cwd=project,
+            check=True,
+            capture_output=True,
+        )
+        tasks = json.loads((out / "data/work/inputs.json").read_text())["tasks"]
+        peaks = {}
+        for stage, ranks in (("lsh", 3), ("clusters", 1)):
+            peaks[stage] = []
+            for rank in range(ranks):
+                (out / f"data/work/{stage}-{rank:05d}.json").unlink()  # run it again, alone
+                args = ("--out", str(out), "--stage", stage, "--rank", str(rank))
+                peaks[stage].append(peak_rss_mib(project, *args))
+        dropped = len(np.load(out / "data/work/clusters-00000.npy"))
+        print(
+            f"  {records:7,d} records, {tasks:4d} read tasks: lsh "
+            + " / ".join(f"{p:.0f}" for p in peaks["lsh"])
+            + f", clusters {peaks['clusters'][0]:.0f}; {dropped:,} near copies dropped"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mb", type=float, default=30.0, help="corpus size (MB)")
     parser.add_argument("--work", type=Path, help="keep corpora and projects here")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--compare-minhash", action="store_true")
+    parser.add_argument(
+        "--near-dedup-memory",
+        action="store_true",
+        help="peak RSS of the lsh and clusters tasks at 20,000 and 200,000 short records",
+    )
+    parser.add_argument(
+        "--tokenizer-cost",
+        action="store_true",
+        help="tokenizer training's CPU with and without merges, and its distinct words",
+    )
     parser.add_argument(
         "--tokenizer-samples",
         help="comma-separated MiB: held-out compression of tokenizers trained on samples this size",
@@ -437,6 +556,10 @@ def main() -> None:
     print(f"\nload average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.compare_minhash:
         compare_minhash(work / "large" / "project", work / "large" / "corpus")
+    if args.near_dedup_memory:
+        near_dedup_memory(work)
+    if args.tokenizer_cost:
+        tokenizer_cost(work / "large" / "project", work / "large/out-1/data")
     if args.tokenizer_samples:
         mib = [float(x) for x in args.tokenizer_samples.split(",")]
         tokenizer_samples(work / "large" / "project", work / "large/out-1/data", mib)

@@ -527,7 +527,11 @@ def minhash_task(work: Path, rank: int, world: int) -> dict:
         keys = band_keys(signatures, band)
         partition = finish(keys.copy()) % np.uint64(parts)
         order = np.argsort(partition, kind="stable")
-        bands[band]["key"], bands[band]["id"] = keys[order], docs["id"][order]
+        bands[band]["key"], bands[band]["id"], bands[band]["row"] = (
+            keys[order],
+            docs["id"][order],
+            order,
+        )
         bounds[band] = np.searchsorted(partition[order], np.arange(parts + 1, dtype=np.uint64))
     write_array(work / f"bands-{rank:05d}.npy", bands)
     write_array(work / f"bands-{rank:05d}.bounds.npy", bounds)
@@ -540,9 +544,13 @@ def minhash_task(work: Path, rank: int, world: int) -> dict:
 # the threshold; every candidate is confirmed by its estimated Jaccard (the share of equal
 # signature values), so a false candidate costs one comparison, a missed one a kept copy.
 BAND_MIX = _rng.integers(1, 2**63, LSH_ROWS, dtype=np.uint64) * 2 + 1  # a band's values -> 64 bits
-BAND_ROW = [("key", "<u8"), ("id", "<u8")]
+BAND_ROW = [
+    ("key", "<u8"),
+    ("id", "<u8"),
+    ("row", "<u4"),
+]  # row: of the signature in its minhash task
 # llmspec default: read tasks' documents per hash partition of an lsh task. An lsh task holds
-# one partition (16 bytes a document, and its sort), so its memory stays flat as the corpus
+# one partition (20 bytes a document, and its sort), so its memory stays flat as the corpus
 # grows in read tasks; it reads a slice of every minhash task's keys per partition, so fewer,
 # larger partitions keep that tasks x partitions count of slices down.
 LSH_PARTITION_TASKS = 4
@@ -567,40 +575,45 @@ def lsh_task(work: Path, band: int, world: int) -> dict:
     """Band `band`: each document whose band agrees with a lower id's is paired with the lowest
     id of its bucket; confirmed pairs go to lsh-B.bin (uint64 pairs). A bucket's documents
     share a key, so a hash partition of the keys holds whole buckets: the task reads one
-    partition at a time, 16 bytes a document of it (key and id), and the signatures of its
-    candidates (the memory maps are opened for one partition: the pages it read go with them)."""
+    partition at a time, 20 bytes a document of it (key, id, signature row), and the
+    signatures of its candidates, a row at a time."""
     tasks = load_plan(work)["tasks"]
-    bounds = [
-        np.array(np.load(work / f"bands-{r:05d}.bounds.npy", mmap_mode="r")[band])
-        for r in range(tasks)
-    ]
+    bounds = [read_row(work / f"bands-{r:05d}.bounds.npy", band) for r in range(tasks)]
     firsts = np.array([id_range(work, r, tasks)[0] for r in range(tasks)], dtype=np.uint64)
+    signatures = [work / f"minhash-{r:05d}.npy" for r in range(tasks)]
+    starts = [np.load(path, mmap_mode="r").offset for path in signatures]  # after the .npy header
     candidates = pairs = 0
     path = work / f"lsh-{band:05d}.bin"
     with open(path.with_name(path.name + ".tmp"), "wb") as out:
         for part in range(lsh_partitions(tasks)):
             rows = np.concatenate(
-                [np.array(np.load(work / f"bands-{r:05d}.npy", mmap_mode="r")[band, s[part] : s[part + 1]])
-                 for r, s in enumerate(bounds)]
-            )  # fmt: skip
+                [
+                    read_row(work / f"bands-{r:05d}.npy", band, s[part], s[part + 1])
+                    for r, s in enumerate(bounds)
+                ]
+            )
             rows = rows[np.lexsort((rows["id"], rows["key"]))]  # by bucket, lowest id first
-            keys, members = rows["key"], rows["id"]
-            first = np.ones(len(keys), dtype=bool)
-            first[1:] = keys[1:] != keys[:-1]
-            lowest = members[np.flatnonzero(first)][np.cumsum(first) - 1]
-            a, b = lowest[lowest != members], members[lowest != members]
-            signatures = [
-                np.load(work / f"minhash-{r:05d}.npy", mmap_mode="r") for r in range(tasks)
-            ]
-            ids = [np.load(work / f"minhash-{r:05d}.ids.npy", mmap_mode="r") for r in range(tasks)]
+            first = np.ones(len(rows), dtype=bool)
+            first[1:] = rows["key"][1:] != rows["key"][:-1]
+            lowest = np.flatnonzero(first)[
+                np.cumsum(first) - 1
+            ]  # the position of its bucket's first
+            b = np.flatnonzero(lowest != np.arange(len(rows)))
+            a = lowest[b]
+            files = {}  # this partition's open minhash files, by task
             agree = np.zeros(len(a), dtype=np.int64)
             for i in range(0, len(a), 4096):  # bounded scratch: 2 x 4096 signatures
-                rows_a = signature_rows(signatures, ids, firsts, a[i : i + 4096])
-                rows_b = signature_rows(signatures, ids, firsts, b[i : i + 4096])
+                rows_a = signature_rows(files, signatures, starts, firsts, rows[a[i : i + 4096]])
+                rows_b = signature_rows(files, signatures, starts, firsts, rows[b[i : i + 4096]])
                 agree[i : i + 4096] = np.count_nonzero(rows_a == rows_b, axis=1)
-            del signatures, ids
+            for fd in files.values():
+                os.close(fd)
             confirmed = agree / MINHASH_PERMUTATIONS >= NEAR_DEDUP_THRESHOLD
-            out.write(np.stack([a[confirmed], b[confirmed]], axis=1).astype("<u8").tobytes())
+            out.write(
+                np.stack([rows["id"][a[confirmed]], rows["id"][b[confirmed]]], axis=1)
+                .astype("<u8")
+                .tobytes()
+            )
             candidates, pairs = candidates + len(a), pairs + int(confirmed.sum())
         out.flush()
         os.fsync(out.fileno())
@@ -608,17 +621,30 @@ def lsh_task(work: Path, band: int, world: int) -> dict:
     return {"candidates": candidates, "pairs": pairs}
 
 
+def read_row(path: Path, index: int, lo: int = 0, hi: int | None = None) -> np.ndarray:
+    """array[index, lo:hi] of a 2-D .npy file, read, not mapped: a mapped page a task reads,
+    and the pages around it that the kernel maps with it, count in its memory until it ends."""
+    header = np.load(path, mmap_mode="r")  # maps the file, reads only its header
+    hi = header.shape[1] if hi is None else hi
+    offset = header.offset + (index * header.shape[1] + lo) * header.itemsize
+    return np.fromfile(path, dtype=header.dtype, count=hi - lo, offset=offset)
+
+
 def signature_rows(
-    signatures: list, ids: list, firsts: np.ndarray, wanted: np.ndarray
+    files: dict, paths: list, starts: list, firsts: np.ndarray, rows: np.ndarray
 ) -> np.ndarray:
-    """The signatures of these document ids, each from the minhash task of its read task
-    (the one whose first id is the largest at or below it)."""
-    task_of = np.searchsorted(firsts, wanted, side="right") - 1
-    rows = np.zeros((len(wanted), MINHASH_PERMUTATIONS), dtype=np.uint32)
-    for task in np.unique(task_of).tolist():
-        mine = task_of == task
-        rows[mine] = signatures[task][np.searchsorted(ids[task], wanted[mine])]
-    return rows
+    """The signatures of these band rows, each from the minhash task of its read task (the one
+    whose first id is the largest at or below the document's), read a row at a time."""
+    size = MINHASH_PERMUTATIONS * 4
+    found = np.zeros((len(rows), MINHASH_PERMUTATIONS), dtype=np.uint32)
+    tasks = (np.searchsorted(firsts, rows["id"], side="right") - 1).tolist()
+    for i, (task, row) in enumerate(zip(tasks, rows["row"].tolist(), strict=True)):
+        if task not in files:
+            files[task] = os.open(paths[task], os.O_RDONLY)
+        found[i] = np.frombuffer(
+            os.pread(files[task], size, starts[task] + row * size), dtype=np.uint32
+        )
+    return found
 
 
 def pair_chunks(work: Path):
@@ -635,8 +661,9 @@ def pair_chunks(work: Path):
 def clusters_task(work: Path, rank: int, world: int) -> dict:
     """Near-duplicate clusters: union-find over every band's pairs, each cluster rooted at its
     lowest id, the first in input order, which is kept; every other member is dropped
-    (clusters-00000.npy, sorted). Holds 16 bytes a near duplicate (its id and its parent's
-    index), not the corpus, and PAIRS_CHUNK pairs at a time."""
+    (clusters-00000.npy, sorted). Holds 16 bytes a document in a pair (its id and its
+    parent's index; about 5x that while the ids are merged), not the corpus, and
+    PAIRS_CHUNK pairs at a time."""
     nodes = np.zeros(0, dtype=np.uint64)  # every id in a pair, sorted: the union-find's elements
     for chunk in pair_chunks(work):
         nodes = np.union1d(nodes, chunk.ravel())
