@@ -49,6 +49,38 @@ inflate up to 1.8x, so only quiet runs are quoted):
   bytes per token: the cap is not lowered to meet the 0.8x target at 30 MB, since a smaller
   sample costs more tokens on every training step.
   --compare-minhash: own 66.5 MB/s, datasketch 9.2 MB/s; mean |error| 0.0283 vs 0.0287.
+Measured again 2026-12-03 (lsh by hash partition, numpy clusters, whitespace without a regex):
+  per CPU second, --mb 100 --skip-memory --tokenizer-cost, load 0.2 before / 1.4 after (1.89
+  cores obtained by 2 workers, so quiet): pipeline 1 worker 42.4 CPU s = 2.36 MB/s, 0.62x
+  encode_batch_fast alone (3.80 MB/s, 26.3 CPU s on 2 threads); less tokenizer training 0.75x.
+  Stages: documents 3.2 CPU s, tokenizer training 6.9 s, shards 32.0 s (0.82x the baseline on
+  its own: one pinned thread, against the baseline's two). The same command on main at load
+  0.2 / 1.6 gave 41.9 CPU s, 0.66x (documents 3.8, training 8.3, shards 29.5 s; baseline 3.63
+  MB/s): the 0.77x quoted above came from a baseline rerun apart, and run to run the shards
+  stage moves by +-3 CPU s, more than this branch's changes. Wall: 1.95x for 2 workers.
+  Tokenizer training, where its CPU goes (--tokenizer-cost, one core): the 31.5 MiB sample
+  (1,672 documents, one a sequence, 75,537 distinct words among 9.2 million pieces) trains in
+  8.04 CPU s to 8192 tokens and 9.00 s to 260 (alphabet and special tokens only, no merge):
+  the merges cost nothing measurable, pre-tokenizing and counting every piece is all of it
+  (perf: 45% glibc malloc/free inside tokenizers, 11% the ByteLevel regex). Feeding lines
+  (838,458 sequences) or 1 MiB sequences instead of documents took 6.74 and 8.9 s against
+  6.63 s at load 2-3; a Split pre-tokenizer without the byte mapping 4.61 s. tokenizers' API
+  takes text only (BpeTrainer has no feed of word counts), so the sample's 9.2 million pieces
+  are the work: ~7 CPU s that the 32 MiB cap fixes, which alone holds a 100 MB run under
+  26.3 / (26.3 + 6.9) = 0.79x even were every other stage free. Past the cap the training
+  share shrinks, but in this run the rest alone was 0.75x (the shards stage 0.82x), so no
+  corpus size reaches 0.8x here; in main's run above the rest was 0.83x. Not met.
+  --mb 30, load 3.7 before / 1.6 after: 1 worker 13.60 s, 2 workers 7.72 s: 1.76x (0.99 and
+  1.85 cores); per CPU second 0.61x (2.23 vs 3.65 MB/s), 1.06x less tokenizer training
+  (5.5 CPU s). Outputs sha256-identical for 1 and 2 workers in every run.
+  peak RSS, --mb 30 (12 -> 115 read tasks): read 41 -> 47, exact 41 -> 41, minhash 47 -> 59,
+  lsh 41 -> 42, clusters 40 -> 42, gather + tokenizer 93 -> 219, tokenize 83 -> 90, pack 54 -> 55.
+  --near-dedup-memory (JSON-lines records of 100 words, half near copies, TASK_BYTES 1 MiB,
+  load ~4): 20,000 -> 200,000 records, 14 -> 132 read tasks: lsh 42 -> 44 MiB (main: 57 ->
+  156, its memory-mapped signatures and keys: a page read, and the 64 KiB the kernel maps
+  around it, stay in RSS), clusters 42 -> 58 (main 41 -> 59; 16 bytes a document in a pair,
+  ~5x while the ids merge), 9,988 and 99,880 near copies dropped, as main.
+Earlier:
   peak RSS, --mb 30 (3 -> 30 MB, 12 -> 115 read tasks): read 41 -> 46 MiB, exact 40 -> 41,
   minhash 47 -> 59 (a document's words and their hashes: follows the largest document,
   bounded by data.max_document_size), lsh 41 -> 43 (14 tasks), clusters 40 -> 40, tokenize
@@ -74,6 +106,8 @@ import sysconfig
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -249,6 +283,47 @@ def tokenizer_samples(project: Path, data_dir: Path, mib: list[float]) -> None:
         )
 
 
+def tokenizer_cost(project: Path, data_dir: Path) -> None:
+    """Where tokenizer training's CPU goes: the sample stage 2 trains on (the same stride),
+    trained as stage 2 trains it, and again with a vocabulary of the alphabet and special
+    tokens only (no merge: reading, pre-tokenizing and counting the words alone)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    sys.path.insert(0, str(project))
+    spec = importlib.util.spec_from_file_location("cost_stages", project / "data_stages.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    store = module.DocumentStore(data_dir / "stages")
+    train = store.indices(val=False)
+    sizes = store.offsets[train + 1] - store.offsets[train]
+    stride = -(-int(sizes.sum()) // module.TOKENIZER_TRAIN_MAX_BYTES)
+    train = train[::stride]
+    texts = [store.get(i) for i in train]
+    size = sum(len(t.encode()) for t in texts)
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cores)})  # one core, as the 1-worker pipeline
+    print(f"\ntokenizer training cost: {len(texts)} documents, {size / 2**20:.1f} MiB, one core")
+    for vocab in (module.TOKENIZER_VOCAB_SIZE, len(alphabet) + len(module.SPECIAL_TOKENS)):
+        tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab,
+            special_tokens=module.SPECIAL_TOKENS,
+            initial_alphabet=alphabet,
+            show_progress=False,
+        )
+        cpu = cpu_seconds(resource.RUSAGE_SELF)
+        tokenizer.train_from_iterator(texts, trainer, length=len(texts))
+        cpu = cpu_seconds(resource.RUSAGE_SELF) - cpu
+        print(
+            f"  vocabulary {vocab:5d}: CPU {cpu:5.2f} s ({size / 1e6 / cpu:.1f} MB/s),"
+            f" {trainer.get_word_count():,} distinct words"
+        )
+    os.sched_setaffinity(0, cores)
+
+
 def render(work: Path, name: str, task_bytes: int | None = None) -> Path:
     spec = Spec.model_validate(
         {
@@ -355,12 +430,91 @@ def memory_by_stage(project: Path, out: Path) -> dict[str, tuple[int, float]]:
     return peaks
 
 
+def near_records(corpus: Path, records: int) -> None:
+    """`records` JSON-lines records of 100 random words in records / 1000 files, half of them
+    a copy of another with one word replaced (Jaccard of 5-word shingles about 0.9)."""
+    import random
+
+    rng = random.Random(1)
+    vocab = [f"w{i}" for i in range(50000)]
+    corpus.mkdir(parents=True)
+    files = [open(corpus / f"part-{i:04d}.jsonl", "w") for i in range(records // 1000)]
+    for _ in range(records // 2):
+        words = [rng.choice(vocab) for _ in range(100)]
+        copy = list(words)
+        copy[rng.randrange(100)] = "edited"
+        for text in (words, copy):
+            files[rng.randrange(len(files))].write(json.dumps({"text": " ".join(text)}) + "\n")
+    for f in files:
+        f.close()
+
+
+def near_dedup_memory(work: Path, sizes: tuple[int, ...] = (20_000, 200_000)) -> None:
+    """Peak RSS of lsh tasks (the first 3 bands) and of the clusters task, each run alone as
+    prepare_data.sbatch runs it, on corpora of many short records, half of them near copies;
+    TASK_BYTES 1 MiB, so the corpus grows in read tasks."""
+    spec = Spec.model_validate(
+        {
+            "name": "near",
+            "data": {
+                "sources": [{"path": "corpus/*.jsonl"}],
+                "tokenizer": {"kind": "bpe", "vocab_size": 512},
+                "validation_fraction": 0.0,
+            },
+            "train": {"seq_len": 128},
+        }
+    )
+    print("\nnear dedup, peak RSS (MiB) of a task run alone, records half near copies:")
+    for records in sizes:
+        base = work / f"near-{records}"
+        if not (base / "corpus").is_dir():
+            near_records(base / "corpus", records)
+        project = base / "project"
+        render_data_files(spec, project, base)
+        stages = project / "data_stages.py"
+        text = stages.read_text()
+        assert "TASK_BYTES = 64 * 2**20" in text
+        stages.write_text(text.replace("TASK_BYTES = 64 * 2**20", "TASK_BYTES = 2**20"))
+        out = base / "out"
+        shutil.rmtree(out, ignore_errors=True)
+        subprocess.run(
+            [sys.executable, "prepare_data.py", "--out", str(out), "--workers", "2", "--no-shards"],
+            cwd=project,
+            check=True,
+            capture_output=True,
+        )
+        tasks = json.loads((out / "data/work/inputs.json").read_text())["tasks"]
+        peaks = {}
+        for stage, ranks in (("lsh", 3), ("clusters", 1)):
+            peaks[stage] = []
+            for rank in range(ranks):
+                (out / f"data/work/{stage}-{rank:05d}.json").unlink()  # run it again, alone
+                args = ("--out", str(out), "--stage", stage, "--rank", str(rank))
+                peaks[stage].append(peak_rss_mib(project, *args))
+        dropped = len(np.load(out / "data/work/clusters-00000.npy"))
+        print(
+            f"  {records:7,d} records, {tasks:4d} read tasks: lsh "
+            + " / ".join(f"{p:.0f}" for p in peaks["lsh"])
+            + f", clusters {peaks['clusters'][0]:.0f}; {dropped:,} near copies dropped"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mb", type=float, default=30.0, help="corpus size (MB)")
     parser.add_argument("--work", type=Path, help="keep corpora and projects here")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--compare-minhash", action="store_true")
+    parser.add_argument(
+        "--near-dedup-memory",
+        action="store_true",
+        help="peak RSS of the lsh and clusters tasks at 20,000 and 200,000 short records",
+    )
+    parser.add_argument(
+        "--tokenizer-cost",
+        action="store_true",
+        help="tokenizer training's CPU with and without merges, and its distinct words",
+    )
     parser.add_argument(
         "--tokenizer-samples",
         help="comma-separated MiB: held-out compression of tokenizers trained on samples this size",
@@ -437,6 +591,10 @@ def main() -> None:
     print(f"\nload average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.compare_minhash:
         compare_minhash(work / "large" / "project", work / "large" / "corpus")
+    if args.near_dedup_memory:
+        near_dedup_memory(work)
+    if args.tokenizer_cost:
+        tokenizer_cost(work / "large" / "project", work / "large/out-1/data")
     if args.tokenizer_samples:
         mib = [float(x) for x in args.tokenizer_samples.split(",")]
         tokenizer_samples(work / "large" / "project", work / "large/out-1/data", mib)

@@ -68,7 +68,7 @@ FILTER_REASONS = ("too_short", "too_long", "repeated_lines", "blocklist")
 SKIP_REASONS = ("binary", "empty", "unreadable", "bad_json", "bad_unicode", "too_large")
 
 PROJECT_DIR = Path(__file__).resolve().parent  # relative source paths start here
-STAGE_VERSION = 5  # bump when this file's processing changes, so stage keys change too
+STAGE_VERSION = 6  # bump when this file's processing changes, so stage keys change too
 console = Console(stderr=True)
 
 
@@ -130,7 +130,7 @@ def input_fingerprint(inputs: list) -> list:
 
 # ---------------------------------------------------------------------------- clean
 TRAILING_SPACE = " \t\f\v"  # stripped from the end of each line
-BLANK_RUN_RE = re.compile(r"\n{3,}")
+LINE_ENDS_SPACE = tuple(c + "\n" for c in TRAILING_SPACE)  # a line that ends in one
 
 
 def decode(raw: bytes) -> tuple[str, bool]:
@@ -174,10 +174,15 @@ def clean_documents(path: str):
         if status == "ok":
             text = unicodedata.normalize(UNICODE_FORM, text)
             text = text.replace("\r\n", "\n").replace("\r", "\n")
-            text = "\n".join([line.rstrip(TRAILING_SPACE) for line in text.split("\n")])
-            text = BLANK_RUN_RE.sub("\n\n", text).strip("\n")
-            lines = [line.strip() for line in text.split("\n") if line.strip()]
-            if not text.strip():
+            if text.endswith(tuple(TRAILING_SPACE)) or any(
+                end in text for end in LINE_ENDS_SPACE
+            ):  # else none
+                text = "\n".join([line.rstrip(TRAILING_SPACE) for line in text.split("\n")])
+            while "\n\n\n" in text:  # a run of 3+ newlines to 2 (str.replace: no regex scan)
+                text = text.replace("\n\n\n", "\n\n")
+            text = text.strip("\n")
+            lines = [line for line in map(str.strip, text.split("\n")) if line]
+            if not lines:  # only whitespace
                 status = "empty"
             elif len(text) < MIN_CHARS:
                 status = "too_short"
@@ -237,8 +242,9 @@ def make_progress() -> Progress:
 # workers run them, so every worker count and every engine writes the same bytes.
 #   read      a contiguous share of the inputs: documents normalised and filtered, kept text
 #   exact     one hash partition of the sha256 digests: exact copies of a lower id dropped
-#   minhash   one read task's documents (less exact copies): MinHash signatures
-#   lsh       one band: documents whose band agrees, confirmed by estimated Jaccard
+#   minhash   one read task's documents (less exact copies): MinHash signatures, band keys
+#   lsh       one band: documents whose band agrees, confirmed by estimated Jaccard, one
+#             hash partition of the keys at a time
 #   clusters  union-find over the confirmed pairs: each cluster's lowest id kept
 # A document's id is (input index << 32) + its record in the input, so ids run in input order.
 TASK_BYTES = 64 * 2**20  # llmspec default: input bytes per read task
@@ -487,7 +493,10 @@ def minhash(text: str) -> np.ndarray:
 
 def minhash_task(work: Path, rank: int, world: int) -> dict:
     """Signatures of read task `rank`'s documents that are not exact duplicates: minhash-R.npy
-    (uint32[documents, MINHASH_PERMUTATIONS]) and their ids, minhash-R.ids.npy."""
+    (uint32[documents, MINHASH_PERMUTATIONS]) and their ids, minhash-R.ids.npy; and for the
+    lsh tasks each band's key of each document, by hash partition (bands-R.npy, where
+    bands-R.bounds.npy says each partition's rows), so that an lsh task holds one
+    partition's share of the corpus at a time."""
     docs = np.load(work / f"read-{rank:05d}.npy")
     docs = docs[
         ~np.isin(docs["id"], dropped_ids(work, "exact", world, id_range(work, rank, world)))
@@ -500,6 +509,21 @@ def minhash_task(work: Path, rank: int, world: int) -> dict:
         signatures[row] = minhash(text[start:end].tobytes().decode("utf-8"))
     write_array(work / f"minhash-{rank:05d}.npy", signatures)
     write_array(work / f"minhash-{rank:05d}.ids.npy", docs["id"])
+    parts = lsh_partitions(world)
+    bands = np.zeros((LSH_BANDS, len(docs)), dtype=BAND_ROW)
+    bounds = np.zeros((LSH_BANDS, parts + 1), dtype=np.int64)
+    for band in range(LSH_BANDS):
+        keys = band_keys(signatures, band)
+        partition = finish(keys.copy()) % np.uint64(parts)
+        order = np.argsort(partition, kind="stable")
+        bands[band]["key"], bands[band]["id"], bands[band]["row"] = (
+            keys[order],
+            docs["id"][order],
+            order,
+        )
+        bounds[band] = np.searchsorted(partition[order], np.arange(parts + 1, dtype=np.uint64))
+    write_array(work / f"bands-{rank:05d}.npy", bands)
+    write_array(work / f"bands-{rank:05d}.bounds.npy", bounds)
     return {"documents": len(docs)}
 
 
@@ -509,64 +533,152 @@ def minhash_task(work: Path, rank: int, world: int) -> dict:
 # the threshold; every candidate is confirmed by its estimated Jaccard (the share of equal
 # signature values), so a false candidate costs one comparison, a missed one a kept copy.
 BAND_MIX = _rng.integers(1, 2**63, LSH_ROWS, dtype=np.uint64) * 2 + 1  # a band's values -> 64 bits
+BAND_ROW = [
+    ("key", "<u8"),
+    ("id", "<u8"),
+    ("row", "<u4"),
+]  # row: of the signature in its minhash task
+# llmspec default: read tasks' documents per hash partition of an lsh task. An lsh task holds
+# one partition (20 bytes a document, and its sort), so its memory stays flat as the corpus
+# grows in read tasks; it reads a slice of every minhash task's keys per partition, so fewer,
+# larger partitions keep that tasks x partitions count of slices down.
+LSH_PARTITION_TASKS = 4
+PAIRS_CHUNK = 2**20  # llmspec default: pairs the clusters task reads at a time (16 MiB)
+
+
+def lsh_partitions(tasks: int) -> int:
+    """How many hash partitions the band keys of `tasks` read tasks are cut into."""
+    return -(-tasks // LSH_PARTITION_TASKS)
+
+
+def band_keys(signatures: np.ndarray, band: int) -> np.ndarray:
+    """uint64 key of each signature's band: equal bands, equal keys."""
+    with np.errstate(over="ignore"):
+        return (
+            np.asarray(signatures[:, band * LSH_ROWS : (band + 1) * LSH_ROWS], dtype=np.uint64)
+            @ BAND_MIX
+        )
 
 
 def lsh_task(work: Path, band: int, world: int) -> dict:
     """Band `band`: each document whose band agrees with a lower id's is paired with the lowest
-    id of its bucket; confirmed pairs go to lsh-B.npy. Holds 16 bytes a document (key and id)."""
+    id of its bucket; confirmed pairs go to lsh-B.bin (uint64 pairs). A bucket's documents
+    share a key, so a hash partition of the keys holds whole buckets: the task reads one
+    partition at a time, 20 bytes a document of it (key, id, signature row), and the
+    signatures of its candidates, a row at a time."""
     tasks = load_plan(work)["tasks"]
-    signatures = [np.load(work / f"minhash-{r:05d}.npy", mmap_mode="r") for r in range(tasks)]
-    ids = np.concatenate([np.load(work / f"minhash-{r:05d}.ids.npy") for r in range(tasks)])
-    starts = np.cumsum([0] + [len(s) for s in signatures])  # ids are in input order: sorted
-    columns = slice(band * LSH_ROWS, (band + 1) * LSH_ROWS)
-    with np.errstate(over="ignore"):
-        keys = np.concatenate(
-            [np.asarray(s[:, columns], dtype=np.uint64) @ BAND_MIX for s in signatures]
+    bounds = [read_row(work / f"bands-{r:05d}.bounds.npy", band) for r in range(tasks)]
+    firsts = np.array([id_range(work, r, tasks)[0] for r in range(tasks)], dtype=np.uint64)
+    signatures = [work / f"minhash-{r:05d}.npy" for r in range(tasks)]
+    starts = [np.load(path, mmap_mode="r").offset for path in signatures]  # after the .npy header
+    candidates = pairs = 0
+    path = work / f"lsh-{band:05d}.bin"
+    with open(path.with_name(path.name + ".tmp"), "wb") as out:
+        for part in range(lsh_partitions(tasks)):
+            rows = np.concatenate(
+                [
+                    read_row(work / f"bands-{r:05d}.npy", band, s[part], s[part + 1])
+                    for r, s in enumerate(bounds)
+                ]
+            )
+            rows = rows[np.lexsort((rows["id"], rows["key"]))]  # by bucket, lowest id first
+            first = np.ones(len(rows), dtype=bool)
+            first[1:] = rows["key"][1:] != rows["key"][:-1]
+            lowest = np.flatnonzero(first)[
+                np.cumsum(first) - 1
+            ]  # the position of its bucket's first
+            b = np.flatnonzero(lowest != np.arange(len(rows)))
+            a = lowest[b]
+            files = {}  # this partition's open minhash files, by task
+            agree = np.zeros(len(a), dtype=np.int64)
+            for i in range(0, len(a), 4096):  # bounded scratch: 2 x 4096 signatures
+                rows_a = signature_rows(files, signatures, starts, firsts, rows[a[i : i + 4096]])
+                rows_b = signature_rows(files, signatures, starts, firsts, rows[b[i : i + 4096]])
+                agree[i : i + 4096] = np.count_nonzero(rows_a == rows_b, axis=1)
+            for fd in files.values():
+                os.close(fd)
+            confirmed = agree / MINHASH_PERMUTATIONS >= NEAR_DEDUP_THRESHOLD
+            out.write(
+                np.stack([rows["id"][a[confirmed]], rows["id"][b[confirmed]]], axis=1)
+                .astype("<u8")
+                .tobytes()
+            )
+            candidates, pairs = candidates + len(a), pairs + int(confirmed.sum())
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(path.with_name(path.name + ".tmp"), path)
+    return {"candidates": candidates, "pairs": pairs}
+
+
+def read_row(path: Path, index: int, lo: int = 0, hi: int | None = None) -> np.ndarray:
+    """array[index, lo:hi] of a 2-D .npy file, read, not mapped: a mapped page a task reads,
+    and the pages around it that the kernel maps with it, count in its memory until it ends."""
+    header = np.load(path, mmap_mode="r")  # maps the file, reads only its header
+    hi = header.shape[1] if hi is None else hi
+    offset = header.offset + (index * header.shape[1] + lo) * header.itemsize
+    return np.fromfile(path, dtype=header.dtype, count=hi - lo, offset=offset)
+
+
+def signature_rows(
+    files: dict, paths: list, starts: list, firsts: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
+    """The signatures of these band rows, each from the minhash task of its read task (the one
+    whose first id is the largest at or below the document's), read a row at a time."""
+    size = MINHASH_PERMUTATIONS * 4
+    found = np.zeros((len(rows), MINHASH_PERMUTATIONS), dtype=np.uint32)
+    tasks = (np.searchsorted(firsts, rows["id"], side="right") - 1).tolist()
+    for i, (task, row) in enumerate(zip(tasks, rows["row"].tolist(), strict=True)):
+        if task not in files:
+            files[task] = os.open(paths[task], os.O_RDONLY)
+        found[i] = np.frombuffer(
+            os.pread(files[task], size, starts[task] + row * size), dtype=np.uint32
         )
-    order = np.lexsort((ids, keys))  # by bucket, lowest id first
-    keys, members = keys[order], ids[order]
-    first = np.ones(len(keys), dtype=bool)
-    first[1:] = keys[1:] != keys[:-1]
-    lowest = members[np.flatnonzero(first)][np.cumsum(first) - 1]
-    a, b = lowest[lowest != members], members[lowest != members]
-    agree = np.zeros(len(a), dtype=np.int64)
-    for i in range(0, len(a), 4096):  # bounded scratch: 2 x 4096 signatures
-        rows_a = signature_rows(signatures, starts, np.searchsorted(ids, a[i : i + 4096]))
-        rows_b = signature_rows(signatures, starts, np.searchsorted(ids, b[i : i + 4096]))
-        agree[i : i + 4096] = np.count_nonzero(rows_a == rows_b, axis=1)
-    confirmed = agree / MINHASH_PERMUTATIONS >= NEAR_DEDUP_THRESHOLD
-    write_array(work / f"lsh-{band:05d}.npy", np.stack([a[confirmed], b[confirmed]], axis=1))
-    return {"candidates": len(a), "pairs": int(confirmed.sum())}
+    return found
 
 
-def signature_rows(signatures: list, starts: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """The signatures at these positions of all minhash tasks' rows end to end."""
-    which = np.searchsorted(starts, positions, side="right") - 1
-    rows = np.zeros((len(positions), MINHASH_PERMUTATIONS), dtype=np.uint32)
-    for task in np.unique(which).tolist():
-        rows[which == task] = signatures[task][positions[which == task] - starts[task]]
-    return rows
+def pair_chunks(work: Path):
+    """Every band's confirmed pairs, uint64[<= PAIRS_CHUNK, 2] at a time, read (not mapped: a
+    mapped page read stays in the task's memory until it ends)."""
+    for band in range(LSH_BANDS):
+        path = work / f"lsh-{band:05d}.bin"
+        size = path.stat().st_size
+        for offset in range(0, size, 16 * PAIRS_CHUNK):
+            count = min(2 * PAIRS_CHUNK, (size - offset) // 8)
+            yield np.fromfile(path, dtype="<u8", count=count, offset=offset).reshape(-1, 2)
 
 
 def clusters_task(work: Path, rank: int, world: int) -> dict:
     """Near-duplicate clusters: union-find over every band's pairs, each cluster rooted at its
     lowest id, the first in input order, which is kept; every other member is dropped
-    (clusters-00000.npy, sorted). Holds the near duplicates only, not the corpus."""
-    parent: dict[int, int] = {}
+    (clusters-00000.npy, sorted). Holds 16 bytes a document in a pair (its id and its
+    parent's index; about 5x that while the ids are merged), not the corpus, and
+    PAIRS_CHUNK pairs at a time."""
+    nodes = np.zeros(0, dtype=np.uint64)  # every id in a pair, sorted: the union-find's elements
+    for chunk in pair_chunks(work):
+        nodes = np.union1d(nodes, chunk.ravel())
+    parent = np.arange(len(nodes))  # a root is its own parent; a parent's index is always lower
+    for chunk in pair_chunks(work):
+        a, b = np.searchsorted(nodes, chunk[:, 0]), np.searchsorted(nodes, chunk[:, 1])
+        while True:  # link each pair's roots, the higher under the lower, until they agree
+            ra, rb = root(parent, a), root(parent, b)
+            differ = ra != rb
+            if not differ.any():
+                break
+            # a root that several pairs link takes the lowest; the others link on the next pass
+            np.minimum.at(parent, np.maximum(ra, rb)[differ], np.minimum(ra, rb)[differ])
+    dropped = nodes[root(parent, np.arange(len(nodes))) != np.arange(len(nodes))]
+    write_array(work / "clusters-00000.npy", dropped.astype("<u8"))
+    return {"dropped": len(dropped)}
 
-    def root(x: int) -> int:
-        while parent.get(x, x) != x:
-            parent[x] = parent.get(parent[x], parent[x])  # path halving
-            x = parent[x]
-        return x
 
-    for band in range(LSH_BANDS):
-        for a, b in np.load(work / f"lsh-{band:05d}.npy").tolist():
-            ra, rb = root(a), root(b)
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-    write_array(work / "clusters-00000.npy", np.array(sorted(parent), dtype="<u8"))
-    return {"dropped": len(parent)}
+def root(parent: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The root of each element of x, halving the paths it walks (parent[i] <= i throughout)."""
+    while True:
+        up = parent[x]
+        if (up == x).all():
+            return x
+        parent[x] = parent[up]  # path halving: each step skips a parent
+        x = up
 
 
 TASKS = {
