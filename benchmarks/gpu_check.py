@@ -12,6 +12,7 @@ project (its train.py, DeepSpeed, one process), and prints
 with the error of each. Without a CUDA device it prints one line and exits 0.
 
   python benchmarks/gpu_check.py [--steps 40] [--keep DIR]
+  python benchmarks/gpu_check.py --precision fp8           # Hopper: the FP8 linears (fp8_linear)
   python benchmarks/gpu_check.py --gpu h200 --dry-run    # build and print the plan only (no GPU)
 
 Runs in a few minutes: data preparation ~1 min, DeepSpeed start-up (its FusedAdam may JIT-build
@@ -53,7 +54,7 @@ def catalog_name(device_name: str, memory_bytes: int) -> str | None:
     return None
 
 
-def check_spec(gpu: str, steps: int) -> dict:
+def check_spec(gpu: str, steps: int, precision: str = "bf16") -> dict:
     """~250M parameters (24 layers, d_model 1024, vocab 8192): fits one GPU of 40 GB and more
     without recomputation; the planner picks the micro-batch."""
     return {
@@ -84,7 +85,7 @@ def check_spec(gpu: str, steps: int) -> dict:
             "steps": steps,
             "optimizer": {"lr": 3.0e-4},
             "schedule": {"name": "cosine", "warmup_steps": 5, "min_lr": 3.0e-5},
-            "precision": "bf16",
+            "precision": precision,
             "log_interval": 1,
             "eval_interval": 10**6,  # train.py still evaluates once, after the last step
             "eval_batches": 1,
@@ -157,6 +158,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--gpu", help="catalog entry to plan for (default: the GPU found)")
+    parser.add_argument("--precision", choices=("bf16", "fp8"), default="bf16")
     parser.add_argument("--dry-run", action="store_true", help="build and print the plan only")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     parser.add_argument("--worker", nargs=2, metavar=("PROJECT", "PEAK"), help=argparse.SUPPRESS)
@@ -183,7 +185,7 @@ def main() -> int:
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="llmspec-gpu-check-"))
     folder.mkdir(parents=True, exist_ok=True)
-    project, plan = build(check_spec(gpu, args.steps), folder)
+    project, plan = build(check_spec(gpu, args.steps, args.precision), folder)
     print(f"built {project}: {plan['params']['total'] / 1e6:.0f}M parameters")
     if args.dry_run:
         report(plan, None, None)

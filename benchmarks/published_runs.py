@@ -267,6 +267,23 @@ def comm_overlap(run: dict) -> tuple[str, ...]:
     return tuple(sorted(run.get("comm_overlap") or {}))
 
 
+def fp8_casts(run: dict) -> tuple[str, ...]:
+    """How the run's software cast to FP8 (`cost.FP8_CASTS`), from its framework: every FP8
+    run here but torchtitan's ran Transformer Engine (llm-foundry's `fc_type: te`, NeMo and
+    Megatron-Bridge through Megatron-Core's TE layers): delayed scaling and fused cast-transpose.
+    Megatron-Core also caches the FP8 weights across a step's micro-batches (its TELinear
+    passes `is_first_microbatch`; Megatron FSDP reshards them, so not there); llm-foundry calls
+    te.Linear without it. torchtitan's torchao float8 casts as the generated code does."""
+    if run.get("precision") != "fp8":
+        return ()
+    framework = str(run.get("framework", ""))
+    if "Transformer Engine" not in framework and "megatron-core" not in framework:
+        return ()
+    if "megatron-core" in framework and "FSDP" not in framework:
+        return ("fused_cast_transpose", "weights_once_per_step")
+    return ("fused_cast_transpose",)
+
+
 # ----------------------------------------------------------------------------- one run
 @dataclass
 class Result:
@@ -360,6 +377,7 @@ def evaluate(run: dict) -> Result:
             virtual_stages=run["layout"].get("virtual_stages") or 1,
             pipeline_schedule=pipeline_schedule(run),
             comm_overlap=comm_overlap(run),
+            fp8_casts=fp8_casts(run),
         )
     except UserError as exc:
         result.reason = f"planner refused the published layout: {exc}"

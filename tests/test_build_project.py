@@ -203,8 +203,15 @@ def test_fp8_builds_bf16_config_and_says_so(spec: Path, tmp_path: Path):
     result = build_project(fp8, tmp_path / "fp8")
     config = json.loads(result.files["ds_config.json"])
     assert config["bf16"] == {"enabled": True} and "fp16" not in config
-    assert "te.fp8_autocast" in result.files["train.py"]
-    assert any("fp8" in note and "Transformer Engine" in note for note in result.notes)
+    # the FP8 GEMMs are the model's own (fp8_linear in every block linear), not an autocast
+    # context that would leave plain linears in bf16 (tests/test_fp8.py runs them)
+    model_py = result.files["model.py"]
+    assert "torch._scaled_mm" in model_py and "return fp8_linear(x, self.weight)" in model_py
+    assert (
+        "fp8_autocast" not in result.files["train.py"]
+        and "transformer_engine" not in result.files["train.py"]
+    )
+    assert any("fp8" in note and "fp8_linear" in note for note in result.notes)
 
 
 def test_a_spec_that_fits_nowhere_is_refused_with_the_fix(tmp_path: Path, capsys):

@@ -551,6 +551,37 @@ def test_fp8_speeds_up_only_the_linears_and_pays_for_its_casts():
     assert 1.0 < bf16 / fp8 < 2.0
 
 
+def test_fp8_casts_are_counted_as_the_generated_code_runs_them():
+    """The generated fp8_linear's HBM traffic, counted by hand for one 4096 × 4096 block
+    (GPT, 4 linears of 4096 wide + 2 of 4096 × 16384): per linear and token, the forward casts
+    input and weight (5 bytes an element: amax pass + fused cast), the backward the output
+    gradient, the weight and the input again, and copies those three into cuBLAS's layout
+    (2 bytes). Transformer Engine's fused cast-transpose (4 bytes, the gradient only in
+    backward) and its once-a-step weight cast cost less, and only the casts change."""
+    from llmspec.spec.hardware import CATALOG
+
+    h100 = CATALOG["h100-sxm"]
+    dims = gpt(4096, 32, 32, seq=4096)
+    kw = dict(recompute="none", tensor=1, micro_batch=2, gpu=h100, attention_kernel="flash")
+    m = 2 * 4096
+    shapes = cost._linear_shapes(dims, 1)
+    hbm = h100.hbm_gbps * 1e9
+
+    def seconds(**extra):
+        return cost.block_compute_s_per_token(dims, peak_tflops=989.5, fp8=True, **kw, **extra)
+
+    ours = sum((5 * (k + n * k / m) + 7 * (n + k + n * k / m)) / hbm for n, k in shapes)
+    te = sum(4 * (k + n * k / m + n) / hbm for n, k in shapes)
+    te_cached = sum(4 * (k + n * k / m / 8 + n) / hbm for n, k in shapes)
+    base = seconds() - ours
+    assert seconds(fp8_casts=("fused_cast_transpose",)) == pytest.approx(base + te, rel=1e-9)
+    cached = seconds(fp8_casts=cost.FP8_CASTS, micro_batches=8)
+    assert cached == pytest.approx(base + te_cached, rel=1e-9)
+    assert cached < seconds(fp8_casts=("fused_cast_transpose",)) < seconds()
+    with pytest.raises(ValueError, match="unknown fp8_casts"):
+        seconds(fp8_casts=("delayed",))
+
+
 def test_interleaving_divides_the_bubble_and_multiplies_the_sends():
     stages = (_stage(4, 1e9, 1e8),) * 4
     kw = _dp_kw(data=1, micro_batches=8, links=_links(pipeline_gbps=10.0))

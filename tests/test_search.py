@@ -125,6 +125,19 @@ def test_per_op_recompute_is_searched_on_one_tensor_rank_only():
         assert lay.activation_checkpointing == "ops" and lay.tensor == 1
 
 
+def test_fp8_layouts_keep_every_gemm_dimension_a_multiple_of_16():
+    """head_dim 72: the 864-wide attention splits into 432 (16 × 27) over 2 tensor ranks but
+    216 over 4, which cuBLAS's FP8 GEMMs refuse: fp8 never plans tensor 4, bf16 may."""
+    shape = {"model": {"d_model": 864}, "cluster": {"gpu": "h100-sxm"}}
+    tensors = {}
+    for precision in ("bf16", "fp8"):
+        spec = small_spec(train={"precision": precision}, **shape)
+        ranked = search.search(problem_for(spec), keep_rejected=50).ranked
+        tensors[precision] = {c.layout.tensor for c in ranked}
+    assert 4 in tensors["bf16"]
+    assert 4 not in tensors["fp8"] and 2 in tensors["fp8"]
+
+
 def test_a_pinned_zero_stage_keeps_deepspeed_rules():
     plan = make_plan(small_spec(cluster={"nodes": 2}), pins={"zero_stage": 2}, top=10)
     for lay in [plan.layout] + [a.layout for a in plan.alternatives]:

@@ -206,6 +206,31 @@ CASES = [
         "h100-sxm",
     ),
     Bad(
+        "fp8-width-not-a-multiple-of-16",
+        "model: {d_model: 1000, n_heads: 10}\ntrain: {precision: fp8}\ncluster: {gpu: h100-sxm}\n",
+        (2, 20),
+        "train.precision",
+        "precision fp8: model.d_model = 1000 is not a multiple of 16",
+        "or precision: bf16",
+    ),
+    Bad(
+        "fp8-seq-len-not-a-multiple-of-16",
+        "train: {precision: fp8, seq_len: 1000}\ncluster: {gpu: h100-sxm}\n",
+        (1, 34),
+        "train.seq_len",
+        "train.seq_len = 1000 is not a multiple of 16",
+        "multiples of 16",
+    ),
+    Bad(
+        "fp8-width-per-tensor-rank",
+        "model: {d_model: 1088, n_heads: 8, n_kv_heads: 4}\n"
+        "train: {precision: fp8}\nparallel: {tensor: 4}\ncluster: {gpu: h100-sxm}\n",
+        (2, 20),
+        "train.precision",
+        "model.n_kv_heads x head_dim / parallel.tensor 4 = 136 is not a multiple of 16",
+        "per tensor-parallel rank",
+    ),
+    Bad(
         "rope-odd-head-dim",
         "model: {d_model: 60, n_heads: 4, position: rope}\n",
         (1, 44),

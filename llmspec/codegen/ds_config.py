@@ -172,9 +172,8 @@ def scheduler_section(schedule, *, lr: float, total_steps: int) -> dict:
 
 
 def precision_section(precision: str) -> dict:
-    """bf16 / fp16 sections. fp8 trains through Transformer Engine on top of bf16:
-    DeepSpeed keeps bf16 weights and fp32 master state; FP8 GEMMs happen inside
-    `te.fp8_autocast` in train.py (GPU only)."""
+    """bf16 / fp16 sections. fp8 trains on top of bf16: DeepSpeed keeps bf16 weights and
+    fp32 master state; the block linears of model.py multiply in FP8 (`fp8_linear`)."""
     if precision in ("bf16", "fp8"):
         return {"bf16": {"enabled": True}}
     if precision == "fp16":

@@ -63,6 +63,7 @@ class ModelContext:
     tied: bool  # model.tie_embeddings: the token embedding is the output projection
     causal: bool  # attends to earlier positions only (gpt, llama); bert is bidirectional
     masked_lm: bool  # train.objective == masked_lm
+    fp8: bool  # train.precision == fp8: the block linears multiply in FP8 (_model/fp8.py.j2)
     # -- plan: the layout model.py is cut for
     tensor: int  # layout.tensor
     pipeline: int  # layout.pipeline
@@ -289,6 +290,12 @@ class ModelContext:
         root = "√" if self.rslora else ""
         return f"finetune.lora.alpha / {root}rank ({self.lora_alpha:g} / {root}{self.lora_rank})"
 
+    # -- precision
+    @property
+    def block_matmul(self) -> str:
+        """The function a block linear multiplies with: FP8 (fp8.py.j2) or 16-bit."""
+        return "fp8_linear" if self.fp8 else "F.linear"
+
     # -- recompute
     @property
     def recompute_full(self) -> bool:
@@ -501,6 +508,7 @@ def model_context(spec, layout: Layout, stage_layers: tuple[int, ...]) -> ModelC
         tied=m.tie_embeddings,
         causal=m.arch != "bert",
         masked_lm=train.objective == "masked_lm",
+        fp8=train.precision == "fp8",
         tensor=tensor,
         pipeline=pipeline,
         sequence_parallel=tensor > 1 and layout.sequence_parallel,

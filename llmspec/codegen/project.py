@@ -102,9 +102,9 @@ def build_notes(spec, layout: Layout) -> list[str]:
     if spec.train.precision == "fp8":
         notes.append(
             "precision fp8: ds_config.json enables bf16 (DeepSpeed keeps bf16 weights and fp32 "
-            "optimizer state); the FP8 matrix multiplies run through NVIDIA Transformer Engine "
-            "(te.fp8_autocast in train.py), which needs an FP8-capable GPU (Hopper or later) "
-            "and `pip install transformer-engine`."
+            "optimizer state); the block linears of model.py multiply in FP8 with per-tensor "
+            "scaling (fp8_linear: torch._scaled_mm, torchao's tensorwise recipe), which needs "
+            "FP8 tensor cores (Hopper or later); norms, attention and the LM head stay bf16."
         )
     if "nvme" in (layout.offload_optimizer, layout.offload_params):
         notes.append(

@@ -303,15 +303,30 @@ def max_efficiency(gpu) -> float:
     return GEMM_FRACTION.get(gpu_generation(gpu), GEMM_FRACTION["ampere"])
 
 
-# FP8 casts (Transformer Engine / torchao float8 linears): each FP8 linear quantizes its
-# 16-bit input and weight in the forward and the output gradient in the backward, computing
-# the amax scale in the same pass (TE docs, "Using FP8 with Transformer Engine": delayed or
-# current scaling, per-tensor amax). A cast reads 2 bytes and writes 1 per element; the
-# backward also writes the transposed FP8 weight (1 byte). Memory-bound: priced at HBM
-# bandwidth. Only the block linears run in FP8: attention core, norms, element-wise ops, the
-# optimizer and the LM head stay 16-bit (torchtitan's float8 converter skips `output`;
-# TE's `fp8_autocast` covers te.Linear/LayerNormLinear/MLP modules only).
-FP8_CAST_BYTES_PER_ELEMENT = 3
+# FP8 casts, as the generated model.py runs them (templates/_model/fp8.py.j2, torchao's
+# tensorwise recipe): each cast of a 16-bit tensor is an amax pass (read 2 bytes an element) and
+# one compiled scale-and-cast kernel (read 2, write 1): FP8_CAST_BYTES. A forward pass casts the
+# linear's input and weight; the backward casts the output gradient once, the weight and the
+# saved 16-bit input again, and copies three FP8 operands into the layout cuBLAS takes (the
+# weight column-major, the gradient transposed, the input column-major: read 1, write 1,
+# FP8_LAYOUT_COPY_BYTES). Memory-bound: priced at HBM bandwidth. Only the block linears run
+# in FP8: attention core, norms, element-wise ops, the optimizer and the LM head stay 16-bit.
+# (The sequence-parallel linears cast their gathered input once for q, k, v; priced per linear.)
+FP8_CAST_BYTES = 5
+FP8_LAYOUT_COPY_BYTES = 2
+# What a published run's FP8 software does differently (`fp8_casts`; published runs only, the
+# generated code does neither):
+# - "fused_cast_transpose": Transformer Engine's delayed scaling takes each scale from the amax
+#   history, so no amax pass (TE user guide, "Using FP8 with Transformer Engine": DelayedScaling),
+#   and its cast_transpose kernel writes the FP8 tensor and its transpose in one pass (read 2,
+#   write 1 + 1: TE_CAST_TRANSPOSE_BYTES); the backward takes the FP8 input and weight the
+#   forward saved, so it casts only the output gradient;
+# - "weights_once_per_step": with gradient accumulation the weights are cast on the first
+#   micro-batch of a step and reused (TE's `is_first_microbatch`, TE user guide "Performance
+#   Optimizations: FP8 weight caching"; Megatron-Core's TELinear passes it unless
+#   `disable_parameter_transpose_cache`).
+FP8_CASTS = ("fused_cast_transpose", "weights_once_per_step")
+TE_CAST_TRANSPOSE_BYTES = 4
 
 
 def _linear_shapes(dims: ModelDims, tensor: int) -> tuple[tuple[float, float], ...]:
@@ -340,6 +355,8 @@ def block_compute_s_per_token(
     peak_tflops: float,
     fp8: bool,
     attention_kernel: str,
+    fp8_casts: tuple[str, ...] = (),
+    micro_batches: int = 1,
 ) -> float:
     """Seconds per token of one block's GEMMs and attention core on one GPU, fwd + bwd.
 
@@ -349,9 +366,14 @@ def block_compute_s_per_token(
     FlashAttention efficiency (causal: the kernel skips the masked half, Dao 2023 §3.1), or —
     unfused, Megatron 2021-22 — as batched QKᵀ and scores·V GEMMs of their own shapes.
     `peak_tflops` is the 16-bit (or fp32) peak; with `fp8` the linears run at the FP8 peak
-    and pay their casts (FP8_CAST_BYTES_PER_ELEMENT) from HBM. Per-op selective recompute
-    replays the forward GEMM of the linears its policy does not keep.
+    and pay their casts and copies (FP8_CAST_BYTES) from HBM. Per-op selective recompute
+    replays the forward GEMM of the linears its policy does not keep. `fp8_casts` (published
+    runs only, `FP8_CASTS`) costs another FP8 stack's casts; `micro_batches` (the step's
+    gradient-accumulation count) matters only with "weights_once_per_step".
     """
+    unknown = set(fp8_casts) - set(FP8_CASTS)
+    if unknown:
+        raise ValueError(f"unknown fp8_casts {sorted(unknown)}; known: {FP8_CASTS}")
     m = micro_batch * dims.seq_len
     replayed = op_recompute.recomputed_linear_names(dims) if recompute == "ops" else ()
     seconds = 0.0
@@ -366,8 +388,15 @@ def block_compute_s_per_token(
             eff = gemm_efficiency(m, n, k, gpu, in_bytes=1)
             seconds += passes * flops / (gpu.fp8_tflops * 1e12 * eff)
             weight = n * k / m  # per token
-            cast = fwd_passes * (k + weight) + (n + weight / 3)
-            seconds += cast * FP8_CAST_BYTES_PER_ELEMENT / hbm
+            if "weights_once_per_step" in fp8_casts:
+                weight /= max(1, micro_batches)
+            if "fused_cast_transpose" in fp8_casts:
+                casts = fwd_passes * (k + weight) + n  # forward(s); the output gradient
+                seconds += casts * TE_CAST_TRANSPOSE_BYTES / hbm
+            else:
+                casts = fwd_passes * (k + weight) + (n + k + weight)  # forward(s), backward
+                copies = n + k + weight  # the backward's operands re-laid out
+                seconds += (casts * FP8_CAST_BYTES + copies * FP8_LAYOUT_COPY_BYTES) / hbm
         else:
             seconds += passes * flops / (peak_tflops * 1e12 * gemm_efficiency(m, n, k, gpu))
     core = layers.attention_flops_per_token(dims)[1] / tensor  # forward, per token

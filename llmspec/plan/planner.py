@@ -37,6 +37,7 @@ def make_plan(
     virtual_stages: int = 1,
     pipeline_schedule: str = "deepspeed",
     comm_overlap: tuple[str, ...] = (),
+    fp8_casts: tuple[str, ...] = (),
 ) -> Plan:
     """Search the layouts of `spec` (respecting its pinned fields and `pins`) and plan the best.
 
@@ -49,7 +50,8 @@ def make_plan(
     generated DeepSpeed pipeline runs plain 1F1B); `pipeline_schedule` "megatron" costs the
     stage-to-stage sends as Megatron pairs them (published runs only; see
     `cost.pipeline_transfers`); `comm_overlap` names communication the costed software hides
-    behind compute (published runs only; `cost.step_time`).
+    behind compute (published runs only; `cost.step_time`); `fp8_casts` names how the costed
+    software casts to FP8 (published runs only; `cost.FP8_CASTS`).
     """
     dims = ModelDims.from_spec(spec)
     cluster = devices.Cluster.from_spec(spec.cluster)
@@ -69,6 +71,7 @@ def make_plan(
         virtual_stages=virtual_stages,
         pipeline_schedule=pipeline_schedule,
         comm_overlap=tuple(comm_overlap),
+        fp8_casts=tuple(fp8_casts),
     )
     result = search.search(problem)
     best = result.best
@@ -109,6 +112,7 @@ def make_plan(
                 virtual_stages=virtual_stages,
                 pipeline_schedule=pipeline_schedule,
                 comm_overlap=comm_overlap,
+                fp8_casts=fp8_casts,
             )
             why = (
                 f"zero_stage {stage}: the lowest ZeRO stage at which PPO's actor, critic, "

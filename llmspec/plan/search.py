@@ -68,6 +68,9 @@ class SearchProblem:
     # What the costed software overlaps with compute (`cost.COMM_OVERLAPS`): nothing for the
     # generated code; the published-run benchmark names what each run's framework overlapped.
     comm_overlap: tuple[str, ...] = ()
+    # How the costed software casts to FP8 (`cost.FP8_CASTS`): the generated code's way for
+    # llmspec's projects; the published-run benchmark names Transformer Engine's where it ran.
+    fp8_casts: tuple[str, ...] = ()
 
     @property
     def kernels(self) -> str:
@@ -205,7 +208,17 @@ def enumerate_groups(problem: SearchProblem):
             continue
         if problem.global_batch % d:
             continue
+        if problem.precision == "fp8" and fp8_shapes_fail(dims, t):
+            continue
         yield d, t, p
+
+
+def fp8_shapes_fail(dims: ModelDims, tensor: int) -> str | None:
+    """Why the FP8 GEMMs of the block linears cannot run at this tensor degree (rules.layout)."""
+    hd = dims.head_dim
+    return rules.fp8_gemm_shapes(
+        tensor, dims.d_model, dims.n_heads * hd, dims.n_kv_heads * hd, dims.d_ff, dims.seq_len
+    )
 
 
 def zero_options(problem: SearchProblem, data: int, pipeline: int, offload: bool) -> list[int]:
@@ -342,6 +355,12 @@ def _candidate(problem: SearchProblem, layout: Layout, stage_layers, memory) -> 
         peak_tflops=sixteen,
         fp8=problem.precision == "fp8",
         attention_kernel=problem.attention_kernel,
+        fp8_casts=problem.fp8_casts,
+        micro_batches=(
+            max(1, problem.global_batch // (layout.data * layout.micro_batch_size))
+            if "weights_once_per_step" in problem.fp8_casts
+            else 1
+        ),
     )
     head_s = cost.head_compute_s_per_token(
         dims,

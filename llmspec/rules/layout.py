@@ -127,6 +127,35 @@ def sequence_parallel_divides_seq_len(
     return None
 
 
+# FP8 GEMMs (torch._scaled_mm, cuBLASLt) take a first operand whose inner dimension and a
+# second whose two dimensions are multiples of 16 (PyTorch aten/src/ATen/native/cuda/Blas.cpp,
+# `_scaled_mm_out_cuda`'s TORCH_CHECKs). The three GEMMs of a linear use its input and output
+# widths on one tensor rank and, in the weight gradient, the micro-batch's token count as such
+# dimensions (templates/_model/fp8.py.j2).
+FP8_GEMM_MULTIPLE = 16
+
+
+def fp8_gemm_shapes(
+    tensor: int, d_model: int, q_width: int, kv_width: int, d_ff: int, seq_len: int
+) -> str | None:
+    """Why precision fp8 cannot run the block linears at this tensor degree (None: it can)."""
+    widths = (
+        ("model.d_model", d_model, 1),
+        ("model.n_heads x head_dim", q_width, tensor),
+        ("model.n_kv_heads x head_dim", kv_width, tensor),
+        ("model.d_ff", d_ff, tensor),
+        ("train.seq_len", seq_len, 1),
+    )
+    for name, size, split in widths:
+        if size % split or (size // split) % FP8_GEMM_MULTIPLE:
+            per_rank = f" / parallel.tensor {tensor}" if split > 1 else ""
+            return (
+                f"precision fp8: {name}{per_rank} = {size / split:g} is not a multiple of "
+                f"{FP8_GEMM_MULTIPLE} (FP8 GEMMs need every dimension a multiple of 16)"
+            )
+    return None
+
+
 def pipeline_fits_layers(pipeline: int, n_layers: int) -> str | None:
     if pipeline > n_layers:
         return (

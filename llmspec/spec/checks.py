@@ -360,6 +360,30 @@ def fp8_needs_fp8_hardware(train: TrainSpec, cluster: ClusterSpec) -> Iterator[F
         )
 
 
+@check
+def fp8_gemm_shapes(
+    train: TrainSpec, model: ModelSpec, parallel: ParallelSpec
+) -> Iterator[Finding]:
+    if train.precision != "fp8":
+        return
+    tp = _fixed(parallel.tensor) or 1
+    if model.n_heads % tp or model.kv_heads % tp or model.ff_dim % tp:
+        return  # tensor_parallel_fits says so
+    hd = model.head_dim
+    why = rules.fp8_gemm_shapes(
+        tp, model.d_model, model.n_heads * hd, model.kv_heads * hd, model.ff_dim, train.seq_len
+    )
+    if why:
+        field = ("train", "seq_len") if "seq_len" in why else ("train", "precision")
+        yield Finding(
+            field,
+            why,
+            "use model widths and a train.seq_len that are multiples of 16 (per tensor-parallel "
+            "rank), or precision: bf16",
+            related=(("train", "precision"),) if field[1] == "seq_len" else (),
+        )
+
+
 # ----------------------------------------------------------------------------- parallel layout
 @check
 def tensor_parallel_fits(

@@ -344,6 +344,28 @@ def trained(name: str, launcher: str = "torchrun") -> Path:
 
 
 @functools.cache
+def trained_with_fp8_model(name: str) -> Path:
+    """Variant `name`'s project with the model.py its spec renders at precision fp8 (the block
+    linears through torch._scaled_mm), trained as `trained` does; returns its out/ folder. The
+    planner and the spec check refuse fp8 on the cpu entry (no FP8 units), so the project is
+    the fp32 build with its model.py re-rendered for the same layout."""
+    from llmspec.codegen.model_code import render_model_py
+    from llmspec.pipeline import fitting_plan
+    from llmspec.spec.load import load_spec
+
+    folder = workspace()
+    proj = folder / f"{name}-fp8-model"
+    shutil.copytree(project(name), proj, ignore=shutil.ignore_patterns("out"))
+    spec = load_spec(folder / f"{name}.yaml")
+    plan = fitting_plan(spec)
+    fp8 = spec.model_copy(update={"train": spec.train.model_copy(update={"precision": "fp8"})})
+    (proj / "model.py").write_text(render_model_py(fp8, plan.layout, plan.stage_layers))
+    out = proj / "out"
+    launch(proj, "--data", str(folder / "data"), "--out", str(out))
+    return out
+
+
+@functools.cache
 def build_probed(name: str) -> list[dict]:
     """Each rank's parameter storage while variant `name`'s own train.py builds its model, and
     the parameter groups it passes on (build_probe.py: train.py with --max-steps 0)."""
