@@ -422,7 +422,12 @@ class TrainSpec(_Section):
         1.0, ge=0, le=1e6, description="Clip the global gradient norm to this; 0 disables."
     )
     precision: Literal["fp32", "fp16", "bf16", "fp8"] = Field(
-        "bf16", description="Training precision (fp16 uses dynamic loss scaling)."
+        "bf16",
+        description=(
+            "Training precision (fp16 uses dynamic loss scaling; fp8: bf16 weights, block "
+            "linears multiplied in FP8 with per-tensor scales, on GPUs with FP8 units, every "
+            "linear width and seq_len a multiple of 16)."
+        ),
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")
     seed: int = Field(
