@@ -181,6 +181,12 @@ def _constants(
     wh, wf = BLOCK_BACKWARD_TRANSIENT_WIDTHS
     block_transient = e * (wh * h + wf * dims.d_ff / t)
     block_weight_grad = e * h * max(dims.d_ff, h) / t
+    if precision == "fp8":
+        # fp8_linear's backward of the MLP's output linear (templates/_model/fp8.py.j2): the
+        # output gradient and the input cast to FP8 and each copied once more into cuBLAS's
+        # layout (1 byte each), and the weight's two FP8 copies, alive with its 16-bit products.
+        block_transient += 2 * (h + dims.d_ff / t)
+        block_weight_grad += 2 * h * dims.d_ff / t
     head_act = act.head_saved(dims, e, kernels, t)
     embedding_act = act.embedding_saved(dims, e, kernels)
     if t > 1:  # the vocabulary-parallel softmax is this rank's slice; the rest is replicated
