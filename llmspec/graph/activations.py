@@ -173,21 +173,30 @@ def block_sharded_fraction(
     return total - inner, inner
 
 
-def embedding_saved(dims: ModelDims, e: int, kernels: str = "cuda") -> float:
+def embedding_saved(
+    dims: ModelDims, e: int, kernels: str = "cuda", recompute: str = "none"
+) -> float:
     """Token ids kept by the embedding backward (int64), the embedding dropout mask,
     and for post-norm models the embedding norm."""
     # token ids (token types default to type 0: a broadcast row, nothing saved)
-    return 8.0 + embedding_hidden_saved(dims, e, kernels)
+    return 8.0 + embedding_hidden_saved(dims, e, kernels, recompute)
 
 
-def embedding_hidden_saved(dims: ModelDims, e: int, kernels: str = "cuda") -> float:
+def embedding_hidden_saved(
+    dims: ModelDims, e: int, kernels: str = "cuda", recompute: str = "none"
+) -> float:
     """The part of ``embedding_saved`` over hidden states (dropout mask, embedding norm):
-    sequence shards under sequence parallel, like the blocks' norms."""
+    sequence shards under sequence parallel, like the blocks' norms. Under full recompute the
+    embedding norm's output is the first block's checkpointed input, which the block's own
+    count holds (measured: tests/test_measure_fake.py, BERT at tensor 4; per-op recompute
+    counts no block input, so there the norm's output stays here)."""
     saved = 0.0
     if dims.dropout > 0:
         saved += dims.d_model * _mask_bytes(e, kernels)
     if dims.arch == "bert":
         saved += norm_saved(dims, e, kernels)
+        if recompute == "full":
+            saved -= e * dims.d_model
     return saved
 
 
@@ -280,9 +289,9 @@ def saved_bytes(
         tables = rope_table_bytes(dims, e) if recompute in ("none", "selective") else 0
         return int(tokens * (replicated + sharded / tensor) + tables)
     if kind == "embedding":
-        hidden = embedding_hidden_saved(dims, e, kernels)
+        hidden = embedding_hidden_saved(dims, e, kernels, recompute)
         sharded = hidden * (1 - 1 / tensor) if sequence_parallel else 0.0
-        return int(tokens * (embedding_saved(dims, e, kernels) - sharded))
+        return int(tokens * (embedding_saved(dims, e, kernels, recompute) - sharded))
     if kind in ("lm_head", "mlm_head"):
         return int(tokens * head_saved(dims, e, kernels, tensor) / tensor)
     return 0

@@ -114,6 +114,11 @@ class _ModelConstants:
     recompute_extra: float  # full recompute: one block's working set
     first_block_act_delta: float = 0.0  # bytes per token: block 0 of a frozen base saves less
     head_backward_transient: float = 0.0  # sequence parallel: the LM head's input gradient
+    # of embedding_trainable: parameters whose gradient appears only after the bottom block's
+    # backward (the embedding runs first, so its backward runs last): positions, token types,
+    # BERT's embedding norm, and an untied token table (a tied one's head share is there
+    # already, as grads_backward or tied_gradient_pending)
+    embedding_late_grad: float = 0.0
 
 
 @lru_cache(maxsize=4096)
@@ -188,12 +193,12 @@ def _constants(
         block_transient += 2 * (h + dims.d_ff / t)
         block_weight_grad += 2 * h * dims.d_ff / t
     head_act = act.head_saved(dims, e, kernels, t)
-    embedding_act = act.embedding_saved(dims, e, kernels)
+    embedding_act = act.embedding_saved(dims, e, kernels, recompute)
     if t > 1:  # the vocabulary-parallel softmax is this rank's slice; the rest is replicated
         head_act += -4 * dims.vocab_size + 4 * dims.vocab_size / t
     if sp:  # ... except, under sequence parallel, the hidden states: this rank's sequence shard
         head_act -= act.head_hidden_saved(dims, e, kernels) * (1 - 1 / t)
-        embedding_act -= act.embedding_hidden_saved(dims, e, kernels) * (1 - 1 / t)
+        embedding_act -= act.embedding_hidden_saved(dims, e, kernels, recompute) * (1 - 1 / t)
     head_params += untied_head
     if dims.objective == "reward":  # the reward model's scalar head: new, so it trains
         head_params += h
@@ -210,6 +215,11 @@ def _constants(
         block_params=block_params,
         block_trainable=block_trainable,
         embedding_trainable=embedding_trainable,
+        embedding_late_grad=(
+            0.0
+            if ft is not None and ft.frozen_base
+            else embedding_params - (vocab_rows * h if dims.tie_embeddings else 0.0)
+        ),
         head_trainable=head_params if head_trainable is None else head_trainable,
         embedding_params=embedding_params,
         head_params=head_params,
@@ -637,18 +647,24 @@ def estimate_memory(
                 # weight gradient is the transient; with it, the block is recomputed
                 # before any of its gradients exist.
                 emb_acts = resident + tokens * (c.embedding_act if first else 0.0)
+                # ZeRO 0-1 keep gradients whole, in proportion to the parameters; the
+                # embedding's appear after this block's backward unless an earlier
+                # micro-batch made them (measured: tests/test_measure_fake.py, tensor 4)
+                late = 0.0
+                if first and not accumulating and layout.zero_stage <= 1 and trainable:
+                    late = st.grads_backward * c.embedding_late_grad / trainable
                 if recompute == "full":
                     block_grads = (
                         st.grads_backward * c.block_trainable / trainable if trainable else 0.0
                     )
                     candidates.append(
                         ("bottom block", emb_acts + tokens * c.block_act,
-                         st.grads_backward - block_grads,
+                         st.grads_backward - block_grads - late,
                          block_tmp + buffers + tied_pending + pipe_kept)
                     )  # fmt: skip
                 else:
                     candidates.append(
-                        ("bottom block", emb_acts, st.grads_backward,
+                        ("bottom block", emb_acts, st.grads_backward - late,
                          c.block_weight_grad + buffers + tied_pending + pipe_kept)
                     )  # fmt: skip
         step_tmp = 0.0
