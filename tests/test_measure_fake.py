@@ -104,20 +104,11 @@ def test_gradient_accumulation_keeps_gradients_alive_through_backward():
     [(2, False, "none"), (2, True, "selective"), (4, True, "none"), (4, False, "full")],
 )
 def test_tensor_parallel_rank_peak_matches_the_plan(
-    family, precision, tensor, sequence_parallel, recompute, request
+    family, precision, tensor, sequence_parallel, recompute
 ):
     """One tensor-parallel rank of the generated model, run under torch's fake process
     group (its peers' collectives return at once) and measured: the plan's per-rank peak
     within 3%."""
-    if family == "bert" and precision == "fp32" and tensor == 4 and recompute == "full":
-        # measured: the plan over-predicts this by 4.1% (2,984 KiB measured, 3,108 planned) at
-        # the bottom block's backward; strict, so the test says so when a fix closes the gap.
-        # GPT and Llama closed (+4.7 -> +2.3 %, +3.3 -> -0.3 %) when the plan stopped counting
-        # the embedding's gradients before its backward, BERT from +6.3 % when its embedding
-        # norm's output stopped being counted beside the first block's checkpoint; BERT at
-        # t = 4 with sequence parallel when the column-parallel linears stopped keeping the
-        # gathered input.
-        request.node.add_marker(pytest.mark.xfail(strict=True, reason="known 4% over"))
     spec = small_spec(family, precision, n_heads=8, n_kv_heads=4 if family == "llama" else 8)
     layout = Layout(
         tensor=tensor,

@@ -108,12 +108,15 @@ class _ModelConstants:
     embedding_act: float
     head_act: float
     loss_transient: float
-    block_transient: float  # per token
+    block_transient: float  # per token, beside block_weight_grad
     block_weight_grad: float  # bytes, per block backward
     head_weight_grad: float  # bytes: the (tied) vocabulary matrix's gradient
     recompute_extra: float  # full recompute: one block's working set
     first_block_act_delta: float = 0.0  # bytes per token: block 0 of a frozen base saves less
     head_backward_transient: float = 0.0  # sequence parallel: the LM head's input gradient
+    # per token, post-norm: the block backward's first moment (its output norm's backward,
+    # no weight gradient of size), when it outweighs the MLP's (block_transient)
+    block_transient_first: float = 0.0
     # of embedding_trainable: parameters whose gradient appears only after the bottom block's
     # backward (the embedding runs first, so its backward runs last): positions, token types,
     # BERT's embedding norm, and an untied token table (a tied one's head share is there
@@ -186,6 +189,18 @@ def _constants(
     wh, wf = BLOCK_BACKWARD_TRANSIENT_WIDTHS
     block_transient = e * (wh * h + wf * dims.d_ff / t)
     block_weight_grad = e * h * max(dims.d_ff, h) / t
+    block_transient_first = 0.0
+    if dims.norm_position == "post":
+        # A post-norm block's backward starts in its output norm: the incoming gradient and
+        # the norm's input gradient, both hidden-wide. That norm's backward then frees the
+        # incoming gradient (the skip path carries the norm's input gradient, not it) and the
+        # norm's input and statistics, before the MLP's backward reaches its width: one
+        # hidden and the norm's saved input fewer than the pre-norm block, whose incoming
+        # gradient feeds the skip path to the end (measured, live tensors at the peak under
+        # MemTracker: tests/test_measure_fake.py, BERT tensor 4 + full recompute).
+        freed = act.norm_saved(dims, e, kernels) - e * h  # its output is the next block's
+        block_transient_first = 2 * e * h
+        block_transient -= e * h + freed
     if precision == "fp8":
         # fp8_linear's backward of the MLP's output linear (templates/_model/fp8.py.j2): the
         # output gradient and the input cast to FP8 and each copied once more into cuBLAS's
@@ -242,6 +257,7 @@ def _constants(
             else act.loss_transient(dims, e, t)
         ),
         block_transient=block_transient,
+        block_transient_first=block_transient_first,
         block_weight_grad=0.0 if ft is not None and ft.frozen_base else block_weight_grad,
         # a frozen weight gets no gradient (an adapter's is rank-wide: negligible)
         head_weight_grad=0.0 if head_trainable == 0.0 else e * vocab_rows * h,
@@ -637,7 +653,10 @@ def estimate_memory(
                          head_tmp + buffers + pipe_kept_at_loss)
                     )  # fmt: skip
             if n_layers:  # top block: every activation, the head's gradients
-                block_tmp = tokens * (c.block_transient + c.recompute_extra) + c.block_weight_grad
+                block_tmp = tokens * c.recompute_extra + max(
+                    tokens * c.block_transient + c.block_weight_grad,
+                    tokens * c.block_transient_first,
+                )
                 candidates.append(
                     ("top block", resident + per_mb, max(grads_now, head_grads),
                      block_tmp + buffers + tied_pending + pipe_kept)
