@@ -103,7 +103,18 @@ def main() -> None:
     state: dict = {}
     patch_tracker(state)
     fields = {"n_heads": 8, "n_kv_heads": 4 if args.family == "llama" else 8}
-    spec = small_spec(args.family, args.precision, **{**fields, **json.loads(args.model)})
+    try:
+        overrides = json.loads(args.model)
+    except json.JSONDecodeError as error:
+        parser.error(f"--model: not JSON ({error}); e.g. --model '{{\"vocab_size\": 64}}'")
+    if not isinstance(overrides, dict):
+        parser.error("--model: a JSON object of model fields, e.g. '{\"vocab_size\": 64}'")
+    from pydantic import ValidationError
+
+    try:
+        spec = small_spec(args.family, args.precision, **{**fields, **overrides})
+    except ValidationError as error:
+        parser.error(f"--model: {error}")
     layout = Layout(
         tensor=args.tensor,
         sequence_parallel=args.sequence_parallel,
