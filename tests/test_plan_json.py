@@ -13,6 +13,7 @@ from llmspec.graph.layers import count_params
 from llmspec.plan import make_plan
 from llmspec.plan.flops import model_flops_per_token
 from llmspec.plan.search import SIMPLER_WITHIN
+from llmspec.spec.hardware import CATALOG
 from llmspec.spec.load import load_spec
 
 CONTRACT = {
@@ -105,7 +106,7 @@ def test_figures_are_consistent(gpt2_plan, root):
     assert mem["fits"] is True
     assert mem["per_gpu_bytes"]["total"] == max(s["total"] for s in mem["stages"])
     assert sum(s["layers"] for s in mem["stages"]) == 12
-    assert mem["capacity_bytes"] == 80 * 10**9
+    assert mem["capacity_bytes"] == CATALOG["a100-80gb"].memory_bytes == 85_100_068_864
     for alt in d["alternatives"]:  # the chosen layout is the fastest that fits, up to
         if alt["fits"]:  # the band in which the simpler layout wins, or the faster layout's
             # own prediction band when its regime is not validated ...

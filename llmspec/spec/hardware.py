@@ -2,9 +2,13 @@
 
 Peaks are dense (no 2:4 sparsity). Link figures are per GPU, per direction,
 in GB/s (1e9 bytes/s). See docs/planner-references.md section 3.
-Memory is the datasheet's "GB" read as 1e9 bytes: a conservative capacity,
-since the CUDA-visible total of these parts is somewhat larger (the planner
-keeps its own reserve for the runtime on top).
+Memory is what the runtime reports as the device's total (CUDA's
+``totalGlobalMem`` from deviceQuery, HIP's for AMD), read off real devices where a
+reading is cited; that is the capacity PyTorch's allocator draws from, and the
+datasheet's "80 GB" is neither 80e9 bytes (A100 80 GB: 85.1e9) nor 80 GiB. The
+planner keeps its own reserve for the runtime on top (CUDA context, NCCL buffers,
+fragmentation: ``llmspec.plan.memory``). A part without a cited reading keeps the
+datasheet's "GB" read as 1e9 bytes, a conservative lower bound.
 """
 
 from __future__ import annotations
@@ -35,9 +39,11 @@ class Gpu:
 CATALOG: dict[str, Gpu] = {
     # NVIDIA A100 Tensor Core GPU datasheet (2021): 40 GB HBM2, 1,555 GB/s, BF16 312 TFLOPS dense,
     # NVLink 3 600 GB/s total (300 GB/s per direction). Network: one 200 Gb/s HDR HCA per GPU (Selene).
+    # Memory: deviceQuery on an A100-SXM4-40GB, "40339 MBytes (42298834944 bytes)"
+    # (github.com/bottlerocket-os/bottlerocket pull 3873).
     "a100-40gb": Gpu(
         "a100-40gb",
-        40 * 10**9,
+        42_298_834_944,
         312.0,
         0.0,
         1555.0,
@@ -45,10 +51,12 @@ CATALOG: dict[str, Gpu] = {
         25.0,
         "NVIDIA A100 datasheet; HDR IB per GPU as on Selene (Narayanan et al. 2021 §5)",
     ),
-    # Same datasheet, 80 GB HBM2e SXM: 2,039 GB/s.
+    # Same datasheet, 80 GB HBM2e SXM: 2,039 GB/s. Memory: deviceQuery on A100-SXM4-80GB,
+    # "81158 MBytes (85100068864 bytes)" (github.com/thamada/nvidia-smi,
+    # nvsim/A100SXMx4_deviceQuery.py).
     "a100-80gb": Gpu(
         "a100-80gb",
-        80 * 10**9,
+        85_100_068_864,
         312.0,
         0.0,
         2039.0,
@@ -57,10 +65,12 @@ CATALOG: dict[str, Gpu] = {
         "NVIDIA A100 datasheet; HDR IB per GPU as on Selene (Narayanan et al. 2021 §5)",
     ),
     # NVIDIA H100 datasheet, SXM5: 80 GB HBM3, 3.35 TB/s, BF16 989.5 dense (1,979 with sparsity),
-    # FP8 1,979 dense, NVLink 4 900 GB/s total. Network: 400 Gb/s NDR per GPU.
+    # FP8 1,979 dense, NVLink 4 900 GB/s total. Network: 400 Gb/s NDR per GPU. Memory: deviceQuery
+    # on H100 80GB HBM3, "81106 MBytes (85045477376 bytes)" (github.com/thamada/nvidia-smi,
+    # nvsim/H100SXMx8_deviceQuery.py).
     "h100-sxm": Gpu(
         "h100-sxm",
-        80 * 10**9,
+        85_045_477_376,
         989.5,
         1979.0,
         3350.0,
@@ -69,6 +79,8 @@ CATALOG: dict[str, Gpu] = {
         "NVIDIA H100 datasheet (SXM5); 400G NDR per GPU (Llama 3 paper §3.3)",
     ),
     # NVIDIA H200 datasheet: 141 GB HBM3e, 4.8 TB/s, same GH100 compute as H100 SXM, NVLink 900 GB/s.
+    # Memory: no deviceQuery reading found (nvidia-smi shows 143771 MiB, which includes what the
+    # driver keeps), so the datasheet's 141e9 bytes; benchmarks/gpu_check.py prints the real total.
     "h200": Gpu(
         "h200",
         141 * 10**9,
@@ -92,10 +104,12 @@ CATALOG: dict[str, Gpu] = {
         "AMD Instinct MI250X datasheet; Slingshot-11 200 Gb/s per node-GPU (Frontier)",
     ),
     # AMD Instinct MI300X datasheet: 192 GB HBM3, 5.3 TB/s, 1,307.4 TFLOPS BF16 dense, FP8 2,614.9,
-    # 7 Infinity Fabric links × 64 GB/s per direction (448 GB/s).
+    # 7 Infinity Fabric links × 64 GB/s per direction (448 GB/s). Memory: HIP's device query on
+    # MI300X, "196592: Total Global Memory (MB)" (github.com/thamada/nvidia-smi,
+    # nvsim/MI300X_x4_deviceQuery.py).
     "mi300x": Gpu(
         "mi300x",
-        192 * 10**9,
+        196_592 * 2**20,
         1307.4,
         2614.9,
         5300.0,
