@@ -590,6 +590,14 @@ def main() -> None:
         default=2,
         help="runs of the 1-worker pipeline and of the tokenizer alone for the per-core figures",
     )
+    parser.add_argument(
+        "--baseline",
+        choices=("both", "batched"),
+        default="both",
+        help="tokenizer-only baselines: one call over all files and the tokenize tasks' calls, or "
+        "the latter only (one call over a corpus of 1 GB holds every Encoding at once: more "
+        "memory than this machine has)",
+    )
     parser.add_argument("--compare-minhash", action="store_true")
     parser.add_argument(
         "--near-dedup-memory",
@@ -645,6 +653,8 @@ def main() -> None:
         re.search(r"TOKENIZE_BATCH_BYTES = 2\*\*(\d+)", (project / "data_stages.py").read_text())[1]
     )
     modes = {"one call": 0, f"calls of {2**batch >> 10} KiB": 2**batch}
+    if args.baseline == "batched":
+        del modes["one call"]
     tries = {mode: [] for mode in modes}
     singles = [runs[1]]
     for i in range(args.repeats):

@@ -284,6 +284,13 @@ def fp8_casts(run: dict) -> tuple[str, ...]:
     return ("fused_cast_transpose",)
 
 
+def elementwise(run: dict) -> str:
+    """ "eager" for the runs whose software ran its element-wise ops one kernel each
+    (`elementwise: eager` in published_runs.yaml: torchtitan without torch.compile), else the
+    fused kernels the cost model counts by default (`cost.ELEMENTWISE_IMPLS`)."""
+    return run.get("elementwise") or "fused"
+
+
 # ----------------------------------------------------------------------------- one run
 @dataclass
 class Result:
@@ -378,6 +385,7 @@ def evaluate(run: dict) -> Result:
             pipeline_schedule=pipeline_schedule(run),
             comm_overlap=comm_overlap(run),
             fp8_casts=fp8_casts(run),
+            elementwise=elementwise(run),
         )
     except UserError as exc:
         result.reason = f"planner refused the published layout: {exc}"

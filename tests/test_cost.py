@@ -502,6 +502,83 @@ def test_elementwise_traffic_worked_example():
     assert tp - sp == pytest.approx(3 * 22 * 1024 * (1 - 1 / 4))
 
 
+def llama8b() -> ModelDims:
+    """Llama 3.1 8B's shape (GQA 32/8 heads, SwiGLU 14336, RMSNorm, RoPE)."""
+    return ModelDims(
+        **{
+            **gpt(4096, 32, 32, vocab=128256, seq=8192).__dict__,
+            "n_kv_heads": 8,
+            "d_ff": 14336,
+            "position": "rope",
+            "norm": "rmsnorm",
+            "activation": "swiglu",
+            "bias": False,
+            "tie_embeddings": False,
+        }
+    )
+
+
+def test_byte_counter_counts_what_a_kernel_reads_and_writes():
+    torch = pytest.importorskip("torch")
+    from llmspec.verify.kernel_bytes import count_bytes
+
+    x, y = torch.randn(64, 32).bfloat16(), torch.randn(64, 32).bfloat16()
+    fwd, bwd = count_bytes(lambda a, b: a * b, x, y)
+    assert fwd == 3 * 2 * 64 * 32  # reads two, writes one
+    assert bwd == 2 * 3 * 2 * 64 * 32  # each input's gradient: grad × the other, written
+    w = torch.randn(32).bfloat16()
+    fwd, _ = count_bytes(lambda a, b: a * b, x, w)  # a broadcast row is read once
+    assert fwd == 2 * (2 * 64 * 32 + 32)
+    fwd, _ = count_bytes(lambda a: a.t().reshape(-1), x)  # a copy made by reshape is counted
+    assert fwd == 2 * 2 * 64 * 32
+
+
+def test_eager_bytes_are_the_counted_ones():
+    """cost.EAGER_BYTES (the planner is torch-free) equals what the dispatch counter measures
+    on the eager op sequences today: a change of either shows here."""
+    pytest.importorskip("torch")
+    from llmspec.verify.kernel_bytes import eager_part_bytes
+
+    counted = eager_part_bytes()
+    assert set(counted) == set(cost.EAGER_BYTES)
+    for part, (fwd, bwd) in counted.items():
+        assert cost.EAGER_BYTES[part] == pytest.approx((fwd, bwd), abs=0.006), part
+
+
+def test_eager_elementwise_adds_its_parts_beyond_the_fused_count():
+    dims = llama8b()
+    kw = dict(attention_kernel="flash", tensor=1, sequence_parallel=False, act_bytes=2)
+    h, kv, ff = 4096, 1024, 14336
+    fused = cost.elementwise_bytes_per_token(dims, recompute="none", **kw)
+    eager = cost.elementwise_bytes_per_token(dims, recompute="none", impl="eager", **kw)
+    e = cost.EAGER_BYTES
+    fwd = (
+        2 * h * (e["rms_norm_fp32"][0] - 4)
+        + (h + kv) * e["rope_complex"][0]
+        + 2 * h * e["repeat_heads"][0]
+        + h * e["heads_contiguous"][0]
+        + ff * (e["swiglu"][0] - 6)
+    )
+    bwd = (
+        2 * h * (e["rms_norm_fp32"][1] - 8)
+        + (h + kv) * e["rope_complex"][1]
+        + 2 * h * e["repeat_heads"][1]
+        + h * e["heads_contiguous"][1]
+        + ff * (e["swiglu"][1] - 12)
+    )
+    assert eager - fused == pytest.approx(fwd + bwd)
+    # per-op recompute replays the forward's element-wise ops, eager ones included
+    ops_f = cost.elementwise_bytes_per_token(dims, recompute="ops", **kw)
+    ops_e = cost.elementwise_bytes_per_token(dims, recompute="ops", impl="eager", **kw)
+    assert ops_e - ops_f == pytest.approx(2 * fwd + bwd)
+    # ~1.85 MB a token and block: at 2.4 TB/s, 32 blocks, ~25 µs of each token's ~140 µs
+    assert 1.7e6 < ops_e - ops_f < 2.0e6
+    with pytest.raises(ValueError):
+        cost.elementwise_bytes_per_token(
+            dims, recompute="none", impl="eager", **{**kw, "act_bytes": 4}
+        )
+
+
 @pytest.mark.parametrize("recompute", ["none", "selective", "full"])
 def test_cost_model_counts_the_same_flops_as_the_flops_module(recompute):
     from llmspec.plan import flops

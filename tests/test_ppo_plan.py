@@ -95,16 +95,26 @@ def test_pinning_zero1_does_not_fit_and_names_the_fix(spec):
 
 
 def test_zero_stage_auto_is_chosen_for_all_four_models(spec):
-    """With zero_stage auto the search alone would size the actor's update (ZeRO 1 wins
-    there); the plan picks the lowest stage at which the whole PPO set fits, unpinned."""
+    """With zero_stage auto the search alone sizes the actor's update. On one H100 node its
+    ZeRO 3 holds all four models and stays. On two nodes of four H100s behind a 3 GB/s
+    network per GPU the actor alone is fastest at ZeRO 1 (one gradient reduction a step,
+    against ZeRO 3's gathers every micro-batch), which cannot hold the four models: the plan
+    takes the lowest stage that can, unpinned."""
     auto = spec.model_copy(
         update={"parallel": spec.parallel.model_copy(update={"zero_stage": "auto"})}
     )
     plan = plan_spec(auto)
-    assert plan.layout.zero_stage == 2 and plan.fits
-    assert plan.ppo.chosen_zero_stage == 2
+    assert plan.layout.zero_stage == plan.ppo.chosen_zero_stage == 3 and plan.fits
+    assert not any(line.startswith("zero_stage") for line in plan.explanation)
+    d = spec.model_dump()
+    d["parallel"]["zero_stage"] = "auto"
+    d["cluster"].update(nodes=2, gpus_per_node=4, gpu={"name": "h100-sxm", "inter_node_gbps": 3.0})
+    plan = plan_spec(Spec.model_validate(d))
+    assert plan.layout.zero_stage == plan.ppo.chosen_zero_stage == 2 and plan.fits
+    assert [s.zero_stage for s in plan.ppo.stages if s.fits] == [2, 3]
     assert not any(p.startswith("zero_stage") for p in plan.pinned)
     assert plan.explanation[0].startswith("zero_stage 2: the lowest ZeRO stage")
+    assert "(ZeRO 1, best for the actor's update alone, does not" in plan.explanation[0]
     assert not any(line.startswith("auto (nothing pinned)") for line in plan.explanation)
 
 

@@ -6,7 +6,7 @@
 
 reads the newest checkpoint in OUT/checkpoints (the one `latest` names; --checkpoint step_N
 for another), then
-- takes the weights from its model states (ZeRO 0: every rank holds all of them),
+- gathers its ZeRO-3 partitions into one fp32 state dict (DeepSpeed's zero_to_fp32),
 - folds each LoRA adapter into its weight, W + LORA_SCALE · B·A (the merged model computes what
   the adapted one did), so the folder is a plain LlamaForCausalLM with no adapters,
 - renames the tensors to LlamaForCausalLM's and writes DIR/config.json, DIR/model.safetensors
@@ -22,6 +22,7 @@ import os
 import shutil
 
 import torch
+from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
@@ -137,9 +138,8 @@ def checkpoint_tag(checkpoint_dir: str, tag: str | None) -> str:
 
 def load_checkpoint(checkpoint_dir: str, tag: str) -> dict[str, torch.Tensor]:
     """model.py's full state dict from DeepSpeed checkpoint `tag`, on the CPU."""
-    path = os.path.join(checkpoint_dir, tag, "mp_rank_00_model_states.pt")
-    # DeepSpeed's own file: it pickles more than tensors, so weights_only cannot read it
-    return torch.load(path, map_location="cpu", weights_only=False)["module"]
+    # ZeRO-3 keeps each rank's partition of the fp32 weights with its optimizer state
+    return get_fp32_state_dict_from_zero_checkpoint(checkpoint_dir, tag=tag)
 
 
 def export_tokenizer(data_dir: str, hf_dir: str) -> dict[str, int]:

@@ -42,11 +42,14 @@ RESIDUAL_INIT_STD = INIT_STD / math.sqrt(2 * N_LAYERS)  # GPT-2 §2.3: 2 residua
 def init_normal(key: str, shape: tuple[int, ...], std: float) -> torch.Tensor:
     """Normal(0, std) drawn from a generator seeded by SEED and the parameter's name, so every
     parameter starts the same whatever the parallel layout that ends up holding it. Drawn on
-    the CPU (the generator's device), then moved to the default device (e.g. a `with
-    torch.device(...)` block around build_model)."""
+    the CPU in fp32, then rounded once into a tensor from torch.empty: inside
+    deepspeed.zero.Init (train.py, ZeRO-3) that has the training dtype and device, so the
+    weights equal those of a ZeRO-0 run after DeepSpeed casts its fp32 model."""
     generator = torch.Generator().manual_seed(zlib.crc32(f"{SEED}/{key}".encode()))
-    values = torch.randn(shape, generator=generator, device="cpu") * std
-    return values.to(torch.get_default_device())
+    # torch.normal, not torch.randn (the same draws): zero.Init wraps torch.randn to round to the
+    # training dtype before `* std` (partition_parameters.py, zero_wrapper_for_fp_tensor_constructor).
+    values = torch.normal(0.0, 1.0, shape, generator=generator) * std
+    return torch.empty(shape).copy_(values)
 
 
 # --------------------------------------------------------------------------- layers
@@ -77,7 +80,7 @@ def init_uniform(key: str, shape: tuple[int, ...], bound: float) -> torch.Tensor
     init_normal)."""
     generator = torch.Generator().manual_seed(zlib.crc32(f"{SEED}/{key}".encode()))
     values = (torch.rand(shape, generator=generator) * 2 - 1) * bound
-    return values.to(torch.get_default_device())
+    return torch.empty(shape).copy_(values)
 
 
 class LoRALinear(Linear):
@@ -305,5 +308,6 @@ class Llama(nn.Module):
 
 
 def build_model() -> nn.Module:
-    """The whole model, in fp32, on the CPU (DeepSpeed moves and casts it)."""
+    """The whole model; train.py builds it inside deepspeed.zero.Init (ZeRO-3), which partitions
+    each module's parameters across the data-parallel ranks as soon as it is built."""
     return Llama()

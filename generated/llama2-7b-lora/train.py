@@ -36,8 +36,8 @@ run_name = "llama2-7b-lora"  # spec: name
 vocab_size = 32000  # spec: model.vocab_size
 seq_len = 4096  # spec: train.seq_len
 global_batch_size = 64  # spec: train.global_batch_size
-micro_batch_size = 2  # plan: peak 48.1 of 79.2 GiB
-grad_accum_steps = 4  # plan: 64 sequences / (2 per micro-batch × 8 data-parallel)
+micro_batch_size = 1  # plan: peak 20.9 of 79.2 GiB
+grad_accum_steps = 8  # plan: 64 sequences / (1 per micro-batch × 8 data-parallel)
 data_parallel = 8  # plan
 max_steps = 3000  # spec: train.steps
 log_interval = 10  # spec: train.log_interval
@@ -47,10 +47,10 @@ checkpoint_interval = 1000  # spec: train.checkpoint_interval
 seed = 1234  # spec: train.seed
 base_tag = None  # spec: finetune.base.tag (None: the base's latest)
 planned_params = 6742609920  # plan: params.total
-planned_layout = "data 8 × tensor 1 × pipeline 1, ZeRO 0, micro-batch 2 × 4 accumulation, recompute none"  # plan: layout (plan.json)
-planned_peak_gib = 48.06  # plan: peak 48.1 of 79.2 GiB
+planned_layout = "data 8 × tensor 1 × pipeline 1, ZeRO 3, micro-batch 1 × 8 accumulation, recompute none"  # plan: layout (plan.json)
+planned_peak_gib = 20.86  # plan: peak 20.9 of 79.2 GiB
 gpu_memory_gib = 79.2  # cluster.gpu: h100-sxm
-planned_tokens_per_s = 76252  # plan: performance.tokens_per_s
+planned_tokens_per_s = 77139  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len
 # -----------------------------------------------------------------------------
 
@@ -145,7 +145,7 @@ def load_base(model):
     params = dict(model.named_parameters())
     problems = [f"{n} is not in the base" for n in params if n not in state and not is_adapter(n)]
     for name, tensor in state.items():
-        shape = tuple(params[name].shape) if name in params else None
+        shape = tuple(params[name].ds_shape) if name in params else None
         if shape is None:
             problems.append(f"the base's {name} is not in this model")
         elif tuple(tensor.shape) != shape:
@@ -157,21 +157,30 @@ def load_base(model):
         )
     with torch.no_grad():
         for name, tensor in state.items():
-            params[name].copy_(tensor)
+            # a ZeRO-3 parameter is partitioned: gather it, write it, and leaving the block
+            # broadcasts rank 0's copy and re-partitions it (modifier_rank=None would discard
+            # the write: partition_parameters.py, GatheredParameters)
+            with deepspeed.zero.GatheredParameters([params[name]], modifier_rank=0):
+                params[name].copy_(tensor)
 
 
 # model
-model = build_model()
+# ZeRO-3: built inside deepspeed.zero.Init, which partitions each module's parameters over the
+# data-parallel ranks as soon as its __init__ returns, so no rank ever holds the whole model; it
+# takes the dtype from ds_config.json (deepspeed/runtime/zero/partition_parameters.py).
+with deepspeed.zero.Init(config_dict_or_path=os.path.join(here, "ds_config.json")):
+    model = build_model()
 load_base(model)  # every rank: the base's weights (lora fine-tuning)
 freeze_base(model)  # lora: only the LoRA adapters learn
 # AdamW comes from ds_config.json; weight decay applies to matrices (linear and embedding
-# weights) only, not to biases and norm gains.
-decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+# weights) only, not to biases and norm gains. A partitioned parameter's .data is empty: its
+# full shape is ds_shape, this rank's part ds_tensor.
+decay = [p for p in model.parameters() if p.requires_grad and len(p.ds_shape) >= 2]
+no_decay = [p for p in model.parameters() if p.requires_grad and len(p.ds_shape) < 2]
 param_groups = [
     g for g in ({"params": decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]
 ]
-local_params = sum(p.numel() for p in model.parameters())
+local_params = sum(p.ds_tensor.numel() for p in model.parameters())
 engine, _, _, _ = deepspeed.initialize(
     model=model,
     model_parameters=param_groups,
@@ -219,7 +228,8 @@ def save_adapters(step):
     """The adapters on their own, OUT/adapters/step_N.safetensors: megabytes, where each
     checkpoint above also holds the frozen base."""
     adapters = [(name, p) for name, p in model.named_parameters() if is_adapter(name)]
-    tensors = {name: p.detach().float().cpu().clone() for name, p in adapters}
+    with deepspeed.zero.GatheredParameters([p for _, p in adapters]):  # ZeRO-3: gather them
+        tensors = {name: p.detach().float().cpu().clone() for name, p in adapters}
     if master:
         os.makedirs(os.path.join(out_dir, "adapters"), exist_ok=True)
         save_file(tensors, os.path.join(out_dir, "adapters", f"step_{step}.safetensors"))
@@ -301,7 +311,7 @@ if master:
 
     tensorboard = SummaryWriter(os.path.join(out_dir, "tensorboard"))
     print(f"{run_name}: {planned_params:,} parameters planned, {local_params:,} on rank 0")
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    trainable = sum(p.ds_numel for p in model.parameters() if p.requires_grad)
     print(f"fine-tuning (lora) from {base_checkpoint_folder()}: {trainable:,} parameters train")
     print(f"layout: {planned_layout}")
     print(f"tokens per step: {global_batch_size} sequences x {seq_len} = {tokens_per_step:,}")

@@ -238,14 +238,15 @@ GEMM_TILE = 128
 # compute constants: Ampere on the 10 runs of Narayanan et al. 2021 Table 1 (A100, 1.7B-1T,
 # `python benchmarks/published_layouts.py --fit` → 0.745), Korthikanti 2022 Table 5 held
 # out; Hopper on the single-node H100 BF16 runs of the published set that it represents
-# exactly (llm-foundry MPT 1B, 7B, 7B at 8k, 13B, 30B on 8 GPUs: 5 runs, intra-node
-# communication only; torchtitan's Llama 3.1 8B is left out, its per-op selective
-# recomputation being costed approximately; `python benchmarks/published_runs.py
-# --fit-hopper` → 0.476), the other 77 held out.
+# exactly (llm-foundry MPT 1B, 7B, 7B at 8k, 13B, 30B and torchtitan's Llama 3.1 8B eager and
+# compiled, on 8 GPUs: 7 runs, intra-node communication only; `python
+# benchmarks/published_runs.py --fit-hopper` → 0.465; 0.476 on the five MPT runs before the
+# torchtitan rows' element-wise code was costed as it ran, ELEMENTWISE_IMPLS), the other 77
+# held out.
 # The H200 (same GH100 die) uses Hopper's. For scale:
 # cuBLAS reaches ~0.8-0.9 of peak on large A100 GEMMs, less on H100 (power- and
 # clock-limited at 700 W); Calculon's tables use 0.95-0.99 for the kernels alone.
-GEMM_FRACTION = {"ampere": 0.745, "hopper": 0.476}
+GEMM_FRACTION = {"ampere": 0.745, "hopper": 0.465}
 
 # FlashAttention-2 (what torch SDPA's flash backend runs) forward+backward throughput as a
 # fraction of the dense BF16 peak, head dim 128, sequence 2k-8k: A100 ~170-190 TFLOP/s
@@ -717,6 +718,51 @@ def offload_transfer_s(nbytes: float, gbps: float) -> float:
 
 
 # ----------------------------------------------------------------------------- element-wise kernels
+# Element-wise code of the costed software: "fused" = Korthikanti et al.'s kernels (Megatron,
+# Transformer Engine, torch.compile's fused regions), what `elementwise_bytes_per_token` counts;
+# "eager" = every PyTorch op its own kernel, as torchtitan's Llama ran without torch.compile
+# (published runs only): its fp32 RMSNorm, complex RoPE, repeated GQA heads, the attention
+# output's copy and SwiGLU move more, per element, fwd and bwd (16-bit activations), as
+# counted op by op by `llmspec.verify.kernel_bytes.eager_part_bytes` (tests/test_cost.py
+# checks these against it):
+ELEMENTWISE_IMPLS = ("fused", "eager")
+EAGER_BYTES = {
+    "rms_norm_fp32": (36.05, 92.09),  # per d_model element, each of the block's two norms
+    "rope_complex": (20.12, 20.62),  # per element of q and of k
+    "repeat_heads": (2.5, 2.5),  # per element of the repeated k and v (GQA only)
+    "heads_contiguous": (4.0, 6.0),  # per d_model element
+    "swiglu": (10.0, 18.0),  # per d_ff element
+}
+# What the fused count charges for the same parts (bytes per element at 16 bits): a norm reads
+# and writes its row (4, backward 8), SwiGLU reads two and writes one (6, backward 12); RoPE,
+# the head repeat and the output copy are inside fused kernels (0).
+FUSED_PART_BYTES = {"rms_norm_fp32": 4.0, "swiglu": 6.0}
+
+
+def eager_extra_bytes_per_token(
+    dims: ModelDims, *, recompute: str, tensor: int, sequence_parallel: bool
+) -> float:
+    """Bytes one block's eager element-wise ops move per token beyond the fused count
+    (`ELEMENTWISE_IMPLS`), forward, backward and the forward replayed by recomputation."""
+    h, ff = dims.d_model, dims.d_ff
+    kv = dims.n_kv_heads * dims.head_dim
+    norm_width = h / tensor if sequence_parallel else h
+    widths = {"heads_contiguous": h / tensor, "rope_complex": 0.0, "repeat_heads": 0.0}
+    widths["rms_norm_fp32"] = 2 * norm_width if dims.norm == "rmsnorm" else 0.0
+    widths["swiglu"] = ff / tensor if dims.activation == "swiglu" else 0.0
+    if dims.position == "rope":
+        widths["rope_complex"] = (h + kv) / tensor
+    if kv < h:
+        widths["repeat_heads"] = 2 * h / tensor
+    fwd = bwd = 0.0
+    for part, width in widths.items():
+        fused = FUSED_PART_BYTES.get(part, 0.0)
+        fwd += width * (EAGER_BYTES[part][0] - fused)
+        bwd += width * (EAGER_BYTES[part][1] - 2 * fused)
+    replay = fwd if recompute in ("full", "ops") else 0.0
+    return fwd + bwd + replay
+
+
 def elementwise_bytes_per_token(
     dims: ModelDims,
     *,
@@ -725,6 +771,7 @@ def elementwise_bytes_per_token(
     tensor: int,
     sequence_parallel: bool,
     act_bytes: int,
+    impl: str = "fused",
 ) -> float:
     """HBM bytes one block's non-GEMM kernels move per token on one GPU, per training pass.
 
@@ -762,7 +809,16 @@ def elementwise_bytes_per_token(
         passes += core
     elif recompute == "ops":  # everything but the (kept) attention kernel is replayed
         passes += replicated + mlp + (core if attention_kernel == "unfused" else 0)
-    return passes * act_bytes / 2
+    total = passes * act_bytes / 2
+    if impl == "eager":
+        if act_bytes != 2:
+            raise ValueError("eager element-wise bytes are counted for 16-bit activations")
+        total += eager_extra_bytes_per_token(
+            dims, recompute=recompute, tensor=tensor, sequence_parallel=sequence_parallel
+        )
+    elif impl != "fused":
+        raise ValueError(f"element-wise implementation {impl!r}: one of {ELEMENTWISE_IMPLS}")
+    return total
 
 
 def elementwise_s(nbytes: float, hbm_gbps: float) -> float:

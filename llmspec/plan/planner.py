@@ -38,6 +38,7 @@ def make_plan(
     pipeline_schedule: str = "deepspeed",
     comm_overlap: tuple[str, ...] = (),
     fp8_casts: tuple[str, ...] = (),
+    elementwise: str = "fused",
 ) -> Plan:
     """Search the layouts of `spec` (respecting its pinned fields and `pins`) and plan the best.
 
@@ -51,7 +52,9 @@ def make_plan(
     stage-to-stage sends as Megatron pairs them (published runs only; see
     `cost.pipeline_transfers`); `comm_overlap` names communication the costed software hides
     behind compute (published runs only; `cost.step_time`); `fp8_casts` names how the costed
-    software casts to FP8 (published runs only; `cost.FP8_CASTS`).
+    software casts to FP8 (published runs only; `cost.FP8_CASTS`); `elementwise` "eager"
+    costs element-wise ops one kernel each, as torchtitan ran without torch.compile
+    (published runs only; `cost.ELEMENTWISE_IMPLS`).
     """
     dims = ModelDims.from_spec(spec)
     cluster = devices.Cluster.from_spec(spec.cluster)
@@ -72,6 +75,7 @@ def make_plan(
         pipeline_schedule=pipeline_schedule,
         comm_overlap=tuple(comm_overlap),
         fp8_casts=tuple(fp8_casts),
+        elementwise=elementwise,
     )
     result = search.search(problem)
     best = result.best
@@ -113,6 +117,7 @@ def make_plan(
                 pipeline_schedule=pipeline_schedule,
                 comm_overlap=comm_overlap,
                 fp8_casts=fp8_casts,
+                elementwise=elementwise,
             )
             why = (
                 f"zero_stage {stage}: the lowest ZeRO stage at which PPO's actor, critic, "

@@ -71,6 +71,9 @@ class SearchProblem:
     # How the costed software casts to FP8 (`cost.FP8_CASTS`): the generated code's way for
     # llmspec's projects; the published-run benchmark names Transformer Engine's where it ran.
     fp8_casts: tuple[str, ...] = ()
+    # Element-wise kernels of the costed software (`cost.ELEMENTWISE_IMPLS`): fused for the
+    # generated code's plans; the published-run benchmark names eager torchtitan runs.
+    elementwise: str = "fused"
 
     @property
     def kernels(self) -> str:
@@ -341,6 +344,7 @@ def _candidate(problem: SearchProblem, layout: Layout, stage_layers, memory) -> 
         tensor=layout.tensor,
         sequence_parallel=layout.sequence_parallel,
         act_bytes=act,
+        impl=problem.elementwise,
     )
     last = len(stage_layers) - 1
     linears = linears_per_block(dims)
@@ -645,6 +649,7 @@ def time_lower_bound(
         tensor=g.tensor,
         sequence_parallel=sequence_parallel,
         act_bytes=bytes_per_activation(problem.precision),
+        impl=problem.elementwise,
     )
     return cost.compute_s(
         hw * tokens_per_gpu / g.tensor,
