@@ -286,8 +286,9 @@ def fp8_casts(run: dict) -> tuple[str, ...]:
 
 def elementwise(run: dict) -> str:
     """ "eager" for the runs whose software ran its element-wise ops one kernel each
-    (`elementwise: eager` in published_runs.yaml: torchtitan without torch.compile), else the
-    fused kernels the cost model counts by default (`cost.ELEMENTWISE_IMPLS`)."""
+    (`elementwise: eager` in published_runs.yaml: torchtitan without torch.compile), else
+    fused kernels (Megatron's, Transformer Engine's, torch.compile's; `cost.ELEMENTWISE_IMPLS`),
+    not the generated model's."""
     return run.get("elementwise") or "fused"
 
 

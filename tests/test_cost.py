@@ -545,6 +545,44 @@ def test_eager_bytes_are_the_counted_ones():
         assert cost.EAGER_BYTES[part] == pytest.approx((fwd, bwd), abs=0.006), part
 
 
+def test_generated_bytes_are_counted_on_the_rendered_model():
+    """cost.GENERATED_BYTES equals what the counter measures on the generated model.py's own
+    apply_rope and activation (rendered for a Llama): a template change shows here."""
+    pytest.importorskip("torch")
+    from llmspec.verify.kernel_bytes import generated_part_bytes
+
+    counted = generated_part_bytes()
+    assert set(counted) == set(cost.GENERATED_BYTES) - {"heads_contiguous"}
+    for part, (fwd, bwd) in counted.items():
+        assert cost.GENERATED_BYTES[part] == pytest.approx((fwd, bwd), abs=0.006), part
+
+
+def test_generated_elementwise_is_what_llmspec_plans_count():
+    dims = llama8b()
+    kw = dict(attention_kernel="flash", tensor=1, sequence_parallel=False, act_bytes=2)
+    g = cost.GENERATED_BYTES
+    fused = cost.elementwise_bytes_per_token(dims, recompute="none", **kw)
+    generated = cost.elementwise_bytes_per_token(dims, recompute="none", impl="generated", **kw)
+    h, kv, ff = 4096, 1024, 14336
+    extra = (
+        (h + kv) * sum(g["rope_rotate_half"])
+        + h * sum(g["heads_contiguous"])
+        + ff * (g["swiglu"][0] - 6 + g["swiglu"][1] - 12)
+    )
+    assert generated - fused == pytest.approx(extra)
+    assert 0.35e6 < extra < 0.45e6  # ~0.4 MB a token and block, a fifth of torchtitan's eager
+    # GPT: LayerNorm and GELU are single kernels; only the attention output's copy is extra
+    plain = gpt(1024, 4, 16)
+    d = cost.elementwise_bytes_per_token(plain, recompute="none", impl="generated", **kw)
+    assert d - cost.elementwise_bytes_per_token(plain, recompute="none", **kw) == pytest.approx(
+        1024 * sum(g["heads_contiguous"])
+    )
+    # the search costs llmspec's own plans with it
+    from llmspec.plan.search import SearchProblem
+
+    assert SearchProblem.__dataclass_fields__["elementwise"].default == "generated"
+
+
 def test_eager_elementwise_adds_its_parts_beyond_the_fused_count():
     dims = llama8b()
     kw = dict(attention_kernel="flash", tensor=1, sequence_parallel=False, act_bytes=2)

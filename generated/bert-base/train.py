@@ -50,7 +50,7 @@ planned_params = 109514298  # plan: params.total
 planned_layout = "data 8 × tensor 1 × pipeline 1, ZeRO 3, micro-batch 32 × 1 accumulation, recompute none"  # plan: layout (plan.json)
 planned_peak_gib = 8.27  # plan: peak 8.3 of 79.3 GiB
 gpu_memory_gib = 79.26  # cluster.gpu: a100-80gb
-planned_tokens_per_s = 1972570  # plan: performance.tokens_per_s
+planned_tokens_per_s = 1950830  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len
 # -----------------------------------------------------------------------------
 

@@ -48,7 +48,7 @@ planned_params = 124439808  # plan: params.total
 planned_layout = "data 8 × tensor 1 × pipeline 1, ZeRO 3, micro-batch 20 × 3 accumulation, recompute none"  # plan: layout (plan.json)
 planned_peak_gib = 11.61  # plan: peak 11.6 of 79.3 GiB
 gpu_memory_gib = 79.26  # cluster.gpu: a100-80gb
-planned_tokens_per_s = 1882570  # plan: performance.tokens_per_s
+planned_tokens_per_s = 1862760  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len
 # -----------------------------------------------------------------------------
 

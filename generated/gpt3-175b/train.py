@@ -50,7 +50,7 @@ planned_params = 174604296192  # plan: params.total
 planned_layout = "data 32 × tensor 4 × pipeline 8, ZeRO 0, micro-batch 1 × 48 accumulation, recompute none, sequence parallel"  # plan: layout (plan.json)
 planned_peak_gib = 53.05  # plan: peak 53.1 of 79.3 GiB
 gpu_memory_gib = 79.26  # cluster.gpu: a100-80gb
-planned_tokens_per_s = 159116  # plan: performance.tokens_per_s
+planned_tokens_per_s = 158952  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len
 # -----------------------------------------------------------------------------
 

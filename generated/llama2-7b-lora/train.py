@@ -50,7 +50,7 @@ planned_params = 6742609920  # plan: params.total
 planned_layout = "data 8 × tensor 1 × pipeline 1, ZeRO 3, micro-batch 1 × 8 accumulation, recompute none"  # plan: layout (plan.json)
 planned_peak_gib = 20.86  # plan: peak 20.9 of 79.2 GiB
 gpu_memory_gib = 79.2  # cluster.gpu: h100-sxm
-planned_tokens_per_s = 77139  # plan: performance.tokens_per_s
+planned_tokens_per_s = 73809  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len
 # -----------------------------------------------------------------------------
 

@@ -56,7 +56,7 @@ planned_params = 6738419712  # plan: params.total
 planned_layout = "data 8 × tensor 1 × pipeline 1, ZeRO 3, micro-batch 2 × 4 accumulation, recompute full"  # plan: layout (plan.json)
 planned_peak_gib = 18.19  # plan: peak 18.2 of 79.2 GiB
 gpu_memory_gib = 79.2  # cluster.gpu: h100-sxm
-planned_tokens_per_s = 60896  # plan: performance.tokens_per_s
+planned_tokens_per_s = 57852  # plan: performance.tokens_per_s
 # PPO (TRL's names)
 prompt_len = 1536  # spec: train.seq_len − rlhf.rollout.max_new_tokens
 max_new_tokens = 512  # spec: rlhf.rollout.max_new_tokens

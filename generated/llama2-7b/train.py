@@ -48,7 +48,7 @@ planned_params = 6738415616  # plan: params.total
 planned_layout = "data 64 × tensor 1 × pipeline 1, ZeRO 3, micro-batch 1 × 16 accumulation, recompute none"  # plan: layout (plan.json)
 planned_peak_gib = 22.59  # plan: peak 22.6 of 79.2 GiB
 gpu_memory_gib = 79.2  # cluster.gpu: h100-sxm
-planned_tokens_per_s = 618062  # plan: performance.tokens_per_s
+planned_tokens_per_s = 591340  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len
 # -----------------------------------------------------------------------------
 

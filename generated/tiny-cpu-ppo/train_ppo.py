@@ -65,7 +65,7 @@ planned_params = 1334144  # plan: params.total
 planned_layout = "data 2 × tensor 1 × pipeline 1, ZeRO 0, micro-batch 8 × 1 accumulation, recompute none"  # plan: layout (plan.json)
 planned_peak_gib = 0.05  # plan: peak 0.1 of 8.0 GiB
 gpu_memory_gib = 8.0  # cluster.gpu: cpu
-planned_tokens_per_s = 16428  # plan: performance.tokens_per_s
+planned_tokens_per_s = 16359  # plan: performance.tokens_per_s
 # PPO (TRL's names)
 prompt_len = 48  # spec: train.seq_len − rlhf.rollout.max_new_tokens
 max_new_tokens = 16  # spec: rlhf.rollout.max_new_tokens

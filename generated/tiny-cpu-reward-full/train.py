@@ -50,7 +50,7 @@ planned_params = 1334144  # plan: params.total
 planned_layout = "data 2 × tensor 1 × pipeline 1, ZeRO 0, micro-batch 4 × 2 accumulation, recompute none"  # plan: layout (plan.json)
 planned_peak_gib = 0.06  # plan: peak 0.1 of 8.0 GiB
 gpu_memory_gib = 8.0  # cluster.gpu: cpu
-planned_tokens_per_s = 16320  # plan: performance.tokens_per_s
+planned_tokens_per_s = 16252  # plan: performance.tokens_per_s
 tokens_per_step = global_batch_size * seq_len
 # -----------------------------------------------------------------------------
 

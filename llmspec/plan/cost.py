@@ -725,7 +725,7 @@ def offload_transfer_s(nbytes: float, gbps: float) -> float:
 # output's copy and SwiGLU move more, per element, fwd and bwd (16-bit activations), as
 # counted op by op by `llmspec.verify.kernel_bytes.eager_part_bytes` (tests/test_cost.py
 # checks these against it):
-ELEMENTWISE_IMPLS = ("fused", "eager")
+ELEMENTWISE_IMPLS = ("generated", "fused", "eager")
 EAGER_BYTES = {
     "rms_norm_fp32": (36.05, 92.09),  # per d_model element, each of the block's two norms
     "rope_complex": (20.12, 20.62),  # per element of q and of k
@@ -733,10 +733,43 @@ EAGER_BYTES = {
     "heads_contiguous": (4.0, 6.0),  # per d_model element
     "swiglu": (10.0, 18.0),  # per d_ff element
 }
+# "generated" = llmspec's own model.py, eager too: its norms are single kernels (F.rms_norm,
+# F.layer_norm) and GQA goes to SDPA's enable_gqa, but its rotate-half RoPE, its SwiGLU and
+# the attention output's transpose-reshape copy are separate kernels, counted from the
+# rendered file by `llmspec.verify.kernel_bytes.generated_part_bytes` (the copy is the same
+# op as torchtitan's `.contiguous()`). Dropout's own kernels are not counted (a fused
+# bias-dropout-add is). Per element, fwd and bwd:
+GENERATED_BYTES = {
+    "rope_rotate_half": (21.16, 20.2),  # per element of q and k (the per-sequence cos/sin in it)
+    "heads_contiguous": EAGER_BYTES["heads_contiguous"],
+    "swiglu": (10.0, 18.0),
+}
 # What the fused count charges for the same parts (bytes per element at 16 bits): a norm reads
 # and writes its row (4, backward 8), SwiGLU reads two and writes one (6, backward 12); RoPE,
 # the head repeat and the output copy are inside fused kernels (0).
 FUSED_PART_BYTES = {"rms_norm_fp32": 4.0, "swiglu": 6.0}
+
+
+def _extra(counts: dict, widths: dict) -> tuple[float, float]:
+    fwd = bwd = 0.0
+    for part, width in widths.items():
+        fused = FUSED_PART_BYTES.get(part, 0.0)
+        fwd += width * (counts[part][0] - fused)
+        bwd += width * (counts[part][1] - 2 * fused)
+    return fwd, bwd
+
+
+def generated_extra_bytes_per_token(dims: ModelDims, *, recompute: str, tensor: int) -> float:
+    """Bytes one block of the generated model's separate element-wise kernels move per token
+    beyond the fused count: RoPE, SwiGLU, the attention output's copy (`GENERATED_BYTES`)."""
+    kv = dims.n_kv_heads * dims.head_dim
+    widths = {"heads_contiguous": dims.d_model / tensor}
+    if dims.position == "rope":
+        widths["rope_rotate_half"] = (dims.d_model + kv) / tensor
+    if dims.activation == "swiglu":
+        widths["swiglu"] = dims.d_ff / tensor
+    fwd, bwd = _extra(GENERATED_BYTES, widths)
+    return fwd + bwd + (fwd if recompute in ("full", "ops") else 0.0)
 
 
 def eager_extra_bytes_per_token(
@@ -754,11 +787,7 @@ def eager_extra_bytes_per_token(
         widths["rope_complex"] = (h + kv) / tensor
     if kv < h:
         widths["repeat_heads"] = 2 * h / tensor
-    fwd = bwd = 0.0
-    for part, width in widths.items():
-        fused = FUSED_PART_BYTES.get(part, 0.0)
-        fwd += width * (EAGER_BYTES[part][0] - fused)
-        bwd += width * (EAGER_BYTES[part][1] - 2 * fused)
+    fwd, bwd = _extra(EAGER_BYTES, widths)
     replay = fwd if recompute in ("full", "ops") else 0.0
     return fwd + bwd + replay
 
@@ -810,7 +839,12 @@ def elementwise_bytes_per_token(
     elif recompute == "ops":  # everything but the (kept) attention kernel is replayed
         passes += replicated + mlp + (core if attention_kernel == "unfused" else 0)
     total = passes * act_bytes / 2
-    if impl == "eager":
+    if impl == "generated":
+        # counted at 16-bit activations; a fp32 run moves twice the bytes of every part
+        total += generated_extra_bytes_per_token(dims, recompute=recompute, tensor=tensor) * (
+            act_bytes / 2
+        )
+    elif impl == "eager":
         if act_bytes != 2:
             raise ValueError("eager element-wise bytes are counted for 16-bit activations")
         total += eager_extra_bytes_per_token(

@@ -38,7 +38,7 @@ def make_plan(
     pipeline_schedule: str = "deepspeed",
     comm_overlap: tuple[str, ...] = (),
     fp8_casts: tuple[str, ...] = (),
-    elementwise: str = "fused",
+    elementwise: str = "generated",
 ) -> Plan:
     """Search the layouts of `spec` (respecting its pinned fields and `pins`) and plan the best.
 
@@ -52,9 +52,10 @@ def make_plan(
     stage-to-stage sends as Megatron pairs them (published runs only; see
     `cost.pipeline_transfers`); `comm_overlap` names communication the costed software hides
     behind compute (published runs only; `cost.step_time`); `fp8_casts` names how the costed
-    software casts to FP8 (published runs only; `cost.FP8_CASTS`); `elementwise` "eager"
-    costs element-wise ops one kernel each, as torchtitan ran without torch.compile
-    (published runs only; `cost.ELEMENTWISE_IMPLS`).
+    software casts to FP8 (published runs only; `cost.FP8_CASTS`); `elementwise` is the
+    costed software's element-wise code: "generated" (llmspec's model.py), or for published
+    runs "fused" (Megatron, Transformer Engine, torch.compile) or "eager" (torchtitan without
+    torch.compile); `cost.ELEMENTWISE_IMPLS`.
     """
     dims = ModelDims.from_spec(spec)
     cluster = devices.Cluster.from_spec(spec.cluster)

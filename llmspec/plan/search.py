@@ -71,9 +71,10 @@ class SearchProblem:
     # How the costed software casts to FP8 (`cost.FP8_CASTS`): the generated code's way for
     # llmspec's projects; the published-run benchmark names Transformer Engine's where it ran.
     fp8_casts: tuple[str, ...] = ()
-    # Element-wise kernels of the costed software (`cost.ELEMENTWISE_IMPLS`): fused for the
-    # generated code's plans; the published-run benchmark names eager torchtitan runs.
-    elementwise: str = "fused"
+    # Element-wise kernels of the costed software (`cost.ELEMENTWISE_IMPLS`): the generated
+    # model's own for llmspec's plans; the published-run benchmark names fused (Megatron, TE,
+    # torch.compile) or eager (torchtitan without compile) per run.
+    elementwise: str = "generated"
 
     @property
     def kernels(self) -> str:

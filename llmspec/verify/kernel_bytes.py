@@ -7,10 +7,12 @@ of its tensor inputs (distinct elements only: a broadcast operand is read once) 
 outputs. Autograd's backward formulas are the same aten ops on every device, so what is
 counted on the CPU is what a GPU runs op by op.
 
-`EAGER_PARTS` holds the op sequences of torchtitan's eager Llama (its Dec 2024 model code:
-`torchtitan/models/norms.py` RMSNorm, `models/llama/model.py` apply_rotary_emb, repeat_kv,
-the attention output's `.contiguous()`, FeedForward), written from their description, which
-`llmspec.plan.cost.EAGER_BYTES` holds as per-element figures for the planner (torch-free).
+`eager_part_bytes` counts the op sequences of torchtitan's eager Llama (its Dec 2024 model
+code: `torchtitan/models/norms.py` RMSNorm, `models/llama/model.py` apply_rotary_emb,
+repeat_kv, the attention output's `.contiguous()`, FeedForward), written from their
+description; `generated_part_bytes` the generated model.py's own RoPE and SwiGLU, from the
+rendered file itself. `llmspec.plan.cost.EAGER_BYTES` and `GENERATED_BYTES` hold them as
+per-element figures for the planner (torch-free).
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ import math
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from llmspec.codegen.model_code import load_model_module, render_model_py
+from llmspec.plan.types import Layout
+from llmspec.spec.schema import Spec
 
 aten = torch.ops.aten
 
@@ -32,6 +38,7 @@ _FREE = {
     "is_same_size", "_to_copy_noop",
 }  # fmt: skip
 _NOT_ELEMENTWISE = {"mm", "addmm", "bmm", "matmul", "linear"}
+_ATTENTION = "scaled_dot_product"  # SDPA's kernels, every backend
 
 
 def _distinct_bytes(t: torch.Tensor) -> int:
@@ -49,7 +56,7 @@ class _ByteCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         name = func.overloadpacket.__name__
-        if name in _FREE or name in _NOT_ELEMENTWISE:
+        if name in _FREE or name in _NOT_ELEMENTWISE or _ATTENTION in name:
             return out
         moved = 0
         for x in torch.utils._pytree.tree_leaves((args, kwargs)):
@@ -144,3 +151,43 @@ def eager_part_bytes(dtype: torch.dtype = torch.bfloat16) -> dict[str, tuple[flo
         fwd, bwd = count_bytes(fn, *inputs)
         out[name] = (fwd / elements, bwd / elements)
     return out
+
+
+# ----------------------------------------------------------------------------- generated model
+def generated_part_bytes(dtype: torch.dtype = torch.bfloat16) -> dict[str, tuple[float, float]]:
+    """Forward and backward bytes per element of the generated Llama model.py's own
+    element-wise parts (rendered for a small Llama: 32 query and 8 key/value heads, so the
+    per-sequence cos/sin tables weigh as little as at real widths): `apply_rope` per element of
+    q and k together, `activation` (SwiGLU) per d_ff element. Its norms are `F.rms_norm`, one
+    kernel on CUDA (decomposed on the CPU, so not counted here), GQA goes to SDPA's
+    `enable_gqa` (no copy), and its attention output is transposed and reshaped, the copy
+    `heads_contiguous` counts."""
+    heads, kv_heads, d, tokens = 32, 8, 16, 256
+    spec = Spec.model_validate(
+        {
+            "name": "kernel-bytes",
+            "model": {
+                "arch": "llama", "vocab_size": 128, "max_seq_len": tokens, "d_model": heads * d,
+                "n_layers": 1, "n_heads": heads, "n_kv_heads": kv_heads, "d_ff": 4 * heads * d,
+                "position": "rope", "norm": "rmsnorm", "activation": "swiglu", "bias": False,
+                "tie_embeddings": False, "dropout": 0.0, "attention_dropout": 0.0,
+            },
+            "train": {"seq_len": tokens, "global_batch_size": 1, "precision": "bf16"},
+        }
+    )  # fmt: skip
+    model = load_model_module(render_model_py(spec, Layout(), (1,)), "kernel_bytes_model")
+    gen = torch.Generator().manual_seed(0)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=gen).to(dtype)
+
+    q, k = randn(1, heads, tokens, d), randn(1, kv_heads, tokens, d)
+    fwd, bwd = count_bytes(model.apply_rope, q, k)
+    rope = q.numel() + k.numel()
+    ff = 4 * heads * d
+    gate, up = randn(1, tokens, ff), randn(1, tokens, ff)
+    f2, b2 = count_bytes(model.activation, gate, up)
+    return {
+        "rope_rotate_half": (fwd / rope, bwd / rope),
+        "swiglu": (f2 / (tokens * ff), b2 / (tokens * ff)),
+    }
