@@ -264,9 +264,12 @@ def compare_minhash(project: Path, corpus: Path, n_docs: int = 400) -> None:
         m.update_batch([" ".join(words[i : i + k]).encode() for i in range(len(words) - k + 1)])
         return m
 
+    def utf8(text: str) -> np.ndarray:
+        return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+
     start = time.perf_counter()
     for t in texts:
-        module.minhash(t)
+        module.minhash(utf8(t))  # as minhash_task passes it: the stored UTF-8 bytes
     own_s = time.perf_counter() - start
     start = time.perf_counter()
     for t in texts:
@@ -288,7 +291,7 @@ def compare_minhash(project: Path, corpus: Path, n_docs: int = 400) -> None:
         a = {tuple(words[i : i + k]) for i in range(len(words) - k + 1)}
         b = {tuple(edited[i : i + k]) for i in range(len(edited) - k + 1)}
         true = len(a & b) / len(a | b)
-        own_est = float(np.mean(module.minhash(text) == module.minhash(other)))
+        own_est = float(np.mean(module.minhash(utf8(text)) == module.minhash(utf8(other))))
         errors_own.append(abs(own_est - true))
         errors_ds.append(
             abs(datasketch_signature(text).jaccard(datasketch_signature(other)) - true)

@@ -116,7 +116,6 @@ def input_fingerprint(inputs: list) -> list:
 
 # ---------------------------------------------------------------------------- clean
 TRAILING_SPACE = " \t\f\v"  # stripped from the end of each line
-LINE_ENDS_SPACE = tuple(c + "\n" for c in TRAILING_SPACE)  # a line that ends in one
 
 
 def decode(raw: bytes) -> tuple[str, bool]:
@@ -175,15 +174,16 @@ def clean_documents(task: list):
     for status, text, replaced in read_documents(*task):
         if status == "ok":
             text = unicodedata.normalize(UNICODE_FORM, text)
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
-            if text.endswith(tuple(TRAILING_SPACE)) or any(
-                end in text for end in LINE_ENDS_SPACE
-            ):  # else none
-                text = "\n".join([line.rstrip(TRAILING_SPACE) for line in text.split("\n")])
+            if "\r" in text:
+                text = text.replace("\r\n", "\n").replace("\r", "\n")
+            # The text is split into lines once: the same lines, stripped, feed the filters
+            # below (collapsing and trimming drop only empty lines, which they skip anyway).
+            lines = [line.rstrip(TRAILING_SPACE) for line in text.split("\n")]
+            text = "\n".join(lines)
             while "\n\n\n" in text:  # a run of 3+ newlines to 2 (str.replace: no regex scan)
                 text = text.replace("\n\n\n", "\n\n")
             text = text.strip("\n")
-            lines = [line for line in map(str.strip, text.split("\n")) if line]
+            lines = [line for line in map(str.strip, lines) if line]
             if not lines:  # only whitespace
                 status = "empty"
             elif len(text) < MIN_CHARS:

@@ -130,7 +130,6 @@ def input_fingerprint(inputs: list) -> list:
 
 # ---------------------------------------------------------------------------- clean
 TRAILING_SPACE = " \t\f\v"  # stripped from the end of each line
-LINE_ENDS_SPACE = tuple(c + "\n" for c in TRAILING_SPACE)  # a line that ends in one
 
 
 def decode(raw: bytes) -> tuple[str, bool]:
@@ -173,15 +172,16 @@ def clean_documents(path: str):
     for status, text, replaced in read_documents(path):
         if status == "ok":
             text = unicodedata.normalize(UNICODE_FORM, text)
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
-            if text.endswith(tuple(TRAILING_SPACE)) or any(
-                end in text for end in LINE_ENDS_SPACE
-            ):  # else none
-                text = "\n".join([line.rstrip(TRAILING_SPACE) for line in text.split("\n")])
+            if "\r" in text:
+                text = text.replace("\r\n", "\n").replace("\r", "\n")
+            # The text is split into lines once: the same lines, stripped, feed the filters
+            # below (collapsing and trimming drop only empty lines, which they skip anyway).
+            lines = [line.rstrip(TRAILING_SPACE) for line in text.split("\n")]
+            text = "\n".join(lines)
             while "\n\n\n" in text:  # a run of 3+ newlines to 2 (str.replace: no regex scan)
                 text = text.replace("\n\n\n", "\n\n")
             text = text.strip("\n")
-            lines = [line for line in map(str.strip, text.split("\n")) if line]
+            lines = [line for line in map(str.strip, lines) if line]
             if not lines:  # only whitespace
                 status = "empty"
             elif len(text) < MIN_CHARS:
@@ -435,33 +435,49 @@ def finish(h: np.ndarray) -> np.ndarray:
     return h
 
 
-def word_hashes(text: str) -> np.ndarray:
-    """uint64 hash of each whitespace-separated word of the text, in order, 2^16 words at a
-    time (the scratch arrays take about 35 bytes per byte of text)."""
-    words = text.split()
-    return np.concatenate(
-        [np.zeros(0, dtype=np.uint64)]
-        + [hash_words(" ".join(words[i : i + 2**16])) for i in range(0, len(words), 2**16)]
-    )
+# The ASCII bytes str.split() counts as whitespace (\t \n \v \f \r, \x1c-\x1f, the space):
+# words are cut at these, in the UTF-8 bytes as read, so no decode, split and join runs per
+# document. A Unicode space (U+00A0 and the like) stays inside its word, in every copy alike.
+SPACE_BYTES = np.zeros(256, dtype=bool)
+SPACE_BYTES[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True
+HASH_WORDS = 2**16  # words hashed at a time: the scratch arrays take ~30 bytes per byte of them
+_powers = [np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)]
 
 
-def hash_words(joined: str) -> np.ndarray:
-    """The hash of each word of words joined by single spaces."""
-    data = np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)
-    spaces = np.flatnonzero(data == 32)  # a UTF-8 0x20 byte is a space: the separators
-    starts = np.concatenate([[0], spaces + 1])
-    lengths = np.diff(np.concatenate([starts, [len(data) + 1]]))  # each word and its space
-    position = np.arange(len(data)) - np.repeat(starts, lengths)[: len(data)]
-    with np.errstate(over="ignore"):
-        powers = np.cumprod(np.full(int(lengths.max()), WORD_POINT, dtype=np.uint64))
-        terms = data * powers[position]  # uint8 x uint64: uint64
-        terms[spaces] = 0
-        return finish(np.add.reduceat(terms, starts))
+def powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """WORD_POINT^(k+1) and WORD_POINT^-k mod 2^64 for k < n (an odd number is invertible mod
+    2^64), computed once for the longest run of words seen so far."""
+    if len(_powers[0]) < n:
+        size = max(n, 2 * len(_powers[0]))
+        inverse = np.uint64(pow(int(WORD_POINT), -1, 2**64))
+        with np.errstate(over="ignore"):
+            _powers[0] = np.cumprod(np.full(size, WORD_POINT, dtype=np.uint64))
+            _powers[1] = np.cumprod(np.full(size, inverse, dtype=np.uint64)) * WORD_POINT
+    return _powers[0][:n], _powers[1][:n]
 
 
-def minhash(text: str) -> np.ndarray:
-    """uint32[MINHASH_PERMUTATIONS] signature of the document's word shingles."""
-    ids = word_hashes(text)
+def word_hashes(data: np.ndarray) -> np.ndarray:
+    """uint64 hash of each whitespace-separated word of UTF-8 text (uint8), in order."""
+    space = SPACE_BYTES[data]
+    edges = np.flatnonzero(np.diff(space, prepend=True, append=True))  # word starts and ends
+    begins, ends = edges[0::2], edges[1::2]
+    hashes = [np.zeros(0, dtype=np.uint64)]
+    for i in range(0, len(begins), HASH_WORDS):
+        start = begins[i]
+        first, last = begins[i : i + HASH_WORDS] - start, ends[i : i + HASH_WORDS] - start
+        up, down = powers(int(last[-1]))
+        # byte k of the run times WORD_POINT^(k+1), summed prefix by prefix: a word's polynomial
+        # (its byte j times WORD_POINT^(j+1)) is the difference of two prefixes, shifted down
+        with np.errstate(over="ignore"):
+            prefix = np.cumsum(data[start : start + int(last[-1])] * up)
+            prefix = np.concatenate([np.zeros(1, dtype=np.uint64), prefix])
+            hashes.append(finish((prefix[last] - prefix[first]) * down[first]))
+    return np.concatenate(hashes)
+
+
+def minhash(data: np.ndarray) -> np.ndarray:
+    """uint32[MINHASH_PERMUTATIONS] signature of the word shingles of a document (UTF-8, uint8)."""
+    ids = word_hashes(data)
     if not len(ids):
         return np.full(MINHASH_PERMUTATIONS, np.iinfo(np.uint32).max, dtype=np.uint32)
     k = min(SHINGLE_WORDS, len(ids))  # a document shorter than a shingle is one shingle
@@ -506,7 +522,7 @@ def minhash_task(work: Path, rank: int, world: int) -> dict:
     for row, (start, end) in enumerate(
         zip(docs["start"].tolist(), docs["end"].tolist(), strict=True)
     ):
-        signatures[row] = minhash(text[start:end].tobytes().decode("utf-8"))
+        signatures[row] = minhash(text[start:end])
     write_array(work / f"minhash-{rank:05d}.npy", signatures)
     write_array(work / f"minhash-{rank:05d}.ids.npy", docs["id"])
     parts = lsh_partitions(world)
