@@ -102,3 +102,28 @@ def test_clusters_link_chains_and_shared_roots_as_a_dict_union_find(
     assert result == {"dropped": len(dropped)}
     assert 2 in dropped and 1 not in dropped
     assert set(chain[1:]) <= set(dropped) and chain[0] not in dropped
+
+
+def test_word_hashes_equal_each_words_polynomial_over_str_split(prepared, monkeypatch):
+    """word_hashes cuts the UTF-8 bytes at ASCII whitespace and takes each word's polynomial
+    as a difference of prefix sums; a word-by-word Python polynomial over `str.split()` (each
+    byte j of a word times WORD_POINT^(j+1) mod 2^64, then fmix64) must give the same hashes,
+    across the HASH_WORDS runs (lowered to 3 words here) and for multi-byte characters."""
+    stages = load_stages(prepared.project)
+    monkeypatch.setattr(stages, "HASH_WORDS", 3)
+    point = int(stages.WORD_POINT)
+    rng = random.Random(5)
+    alphabet = "ab\u00e9\u4e2d\U0001f600xyz_0"
+    spaces = [" ", "  ", "\n", "\t \n", "\r\n", "\x0b", "\x0c", "\x1c"]
+    for _ in range(50):
+        words = [
+            "".join(rng.choices(alphabet, k=rng.randint(1, 12))) for _ in range(rng.randint(0, 20))
+        ]
+        text = rng.choice(["", " ", "\n"]) + "".join(w + rng.choice(spaces) for w in words)
+        expected = []
+        for word in text.split():
+            h = sum(b * pow(point, j + 1, 2**64) for j, b in enumerate(word.encode())) % 2**64
+            expected.append(h)
+        expected = stages.finish(np.array(expected, dtype=np.uint64))
+        got = stages.word_hashes(np.frombuffer(text.encode(), dtype=np.uint8))
+        assert got.dtype == np.uint64 and got.tolist() == expected.tolist(), repr(text)
