@@ -504,6 +504,14 @@ def short_source(run: dict, sources: dict) -> str:
     return f"{doc}:{where}"[:34]
 
 
+def recompute_label(run: dict) -> str:
+    """GPU family and the recomputation the run is costed with (stated or assumed)."""
+    recompute = run["layout"].get("recompute") or run.get("assumptions", {}).get("recompute")
+    word = recompute.split()[0] if isinstance(recompute, str) else "unstated (planner's)"
+    runtime = ", DS-2021 ZeRO-3" if run.get("zero3_runtime") == "deepspeed-2021" else ""
+    return f"{gpu_label(run)[:4]} {word}{runtime}"
+
+
 def stats_line(name: str, results: list[Result]) -> str:
     errs = [r.error for r in results if r.error is not None]
     if not errs:
@@ -513,7 +521,7 @@ def stats_line(name: str, results: list[Result]) -> str:
     not_fit = sum(1 for r in results if r.fits is False or r.even_split_fits is False)
     return (
         f"  {name:<26} n={len(errs):>3}  mean|err| {sum(absolute) / len(absolute):6.1%}  "
-        f"worst {worst.error:+7.1%} ({worst.run['id']})  "
+        f"bias {sum(errs) / len(errs):+6.1%}  worst {worst.error:+7.1%} ({worst.run['id']})  "
         f"within ±10% {sum(a <= 0.10 for a in absolute):>3}  ±20% {sum(a <= 0.20 for a in absolute):>3}  "
         f"not-fit {not_fit}"
     )
@@ -675,6 +683,9 @@ def main(argv: list[str]) -> int:
         ("model size", params_bucket),
         ("GPU count", gpus_bucket),
         ("source", lambda run: run["source"]["doc"]),
+        # The same software at the same sizes, with and without recomputation: a bias that
+        # splits by recompute is a cost the model puts on the wrong side of that choice.
+        ("GPU and recompute", recompute_label),
     ):
         groups: dict[str, list[Result]] = defaultdict(list)
         for r in predicted:
